@@ -1,0 +1,122 @@
+"""Generation: batched answers with left padding, the KV cache and proper stopping.
+
+``generate_answers(model, tokenizer, prompts)`` answers many prompts at once (greedy by default),
+stopping each one at EOS or an end-of-turn marker. ``base_and_tuned`` answers with the base model
+and with the adapter on one loaded model (the adapter switched off, then on), so the model is
+never loaded twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+
+def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
+                     do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9,
+                     stop_strings: list[str] | None = None, seed: int = 0) -> dict:
+    """Answers to ``prompts`` (texts already in the model's prompt format).
+
+    Returns ``{"answers": [...], "new_tokens": [...], "seconds": s, "tokens_per_second": x}``.
+    Prompts are sorted by length and batched with left padding (so the batch shares the cache
+    well); answers come back in the original order.
+    """
+    import torch
+    from .models import model_device, stop_token_ids
+
+    dev = model_device(model)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: list[str] = [""] * len(prompts)
+    counts: list[int] = [0] * len(prompts)
+    eos = stop_token_ids(tokenizer)
+    gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=eos)
+    if do_sample:
+        gen_kwargs.update(temperature=temperature, top_p=top_p)
+        torch.manual_seed(seed)
+    if stop_strings:
+        gen_kwargs.update(stop_strings=stop_strings, tokenizer=tokenizer)
+    was_training = model.training
+    model.eval()
+    t0 = time.time()
+    try:
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+            with torch.inference_mode():
+                out = model.generate(**enc, **gen_kwargs)
+            new = out[:, enc["input_ids"].shape[1]:]
+            for row, i in enumerate(idx):
+                toks = new[row].tolist()
+                # count up to and including the first stop token; the rest is padding
+                n = len(toks)
+                for j, t in enumerate(toks):
+                    if t in eos:
+                        n = j + 1
+                        break
+                counts[i] = n
+                answers[i] = tokenizer.decode(toks[:n], skip_special_tokens=True).strip()
+                if stop_strings:
+                    for st in stop_strings:
+                        if st in answers[i]:
+                            answers[i] = answers[i].split(st, 1)[0].strip()
+    finally:
+        tokenizer.padding_side = old_side
+        if was_training:
+            model.train()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    secs = time.time() - t0
+    return {"answers": answers, "new_tokens": counts, "seconds": round(secs, 3),
+            "tokens_per_second": round(sum(counts) / secs, 1) if secs > 0 else None}
+
+
+@contextlib.contextmanager
+def adapter_disabled(model):
+    """Inside the block a PEFT model answers as its base model; outside, with the adapter."""
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            yield model
+    else:
+        yield model
+
+
+def base_and_tuned(model, tokenizer, prompts: list[str], **kw) -> tuple[dict, dict]:
+    """Answers of the base model (adapter off) and of the tuned model (adapter on)."""
+    with adapter_disabled(model):
+        base = generate_answers(model, tokenizer, prompts, **kw)
+    tuned = generate_answers(model, tokenizer, prompts, **kw)
+    return base, tuned
+
+
+def compare_on_examples(model_name: str, adapter_dir: str | Path, dataset_path: str | Path, n: int = 3,
+                        quantization: str = "auto", max_new_tokens: int = 64, template: str = "auto") -> list[dict]:
+    """Print base and tuned answers to the first ``n`` rows of a dataset, side by side."""
+    from .data import read_jsonl
+    from .models import load_model
+    from .prompts import prompt_text, reference
+    held_out = Path(dataset_path).with_name("test.jsonl")
+    if held_out.exists() and held_out != Path(dataset_path):
+        dataset_path = held_out  # prompts the model has not been trained on
+    model, tok = load_model(model_name, quantization=quantization, adapter=str(adapter_dir), verbose=False)
+    rows = read_jsonl(dataset_path)[:n]
+    prompts, refs = [], []
+    for r in rows:
+        if "messages" in r:
+            msgs = r["messages"]
+            cut = next((i for i, m in enumerate(msgs) if m["role"] == "assistant" and i > 0), len(msgs) - 1)
+            r = {**r, "messages": msgs[:cut + 1]}
+        prompts.append(prompt_text(tok, r, template))
+        refs.append(reference(r))
+    base, tuned = base_and_tuned(model, tok, prompts, max_new_tokens=max_new_tokens)
+    out = []
+    for p, ref, b, t in zip(prompts, refs, base["answers"], tuned["answers"]):
+        print("-" * 80)
+        print("PROMPT:   ", p[-300:].replace("\n", " | "))
+        print("REFERENCE:", ref[:300])
+        print("BASE:     ", b[:300])
+        print("TUNED:    ", t[:300])
+        out.append({"prompt": p, "reference": ref, "base": b, "tuned": t})
+    return out

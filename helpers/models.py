@@ -32,7 +32,7 @@ from pathlib import Path
 EMBEDDED_DEFAULT = "embedded/smollm2-135m-instruct"
 COLAB_DEFAULT = "meta-llama/Llama-3.2-1B-Instruct"  # a real Llama 3.x checkpoint (gated: accept the license on the Hub)
 QUANTIZATIONS = ("auto", "4bit", "8bit", "16bit", "none")
-PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<pad>", "<|pad|>", "[PAD]", "<|endoftext|>", "<unk>")
+PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>", "<pad>", "<|pad|>", "[PAD]", "<|endoftext|>", "<unk>")
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|eom_id|>", "<|endoftext|>", "</s>")
 
 

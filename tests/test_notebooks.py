@@ -1,0 +1,83 @@
+"""The notebooks: in sync with their sources, no outputs, pins that match requirements.txt, and
+every one runs top to bottom headless with SMOKE=1 on a CPU with no network (in pipeline order,
+in one scratch workspace, so each notebook consumes what the previous one wrote)."""
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+sys.path.insert(0, str(ROOT / "tools"))
+from sync_notebooks import colab_pins  # noqa: E402
+
+
+def test_there_are_notebooks_and_each_has_a_source():
+    assert NOTEBOOKS, "no notebooks found"
+    for nb in NOTEBOOKS:
+        assert (ROOT / "notebooks" / "src" / (nb.stem + ".py")).exists(), nb.name
+
+
+def test_notebooks_are_in_sync_with_their_sources():
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_notebooks.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_has_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name}: outputs must not be committed"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_shape_and_install_pins(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    setup = code[0].source
+    assert '"google.colab" in sys.modules' in setup and "setup_notebook(" in setup, "first code cell is the setup cell"
+    pins = [l for l in setup.splitlines() if l.startswith("PINS = ")]
+    assert pins == [f'PINS = "{colab_pins()}"'], "install cell disagrees with requirements.txt"
+    assert "torch" not in pins[0].split('"')[1].split(), "Colab's preinstalled torch must not be replaced"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    for c in code:
+        ast.parse(c.source)  # every cell is plain Python (no magics)
+    assert nb.cells[0].cell_type == "markdown" and "colab.research.google.com" in nb.cells[0].source
+
+
+def test_requirements_are_pinned():
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        spec = line.split("#")[0].strip()
+        if spec:
+            assert "==" in spec, f"unpinned requirement: {spec}"
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    saved = dict(os.environ)
+    os.environ.update(SMOKE="1", LLAMA_KIT_WORKDIR=str(work / "ws"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                      MPLBACKEND="Agg")
+    yield work
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_headless_with_smoke(path, pipeline_env):
+    from papermill.exceptions import PapermillExecutionError
+    from helpers.pipeline import run_notebook
+    try:
+        out = run_notebook(path, pipeline_env / "executed", timeout=1200)
+    except PapermillExecutionError as exc:
+        pytest.fail(f"{path.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}")
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors

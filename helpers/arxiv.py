@@ -669,7 +669,7 @@ class ScrapeResult:
 
     def summary(self) -> str:
         if self.offline:
-            return f"{self.offline} {len(self.rows)} PDF(s) already in {self.folder / 'pdfs'}."
+            return f"Offline, arXiv not asked: {len(self.rows)} PDF(s) already in {self.folder / 'pdfs'}."
         counts: dict[str, int] = {}
         for r in self.rows:
             key = "failed" if r["status"].startswith("failed") else r["status"]

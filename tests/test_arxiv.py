@@ -350,4 +350,9 @@ def test_smoke_uses_the_fixture_server_then_reports_offline_without_it(tmp_path,
     assert "arXiv is unreachable" in out and offline.offline
     assert [r["id"] for r in offline.rows] == ["1111.2011v2"] and offline.rows[0]["status"] == "on disk, matches manifest"
     assert "1 PDF(s) already in" in offline.summary()
+
+    with FixtureServer(FIXTURES) as srv:  # ARXIV_API_URL given: that server is asked, nothing is started
+        again = run_for_notebook(cfg.replace(arxiv_api_url=srv.api_url, delay_seconds=0.05), tmp_path, progress=False)
+    assert f"SMOKE: asking the arXiv API at {srv.api_url}" in capsys.readouterr().out
+    assert again.rows[0]["status"] == "already complete" and [r["on"] for r in srv.requests] == ["api"]
     assert [r["id"] for r in local_papers(tmp_path / "empty").rows] == []

@@ -115,7 +115,7 @@ class ScrapeConfig(StepConfig):
     category: str = "cs.CL"  # arXiv category, several comma-separated are ORed; "" = any
     date_from: str = "2024-04-18"  # submitted on or after (YYYY-MM-DD; Llama 3 came out 2024-04-18); "" = any
     date_to: str = ""  # submitted on or before (YYYY-MM-DD); "" = today
-    keywords: list[str] = field(default_factory=lambda: ["llama", "large language model"])  # any of them in title or abstract
+    keywords: list[str] = field(default_factory=lambda: ["llama", "large language model"])  # any, in title/abstract
     authors: list[str] = field(default_factory=list)  # any of these authors (arXiv au: syntax)
     id_list: list[str] = field(default_factory=list)  # explicit ids (2404.12345, 2404.12345v2, hep-th/9901001)
     sort_by: str = "submittedDate"  # "submittedDate", "relevance" or "lastUpdatedDate"
@@ -153,6 +153,8 @@ class ScrapeConfig(StepConfig):
                                      " (see https://arxiv.org/category_taxonomy; e.g. cs.CL, cs.LG, astro-ph.GA)"))
         start = _parse_date(self.date_from, "date_from")
         end = _parse_date(self.date_to, "date_to")
+        if start and not end and start > dt.datetime.now(dt.timezone.utc).date():
+            raise ConfigError(f"date_from={self.date_from!r} is in the future: nothing has been submitted yet")
         if start and end and end < start:
             raise ConfigError(f"date_to={self.date_to!r} is before date_from={self.date_from!r}: the range is empty")
         for name in ("keywords", "authors"):
@@ -688,8 +690,8 @@ class ScrapeResult:
 
 
 def _row(paper: Paper, status: str, size: int | None) -> dict:
-    return {"id": paper.versioned_id, "title": paper.title[:90], "first_author": paper.authors[0] if paper.authors else "",
-            "published": paper.published[:10], "category": paper.primary_category, "status": status,
+    return {"id": paper.versioned_id, "title": paper.title[:90],
+            "first_author": paper.authors[0] if paper.authors else "", "published": paper.published[:10], "category": paper.primary_category, "status": status,
             "size_kb": round(size / 1024, 1) if size else None}
 
 
@@ -730,8 +732,9 @@ def scrape(cfg: ScrapeConfig, folder: str | os.PathLike, progress: bool = True,
     client = ArxivClient(cfg, log=log)
     try:
         for paper in client.search():
-            if bar is not None and client.total_results is not None and bar.total != min(cfg.max_results, client.total_results):
-                bar.total = min(cfg.max_results, client.total_results)
+            expected = min(cfg.max_results, client.total_results or cfg.max_results)
+            if bar is not None and bar.total != expected:
+                bar.total = expected
                 bar.refresh()
             seen.append(paper)
             if paper.id not in abstracts.rows:

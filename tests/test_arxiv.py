@@ -80,6 +80,7 @@ def test_search_query_syntax():
     (dict(category="", keywords=[], date_from="2024-01-01"), "date range alone"),
     (dict(date_from="2025-01-01", date_to="2024-12-31"), "before date_from"),
     (dict(date_from="18/04/2024"), "expected a date"),
+    (dict(date_from="2999-01-01"), "in the future"),
     (dict(max_results=0), "max_results=0"),
     (dict(max_results=-5), "max_results=-5"),
     (dict(id_list=["abc"]), "'abc' is not an arXiv id"),
@@ -348,7 +349,8 @@ def test_smoke_uses_the_fixture_server_then_reports_offline_without_it(tmp_path,
     offline = run_for_notebook(cfg, tmp_path, progress=False)
     out = capsys.readouterr().out
     assert "arXiv is unreachable" in out and offline.offline
-    assert [r["id"] for r in offline.rows] == ["1111.2011v2"] and offline.rows[0]["status"] == "on disk, matches manifest"
+    assert [r["id"] for r in offline.rows] == ["1111.2011v2"]
+    assert offline.rows[0]["status"] == "on disk, matches manifest"
     assert "1 PDF(s) already in" in offline.summary()
 
     with FixtureServer(FIXTURES) as srv:  # ARXIV_API_URL given: that server is asked, nothing is started

@@ -14,22 +14,37 @@ from pathlib import Path
 
 def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
                      do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9,
-                     stop_strings: list[str] | None = None, seed: int = 0) -> dict:
+                     stop_strings: list[str] | None = None, seed: int = 0,
+                     max_prompt_tokens: int | None = None) -> dict:
     """Answers to ``prompts`` (texts already in the model's prompt format).
 
-    Returns ``{"answers": [...], "new_tokens": [...], "seconds": s, "tokens_per_second": x}``.
-    Prompts are sorted by length and batched with left padding (so the batch shares the cache
-    well); answers come back in the original order.
+    Returns ``{"answers": [...], "new_tokens": [...], "stopped": [...], "prompt_tokens": [...],
+    "truncated": n, "seconds": s, "tokens_per_second": x}``. ``stopped[i]`` is whether answer i
+    ended on a stop token (EOS or end-of-turn) rather than at ``max_new_tokens``.
+    Prompts are tokenized once, sorted by token length and batched with left padding (so a batch
+    wastes little on padding and shares the KV cache well); answers come back in the original
+    order. ``max_prompt_tokens``: a longer prompt keeps only its last that many tokens (the end,
+    where the reply starts); ``truncated`` counts them.
     """
     import torch
     from .models import model_device, stop_token_ids
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be at least 1")
     dev = model_device(model)
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    ids_all = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    truncated = 0
+    if max_prompt_tokens:
+        for i, ids in enumerate(ids_all):
+            if len(ids) > max_prompt_tokens:
+                ids_all[i] = ids[len(ids) - max_prompt_tokens:]
+                truncated += 1
+    order = sorted(range(len(prompts)), key=lambda i: len(ids_all[i]))
     answers: list[str] = [""] * len(prompts)
     counts: list[int] = [0] * len(prompts)
+    stopped: list[bool] = [False] * len(prompts)
     eos = stop_token_ids(tokenizer)
     gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
                       eos_token_id=eos)
@@ -44,7 +59,7 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
     try:
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+            enc = tokenizer.pad({"input_ids": [ids_all[i] for i in idx]}, return_tensors="pt").to(dev)
             with torch.inference_mode():
                 out = model.generate(**enc, **gen_kwargs)
             new = out[:, enc["input_ids"].shape[1]:]
@@ -55,6 +70,7 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
                 for j, t in enumerate(toks):
                     if t in eos:
                         n = j + 1
+                        stopped[i] = True
                         break
                 counts[i] = n
                 answers[i] = tokenizer.decode(toks[:n], skip_special_tokens=True).strip()
@@ -62,6 +78,7 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
                     for st in stop_strings:
                         if st in answers[i]:
                             answers[i] = answers[i].split(st, 1)[0].strip()
+                            stopped[i] = True
     finally:
         tokenizer.padding_side = old_side
         if was_training:
@@ -69,7 +86,8 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
     if dev.type == "cuda":
         torch.cuda.synchronize()
     secs = time.time() - t0
-    return {"answers": answers, "new_tokens": counts, "seconds": round(secs, 3),
+    return {"answers": answers, "new_tokens": counts, "stopped": stopped, "prompt_tokens": [len(x) for x in ids_all],
+            "truncated": truncated, "seconds": round(secs, 3),
             "tokens_per_second": round(sum(counts) / secs, 1) if secs > 0 else None}
 
 

@@ -1,0 +1,699 @@
+"""Evaluation (notebook 05): an honest base-vs-tuned report on the held-out split.
+
+``evaluate_adapter(cfg)`` loads the base model once with the adapter attached and, for the base
+(adapter switched off) and the tuned model (adapter on):
+
+* answers every held-out prompt in the prompt format used in training (batched, left padding,
+  KV cache, greedy by default, stopping at EOS / end of turn; ``helpers.generate``);
+* scores the answers against the references with ROUGE-1/2/L F1 (``rouge-score``, lower-cased
+  words, no stemming; ``evaluate``'s "rouge" metric when it can load, which wraps the same code);
+* measures the perplexity of the references under each model on the reply tokens only (the
+  same tokens training takes its loss on: ``helpers.prompts.encode``'s completion mask);
+* measures answer length, how often an answer stopped by itself, and a copy check (an answer
+  whose longest run of words copied from the prompt covers most of it);
+* puts a 95% paired bootstrap confidence interval on every number and on every tuned - base
+  difference (the same resampled prompts for both models), so a small test set does not
+  oversell a difference;
+* writes ``report.json``, ``report.md`` and ``answers.jsonl`` to the output folder (beside the
+  adapter by default) and two plots.
+
+The reference of a held-out row is its ``output`` (instruction rows) or, for conversations, the
+first assistant reply (``reference_turn="first"``: the prompt is what came before it, as in
+``helpers.data.held_out_turns``) or the last one (``"last"``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, StepConfig
+
+LONG_PROMPT_POLICIES = ("truncate", "skip", "error")
+ROUGE_BACKENDS = ("auto", "rouge-score", "evaluate")
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+# name -> (label, higher is better: True / False / None for "neither")
+METRICS = {
+    "rouge1": ("ROUGE-1 F1", True),
+    "rouge2": ("ROUGE-2 F1", True),
+    "rougeL": ("ROUGE-L F1", True),
+    "perplexity": ("perplexity of the references (reply tokens)", False),
+    "answer_words": ("answer length (words)", None),
+    "stop_rate": ("answers that stopped by themselves (EOS)", True),
+    "copy_rate": ("answers that copy the prompt", False),
+}
+
+
+class EvalError(ValueError):
+    """Evaluation input that cannot be used; the message says what is wrong and what to do."""
+
+
+@dataclass
+class EvalConfig(StepConfig):
+    """One base-vs-tuned evaluation. Defaults suit a Colab GPU."""
+    adapter_dir: str = ""  # LoRA adapter to evaluate (notebook 04 writes outputs/sft/adapter)
+    test_path: str = ""  # held-out JSONL with references ("" = test.jsonl beside the training dataset)
+    output_dir: str = ""  # where the report goes ("" = an "eval" folder beside the adapter)
+    model_name: str = ""  # base model ("" = the one the adapter was trained on)
+    quantization: str = "auto"  # "4bit", "8bit", "16bit", "none" or "auto" (4bit on GPU, fp32 on CPU)
+    template: str = ""  # prompt format ("" = the one used in training, from the run's metrics.json)
+    system_prompt: str = ""  # system message ("" = the one used in training, if any)
+    reference_turn: str = "first"  # conversations: "first" or "last" assistant reply is the reference
+    max_examples: int = 0  # evaluate only the first N held-out rows (0 = all)
+    max_new_tokens: int = 256  # longest answer
+    batch_size: int = 16  # prompts per generation batch
+    ppl_batch_size: int = 8  # sequences per perplexity batch
+    do_sample: bool = False  # sample instead of greedy decoding
+    temperature: float = 0.7  # sampling temperature (do_sample only)
+    top_p: float = 0.9  # nucleus sampling (do_sample only)
+    max_context: int = 0  # tokens the model may see (0 = the model's own context length)
+    long_prompts: str = "truncate"  # prompt + answer longer than the context: "truncate" (keep the end), "skip", "error"
+    rouge_backend: str = "auto"  # "auto" (evaluate if it loads, else rouge-score), "rouge-score", "evaluate"
+    copy_threshold: float = 0.6  # an answer copies the prompt when this share of its words is one run copied from it
+    copy_min_words: int = 4  # shorter answers are never counted as copies
+    bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
+    seed: int = 0  # seed of the bootstrap and of sampling
+    n_show: int = 5  # answers shown side by side in the report
+
+    @classmethod
+    def smoke_preset(cls) -> dict[str, Any]:
+        return dict(model_name="", quantization="none", max_examples=8, max_new_tokens=24, batch_size=8,
+                    ppl_batch_size=4, bootstrap=200, n_show=3)
+
+    def validate(self) -> None:
+        if self.long_prompts not in LONG_PROMPT_POLICIES:
+            raise ConfigError(f"LONG_PROMPTS={self.long_prompts!r}: use one of {', '.join(LONG_PROMPT_POLICIES)}.")
+        if self.rouge_backend not in ROUGE_BACKENDS:
+            raise ConfigError(f"ROUGE_BACKEND={self.rouge_backend!r}: use one of {', '.join(ROUGE_BACKENDS)}.")
+        if self.reference_turn not in ("first", "last"):
+            raise ConfigError(f"REFERENCE_TURN={self.reference_turn!r}: use 'first' or 'last'.")
+        for name in ("max_new_tokens", "batch_size", "ppl_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: must be at least 1.")
+        if self.bootstrap < 0 or 0 < self.bootstrap < 50:
+            raise ConfigError(f"BOOTSTRAP={self.bootstrap}: use 0 (no intervals) or at least 50 resamples.")
+        if not 0 < self.copy_threshold <= 1:
+            raise ConfigError(f"COPY_THRESHOLD={self.copy_threshold}: must be in (0, 1].")
+        if self.max_examples < 0 or self.max_context < 0:
+            raise ConfigError("MAX_EXAMPLES and MAX_CONTEXT must be 0 or positive.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Held-out rows
+# ----------------------------------------------------------------------------------------------
+def cut_at_reference(row: dict, turn: str = "first") -> dict | None:
+    """The row cut so that its last message is the reference reply; None when it has none."""
+    if "messages" not in row:
+        if str(row.get("output") or "").strip() and str(row.get("instruction") or "").strip():
+            return row
+        return None
+    msgs = row.get("messages") or []
+    idx = [i for i, m in enumerate(msgs) if isinstance(m, dict) and m.get("role") == "assistant" and i > 0
+           and str(m.get("content") or "").strip()]
+    if not idx:
+        return None
+    i = idx[0] if turn == "first" else idx[-1]
+    return {**row, "messages": msgs[: i + 1]}
+
+
+def load_references(path: str | os.PathLike, turn: str = "first", max_examples: int = 0) -> tuple[list[dict], list[int]]:
+    """Held-out rows cut at their reference, and the indices of rows without one (skipped).
+
+    Raises EvalError when the file has no row with a reference at all."""
+    from .data import DataError, read_jsonl
+    try:
+        rows = read_jsonl(path)
+    except DataError as exc:
+        raise EvalError(str(exc)) from None
+    if not rows:
+        raise EvalError(f"The test set {str(path)!r} is empty.")
+    kept, missing = [], []
+    for i, row in enumerate(rows):
+        cut = cut_at_reference(row, turn)
+        (kept.append(cut) if cut is not None else missing.append(i))
+        if max_examples and len(kept) >= max_examples:
+            break
+    if not kept:
+        raise EvalError(
+            f"The test set {str(path)!r} has no references to compare against: none of its {len(rows)} rows has a "
+            "non-empty 'output' (instruction rows) or an assistant reply after a user turn (conversations). "
+            "An evaluation set needs the expected answers; notebook 02 writes them to test.jsonl.")
+    if missing:
+        print(f"WARNING: {len(missing)} held-out row(s) have no reference and are skipped: rows {missing[:10]}")
+    return kept, missing
+
+
+def prompt_source(row: dict) -> str:
+    """The text the model was given (for the copy check): everything before the reference."""
+    if "messages" in row:
+        return "\n".join(str(m.get("content", "")) for m in row["messages"][:-1] if m.get("role") != "system")
+    return "\n".join(x for x in (str(row.get("instruction") or ""), str(row.get("input") or "")) if x.strip())
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics on text
+# ----------------------------------------------------------------------------------------------
+def words(text: str) -> list[str]:
+    """Lower-cased words as ROUGE sees them (rouge-score's tokenizer: letters and digits)."""
+    from rouge_score import tokenize
+    return tokenize.tokenize(text or "", None)
+
+
+def rouge_scores(predictions: list[str], references: list[str], backend: str = "auto") -> tuple[dict[str, list[float]], str]:
+    """Per-example ROUGE-1/2/L F1 and which library computed them.
+
+    "auto" uses Hugging Face ``evaluate`` when its "rouge" metric loads (it is fetched from the
+    Hub, so never offline) and ``rouge-score`` otherwise; both lower-case, keep letters and
+    digits, and do not stem, so the numbers are the same."""
+    if len(predictions) != len(references):
+        raise EvalError(f"{len(predictions)} predictions for {len(references)} references")
+    if backend not in ROUGE_BACKENDS:
+        raise EvalError(f"rouge backend {backend!r} is not one of {', '.join(ROUGE_BACKENDS)}")
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_EVALUATE_OFFLINE") == "1"
+    if backend == "evaluate" or (backend == "auto" and not offline):
+        try:
+            import evaluate
+            metric = evaluate.load("rouge")
+            res = metric.compute(predictions=predictions, references=references, use_aggregator=False,
+                                 use_stemmer=False, rouge_types=list(ROUGE_KEYS))
+            from importlib.metadata import version
+            return {k: [float(x) for x in res[k]] for k in ROUGE_KEYS}, f"evaluate {version('evaluate')} (rouge)"
+        except Exception as exc:  # the Hub is unreachable, or evaluate is not installed
+            if backend == "evaluate":
+                raise EvalError(f"evaluate's rouge metric did not load ({type(exc).__name__}: {str(exc)[:200]}); "
+                                "use rouge_backend='rouge-score', which works offline.") from None
+    from importlib.metadata import version
+    from rouge_score import rouge_scorer
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=False)
+    out: dict[str, list[float]] = {k: [] for k in ROUGE_KEYS}
+    for p, r in zip(predictions, references):
+        s = scorer.score(r, p)
+        for k in ROUGE_KEYS:
+            out[k].append(float(s[k].fmeasure))
+    return out, f"rouge-score {version('rouge-score')}"
+
+
+def longest_common_run(a: list[str], b: list[str]) -> int:
+    """Length of the longest contiguous run of words shared by ``a`` and ``b``."""
+    best = 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b):
+            if x == y:
+                cur[j + 1] = prev[j] + 1
+                if cur[j + 1] > best:
+                    best = cur[j + 1]
+        prev = cur
+    return best
+
+
+def copy_score(answer: str, source: str) -> float:
+    """Share of the answer's words that form one run copied verbatim from ``source`` (0..1)."""
+    a, s = words(answer), words(source)
+    if not a or not s:
+        return 0.0
+    return longest_common_run(a, s) / len(a)
+
+
+def is_copy(answer: str, source: str, threshold: float = 0.6, min_words: int = 4) -> bool:
+    return len(words(answer)) >= min_words and copy_score(answer, source) >= threshold
+
+
+# ----------------------------------------------------------------------------------------------
+# Perplexity of the references (reply tokens only)
+# ----------------------------------------------------------------------------------------------
+def reference_sequences(tokenizer, rows: list[dict], style: str, system: str | None) -> list[dict]:
+    """Token ids of prompt + reference with a mask on the reference's tokens (and its end
+    marker) only: ``helpers.prompts.encode``, as in training, keeping only the last reply."""
+    from .prompts import PromptError, encode
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            e = encode(tokenizer, row, style, max_len=10**9, system=system)
+        except PromptError as exc:
+            raise EvalError(f"held-out row {i}: {exc}") from None
+        mask = list(e["completion_mask"])
+        # keep only the last run of reply tokens: the reference (earlier replies are context)
+        end = max(j for j, m in enumerate(mask) if m) + 1
+        start = end
+        while start > 0 and mask[start - 1]:
+            start -= 1
+        mask = [1 if start <= j < end else 0 for j in range(len(mask))]
+        out.append({"input_ids": e["input_ids"], "completion_mask": mask})
+    return out
+
+
+def _decoder_and_head(model):
+    """The transformer body and the output layer, so logits are computed only where needed.
+    None when the model post-processes its logits (soft-capping, scaling): then full logits."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base, "config", None)
+    if cfg is not None and (getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logits_scaling", None)):
+        return None
+    body = getattr(base, getattr(base, "base_model_prefix", "model"), None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if body is None or head is None or body is base:
+        return None
+    return body, head
+
+
+def sequence_nll(model, tokenizer, seqs: list[dict], batch_size: int = 8, max_len: int | None = None,
+                 chunk: int = 1024) -> tuple[list[float], list[int], int]:
+    """Summed negative log-likelihood (nats) and token count of the masked tokens of each
+    sequence, batched with right padding. Logits are computed only at the scored positions
+    (a 128k-vocabulary model would otherwise need gigabytes for them). A sequence longer than
+    ``max_len`` keeps its last ``max_len`` tokens; the third value counts those."""
+    import torch
+    import torch.nn.functional as F
+    from .models import model_device
+
+    dev = model_device(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    seqs = [dict(s) for s in seqs]
+    cut = 0
+    for s in seqs:
+        if max_len and len(s["input_ids"]) > max_len:
+            s["input_ids"], s["completion_mask"] = s["input_ids"][-max_len:], s["completion_mask"][-max_len:]
+            cut += 1
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]["input_ids"]))
+    nll = [0.0] * len(seqs)
+    cnt = [0] * len(seqs)
+    parts = _decoder_and_head(model)
+    was_training = model.training
+    model.eval()
+    try:
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            L = max(len(seqs[i]["input_ids"]) for i in idx)
+            ids = torch.full((len(idx), L), pad, dtype=torch.long)
+            att = torch.zeros((len(idx), L), dtype=torch.long)
+            msk = torch.zeros((len(idx), L), dtype=torch.bool)
+            for r, i in enumerate(idx):
+                n = len(seqs[i]["input_ids"])
+                ids[r, :n] = torch.tensor(seqs[i]["input_ids"])
+                att[r, :n] = 1
+                msk[r, :n] = torch.tensor(seqs[i]["completion_mask"], dtype=torch.bool)
+            ids, att, msk = ids.to(dev), att.to(dev), msk.to(dev)
+            # position t predicts token t+1: score the positions whose next token is masked in
+            sel = msk[:, 1:].nonzero(as_tuple=False)  # (k, 2): row, position
+            targets = ids[sel[:, 0], sel[:, 1] + 1]
+            with torch.inference_mode():
+                if parts is not None:
+                    body, head = parts
+                    hidden = body(input_ids=ids, attention_mask=att).last_hidden_state
+                    h = hidden[sel[:, 0], sel[:, 1]]
+                    losses = torch.cat([F.cross_entropy(head(h[c:c + chunk]).float(), targets[c:c + chunk],
+                                                        reduction="none") for c in range(0, len(h), chunk)]) \
+                        if len(h) else torch.zeros(0, device=dev)
+                else:
+                    logits = model(input_ids=ids, attention_mask=att).logits
+                    losses = F.cross_entropy(logits[sel[:, 0], sel[:, 1]].float(), targets, reduction="none")
+            per_row = torch.zeros(len(idx), dtype=torch.float64, device=dev).index_add_(0, sel[:, 0], losses.double())
+            counts = torch.bincount(sel[:, 0], minlength=len(idx))
+            for r, i in enumerate(idx):
+                nll[i] = float(per_row[r])
+                cnt[i] = int(counts[r])
+    finally:
+        if was_training:
+            model.train()
+    return nll, cnt, cut
+
+
+def perplexity(nll: list[float], counts: list[int]) -> float:
+    """Corpus perplexity: exp(total NLL / total scored tokens)."""
+    n = sum(counts)
+    return math.exp(sum(nll) / n) if n else float("nan")
+
+
+# ----------------------------------------------------------------------------------------------
+# Paired bootstrap
+# ----------------------------------------------------------------------------------------------
+def _stat(values, kind: str):
+    """The statistic over the last-but-one axis: a mean, or a corpus perplexity of (nll, n) pairs."""
+    import numpy as np
+    if kind == "ppl":
+        return np.exp(values[..., 0].sum(-1) / np.maximum(values[..., 1].sum(-1), 1))
+    return values.mean(-1)
+
+
+def paired_bootstrap(base, tuned, kind: str = "mean", n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Point values and (1 - alpha) percentile intervals for base, tuned and tuned - base, from the
+    same resampled examples for both models (a paired bootstrap).
+
+    base, tuned: per-example values (kind "mean") or (nll, n_tokens) pairs (kind "ppl")."""
+    import numpy as np
+    b, t = np.asarray(base, dtype=float), np.asarray(tuned, dtype=float)
+    if b.shape != t.shape or len(b) == 0:
+        raise EvalError(f"bootstrap needs the same non-zero number of base and tuned values ({b.shape} vs {t.shape})")
+    out = {"base": {"value": float(_stat(b, kind))}, "tuned": {"value": float(_stat(t, kind))}}
+    out["diff"] = {"value": out["tuned"]["value"] - out["base"]["value"]}
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, len(b), size=(n_boot, len(b)))
+        sb, st = _stat(b[idx], kind), _stat(t[idx], kind)
+        for name, arr in (("base", sb), ("tuned", st), ("diff", st - sb)):
+            lo, hi = np.quantile(arr, [alpha / 2, 1 - alpha / 2])
+            out[name]["ci"] = [float(lo), float(hi)]
+    return out
+
+
+def verdict(diff: dict, higher_is_better: bool | None) -> str:
+    """What a difference's interval supports: "tuned better", "base better" or "no clear difference"."""
+    ci = diff.get("ci")
+    if higher_is_better is None:
+        return "longer" if ci and ci[0] > 0 else ("shorter" if ci and ci[1] < 0 else "no clear difference")
+    if not ci:
+        return "no interval"
+    if ci[0] > 0 or ci[1] < 0:
+        up = ci[0] > 0
+        return "tuned better" if up == higher_is_better else "base better"
+    return "no clear difference"
+
+
+# ----------------------------------------------------------------------------------------------
+# The evaluation
+# ----------------------------------------------------------------------------------------------
+def run_metadata(adapter_dir: Path) -> dict:
+    """metrics.json of the training run that wrote the adapter (empty when there is none)."""
+    p = Path(adapter_dir).parent / "metrics.json"
+    try:
+        return json.loads(p.read_text()) if p.exists() else {}
+    except ValueError:
+        return {}
+
+
+def default_test_path(adapter_dir: str | os.PathLike, ws=None) -> Path:
+    """test.jsonl beside the dataset the adapter was trained on (from the run's metrics.json),
+    else beside notebook 04's default dataset."""
+    cfg = run_metadata(Path(adapter_dir)).get("config", {})
+    if cfg.get("dataset_path"):
+        return Path(cfg["dataset_path"]).with_name("test.jsonl")
+    if ws is not None:
+        from .train import default_dataset
+        return default_dataset(ws).with_name("test.jsonl")
+    raise EvalError(f"No TEST_PATH given and no metrics.json beside {adapter_dir} says which dataset it was trained on.")
+
+
+def check_adapter(adapter_dir: str, model_name: str = "") -> tuple[str, dict]:
+    """The base model name to load for an adapter, refusing a missing adapter or one trained for
+    another base. Returns (model name, the run's metrics.json)."""
+    from .models import adapter_base_name, same_base
+    path = Path(adapter_dir) if adapter_dir else None
+    if path is None or not (path / "adapter_config.json").exists():
+        raise EvalError(f"No fine-tuned adapter in {str(path)!r} (no adapter_config.json). Run notebook 04 "
+                        "(fine-tune) first, or set ADAPTER_DIR to a LoRA adapter folder.")
+    meta = run_metadata(path)
+    recorded = adapter_base_name(str(path))
+    trained_on = meta.get("model_name") or recorded
+    if not model_name:
+        if not trained_on:
+            raise EvalError(f"The adapter in {path} does not record its base model; set MODEL_NAME.")
+        return trained_on, meta
+    if not same_base(recorded, model_name) or (meta.get("model_name") and not same_base(meta["model_name"], model_name)):
+        raise EvalError(f"The adapter in {path} was trained for {trained_on!r}, not for {model_name!r}: its weights "
+                        f"only fit that base model. Set MODEL_NAME={trained_on!r} (or leave it empty).")
+    return model_name, meta
+
+
+def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None, plot_prefix: str = "eval_",
+                     log=print) -> dict:
+    """Base vs tuned on the held-out set; see the module docstring. Returns the report dict
+    (also written to ``output_dir/report.json`` and ``report.md``)."""
+    import torch
+    from .generate import adapter_disabled, generate_answers
+    from .models import ModelLoadError, load_model
+    from .prompts import prompt_text, resolve_style
+
+    t_start = time.time()
+    model_name, meta = check_adapter(cfg.adapter_dir, cfg.model_name)
+    train_cfg = meta.get("config", {})
+    template = cfg.template or train_cfg.get("template") or "auto"
+    system = cfg.system_prompt or train_cfg.get("system_prompt") or None
+    test_path = Path(cfg.test_path) if cfg.test_path else default_test_path(cfg.adapter_dir)
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(cfg.adapter_dir).parent / "eval"
+    plots = Path(plots_dir) if plots_dir else out_dir / "plots"
+    rows, missing = load_references(test_path, cfg.reference_turn, cfg.max_examples)
+    log(f"Held-out set {test_path}: {len(rows)} rows with a reference" +
+        (f", {len(missing)} without one skipped" if missing else ""))
+
+    try:
+        model, tok = load_model(model_name, quantization=cfg.quantization, adapter=cfg.adapter_dir)
+    except ModelLoadError as exc:
+        raise EvalError(str(exc)) from None
+    except RuntimeError as exc:
+        if "size mismatch" in str(exc):
+            raise EvalError(f"The adapter in {cfg.adapter_dir} does not fit {model_name!r} (its weight shapes differ: "
+                            "it was trained for another base model). Set MODEL_NAME to the model it was trained on.") from None
+        raise
+    if not hasattr(model, "disable_adapter"):
+        raise EvalError(f"{cfg.adapter_dir} did not load as a LoRA adapter; nothing to switch off for the base model.")
+    style = resolve_style(tok, template)
+
+    # context: prompt + answer must fit; longer prompts are truncated (keep the end), skipped, or refused
+    model_ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0) or 10**9
+    ctx = min(cfg.max_context, model_ctx) if cfg.max_context else model_ctx
+    room = ctx - cfg.max_new_tokens
+    if room < 8:
+        raise EvalError(f"MAX_NEW_TOKENS={cfg.max_new_tokens} leaves no room for a prompt in a context of {ctx} tokens.")
+    prompts = [prompt_text(tok, r, style, system) for r in rows]
+    lens = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    long_idx = [i for i, n in enumerate(lens) if n > room]
+    if long_idx and cfg.long_prompts == "error":
+        raise EvalError(
+            f"{len(long_idx)} held-out prompt(s) are longer than the context allows ({room} tokens = context {ctx} - "
+            f"MAX_NEW_TOKENS {cfg.max_new_tokens}): rows {long_idx[:10]} with {[lens[i] for i in long_idx[:10]]} tokens. "
+            "Set LONG_PROMPTS='truncate' (keep each prompt's end) or 'skip', or lower MAX_NEW_TOKENS.")
+    if long_idx and cfg.long_prompts == "skip":
+        keep = [i for i in range(len(rows)) if i not in set(long_idx)]
+        if not keep:
+            raise EvalError(f"Every held-out prompt is longer than the {room} tokens the context allows; nothing left.")
+        rows, prompts = [rows[i] for i in keep], [prompts[i] for i in keep]
+    if long_idx:
+        log(f"{len(long_idx)} prompt(s) longer than {room} tokens: "
+            + ("skipped." if cfg.long_prompts == "skip" else "truncated from the left (their end is kept)."))
+    refs = [_reference_text(r) for r in rows]
+    seqs = reference_sequences(tok, rows, style, system)
+
+    gen_kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, do_sample=cfg.do_sample,
+                  temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_prompt_tokens=room)
+    results: dict[str, dict] = {}
+    for which in ("base", "tuned"):
+        ctxm = adapter_disabled(model) if which == "base" else _nullcontext()
+        with ctxm:
+            gen = generate_answers(model, tok, prompts, **gen_kw)
+            nll, cnt, _ = sequence_nll(model, tok, seqs, cfg.ppl_batch_size, max_len=ctx)
+        results[which] = {"gen": gen, "nll": nll, "count": cnt}
+        log(f"{which}: {sum(gen['new_tokens'])} tokens generated in {gen['seconds']:.1f}s "
+            f"({gen['tokens_per_second']} tok/s); reference perplexity {perplexity(nll, cnt):.2f} "
+            f"over {sum(cnt)} tokens")
+
+    backend_used = ""
+    per: dict[str, dict[str, list]] = {}
+    for which in ("base", "tuned"):
+        ans = results[which]["gen"]["answers"]
+        rs, backend_used = rouge_scores(ans, refs, cfg.rouge_backend)
+        per[which] = {**rs,
+                      "answer_words": [len(words(a)) for a in ans],
+                      "stop_rate": [1.0 if s else 0.0 for s in results[which]["gen"]["stopped"]],
+                      "copy_score": [copy_score(a, prompt_source(r)) for a, r in zip(ans, rows)],
+                      "copy_rate": [1.0 if is_copy(a, prompt_source(r), cfg.copy_threshold, cfg.copy_min_words) else 0.0
+                                    for a, r in zip(ans, rows)],
+                      "ppl_pairs": list(zip(results[which]["nll"], results[which]["count"]))}
+
+    metrics = {}
+    for name, (label, hib) in METRICS.items():
+        if name == "perplexity":
+            bs = paired_bootstrap(per["base"]["ppl_pairs"], per["tuned"]["ppl_pairs"], "ppl", cfg.bootstrap, cfg.seed)
+        else:
+            bs = paired_bootstrap(per["base"][name], per["tuned"][name], "mean", cfg.bootstrap, cfg.seed)
+        metrics[name] = {"label": label, "higher_is_better": hib, **bs, "verdict": verdict(bs["diff"], hib)}
+
+    answers = []
+    for i, (r, p, ref) in enumerate(zip(rows, prompts, refs)):
+        answers.append({"index": i, "id": r.get("id"), "prompt": p, "reference": ref,
+                        **{w: results[w]["gen"]["answers"][i] for w in ("base", "tuned")},
+                        **{f"{w}_{k}": round(float(per[w][k][i]), 4) for w in ("base", "tuned")
+                           for k in ("rouge1", "rouge2", "rougeL", "copy_score")},
+                        **{f"{w}_ppl": round(math.exp(per[w]["ppl_pairs"][i][0] / max(1, per[w]["ppl_pairs"][i][1])), 3)
+                           for w in ("base", "tuned")}})
+    report = {
+        "model_name": model_name, "adapter_dir": str(cfg.adapter_dir), "test_path": str(test_path),
+        "quantization": cfg.quantization, "template": style, "system_prompt": system,
+        "n_examples": len(rows), "reference_turn": cfg.reference_turn,
+        "rows_without_reference": missing,
+        "reference_words": sum(len(words(x)) for x in refs) / len(refs),
+        "reference_tokens_scored": sum(results["base"]["count"]),
+        "long_prompts": {"policy": cfg.long_prompts, "count": len(long_idx), "context": ctx,
+                         "max_prompt_tokens": room,
+                         "what": {"truncate": "prompts longer than the context allows keep their last tokens",
+                                  "skip": "prompts longer than the context allows are left out of every metric",
+                                  "error": "no prompt was longer than the context allows"}[cfg.long_prompts]},
+        "generation": {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
+                       "decoding": f"sampling (temperature {cfg.temperature}, top-p {cfg.top_p}, seed {cfg.seed})"
+                       if cfg.do_sample else "greedy",
+                       **{f"{w}_tokens_per_second": results[w]["gen"]["tokens_per_second"] for w in ("base", "tuned")},
+                       **{f"{w}_seconds": results[w]["gen"]["seconds"] for w in ("base", "tuned")}},
+        "rouge_backend": backend_used + " (F1; lower-cased letters and digits, no stemming)",
+        "copy_check": f"an answer of at least {cfg.copy_min_words} words copies the prompt when one run of words "
+                      f"taken verbatim from it covers at least {cfg.copy_threshold:.0%} of the answer",
+        "bootstrap": {"resamples": cfg.bootstrap, "seed": cfg.seed, "interval": "95% percentile, paired"},
+        "metrics": metrics,
+        "examples": answers[: cfg.n_show],
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "seconds": round(time.time() - t_start, 1),
+    }
+    del model
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from .data import write_jsonl
+    write_jsonl(out_dir / "answers.jsonl", answers)
+    report["plots"] = [str(p) for p in plot_report(report, per, refs, plots, plot_prefix) if p]
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (out_dir / "report.md").write_text(report_markdown(report, out_dir))
+    report["files"] = {"json": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md"),
+                       "answers": str(out_dir / "answers.jsonl")}
+    log(f"Report in {out_dir} ({report['seconds']}s)")
+    return report
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def _reference_text(row: dict) -> str:
+    from .prompts import reference
+    return reference(row)
+
+
+# ----------------------------------------------------------------------------------------------
+# Report: Markdown, table, plots
+# ----------------------------------------------------------------------------------------------
+def _fmt(x: float, name: str) -> str:
+    if name == "perplexity":
+        return f"{x:.2f}"
+    if name == "answer_words":
+        return f"{x:.1f}"
+    return f"{x:.3f}"
+
+
+def _cell(d: dict, name: str, signed: bool = False) -> str:
+    v = d["value"]
+    s = ("+" if signed and v >= 0 else "") + _fmt(v, name)
+    if "ci" in d:
+        lo, hi = d["ci"]
+        s += f" [{('+' if signed and lo >= 0 else '') + _fmt(lo, name)}, {('+' if signed and hi >= 0 else '') + _fmt(hi, name)}]"
+    return s
+
+
+def metrics_table(report: dict) -> str:
+    """The base-vs-tuned table in Markdown: value [95% CI] for each model and the difference."""
+    lines = ["| metric | base | tuned | tuned − base | verdict |", "|---|---|---|---|---|"]
+    for name, m in report["metrics"].items():
+        arrow = {True: " ↑", False: " ↓", None: ""}[m["higher_is_better"]]
+        lines.append(f"| {m['label']}{arrow} | {_cell(m['base'], name)} | {_cell(m['tuned'], name)} | "
+                     f"{_cell(m['diff'], name, signed=True)} | {m['verdict']} |")
+    return "\n".join(lines)
+
+
+def side_by_side(report: dict, width: int = 400) -> str:
+    """The sample answers in Markdown: prompt (its end), reference, base, tuned."""
+    def clip(t: str, tail: bool = False) -> str:
+        t = " ".join(str(t).split())
+        if len(t) <= width:
+            return t
+        return ("…" + t[-width:]) if tail else (t[:width] + "…")
+    out = []
+    for ex in report["examples"]:
+        out += [f"### Example {ex['index'] + 1}" + (f" ({ex['id']})" if ex.get("id") else ""), "",
+                f"- **prompt (end):** `{clip(ex['prompt'], tail=True)}`",
+                f"- **reference:** {clip(ex['reference'])}",
+                f"- **base** (ROUGE-L {ex['base_rougeL']:.2f}): {clip(ex['base']) or '*(empty)*'}",
+                f"- **tuned** (ROUGE-L {ex['tuned_rougeL']:.2f}): {clip(ex['tuned']) or '*(empty)*'}", ""]
+    return "\n".join(out)
+
+
+def report_markdown(report: dict, out_dir: Path | None = None) -> str:
+    g, lp = report["generation"], report["long_prompts"]
+    lines = [
+        f"# Base vs tuned: {report['model_name']} + {report['adapter_dir']}", "",
+        f"- held-out set: `{report['test_path']}`, {report['n_examples']} prompts with a reference "
+        f"({report['reference_turn']} assistant reply of each conversation); "
+        f"{len(report['rows_without_reference'])} rows without a reference skipped",
+        f"- prompt format: {report['template']}" + (f", system prompt {report['system_prompt']!r}" if report['system_prompt'] else ""),
+        f"- answers: {g['decoding']}, at most {g['max_new_tokens']} new tokens, batches of {g['batch_size']}; "
+        f"{g['base_tokens_per_second']} (base) and {g['tuned_tokens_per_second']} (tuned) generated tokens/s on {report['device']}",
+        f"- long prompts (context {lp['context']} tokens, at most {lp['max_prompt_tokens']} for the prompt): "
+        f"{lp['count']} — policy '{lp['policy']}': {lp['what']}",
+        f"- ROUGE: {report['rouge_backend']}; perplexity: of the reference replies under each model, reply tokens only "
+        f"({report['reference_tokens_scored']} tokens), as in training",
+        f"- copy check: {report['copy_check']}",
+        f"- intervals: {report['bootstrap']['interval']} bootstrap over prompts, {report['bootstrap']['resamples']} "
+        f"resamples (seed {report['bootstrap']['seed']}); a difference whose interval contains 0 is not established "
+        "by this test set", "",
+        "## Metrics (value [95% CI])", "", metrics_table(report), "",
+        f"Mean reference length: {report['reference_words']:.1f} words.", "",
+        "## Answers side by side", "", side_by_side(report),
+    ]
+    if report.get("plots"):
+        lines += ["## Plots", ""]
+        for p in report["plots"]:
+            rel = os.path.relpath(p, out_dir) if out_dir else p
+            lines.append(f"![{Path(p).stem}]({rel})")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: dict, per: dict, refs: list[str], plots_dir: Path, prefix: str = "eval_") -> list[Path | None]:
+    """Metric bars with 95% CI error bars, and the answer-length histogram."""
+    from .plots import _plt
+    plt = _plt()
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    m = report["metrics"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
+    names = ["rouge1", "rouge2", "rougeL", "stop_rate", "copy_rate"]
+    labels = ["ROUGE-1", "ROUGE-2", "ROUGE-L", "stopped", "copies"]
+    w = 0.38
+    for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", "#1f77b4"))):
+        vals = [m[n][which]["value"] for n in names]
+        err = [[max(0.0, v - m[n][which].get("ci", [v, v])[0]) for n, v in zip(names, vals)],
+               [max(0.0, m[n][which].get("ci", [v, v])[1] - v) for n, v in zip(names, vals)]]
+        ax1.bar([i + (k - 0.5) * w for i in range(len(names))], vals, w, yerr=err, capsize=3, label=which, color=color)
+        pv = m["perplexity"][which]
+        pe = [[max(0.0, pv["value"] - pv.get("ci", [pv["value"]] * 2)[0])], [max(0.0, pv.get("ci", [pv["value"]] * 2)[1] - pv["value"])]]
+        ax2.bar([(k - 0.5) * w], [pv["value"]], w, yerr=pe, capsize=3, color=color)
+    ax1.set_xticks(range(len(names)), labels)
+    ax1.set_ylabel("mean over held-out prompts")
+    ax1.set_title(f"base vs tuned, {report['n_examples']} prompts (95% CI)")
+    ax1.legend()
+    ax1.grid(axis="y", alpha=0.3)
+    ax2.set_xticks([-w / 2, w / 2], ["base", "tuned"])
+    ax2.set_title("reference perplexity ↓")
+    ax2.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    p1 = plots_dir / f"{prefix}metrics.png"
+    fig.savefig(p1)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    data = [per["base"]["answer_words"], per["tuned"]["answer_words"], [len(words(r)) for r in refs]]
+    top = max(1, max(max(d) if d else 0 for d in data))
+    bins = list(range(0, top + 2, max(1, (top + 1) // 25)))
+    ax.hist(data, bins=bins, label=["base", "tuned", "reference"], color=["#8c8c8c", "#1f77b4", "#2ca02c"])
+    ax.set_xlabel("answer length (words)")
+    ax.set_ylabel("prompts")
+    ax.set_title("answer length: base, tuned and the references")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    p2 = plots_dir / f"{prefix}lengths.png"
+    fig.savefig(p2)
+    plt.close(fig)
+    return [p1, p2]

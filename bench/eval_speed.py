@@ -71,6 +71,10 @@ def random_checkpoint(shape: str, tok_dir: str, root: str) -> str:
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(Path(tok_dir) / f, path / f)
     del model
+    import gc
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # so the memory figures below do not count the bf16 build
     return str(path)
 
 
@@ -156,6 +160,7 @@ def memory(args) -> dict:
     model.eval()
     cuda = torch.cuda.is_available()
     if cuda:
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     after_load = torch.cuda.memory_allocated() / 2**30 if cuda else None
     # prompts of prompt_tokens random ids (as text), answers to the cap (random weights do not stop)

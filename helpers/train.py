@@ -408,7 +408,8 @@ def peak_memory_gib() -> float | None:
 # ----------------------------------------------------------------------------------------------
 # The entry point
 # ----------------------------------------------------------------------------------------------
-def train(cfg: TrainConfig, log=print) -> TrainResult:
+def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainResult:
+    """One training run; ``callbacks``: extra TrainerCallbacks (the sweep's pruning watch)."""
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, set_seed
@@ -547,7 +548,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     )
     if report == "tensorboard":
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # durable (Drive on Colab)
-    callbacks = _make_callbacks(cfg, durable_ckpt, t_start)
+    extra_callbacks = list(callbacks or [])
+    callbacks = _make_callbacks(cfg, durable_ckpt, t_start) + extra_callbacks
     if cfg.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     Trainer = _make_trainer_class()

@@ -84,6 +84,7 @@ class TrainConfig(StepConfig):
     seed: int = 42  # seed for LoRA init, data order and dropout
     merge: bool = False  # also save the adapter merged into 16-bit base weights
     report_to: str = "tensorboard"  # "tensorboard", "none", "wandb", ...
+    kernels: str = "auto"  # "auto" (Liger's fused RMSNorm/SwiGLU/RoPE on a GPU when installed), "liger" or "none"
     max_rows: int = 0  # use only the first N training rows (0 = all), for quick trials
 
     @classmethod
@@ -347,6 +348,27 @@ def prepare_for_training(model, cfg: TrainConfig, quantized: bool):
     return model
 
 
+def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
+    """Swap in fused Triton kernels (Liger: RMSNorm, SwiGLU, RoPE) on the model instance.
+
+    The LM head needs no kernel of its own: TRL's SFTTrainer already scores only the trained
+    positions, in tiles, without building the (batch, seq, vocab) logits. Returns what was done."""
+    import importlib.util
+    import torch
+    if kernels == "none":
+        return "none"
+    available = importlib.util.find_spec("liger_kernel") is not None and torch.cuda.is_available()
+    if not available:
+        if kernels == "liger":
+            raise ConfigError("KERNELS='liger' needs a CUDA GPU and `pip install liger-kernel`.")
+        return "none"
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    _apply_liger_kernel_to_instance(model=model, rope=True, swiglu=True, rms_norm=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False)
+    log("Fast kernels: Liger RMSNorm, SwiGLU and RoPE")
+    return "liger"
+
+
 def lora_targets(cfg: TrainConfig):
     if cfg.target_modules.strip() == "all-linear":
         return "all-linear"
@@ -480,13 +502,21 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         rows = shard_rows(rows, cfg.num_shards, shard)
     if cfg.eval_path:
         train_rows, eval_rows = rows, load_rows(cfg.eval_path, cfg.mode)
+    elif cfg.mode == "pretrain" and len(rows) < 4 and cfg.eval_fraction > 0:
+        train_rows, eval_rows = rows, []  # too few documents: hold out the tail blocks instead (below)
     else:
         train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed)
     train_enc, train_rep = encode_rows(tok, train_rows, cfg, Path(cfg.dataset_path).name)
     eval_enc, eval_rep = encode_rows(tok, eval_rows, cfg, "validation") if eval_rows else ([], None)
+    if cfg.mode == "pretrain" and not eval_rows and not cfg.eval_path and cfg.eval_fraction > 0 and len(train_enc) >= 4:
+        n_eval = max(1, int(round(len(train_enc) * cfg.eval_fraction)))
+        train_enc, eval_enc = train_enc[:-n_eval], train_enc[-n_eval:]
+        eval_rep = {"source": "validation", "blocks": n_eval, "note": "the last blocks of the corpus (fewer than 4 documents)"}
+        log(f"Fewer than 4 documents: the last {n_eval} of {n_eval + len(train_enc)} blocks are held out for perplexity.")
 
     quantized = quant in ("4bit", "8bit")
     model = prepare_for_training(model, cfg, quantized)
+    kernels = apply_fast_kernels(model, cfg.kernels, log)
     if cfg.finetune == "lora":
         model = add_lora(model, cfg)
     trainable = count_parameters(model, trainable_only=True)
@@ -557,6 +587,16 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(train_enc),
                       eval_dataset=Dataset.from_list(eval_enc) if has_eval else None,
                       processing_class=tok, callbacks=callbacks)
+    start_file = out / "start_eval.json"
+    start_eval = None
+    if has_eval and resume_from is None:
+        # the untrained model's validation loss: the "before" of every before/after figure
+        start_eval = {k: v for k, v in trainer.evaluate().items() if k == "eval_loss"}
+        start_file.write_text(json.dumps(start_eval) + "\n")
+        log(f"Validation loss before training: {start_eval['eval_loss']:.4f} "
+            f"(perplexity {math.exp(start_eval['eval_loss']):.2f})")
+    elif start_file.exists():
+        start_eval = json.loads(start_file.read_text())
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t_train = time.time()
@@ -567,6 +607,8 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     trainer.save_model(str(adapter_dir))
     tok.save_pretrained(str(adapter_dir))
     history = trainer.state.log_history
+    if start_eval:
+        history = [{"eval_loss": start_eval["eval_loss"], "step": 0, "epoch": 0.0}] + list(history)
     final_eval = trainer.evaluate() if has_eval else {}
     tokens_seen = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
     metrics = {
@@ -575,9 +617,12 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         "train_loss": round(out_train.training_loss, 4) if out_train.training_loss else None,
         "eval_loss": round(final_eval["eval_loss"], 4) if "eval_loss" in final_eval else None,
         "first_eval_loss": next((h["eval_loss"] for h in history if "eval_loss" in h), None),
+        "start_eval_loss": start_eval["eval_loss"] if start_eval else None,
+        "start_perplexity": round(math.exp(start_eval["eval_loss"]), 3) if start_eval else None,
+        "eval_perplexity": round(math.exp(final_eval["eval_loss"]), 3) if "eval_loss" in final_eval else None,
         "train_seconds": round(train_s, 1), "tokens_seen": tokens_seen,
         "tokens_per_second": round(tokens_seen / train_s, 1) if train_s > 0 and tokens_seen else None,
-        "peak_memory_gib": peak_memory_gib(), "trainable_parameters": trainable,
+        "peak_memory_gib": peak_memory_gib(), "trainable_parameters": trainable, "kernels": kernels,
         "resumed_from": str(resume_from) if resume_from else None,
         "data": {"train": train_rep, "validation": eval_rep}, "shard": shard,
         "config": {k: v for k, v in cfg.to_dict().items()},

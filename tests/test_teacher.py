@@ -1,0 +1,270 @@
+"""helpers.teacher: the OpenAI-compatible client against a real HTTP server on 127.0.0.1 (429 with
+Retry-After, 500, timeouts, invalid JSON, truncated answers, a wrong key), the resume store
+under SIGKILL, parsing and validation, and the embedded model as the local teacher."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import fixtures
+from helpers.chunking import Chunk, chunk_id
+from helpers.teacher import (DEFAULT_PROMPT, HttpTeacher, TeacherError, TeacherStore, load_prompt, parse_answer,
+                             parse_retry_after, render_messages, request_key, run_teacher, triples_from_answer,
+                             validate_item)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import API_KEY, FakeOpenAI, passage_id  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = fixtures.fixture_pdf()
+needs_paper = pytest.mark.skipif(PAPER is None, reason="../shared/fixtures/arxiv/1111.2011v2.pdf is missing")
+
+TEXTS = [
+    "The Bethe lattice is a tree in which every node has the same number of neighbours. Because it has no loops, "
+    "mean field theory becomes exact on it in the limit of large connectivity.",
+    "An O(N) quantum rotor model describes N-component unit vectors with a kinetic term. Near the quantum critical "
+    "point the gap closes and the correlation length diverges with exponent nu.",
+    "In R, the function seq() builds regular sequences. Its arguments from, to and by give the start, the end and "
+    "the step; length.out asks for a number of elements instead of a step.",
+    "Vectors in R are recycled when an operation combines vectors of different lengths: the shorter one is repeated "
+    "until it matches the longer one, with a warning if the lengths are not multiples.",
+]
+
+
+def chunks(texts=TEXTS, source="doc.pdf"):
+    return [Chunk(chunk_id(source, t), source, i, t, len(t.split())) for i, t in enumerate(texts)]
+
+
+def teacher(fake, **kw):
+    kw = {"api_key": API_KEY, "timeout_s": 1.0, "backoff_s": 0.05, "max_retries": 4, "concurrency": 1, **kw}
+    return HttpTeacher(fake.base_url, "llama-3.3-70b-versatile", **kw)
+
+
+# --- the HTTP backend ----------------------------------------------------------------------------
+def test_retries_429_with_retry_after_500_and_timeout(tmp_path):
+    with FakeOpenAI(plan=["429", "500", "timeout", "ok"], retry_after="1", timeout_sleep=2.0) as fake:
+        store = TeacherStore(tmp_path / "answers.jsonl")
+        s = run_teacher(chunks()[:1], teacher(fake), store, n=2, verbose=False)
+        assert s["answered"] == 1 and s["failed"] == [] and len(store) == 1
+        rec = next(iter(store.records.values()))
+        assert rec["attempts"] == 4
+        assert fake.times[1] - fake.times[0] >= 0.95  # waited for Retry-After: 1 (backoff alone is 0.05 s)
+        # the request is a real chat completion: model, messages, JSON mode, bearer key
+        body = fake.bodies[-1]
+        assert body["model"] == "llama-3.3-70b-versatile" and body["response_format"] == {"type": "json_object"}
+        assert body["messages"][0]["role"] == "system" and TEXTS[0] in body["messages"][1]["content"]
+        triples, rejects = triples_from_answer(rec, TEXTS[0])
+        assert len(triples) == 2 and rejects == []
+        assert rec["prompt_tokens"] > 0 and rec["completion_tokens"] > 0  # from the usage field
+
+
+def test_invalid_json_and_truncated_answers_become_rejects_with_reasons(tmp_path):
+    cs = chunks()[:3]
+    with FakeOpenAI(plan=["invalid_json", "truncated", "ok"], n_examples=3) as fake:
+        store = TeacherStore(tmp_path / "answers.jsonl")
+        run_teacher(cs, teacher(fake), store, n=3, verbose=False)
+    by_chunk = {r["chunk_id"]: r for r in store.records.values()}
+    results = [triples_from_answer(by_chunk[c.id], c.text) for c in cs]
+    (t0, r0), (t1, r1), (t2, r2) = results
+    assert t0 == [] and len(r0) == 1 and r0[0]["reason"].startswith("unparseable JSON")
+    assert r0[0]["answer"].startswith("Sure! Here are")  # the raw answer is kept for reading
+    assert by_chunk[cs[1].id]["finish_reason"] == "length"
+    assert 1 <= len(t1) < 3 and r1[-1]["reason"].startswith("truncated")
+    assert len(t2) == 3 and r2 == []
+
+
+def test_gives_up_after_max_retries_and_the_next_run_asks_again(tmp_path):
+    cs = chunks()[:2]
+    store_path = tmp_path / "answers.jsonl"
+    with FakeOpenAI(plan=["500", "500", "500"]) as fake:
+        s = run_teacher(cs[:1], teacher(fake, max_retries=2), TeacherStore(store_path), verbose=False)
+        assert s["answered"] == 0 and len(s["failed"]) == 1
+        assert "gave up after 3 tries" in s["failed"][0]["error"] and "HTTP 500" in s["failed"][0]["error"]
+        s2 = run_teacher(cs, teacher(fake), TeacherStore(store_path), verbose=False)
+        assert s2["answered"] == 2 and s2["resumed"] == 0 and s2["failed"] == []
+        s3 = run_teacher(cs, teacher(fake), TeacherStore(store_path), verbose=False)
+        assert s3["answered"] == 0 and s3["resumed"] == 2
+        assert fake.delivered[passage_id(TEXTS[0])] == 1 and fake.delivered[passage_id(TEXTS[1])] == 1
+
+
+def test_wrong_key_stops_with_a_clear_message_that_does_not_show_the_key(tmp_path):
+    with FakeOpenAI() as fake:
+        t = teacher(fake, api_key="sk-wrong-secret-123")
+        with pytest.raises(TeacherError, match="TEACHER_API_KEY") as err:
+            run_teacher(chunks()[:1], t, TeacherStore(tmp_path / "a.jsonl"), verbose=False)
+        assert "sk-wrong-secret-123" not in str(err.value) and "sk-wrong-secret-123" not in repr(t)
+        assert fake.headers_seen[0]["Authorization"] == "Bearer sk-wrong-secret-123"
+
+
+def test_key_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEACHER_API_KEY", API_KEY)
+    with FakeOpenAI() as fake:
+        t = HttpTeacher(fake.base_url, "m", timeout_s=5)
+        assert run_teacher(chunks()[:1], t, TeacherStore(tmp_path / "a.jsonl"), verbose=False)["answered"] == 1
+
+
+def test_requests_run_concurrently(tmp_path):
+    with FakeOpenAI(delay=0.5) as fake:
+        t0 = time.time()
+        s = run_teacher(chunks(), teacher(fake, concurrency=4, timeout_s=5), TeacherStore(tmp_path / "a.jsonl"),
+                        price_input_per_m=0.59, price_output_per_m=0.79, verbose=False)
+        assert time.time() - t0 < 1.5  # four 0.5 s answers at once, not one after another (2 s)
+        assert s["answered"] == 4 and set(fake.requests.values()) == {1}
+        assert s["cost_usd"] == pytest.approx(s["prompt_tokens"] * 0.59e-6 + s["completion_tokens"] * 0.79e-6)
+
+
+def test_settings_errors():
+    with pytest.raises(TeacherError, match="TEACHER_BASE_URL"):
+        HttpTeacher("", "m")
+    with pytest.raises(TeacherError, match="TEACHER_MODEL"):
+        HttpTeacher("http://127.0.0.1:1/v1", "")
+    assert parse_retry_after("7") == 7.0 and parse_retry_after(None) is None
+    assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") < 1  # a date in the past: now
+
+
+# --- the resume store under SIGKILL --------------------------------------------------------------
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from helpers.chunking import chunk_text
+    from helpers.models import load_tokenizer
+    from helpers.pdf import read_pdf
+    from helpers.teacher import HttpTeacher, TeacherStore, run_teacher
+    doc = read_pdf({pdf!r})
+    chunks = chunk_text(doc.text, load_tokenizer("embedded/smollm2-135m-instruct"), 300, 32, doc.source)[:{n}]
+    t = HttpTeacher({url!r}, "llama-3.3-70b-versatile", api_key={key!r}, concurrency=1, timeout_s=10)
+    s = run_teacher(chunks, t, TeacherStore({store!r}), n=2)
+    print("CHUNKS", len(chunks), "ANSWERED", s["answered"], "RESUMED", s["resumed"])
+""")
+
+
+@needs_paper
+def test_killed_build_resumes_without_losing_or_repeating_a_chunk(tmp_path):
+    store = tmp_path / "answers.jsonl"
+    n = 8
+    with FakeOpenAI(delay=0.4) as fake:
+        script = tmp_path / "build.py"
+        script.write_text(KILL_SCRIPT.format(root=str(ROOT), pdf=str(PAPER), n=n, url=fake.base_url, key=API_KEY,
+                                             store=str(store)))
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if store.exists() and store.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the build ended before it could be killed: " + proc.stdout.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        first = [json.loads(line) for line in store.read_text().splitlines()]
+        assert 3 <= len(first) < n
+        requests_first = sum(fake.requests.values())
+        assert requests_first == len(first) + 1  # the one in flight when it was killed: asked, never answered
+
+        out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert f"CHUNKS {n} ANSWERED {n - len(first)} RESUMED {len(first)}" in out.stdout
+        final = [json.loads(line) for line in store.read_text().splitlines()]
+    ids = [r["chunk_id"] for r in final]
+    assert len(ids) == n and len(set(ids)) == n  # every chunk present exactly once
+    assert [r["chunk_id"] for r in final[:len(first)]] == [r["chunk_id"] for r in first]  # nothing rewritten
+    # the server delivered (and would have billed) each chunk's answer exactly once
+    assert sum(fake.delivered.values()) == n and set(fake.delivered.values()) == {1}
+    # chunks answered before the kill were never asked again; only the in-flight one was asked twice
+    assert sum(fake.requests.values()) == n + 1
+    assert sorted(fake.requests.values()) == [1] * (n - 1) + [2]
+
+
+def test_store_cuts_a_half_written_line_and_ignores_duplicates(tmp_path):
+    p = tmp_path / "answers.jsonl"
+    rec = {"key": "k1", "chunk_id": "c1", "source": "s", "chunk_index": 0, "teacher": "t", "answer": "{}",
+           "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1}
+    p.write_text(json.dumps(rec) + "\n" + '{"key": "k2", "chunk_id": "c2", "ans')
+    st = TeacherStore(p)
+    assert len(st) == 1 and st.repaired_bytes > 0 and p.read_text().endswith("\n")
+    st.add({**rec, "key": "k2"})
+    st.add({**rec, "key": "k2"})
+    assert st.duplicates == 1
+    assert [json.loads(x)["key"] for x in p.read_text().splitlines()] == ["k1", "k2"]
+
+
+# --- prompt, parsing and validation --------------------------------------------------------------
+def test_prompt_is_ours_editable_and_keys_change_with_it(tmp_path):
+    assert "JSON" in DEFAULT_PROMPT and "{text}" in DEFAULT_PROMPT and "{n}" in DEFAULT_PROMPT
+    msgs = render_messages("PASSAGE", "paper.pdf", 3)
+    assert "PASSAGE" in msgs[1]["content"] and "paper.pdf" in msgs[1]["content"] and "Write 3 " in msgs[1]["content"]
+    f = tmp_path / "prompt.txt"
+    f.write_text('Make {n} JSON items like {"instruction": ..} from:\n{text}')
+    custom = load_prompt(f)
+    m2 = render_messages("PASSAGE", "paper.pdf", 2, custom)
+    assert m2[1]["content"] == 'Make 2 JSON items like {"instruction": ..} from:\nPASSAGE'
+    assert request_key("m", msgs) != request_key("m", m2) != request_key("other", m2)
+    (tmp_path / "bad.txt").write_text("no placeholder")
+    with pytest.raises(TeacherError, match=r"bad.txt.*\{text\}"):
+        load_prompt(tmp_path / "bad.txt")
+
+
+def test_parser_is_forgiving():
+    item = {"instruction": "Define a Bethe lattice.", "input": "", "output": "A loop-free tree."}
+    js = json.dumps(item)
+    assert parse_answer(json.dumps({"examples": [item]}))[0] == [item]
+    assert parse_answer("```json\n[" + js + ",]\n```")[0] == [item]
+    assert parse_answer("Here you go:\n" + js + "\nHope this helps!")[0] == [item]
+    assert parse_answer(json.dumps({"Triples": [item, item]}))[0] == [item, item]
+    items, err, cut = parse_answer('{"examples": [' + js + ', {"instruction": "Explain the gap", "outp')
+    assert items == [item] and err is None and cut
+    items, err, cut = parse_answer("instruction: explain; output: nothing")
+    assert items == [] and err.startswith("unparseable JSON")
+    assert parse_answer("   ")[1] == "empty answer"
+
+
+def test_validation_reasons():
+    chunk = TEXTS[0]
+    ok, why = validate_item({"Instruction": "What is a Bethe lattice?", "Output": "A tree where all nodes have equal degree."}, chunk)
+    assert why is None and ok == {"instruction": "What is a Bethe lattice?", "input": "",
+                                  "output": "A tree where all nodes have equal degree."}
+    assert validate_item({"question": "Why exact?", "answer": "No loops."}, chunk)[0]["output"] == "No loops."
+    cases = [
+        ({"instruction": "", "output": "x"}, "empty instruction"),
+        ({"instruction": "Explain.", "output": "  "}, "empty output"),
+        ({"instruction": "Explain."}, "missing field 'output'"),
+        ({"instruction": "Explain.", "output": ["a"]}, "field 'output' is not a string (list)"),
+        ({"instruction": "Summarise the text.", "output": chunk}, "output copied from the chunk"),
+        ({"instruction": "Why does R print [1] in front of a result?", "output": "Because."}, "copies the prompt's example"),
+        ({"instruction": "Name the lattice.", "output": "Name the lattice."}, "output repeats the instruction"),
+        ("just a string", "not a JSON object (str)"),
+    ]
+    for item, reason in cases:
+        assert validate_item(item, chunk) == (None, reason)
+
+
+# --- the embedded model as the local teacher ----------------------------------------------------
+@needs_paper
+def test_local_teacher_answers_are_stored_and_every_one_accounted_for(tmp_path):
+    from helpers.chunking import chunk_text
+    from helpers.models import load_tokenizer
+    from helpers.pdf import read_pdf
+    from helpers.teacher import LocalTeacher
+    doc = read_pdf(PAPER)
+    cs = chunk_text(doc.text, load_tokenizer("embedded/smollm2-135m-instruct"), 200, 0, doc.source)[:2]
+    t = LocalTeacher("embedded/smollm2-135m-instruct", quantization="none", max_new_tokens=96, batch_size=2)
+    store = TeacherStore(tmp_path / "answers.jsonl")
+    s = run_teacher(cs, t, store, n=2, verbose=False)
+    assert s["answered"] == 2 and s["backend"] == "local" and s["total_cost_usd"] == 0
+    for c in cs:
+        rec = next(r for r in store.records.values() if r["chunk_id"] == c.id)
+        assert rec["answer"].startswith('{"examples": [{"instruction": "')
+        assert rec["completion_tokens"] > 0 and rec["prompt_tokens"] > 100
+        triples, rejects = triples_from_answer(rec, c.text)
+        assert triples or rejects  # an answer is used or rejected with a reason, never lost
+        assert all(r["reason"] for r in rejects)
+        for tr in triples:
+            assert tr["instruction"] and tr["output"] and tr["source"] == doc.source
+    # a second run with the same teacher and prompt asks nothing
+    assert run_teacher(cs, t, store, n=2, verbose=False)["resumed"] == 2

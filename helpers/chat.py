@@ -55,7 +55,7 @@ class ChatConfig(StepConfig):
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
-        return dict(quantization="none", max_new_tokens=24, temperature=0.0)
+        return dict(quantization="none", max_new_tokens=16, temperature=0.0)
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -332,20 +332,27 @@ class ChatSession:
         return "\n".join(lines)
 
 
-def load_chat_model(model_name: str = "", adapter_dir: str = "", quantization: str = "auto"):
-    """(model, tokenizer) for chatting: the base with the adapter attached when one is given.
+def chat_model_name(model_name: str = "", adapter_dir: str = "") -> str:
+    """The base model to chat with: ``model_name``, else the one notebook 04 trained the adapter on
+    (its metrics.json, then the adapter's own record), else the default for this machine.
 
     A missing adapter folder is an error naming notebook 04, not a silent fall-back to the base."""
     from pathlib import Path
-    from .models import adapter_base_name, default_model_name, load_model
+    from .models import adapter_base_name, default_model_name
     if adapter_dir:
         if not (Path(adapter_dir) / "adapter_config.json").exists():
             raise ChatError(f"No adapter in {adapter_dir}: run notebook 04 (fine-tune) first, which writes it, "
                             "or set ADAPTER_DIR to an adapter folder.")
         if not model_name:
             model_name = _trained_base(Path(adapter_dir)) or adapter_base_name(adapter_dir) or ""
-    model_name = model_name or default_model_name()
-    return load_model(model_name, quantization=quantization, adapter=adapter_dir or None)
+    return model_name or default_model_name()
+
+
+def load_chat_model(model_name: str = "", adapter_dir: str = "", quantization: str = "auto"):
+    """(model, tokenizer) for chatting: the base with the adapter attached when one is given."""
+    from .models import load_model
+    name = chat_model_name(model_name, adapter_dir)
+    return load_model(name, quantization=quantization, adapter=adapter_dir or None)
 
 
 def _trained_base(adapter_dir) -> str | None:

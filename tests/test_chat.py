@@ -128,7 +128,7 @@ def test_config_smoke_preset_and_validation(monkeypatch):
     from helpers.config import ConfigError
     monkeypatch.setenv("SMOKE", "1")
     cfg = ChatConfig.from_params({"PRESET": "storymaker"})
-    assert cfg.preset == "storymaker" and cfg.max_new_tokens == 24 and cfg.temperature == 0.0
+    assert cfg.preset == "storymaker" and cfg.max_new_tokens == 16 and cfg.temperature == 0.0
     with pytest.raises(ConfigError, match="PRESET"):
         ChatConfig.from_params({"PRESET": "nope"})
     monkeypatch.setenv("MAX_NEW_TOKENS", "0")

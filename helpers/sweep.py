@@ -99,7 +99,7 @@ class SweepConfig(StepConfig):
     eval_size: int = 100  # validation rows carved once from the dataset, never trained on
     subset_seed: int = 42  # seed of the subset draw
     seed: int = 42  # training seed of every run: LoRA init, data order, dropout
-    max_steps_per_run: int = 200  # step budget of each run; also caps epoch-based runs (-1 = none)
+    max_steps_per_run: int = 200  # steps of each run; caps runs given NUM_TRAIN_EPOCHS or MAX_STEPS in BASE/GRID (-1 = their epochs)
     max_minutes_per_run: float = 0.0  # time budget of each run (0 = none)
     max_minutes_total: float = 0.0  # time budget of the whole sweep in this sitting (0 = none); rerun to go on
     evals_per_run: int = 10  # validation points per run (sets eval_steps unless BASE gives it)
@@ -413,9 +413,12 @@ def build_run_config(cfg: SweepConfig, params: dict, sweep_dir: Path, subset: di
     values.update(params)
     name = run_name(params)
     tc = TrainConfig(**values)
-    steps = steps_for(tc, subset["train_rows"])
-    if cfg.max_steps_per_run > 0:
-        steps = min(steps, cfg.max_steps_per_run)
+    if "max_steps" in values or "num_train_epochs" in values or cfg.max_steps_per_run <= 0:
+        steps = steps_for(tc, subset["train_rows"])  # the run's own length, capped by the budget
+        if cfg.max_steps_per_run > 0:
+            steps = min(steps, cfg.max_steps_per_run)
+    else:
+        steps = cfg.max_steps_per_run  # no length given: the budget is the length
     eval_steps = base.get("eval_steps") or params.get("eval_steps") or max(1, steps // cfg.evals_per_run)
     tc = TrainConfig(**dict(
         values, max_steps=steps, eval_steps=eval_steps,

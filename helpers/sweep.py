@@ -22,8 +22,9 @@ same curve (tests/test_sweep.py checks it on the embedded model).
 
 Resumable: a rerun skips runs that finished (done or pruned with the same settings), resumes a
 run that was killed from its newest complete checkpoint, and redoes it when none was written.
-Budgeted: ``max_steps_per_run`` and ``max_minutes_per_run`` cap each run, ``max_minutes_total``
-the sweep in this sitting (a run cut by it is resumed on the next rerun), and
+Budgeted: ``max_steps_per_run`` is each run's length (it caps runs whose BASE or GRID gives
+epochs or max_steps), ``max_minutes_per_run`` caps each run's time, ``max_minutes_total`` the
+sweep's in this sitting (a run cut by it is resumed on the next rerun), and
 ``prune_after_evals`` stops runs whose validation loss is clearly behind the best finished run at
 the same step.
 """
@@ -524,7 +525,7 @@ def _make_watch(reference: dict[int, float], prune_after: int, margin: float):
                 return
             self.pruned = {"step": state.global_step, "eval_loss": round(loss, 4), "reference": round(ref, 4),
                            "reason": f"clearly behind: validation loss {loss:.4f} at step {state.global_step} is "
-                                     f"{100 * (loss / ref - 1):.1f}% above the best finished run's {ref:.4f} "
+                                     f"{100 * (loss / ref - 1):.1f}% above the best finished run's {ref:.4f} at that step "
                                      f"(margin {100 * margin:.0f}%, after {self.evals} evaluations)"}
             control.should_training_stop = True
             return control

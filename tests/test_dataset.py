@@ -1,0 +1,95 @@
+"""helpers.dataset: duplicates, the split by document, and the whole build on real PDFs with the
+HTTP teacher served by a real OpenAI-compatible server on 127.0.0.1."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import fixtures
+from helpers.dataset import DatasetConfig, build_dataset, deduplicate, split_by_document
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import API_KEY, FakeOpenAI  # noqa: E402
+
+PAPER = fixtures.fixture_pdf()
+R_DATA = Path(fixtures.R_MANUAL_DIR) / "R-data.pdf"
+
+
+def row(i, out, src="a.pdf", ins="Explain what a Bethe lattice is and why it matters."):
+    return {"instruction": ins, "input": "", "output": out, "source": src, "chunk_id": f"c{i}", "chunk_index": i, "item": 0}
+
+
+def test_exact_and_near_duplicates_are_removed_with_reasons():
+    long = ("A Bethe lattice is an infinite tree in which every node has the same number of neighbours, so it has "
+            "no loops and mean field theory becomes exact on it when the connectivity is large.")
+    rows = [row(0, long),
+            row(1, long.upper().replace(",", "")),  # same words: exact after normalisation
+            row(2, long.replace("infinite tree", "endless tree")),  # one word changed: near duplicate
+            row(3, "It is a graph used in statistical physics."),
+            row(4, long, ins="Summarise the key property of the lattice used in the paper.")]
+    kept, dropped = deduplicate(rows, threshold=0.8)
+    assert [r["chunk_id"] for r in kept] == ["c0", "c3", "c4"]
+    assert dropped[0]["reason"] == "exact duplicate" and dropped[0]["duplicate_of"]["chunk_id"] == "c0"
+    assert dropped[1]["reason"].startswith("near duplicate (Jaccard 0.") and dropped[1]["duplicate_of"]["chunk_id"] == "c0"
+    kept_strict, _ = deduplicate(rows, threshold=0.99)
+    assert len(kept_strict) == 4  # only the exact duplicate goes at a 0.99 threshold
+
+
+def test_split_by_document_is_disjoint_and_deterministic():
+    rows = [row(i, f"answer {i} " * 5, src=f"doc{i % 7}.pdf") for i in range(70)]
+    train, test, desc = split_by_document(rows, 0.2, seed=0)
+    assert len(train) + len(test) == 70 and desc.startswith("by document")
+    assert not {r["source"] for r in train} & {r["source"] for r in test}
+    assert 14 <= len(test) <= 30
+    assert split_by_document(list(reversed(rows)), 0.2, seed=0)[1] and \
+        {r["source"] for r in split_by_document(list(reversed(rows)), 0.2, seed=0)[1]} == {r["source"] for r in test}
+    seeds = {frozenset(r["source"] for r in split_by_document(rows, 0.2, seed=s)[1]) for s in range(6)}
+    assert len(seeds) > 1
+    one = [row(i, f"answer {i}", src="only.pdf") for i in range(10)]
+    tr, te, desc1 = split_by_document(one, 0.2)
+    assert [r["chunk_index"] for r in te] == [8, 9] and "only one document" in desc1
+
+
+@pytest.mark.skipif(PAPER is None, reason="../shared/fixtures/arxiv/1111.2011v2.pdf is missing")
+def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
+    from helpers.setup import workspace
+    monkeypatch.setenv("LLAMA_KIT_WORKDIR", str(tmp_path / "ws"))
+    monkeypatch.setenv("TEACHER_API_KEY", API_KEY)
+    ws = workspace(use_drive=False)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(PAPER.read_bytes()[:2500])
+    pdfs = [PAPER, broken] + ([R_DATA] if R_DATA.exists() else [])
+    with FakeOpenAI(plan=["invalid_json"], n_examples=2) as fake:
+        cfg = DatasetConfig(tokenizer="embedded/smollm2-135m-instruct", chunk_tokens=256, chunk_overlap=32,
+                            max_chunks=8, teacher="http", teacher_base_url=fake.base_url, teacher_model="llama-3.3-70b",
+                            pairs_per_chunk=2, concurrency=2, request_timeout=10, test_fraction=0.3,
+                            price_input_per_m=0.59, price_output_per_m=0.79)
+        s = build_dataset(cfg, ws, pdfs=pdfs, verbose=False)
+        n_requests = sum(fake.requests.values())
+        s2 = build_dataset(cfg, ws, pdfs=pdfs, verbose=False)  # rerun: everything comes from the store
+        assert sum(fake.requests.values()) == n_requests == 8
+    assert s2["teacher"]["resumed"] == 8 and s2["teacher"]["answered"] == 0 and s2["train"] == s["train"]
+    assert s["pdf_problems"][0]["file"] == "broken.pdf" and "corrupt" in s["pdf_problems"][0]["reason"]
+    d = ws.data("dataset")
+    train = [json.loads(x) for x in (d / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(x) for x in (d / "test.jsonl").read_text().splitlines()]
+    rejects = [json.loads(x) for x in (d / "rejects.jsonl").read_text().splitlines()]
+    assert s["examples_from_teacher"] == 14  # 7 good answers x 2 examples; the invalid one is a reject
+    assert len(train) + len(test) == s["kept"] == 14 - s["duplicates_removed"]
+    assert [r["reason"] for r in rejects if r["reason"].startswith("unparseable")] and "answer" in rejects[0]
+    assert set(train[0]) == {"instruction", "input", "output", "source", "chunk_id"}
+    if R_DATA.exists():
+        assert not {r["source"] for r in train} & {r["source"] for r in test}
+    from datasets import load_dataset
+    files = {"train": str(d / "train.jsonl")} | ({"test": str(d / "test.jsonl")} if test else {})
+    ds = load_dataset("json", data_files=files, cache_dir=str(tmp_path / "hf"))
+    assert ds["train"].num_rows == len(train) and ds["train"][0]["instruction"] == train[0]["instruction"]
+    card = (d / "card.md").read_text()
+    assert "| train (`train.jsonl`) | %d |" % len(train) in card and "unparseable JSON" in card
+    assert "1111.2011v2.pdf" in card and "broken.pdf" in card and "llama-3.3-70b" in card
+    assert "Write {n} training examples" in card  # the prompt, as used
+    assert s["teacher"]["total_cost_usd"] > 0
+    corpus = [json.loads(x) for x in ws.data("corpus", "pdf_text.jsonl").read_text().splitlines()]
+    assert corpus[0]["source"] == "1111.2011v2.pdf" and "Bethe lattice" in corpus[0]["text"]
+    assert API_KEY not in card and API_KEY not in (d / "build_summary.json").read_text()

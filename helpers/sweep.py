@@ -645,6 +645,12 @@ def _history(row: dict) -> list[dict]:
     return []
 
 
+def _value_key(encoded: str):
+    """Sort hyperparameter values (JSON-encoded) numerically when they are numbers."""
+    v = json.loads(encoded)
+    return (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, encoded)
+
+
 def plot_sweep(rows: list[dict], plots_dir: Path, prefix: str) -> list[Path]:
     """Overlay plots: one figure per varied hyperparameter (runs that differ only in it side by side),
     all runs' train and validation loss, and per-epoch averages when runs span two epochs or more."""
@@ -682,11 +688,11 @@ def plot_sweep(rows: list[dict], plots_dir: Path, prefix: str) -> list[Path]:
             ncol = min(3, len(shown))
             nrow = math.ceil(len(shown) / ncol)
             fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), dpi=110, squeeze=False)
-            values = sorted({json.dumps(r["params"].get(param)) for r in runs})
+            values = sorted({json.dumps(r["params"].get(param)) for r in runs}, key=_value_key)
             colors = {v: (plt.cm.tab10(i) if len(values) <= 10 else plt.cm.viridis(i / max(1, len(values) - 1)))
                       for i, v in enumerate(values)}
             for ax, (g, rs) in zip(axes.flat, shown):
-                for r in sorted(rs, key=lambda x: json.dumps(x["params"].get(param))):
+                for r in sorted(rs, key=lambda x: _value_key(json.dumps(x["params"].get(param)))):
                     s = loss_series(hist[r["name"]])
                     c = colors[json.dumps(r["params"].get(param))]
                     lab = f"{ABBREV.get(param, param)}={_fmt(r['params'].get(param))}" + (

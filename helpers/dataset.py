@@ -56,9 +56,9 @@ class DatasetConfig(StepConfig):
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
-        return {"max_pdfs": 1, "max_chunks": 3, "chunk_tokens": 160, "chunk_overlap": 16, "teacher": "local",
+        return {"max_pdfs": 1, "max_chunks": 4, "chunk_tokens": 160, "chunk_overlap": 16, "teacher": "local",
                 "local_teacher_model": "embedded/smollm2-135m-instruct", "pairs_per_chunk": 1,
-                "max_new_tokens": 96, "concurrency": 1}
+                "max_new_tokens": 96, "temperature": 0.0, "concurrency": 1}
 
     def validate(self) -> None:
         if self.teacher not in ("auto", "http", "local"):
@@ -245,7 +245,7 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
     from .teacher import render_messages, request_key
     triples, rejects = [], []
     for c in chunks:
-        rec = store.records.get(request_key(teacher.name, render_messages(c.text, c.source, cfg.pairs_per_chunk,
+        rec = store.records.get(request_key(teacher.key_id, render_messages(c.text, c.source, cfg.pairs_per_chunk,
                                                                           template, DEFAULT_SYSTEM)))
         if rec is None:
             fail = next((f for f in run["failed"] if f["chunk_id"] == c.id), None)

@@ -9,8 +9,8 @@ Two backends answer the same chat messages:
   dropped connections are retried with exponential backoff; other 4xx stop with the reason.
   Token counts come from the response's ``usage``; the cost from per-million-token prices.
 * :class:`LocalTeacher`: a transformers model (the embedded SmolLM2 offline; a real Llama on a
-  GPU). Its answer is started with ``{"examples": [{"instruction": "`` so a small model stays in
-  JSON.
+  GPU). Its answer is started with ``{"examples": [{"instruction": "What`` so a small model stays
+  in JSON and asks a question instead of copying the passage's first sentence.
 
 The prompt is ours, in the spirit of seed 002's (triples from a paper, with an example), but it
 asks for JSON. ``load_prompt(path)`` reads an edited copy; placeholders are ``{text}``,
@@ -59,10 +59,16 @@ Passage:
 <<<
 {text}
 >>>"""
-LOCAL_PREFILL = '{"examples": [{"instruction": "'
+LOCAL_PREFILL = '{"examples": [{"instruction": "What'
 FIELD_ALIASES = {"instruction": "instruction", "question": "instruction", "task": "instruction", "prompt": "instruction",
                  "input": "input", "context": "input",
                  "output": "output", "answer": "output", "response": "output"}
+JSON_STR = r'"(?:[^"\\]|\\.)*"'
+FIELDS_RE = re.compile(r'"instruction"\s*:\s*(?P<instruction>' + JSON_STR + r')\s*,\s*(?:"input"\s*:\s*(?P<input>'
+                       + JSON_STR + r')\s*,\s*)?"output"\s*:\s*(?P<output>' + JSON_STR + ')')
+PLACEHOLDER_RE = re.compile(r"\[(?:insert|your|placeholder)[^\]]*\]|<(?:insert|your)[^>]*>|\.\.\.\s*$", re.IGNORECASE)
+STOPWORDS = {"the", "a", "an", "is", "are", "of", "to", "in", "it", "this", "that", "and", "or", "what", "how", "why",
+             "does", "do", "which", "for", "on", "by", "with", "as", "be", "can"}
 LIST_KEYS = ("examples", "triples", "data", "items", "pairs", "instructions", "dataset")
 
 
@@ -166,6 +172,10 @@ class HttpTeacher:
     def name(self) -> str:
         return self.model
 
+    @property
+    def key_id(self) -> str:
+        return self.model
+
     def __repr__(self) -> str:  # never the key
         return f"HttpTeacher(url={self.url!r}, model={self.model!r}, key={'set' if self._key else 'not set'})"
 
@@ -236,6 +246,11 @@ class LocalTeacher:
     def name(self) -> str:
         return self.model_name
 
+    @property
+    def key_id(self) -> str:
+        """What the resume key depends on besides the messages: the model and the answer's start."""
+        return f"{self.model_name}|prefill={self.prefill}"
+
     def _load(self):
         if self._model is None:
             from .models import load_model
@@ -253,7 +268,10 @@ class LocalTeacher:
         out = []
         for p, ans, n in zip(prompts, res["answers"], res["new_tokens"]):
             n_prompt = len(tok(p, add_special_tokens=False)["input_ids"])
-            out.append(Completion(self.prefill + ans, "length" if n >= self.max_new_tokens else "stop", n_prompt, n, secs))
+            # generate_answers strips the answer: put back the space between "What" and "is"
+            glue = " " if self.prefill[-1:].isalnum() and ans[:1].isalnum() else ""
+            out.append(Completion(self.prefill + glue + ans, "length" if n >= self.max_new_tokens else "stop",
+                                  n_prompt, n, secs))
         return out
 
     def complete(self, messages: list[dict]) -> Completion:
@@ -334,7 +352,7 @@ def run_teacher(chunks: Iterable, teacher, store: TeacherStore, n: int = 3, temp
     jobs, resumed = [], 0
     for c in chunks:
         msgs = render_messages(c.text, c.source, n, template, system)
-        key = request_key(teacher.name, msgs)
+        key = request_key(teacher.key_id, msgs)
         if key in store:
             resumed += 1
         else:
@@ -381,7 +399,7 @@ def run_teacher(chunks: Iterable, teacher, store: TeacherStore, n: int = 3, temp
                         print(f"  FAILED {c.source} chunk {c.index}: {exc} (asked again on the next run)", flush=True)
                     continue
                 record(c, key, comp)
-    keys = {request_key(teacher.name, render_messages(c.text, c.source, n, template, system)) for c in chunks}
+    keys = {request_key(teacher.key_id, render_messages(c.text, c.source, n, template, system)) for c in chunks}
     mine = [store.records[k] for k in keys if k in store.records]
     pt_all = sum(r["prompt_tokens"] for r in mine)
     ct_all = sum(r["completion_tokens"] for r in mine)
@@ -452,6 +470,13 @@ def parse_answer(text: str) -> tuple[list, str | None, bool]:
         else:
             pos = i + 1
     cut_short = "{" in t[last_end:] and not t.rstrip().endswith(("}", "]"))
+    if not items:  # an object left open (a nested list, the token limit): its complete fields still count
+        for m in FIELDS_RE.finditer(t):
+            try:
+                items.append({k: json.loads(m.group(k)) if m.group(k) else "" for k in ("instruction", "input", "output")})
+            except ValueError:
+                continue
+        cut_short = cut_short or bool(items)
     if items:
         return items, None, cut_short
     return [], f"unparseable JSON ({first_err or 'no JSON object found'})", cut_short or not t.rstrip().endswith(("}", "]"))
@@ -497,6 +522,13 @@ def validate_item(item, chunk_text: str, _cache: dict | None = None) -> tuple[di
         return None, "copies the prompt's example"
     if _norm_words(fields["output"]) == _norm_words(fields["instruction"]):
         return None, "output repeats the instruction"
+    out_w, ins_w = _norm_words(fields["output"]), set(_norm_words(fields["instruction"])) | STOPWORDS
+    if len(out_w) >= 3 and set(out_w) <= ins_w:
+        return None, "output only restates the instruction"
+    if fields["input"] and _norm_words(fields["output"]) == _norm_words(fields["input"]):
+        return None, "output repeats the input"
+    if any(PLACEHOLDER_RE.search(fields[k]) for k in ("instruction", "output")):
+        return None, "placeholder text instead of content"
     cache = _cache if _cache is not None else {}
     if "grams" not in cache:
         sw = _norm_words(chunk_text)

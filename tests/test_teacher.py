@@ -165,7 +165,8 @@ def test_killed_build_resumes_without_losing_or_repeating_a_chunk(tmp_path):
         first = [json.loads(line) for line in store.read_text().splitlines()]
         assert 3 <= len(first) < n
         requests_first = sum(fake.requests.values())
-        assert requests_first == len(first) + 1  # the one in flight when it was killed: asked, never answered
+        in_flight = requests_first - len(first)  # asked when it was killed, never answered (0 or 1)
+        assert in_flight in (0, 1)
 
         out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -176,9 +177,9 @@ def test_killed_build_resumes_without_losing_or_repeating_a_chunk(tmp_path):
     assert [r["chunk_id"] for r in final[:len(first)]] == [r["chunk_id"] for r in first]  # nothing rewritten
     # the server delivered (and would have billed) each chunk's answer exactly once
     assert sum(fake.delivered.values()) == n and set(fake.delivered.values()) == {1}
-    # chunks answered before the kill were never asked again; only the in-flight one was asked twice
-    assert sum(fake.requests.values()) == n + 1
-    assert sorted(fake.requests.values()) == [1] * (n - 1) + [2]
+    # chunks answered before the kill were never asked again; only one in flight at the kill is asked twice
+    assert sum(fake.requests.values()) == n + in_flight
+    assert sorted(fake.requests.values()) == [1] * (n - in_flight) + [2] * in_flight
 
 
 def test_store_cuts_a_half_written_line_and_ignores_duplicates(tmp_path):
@@ -219,6 +220,10 @@ def test_parser_is_forgiving():
     assert parse_answer(json.dumps({"Triples": [item, item]}))[0] == [item, item]
     items, err, cut = parse_answer('{"examples": [' + js + ', {"instruction": "Explain the gap", "outp')
     assert items == [item] and err is None and cut
+    # an object left open (the small model starts a nested list): its complete fields are salvaged
+    items, err, cut = parse_answer('{"examples": [{"instruction": "What is a node?", "input": "", "output": "A layer.", '
+                                   '"examples": [{"instruction": "What')
+    assert items == [{"instruction": "What is a node?", "input": "", "output": "A layer."}] and err is None and cut
     items, err, cut = parse_answer("instruction: explain; output: nothing")
     assert items == [] and err.startswith("unparseable JSON")
     assert parse_answer("   ")[1] == "empty answer"
@@ -239,6 +244,11 @@ def test_validation_reasons():
         ({"instruction": "Why does R print [1] in front of a result?", "output": "Because."}, "copies the prompt's example"),
         ({"instruction": "Name the lattice.", "output": "Name the lattice."}, "output repeats the instruction"),
         ("just a string", "not a JSON object (str)"),
+        ({"instruction": "What is the process of indexing?", "output": "The process of indexing"},
+         "output only restates the instruction"),
+        ({"instruction": "Define it.", "input": "Some context here.", "output": "Some context here."}, "output repeats the input"),
+        ({"instruction": "What is the purpose of [insert keyword]?", "output": "It is [insert topic]."},
+         "placeholder text instead of content"),
     ]
     for item, reason in cases:
         assert validate_item(item, chunk) == (None, reason)
@@ -259,7 +269,7 @@ def test_local_teacher_answers_are_stored_and_every_one_accounted_for(tmp_path):
     assert s["answered"] == 2 and s["backend"] == "local" and s["total_cost_usd"] == 0
     for c in cs:
         rec = next(r for r in store.records.values() if r["chunk_id"] == c.id)
-        assert rec["answer"].startswith('{"examples": [{"instruction": "')
+        assert rec["answer"].startswith('{"examples": [{"instruction": "What')
         assert rec["completion_tokens"] > 0 and rec["prompt_tokens"] > 100
         triples, rejects = triples_from_answer(rec, c.text)
         assert triples or rejects  # an answer is used or rejected with a reason, never lost

@@ -1,0 +1,264 @@
+"""Training throughput and peak memory: our training path beside the peers, in one run.
+
+Workload (as ../shared/BENCHMARKS.md): QLoRA (NF4, double quant, bf16 compute), LoRA r=16,
+alpha=16, dropout 0 on q,k,v,o,gate,up,down; paged AdamW 8-bit; random token ids packed to full
+length; random weights in the real model shapes; warm-up steps, then timed steps. Each variant
+runs in its own process so memory figures are clean.
+
+Variants:
+  hf         the usual notebook recipe: prepare_model_for_kbit_training (fp32 up-cast), SDPA,
+             full logits, gradient checkpointing (use_reentrant=False)
+  kit        our training path exactly as notebooks 03/04 run it: helpers.models.load_model(4bit),
+             helpers.train.prepare_for_training (no up-cast), Liger RMSNorm/SwiGLU/RoPE,
+             helpers.train.add_lora, TRL's SFTTrainer (tiled LM head, no full logits)
+  kit-nockpt the same without gradient checkpointing (where memory allows)
+  unsloth    Unsloth FastLanguageModel with its own kernels and "unsloth" checkpointing
+
+    python bench/train_speed.py --shape llama-3.1-8b --variants hf,kit,unsloth
+    python bench/train_speed.py --shape tiny --variants hf,kit --steps 2   # CPU check of the harness
+
+Prints a table (tok/s, peak GiB, ratios to hf and to unsloth, mean loss over the timed steps and
+its difference to hf's) and appends JSON lines to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SHAPES = {  # the public configs of these models (weights are random: speed does not depend on them)
+    "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    "llama-3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
+    "tiny": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=False),
+}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def make_checkpoint(shape: str, path: Path, tokenizer_dir: str | None) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    if (path / "config.json").exists():
+        return
+    cfg = LlamaConfig(**SHAPES[shape], max_position_embeddings=8192, rope_theta=500000.0)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device(dev):
+        model = LlamaForCausalLM(cfg)
+    model.save_pretrained(path)
+    if tokenizer_dir:
+        import shutil
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(Path(tokenizer_dir) / f, path / f)
+    del model
+
+
+def batches(vocab: int, batch: int, seq: int, n: int):
+    import torch
+    g = torch.Generator().manual_seed(0)
+    return [torch.randint(0, vocab, (batch, seq), generator=g) for _ in range(n)]
+
+
+def result_row(variant, batch, seq, steps, load_s, dt, losses, trainable):
+    import torch
+    res = dict(variant=variant, batch=batch, seq=seq, steps=steps, load_s=round(load_s, 1),
+               tok_per_s=round(batch * seq * steps / dt, 1), s_per_step=round(dt / steps, 3),
+               loss_mean=round(sum(losses) / len(losses), 4), loss_first=round(losses[0], 4),
+               loss_last=round(losses[-1], 4), trainable=trainable)
+    if torch.cuda.is_available():
+        res["peak_alloc_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        res["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
+        res["gpu"] = torch.cuda.get_device_name()
+    return res
+
+
+def run_manual(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: int) -> dict:
+    """The peers' loop: model(input_ids, labels).loss.backward(); optimizer step."""
+    import torch
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    t0 = time.time()
+    if variant == "unsloth":
+        from unsloth import FastLanguageModel
+        model, _ = FastLanguageModel.from_pretrained(str(path), max_seq_length=seq, load_in_4bit=True, dtype=torch.bfloat16)
+        model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0, target_modules=TARGETS,
+                                                 bias="none", use_gradient_checkpointing="unsloth", random_state=0)
+    else:  # hf: the usual notebook recipe
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+        kw = {}
+        if dev == "cuda":
+            kw = dict(quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                             bnb_4bit_use_double_quant=True,
+                                                             bnb_4bit_compute_dtype=torch.bfloat16),
+                      device_map={"": 0})
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.bfloat16 if dev == "cuda" else torch.float32,
+                                                     attn_implementation="sdpa", **kw)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        torch.manual_seed(0)
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, bias="none",
+                                                 task_type="CAUSAL_LM", target_modules=TARGETS))
+    load_s = time.time() - t0
+    params = [p for p in model.parameters() if p.requires_grad]
+    if dev == "cuda":
+        import bitsandbytes as bnb
+        opt = bnb.optim.PagedAdamW8bit(params, lr=2e-4)
+    else:
+        opt = torch.optim.AdamW(params, lr=2e-4)
+    model.train()
+    data = batches(model.config.vocab_size, batch, seq, warmup + steps)
+    losses = []
+
+    def step(ids):
+        ids = ids.to(dev)
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return out.loss.item()
+
+    for i in range(warmup):
+        step(data[i])
+    if dev == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.time()
+    for i in range(steps):
+        losses.append(step(data[warmup + i]))
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    return result_row(variant, batch, seq, steps, load_s, time.time() - t, losses, sum(p.numel() for p in params))
+
+
+def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: int) -> dict:
+    """Our path: the same functions helpers.train.train() calls, driven by TRL's SFTTrainer."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig
+
+    from helpers.models import load_model
+    from helpers.train import TrainConfig, _make_trainer_class, add_lora, apply_fast_kernels, prepare_for_training
+
+    cuda = torch.cuda.is_available()
+    t0 = time.time()
+    cfg = TrainConfig(model_name=str(path), quantization="4bit" if cuda else "none", lora_r=16, lora_alpha=16,
+                      lora_dropout=0.0, target_modules=",".join(TARGETS),
+                      gradient_checkpointing=(variant != "kit-nockpt"), kernels="auto" if cuda else "none")
+    model, tok = load_model(str(path), quantization=cfg.quantization, for_training=True, verbose=False)
+    model = prepare_for_training(model, cfg, quantized=cuda)
+    apply_fast_kernels(model, cfg.kernels, log=lambda *_: None)
+    torch.manual_seed(0)
+    model = add_lora(model, cfg)
+    load_s = time.time() - t0
+    data = batches(model.config.vocab_size, batch, seq, warmup + steps)
+    rows = [{"input_ids": r.tolist(), "completion_mask": [1] * seq} for b in data for r in b]
+    timing: dict = {"losses": []}
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == warmup:
+                if cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                timing["t"] = time.time()
+
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == warmup + steps:
+                if cuda:
+                    torch.cuda.synchronize()
+                timing["dt"] = time.time() - timing["t"]
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs and state.global_step > warmup:
+                timing["losses"].append(float(logs["loss"]))
+
+    args = SFTConfig(output_dir="/tmp/kit-bench", max_steps=warmup + steps, per_device_train_batch_size=batch,
+                     gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="constant", warmup_steps=0,
+                     optim="paged_adamw_8bit" if cuda else "adamw_torch", bf16=cuda, logging_steps=1,
+                     save_strategy="no", report_to="none", max_length=seq, packing=False, completion_only_loss=True,
+                     gradient_checkpointing=False, use_cpu=not cuda, dataloader_num_workers=0, shuffle_dataset=False,
+                     disable_tqdm=True, seed=0)
+    Trainer = _make_trainer_class()
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                      callbacks=[Clock()])
+    trainer.train()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return result_row(variant, batch, seq, steps, load_s, timing["dt"], timing["losses"] or [float("nan")], trainable)
+
+
+def table(rows: list[dict]) -> str:
+    by = {r["variant"]: r for r in rows if "tok_per_s" in r}
+    hf, un = by.get("hf"), by.get("unsloth")
+    lines = ["| variant | tok/s | peak GiB | vs hf | vs unsloth | mean loss | loss vs hf |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "tok_per_s" not in r:
+            lines.append(f"| {r['variant']} | failed: {r.get('error', '')[:80]} | | | | | |")
+            continue
+        vs_hf = f"{r['tok_per_s'] / hf['tok_per_s']:.2f}x" if hf else "-"
+        vs_un = f"{r['tok_per_s'] / un['tok_per_s']:.2f}x" if un else "-"
+        dl = f"{100 * (r['loss_mean'] - hf['loss_mean']) / hf['loss_mean']:+.2f}%" if hf else "-"
+        lines.append(f"| {r['variant']} | {r['tok_per_s']:,.0f} | {r.get('peak_alloc_gib', '-')} | {vs_hf} | {vs_un} | "
+                     f"{r['loss_mean']} | {dl} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", default="llama-3.1-8b", choices=sorted(SHAPES))
+    ap.add_argument("--variants", default="hf,kit,unsloth")
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--ckpt", default="/tmp/ckpt")
+    ap.add_argument("--tokenizer", default=os.environ.get("BENCH_TOKENIZER"))
+    ap.add_argument("--site-unsloth", default=os.environ.get("SITE_UNSLOTH"), help="PYTHONPATH for the unsloth variant")
+    ap.add_argument("--one", default=None)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    batch = a.batch or (2 if a.shape == "llama-3.1-8b" else 8)
+    path = Path(a.ckpt) / a.shape
+    if a.one:
+        fn = run_kit if a.one.startswith("kit") else run_manual
+        print("RESULT " + json.dumps(fn(a.one, path, batch, a.seq, a.steps, a.warmup)), flush=True)
+        return 0
+    t = time.time()
+    make_checkpoint(a.shape, path, a.tokenizer)
+    print(f"checkpoint {a.shape} ready in {time.time() - t:.0f}s", flush=True)
+    rows = []
+    for v in a.variants.split(","):
+        env = dict(os.environ)
+        if v == "unsloth" and a.site_unsloth:
+            env["PYTHONPATH"] = a.site_unsloth + os.pathsep + str(ROOT)
+        cmd = [sys.executable, __file__, "--one", v, "--shape", a.shape, "--batch", str(batch), "--seq", str(a.seq),
+               "--steps", str(a.steps), "--warmup", str(a.warmup), "--ckpt", a.ckpt]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+        if line:
+            rows.append(json.loads(line[-1][7:]))
+            print(line[-1], flush=True)
+        else:
+            print(f"FAILED {v}\n{p.stdout[-1500:]}\n{p.stderr[-3000:]}", flush=True)
+            rows.append(dict(variant=v, error=(p.stderr or p.stdout)[-300:].replace("\n", " ")))
+    if a.out:
+        with open(a.out, "a") as fh:
+            for r in rows:
+                fh.write(json.dumps(dict(shape=a.shape, **r)) + "\n")
+    print(f"\n{a.shape}, batch {batch} x seq {a.seq}, {a.steps} timed steps after {a.warmup} warm-up")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

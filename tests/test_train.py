@@ -1,0 +1,194 @@
+"""The training entry point on the real embedded model: loss falls, checkpoints survive a SIGKILL,
+resume restores everything, shards are tracked, bad input is explained."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers.config import ConfigError
+from helpers.data import DataError, chitchat_conversations, write_jsonl
+from helpers.train import (COMPLETE_MARKER, TrainConfig, copy_checkpoint, find_resume_checkpoint, list_checkpoints,
+                           train)
+
+ROOT = Path(__file__).resolve().parent.parent
+EMB = "embedded/smollm2-135m-instruct"
+TINY = dict(MODEL_NAME=EMB, QUANTIZATION="none", MAX_SEQ_LEN=64, PER_DEVICE_BATCH_SIZE=2, GRADIENT_ACCUMULATION_STEPS=1,
+            LEARNING_RATE=1e-3, WARMUP_RATIO=0.0, LOGGING_STEPS=1, REPORT_TO="none", GRADIENT_CHECKPOINTING=False,
+            LORA_R=4, LORA_ALPHA=8, TARGET_MODULES="q_proj,v_proj", EVAL_STEPS=0, SAVE_TOTAL_LIMIT=10)
+
+
+@pytest.fixture(scope="module")
+def convs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    rows = chitchat_conversations()[:40]
+    write_jsonl(d / "train.jsonl", rows)
+    return d / "train.jsonl"
+
+
+def cfg_for(tmp, data, **kw):
+    params = dict(TINY, DATASET_PATH=str(data), OUTPUT_DIR=str(tmp))
+    params.update({k.upper(): v for k, v in kw.items()})
+    return TrainConfig.from_params(params, environ={})
+
+
+def adapter_tensors(folder):
+    return load_file(str(Path(folder) / "adapter_model.safetensors"))
+
+
+def test_training_lowers_validation_loss(tmp_path, convs):
+    r = train(cfg_for(tmp_path / "run", convs, max_steps=8, eval_fraction=0.2, eval_steps=4, save_steps=4))
+    m = r.metrics
+    assert m["steps"] == 8 and m["start_eval_loss"] > m["eval_loss"], m
+    assert (r.adapter_dir / "adapter_model.safetensors").exists() and (r.adapter_dir / "tokenizer.json").exists()
+    assert r.plot and r.plot.exists()
+    assert m["data"]["train"]["kept"] == 32 and m["data"]["validation"]["kept"] == 8
+    saved = json.loads((r.output_dir / "metrics.json").read_text())
+    assert saved["eval_perplexity"] < saved["start_perplexity"]
+
+
+def _run_script(cfg_path, env=None):
+    return subprocess.Popen([sys.executable, "-m", "helpers.train", str(cfg_path)], cwd=ROOT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill_after_checkpoint(cfg_path, ckpt_root, step, extra_delay):
+    """Start a training process and SIGKILL it once checkpoint-<step> is complete (+ a delay)."""
+    p = _run_script(cfg_path)
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:
+        if (ckpt_root / f"checkpoint-{step}" / COMPLETE_MARKER).exists():
+            time.sleep(extra_delay)
+            break
+        time.sleep(0.05)
+    if p.poll() is None:
+        p.send_signal(signal.SIGKILL)
+    out = p.communicate()[0]
+    return p.returncode, out
+
+
+def test_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path, convs):
+    """CPU, deterministic: an interrupted-and-resumed run ends with the same adapter and losses."""
+    steps, save = 10, 2
+    base = dict(TINY, DATASET_PATH=str(convs), MAX_STEPS=steps, SAVE_STEPS=save, EVAL_FRACTION=0.0, SEED=7)
+    ref_cfg = dict(base, OUTPUT_DIR=str(tmp_path / "ref"))
+    (tmp_path / "ref.json").write_text(json.dumps(ref_cfg))
+    p = _run_script(tmp_path / "ref.json")
+    out = p.communicate()[0]
+    assert p.returncode == 0, out[-3000:]
+    ref = adapter_tensors(tmp_path / "ref" / "adapter")
+    ref_losses = {h["step"]: h["loss"] for h in json.loads((tmp_path / "ref" / "log_history.json").read_text()) if "loss" in h}
+
+    rng = random.Random(int(os.environ.get("KILL_SEED", "1")))
+    run_dir = tmp_path / "killed"
+    cfg = dict(base, OUTPUT_DIR=str(run_dir))
+    (tmp_path / "killed.json").write_text(json.dumps(cfg))
+    kill_steps = sorted(rng.sample(range(save, steps, save), 2))
+    for k in kill_steps:
+        code, out = _kill_after_checkpoint(tmp_path / "killed.json", run_dir / "checkpoints", k, rng.uniform(0, 1.0))
+        assert code == -signal.SIGKILL, f"process was not killed at step {k}: {out[-2000:]}"
+        newest = find_resume_checkpoint(run_dir / "checkpoints", run_dir / "checkpoints", log=lambda *_: None)
+        assert newest is not None and int(newest.name.split("-")[1]) >= k  # lost at most the steps since it
+    p = _run_script(tmp_path / "killed.json")
+    out = p.communicate()[0]
+    assert p.returncode == 0, out[-3000:]
+    assert "Resuming from" in out
+    got = adapter_tensors(run_dir / "adapter")
+    assert got.keys() == ref.keys()
+    for name in ref:
+        assert torch.allclose(got[name], ref[name], atol=1e-6, rtol=1e-5), name
+    losses = {}
+    for line in (run_dir / "log_history.jsonl").read_text().splitlines():
+        h = json.loads(line)
+        if "loss" in h:
+            losses[h["step"]] = h["loss"]  # a step redone after a kill logs again: keep the last
+    assert set(losses) == set(ref_losses)
+    for s in ref_losses:
+        assert abs(losses[s] - ref_losses[s]) < 1e-4 * max(1.0, abs(ref_losses[s])), (s, losses[s], ref_losses[s])
+
+
+def test_checkpoints_are_copied_to_the_durable_folder_and_pruned(tmp_path, convs):
+    cfg = cfg_for(tmp_path / "drive", convs, max_steps=6, save_steps=2, save_total_limit=2, eval_fraction=0.0,
+                  checkpoint_dir=str(tmp_path / "local"))
+    r = train(cfg)
+    durable = [c.name for c in list_checkpoints(tmp_path / "drive" / "checkpoints")]
+    assert durable == ["checkpoint-4", "checkpoint-6"]
+    assert all((tmp_path / "drive" / "checkpoints" / c / COMPLETE_MARKER).exists() for c in durable)
+    assert not list((tmp_path / "drive" / "checkpoints").glob(".*partial"))
+    assert r.adapter_dir.parent == tmp_path / "drive"
+
+
+def test_half_copied_checkpoint_is_skipped_with_a_message(tmp_path):
+    good = tmp_path / "src" / "checkpoint-4"
+    good.mkdir(parents=True)
+    (good / "trainer_state.json").write_text("{}")
+    (good / "adapter_model.safetensors").write_bytes(b"x" * 10)
+    copy_checkpoint(good, tmp_path / "drive", keep=3)
+    half = tmp_path / "drive" / "checkpoint-6"  # a copy that died midway: no marker
+    half.mkdir()
+    (half / "trainer_state.json").write_text("{}")
+    said = []
+    best = find_resume_checkpoint(tmp_path / "local", tmp_path / "drive", log=said.append)
+    assert best == tmp_path / "drive" / "checkpoint-4"
+    assert any("checkpoint-6" in s and "incomplete" in s for s in said)
+
+
+def test_resume_folder_from_another_model_or_config_is_refused(tmp_path, convs):
+    train(cfg_for(tmp_path / "run", convs, max_steps=2, save_steps=2, eval_fraction=0.0))
+    with pytest.raises(ConfigError, match="lora_r: folder has 4, this run 8"):
+        train(cfg_for(tmp_path / "run", convs, max_steps=4, save_steps=2, eval_fraction=0.0, lora_r=8))
+
+
+def test_shards_are_trained_once_each_in_order(tmp_path, convs):
+    kw = dict(max_steps=2, save_steps=2, eval_fraction=0.0, num_shards=2)
+    r0 = train(cfg_for(tmp_path / "sh", convs, **kw))
+    r1 = train(cfg_for(tmp_path / "sh", convs, **kw))
+    assert (r0.shard, r1.shard) == (0, 1)
+    assert r1.metrics["config"]["init_adapter"].endswith("shard-000/adapter")  # continues shard 0's adapter
+    ledger = json.loads((tmp_path / "sh" / "shards.json").read_text())["done"]
+    assert set(ledger) == {"0", "1"} and ledger["0"]["rows"] == 20
+    with pytest.raises(ConfigError, match="All 2 shards"):
+        train(cfg_for(tmp_path / "sh", convs, **kw))
+    with pytest.raises(ConfigError, match="Shard 0 of 2 was already trained"):
+        train(cfg_for(tmp_path / "sh", convs, shard_index=0, **{k: v for k, v in kw.items()}))
+
+
+def test_pretraining_with_embeddings_at_a_smaller_learning_rate(tmp_path, embedded_dir):
+    from helpers.fixtures import fixture_pdf
+    text = (ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else ""
+    docs = [{"text": (c["messages"][0]["content"] + " ") * 30} for c in chitchat_conversations()[:12]]
+    write_jsonl(tmp_path / "corpus.jsonl", docs)
+    cfg = cfg_for(tmp_path / "pt", tmp_path / "corpus.jsonl", mode="pretrain", max_steps=6, save_steps=6,
+                  eval_fraction=0.25, train_embeddings=True, embedding_lr_ratio=0.1, eval_steps=6)
+    r = train(cfg)
+    m = r.metrics
+    assert m["data"]["train"]["blocks"] > 0 and m["eval_perplexity"] < m["start_perplexity"]
+    saved = adapter_tensors(r.adapter_dir)
+    assert any("embed_tokens" in k for k in saved)  # the embeddings were trained and saved
+    st = json.loads((r.output_dir / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
+    lrs = [h["learning_rate"] for h in st["log_history"] if "learning_rate" in h]
+    assert lrs  # (group 0's rate is logged; the embedding group's is checked below)
+    opt = torch.load(r.output_dir / "checkpoints" / "checkpoint-6" / "optimizer.pt", weights_only=False)
+    group_lrs = sorted({g["initial_lr"] for g in opt["param_groups"]})
+    assert group_lrs[0] == pytest.approx(cfg.learning_rate * 0.1) and group_lrs[-1] == pytest.approx(cfg.learning_rate)
+
+
+def test_bad_input_is_explained(tmp_path, convs):
+    with pytest.raises(DataError, match="does not exist"):
+        train(cfg_for(tmp_path / "x", tmp_path / "missing.jsonl", max_steps=1))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{not json\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not a JSON object"):
+        train(cfg_for(tmp_path / "y", bad, max_steps=1))
+    rows = [{"instruction": "Say hi", "output": ""}] * 3
+    write_jsonl(tmp_path / "empty.jsonl", rows)
+    with pytest.raises(DataError, match="no usable rows"):
+        train(cfg_for(tmp_path / "z", tmp_path / "empty.jsonl", max_steps=1, eval_fraction=0.0))

@@ -209,8 +209,8 @@ def read_text_corpus(sources: Iterable[str | os.PathLike], min_chars: int = 200)
             elif suffix in (".txt", ".md"):
                 got = [{"text": f.read_text(encoding="utf-8", errors="replace"), "source": f.name}]
             else:
-                from .pdf import extract_pdf  # the PDF cleaner of notebook 02
-                doc = extract_pdf(f)
+                from .pdf import read_pdf  # the PDF cleaner of notebook 02
+                doc = read_pdf(f)
                 got = [{"text": doc.text, "source": f.name}]
         except Exception as exc:  # one bad file never stops the corpus
             problems.append(f"{f}: {type(exc).__name__}: {exc}")

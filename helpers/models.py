@@ -90,9 +90,15 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def under_fsdp() -> bool:
+    """True inside `accelerate launch` with an FSDP config (accelerate sets ACCELERATE_USE_FSDP)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+
+
 def device_map_for(quantization: str):
-    """Where the weights go: the whole model on this process's GPU, or None (CPU)."""
-    if has_cuda():
+    """Where the weights go: the whole model on this process's GPU (one GPU, or each DDP rank's
+    own), or None: on a CPU, and under FSDP, which shards and places the weights itself."""
+    if has_cuda() and not under_fsdp():
         return {"": local_rank()}
     return None
 
@@ -334,6 +340,8 @@ def load_model(name: str | None = None, quantization: str = "auto", adapter: str
         load_dtype = cdtype
     impl = attn or attn_implementation(load_dtype)
     kwargs = dict(dtype=load_dtype, attn_implementation=impl, token=hf_token())
+    if quant == "4bit" and quant_storage is None and under_fsdp():
+        quant_storage = cdtype  # FSDP shards the packed 4-bit weights like any parameter of this dtype
     qc = quantization_config(quant, cdtype, quant_storage)
     if qc is not None:
         kwargs["quantization_config"] = qc

@@ -605,7 +605,8 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
 
     adapter_dir = out / ("adapter" if cfg.finetune == "lora" else "model")
     trainer.save_model(str(adapter_dir))
-    tok.save_pretrained(str(adapter_dir))
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(adapter_dir))
     history = trainer.state.log_history
     if start_eval:
         history = [{"eval_loss": start_eval["eval_loss"], "step": 0, "epoch": 0.0}] + list(history)
@@ -625,12 +626,16 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         "peak_memory_gib": peak_memory_gib(), "trainable_parameters": trainable, "kernels": kernels,
         "resumed_from": str(resume_from) if resume_from else None,
         "data": {"train": train_rep, "validation": eval_rep}, "shard": shard,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "config": {k: v for k, v in cfg.to_dict().items()},
     }
+    plot = merged = None
+    if not trainer.is_world_process_zero():  # under DDP/FSDP only rank 0 writes the run's files
+        del trainer
+        return TrainResult(out, adapter_dir, metrics, history, None, None, metrics["resumed_from"], shard)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     (out / "log_history.json").write_text(json.dumps(history, indent=1) + "\n")
     plot = plot_losses(history, out / "loss.png", title=f"{cfg.run_name or out.name}: loss")
-    merged = None
     if cfg.merge and cfg.finetune == "lora":
         from .export import merge_adapter
         merged = merge_adapter(cfg.model_name, adapter_dir, out / "merged")

@@ -13,6 +13,10 @@ Variants:
              helpers.train.add_lora, TRL's SFTTrainer (tiled LM head, no full logits)
   kit-nockpt the same without gradient checkpointing (where memory allows)
   unsloth    Unsloth FastLanguageModel with its own kernels and "unsloth" checkpointing
+  kit-auto   our path with the memory plan notebooks use (helpers.train.plan_memory picks checkpointing)
+  kit-auto-15g  the same with the process capped at 15 GiB, as on a T4
+  kit-ddp2   our path on 2 GPUs with DDP (torchrun; each GPU holds the 4-bit model), same per-GPU batch
+  kit-fsdp2  our path on 2 GPUs with FSDP (accelerate launch, configs/accelerate/fsdp_qlora.yaml)
 
     python bench/train_speed.py --shape llama-3.1-8b --variants hf,kit,unsloth
     python bench/train_speed.py --shape tiny --variants hf,kit --steps 2   # CPU check of the harness
@@ -140,7 +144,7 @@ def run_manual(variant: str, path: Path, batch: int, seq: int, steps: int, warmu
     return result_row(variant, batch, seq, steps, load_s, time.time() - t, losses, sum(p.numel() for p in params))
 
 
-def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: int) -> dict:
+def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: int) -> dict | None:
     """Our path: the same functions helpers.train.train() calls, driven by TRL's SFTTrainer."""
     import torch
     from datasets import Dataset
@@ -153,9 +157,20 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
     cuda = torch.cuda.is_available()
     t0 = time.time()
     cfg = TrainConfig(model_name=str(path), quantization="4bit" if cuda else "none", lora_r=16, lora_alpha=16,
-                      lora_dropout=0.0, target_modules=",".join(TARGETS),
+                      lora_dropout=0.0, target_modules=",".join(TARGETS), per_device_batch_size=batch,
+                      gradient_accumulation_steps=1, max_seq_len=seq,
                       gradient_checkpointing=(variant != "kit-nockpt"), kernels="auto" if cuda else "none")
+    if variant.endswith("-15g") and cuda:
+        torch.cuda.set_per_process_memory_fraction(15 * 2**30 / torch.cuda.get_device_properties(0).total_memory)
+        os.environ["LLAMA_KIT_GPU_MEMORY_GIB"] = "15"
     model, tok = load_model(str(path), quantization=cfg.quantization, for_training=True, verbose=False)
+    plan = None
+    if variant.startswith("kit-auto") and cuda:
+        from helpers.train import plan_memory
+        plan = plan_memory(model, cfg, quantized=True)
+        cfg = cfg.replace(gradient_checkpointing=plan.gradient_checkpointing)
+        batch = plan.per_device_batch_size
+        print(f"memory plan ({variant}): {plan.reason}", flush=True)
     model = prepare_for_training(model, cfg, quantized=cuda)
     apply_fast_kernels(model, cfg.kernels, log=lambda *_: None)
     torch.manual_seed(0)
@@ -194,21 +209,36 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
                       callbacks=[Clock()])
     trainer.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return result_row(variant, batch, seq, steps, load_s, timing["dt"], timing["losses"] or [float("nan")], trainable)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    row = result_row(variant, batch * world, seq, steps, load_s, timing["dt"], timing["losses"] or [float("nan")],
+                     trainable)
+    row["world_size"] = world
+    if plan is not None:
+        row["plan"] = plan.reason
+    if world > 1:
+        import torch.distributed as dist
+        peaks = [None] * world
+        dist.all_gather_object(peaks, row.get("peak_alloc_gib"))
+        row["peak_alloc_gib_per_gpu"] = peaks
+        row["peak_alloc_gib"] = max((p for p in peaks if p is not None), default=None)
+        if dist.get_rank() != 0:
+            return None
+    return row
 
 
 def table(rows: list[dict]) -> str:
     by = {r["variant"]: r for r in rows if "tok_per_s" in r}
     hf, un = by.get("hf"), by.get("unsloth")
-    lines = ["| variant | tok/s | peak GiB | vs hf | vs unsloth | mean loss | loss vs hf |", "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | GPUs | tok/s | peak GiB (max per GPU) | vs hf | vs unsloth | mean loss | loss vs hf |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "tok_per_s" not in r:
-            lines.append(f"| {r['variant']} | failed: {r.get('error', '')[:80]} | | | | | |")
+            lines.append(f"| {r['variant']} | | failed: {r.get('error', '')[:80]} | | | | | |")
             continue
         vs_hf = f"{r['tok_per_s'] / hf['tok_per_s']:.2f}x" if hf else "-"
         vs_un = f"{r['tok_per_s'] / un['tok_per_s']:.2f}x" if un else "-"
         dl = f"{100 * (r['loss_mean'] - hf['loss_mean']) / hf['loss_mean']:+.2f}%" if hf else "-"
-        lines.append(f"| {r['variant']} | {r['tok_per_s']:,.0f} | {r.get('peak_alloc_gib', '-')} | {vs_hf} | {vs_un} | "
+        lines.append(f"| {r['variant']} | {r.get('world_size', 1)} | {r['tok_per_s']:,.0f} | {r.get('peak_alloc_gib', '-')} | {vs_hf} | {vs_un} | "
                      f"{r['loss_mean']} | {dl} |")
     return "\n".join(lines)
 
@@ -231,7 +261,9 @@ def main() -> int:
     path = Path(a.ckpt) / a.shape
     if a.one:
         fn = run_kit if a.one.startswith("kit") else run_manual
-        print("RESULT " + json.dumps(fn(a.one, path, batch, a.seq, a.steps, a.warmup)), flush=True)
+        row = fn(a.one, path, batch, a.seq, a.steps, a.warmup)
+        if row is not None:
+            print("RESULT " + json.dumps(row), flush=True)
         return 0
     t = time.time()
     make_checkpoint(a.shape, path, a.tokenizer)
@@ -241,8 +273,15 @@ def main() -> int:
         env = dict(os.environ)
         if v == "unsloth" and a.site_unsloth:
             env["PYTHONPATH"] = a.site_unsloth + os.pathsep + str(ROOT)
-        cmd = [sys.executable, __file__, "--one", v, "--shape", a.shape, "--batch", str(batch), "--seq", str(a.seq),
-               "--steps", str(a.steps), "--warmup", str(a.warmup), "--ckpt", a.ckpt]
+        args = ["--one", v, "--shape", a.shape, "--batch", str(batch), "--seq", str(a.seq),
+                "--steps", str(a.steps), "--warmup", str(a.warmup), "--ckpt", a.ckpt]
+        if v == "kit-ddp2":
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", __file__] + args
+        elif v == "kit-fsdp2":
+            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                   str(ROOT / "configs" / "accelerate" / "fsdp_qlora.yaml"), "--num_processes", "2", __file__] + args
+        else:
+            cmd = [sys.executable, __file__] + args
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
         if line:

@@ -85,6 +85,7 @@ class TrainConfig(StepConfig):
     merge: bool = False  # also save the adapter merged into 16-bit base weights
     report_to: str = "tensorboard"  # "tensorboard", "none", "wandb", ...
     kernels: str = "auto"  # "auto" (Liger's fused RMSNorm/SwiGLU/RoPE on a GPU when installed), "liger" or "none"
+    auto_fit: bool = True  # on a GPU: choose micro-batch and checkpointing from free memory (effective batch kept)
     max_rows: int = 0  # use only the first N training rows (0 = all), for quick trials
 
     @classmethod
@@ -348,6 +349,71 @@ def prepare_for_training(model, cfg: TrainConfig, quantized: bool):
     return model
 
 
+@dataclass
+class MemoryPlan:
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+    gradient_checkpointing: bool
+    budget_gib: float
+    weights_gib: float
+    activations_gib: float
+    reason: str
+
+
+def gpu_memory_budget_gib() -> float:
+    """Usable GPU memory: ``LLAMA_KIT_GPU_MEMORY_GIB`` if set (to plan for a smaller GPU, or a
+    process capped with torch.cuda.set_per_process_memory_fraction), else the device's total."""
+    import torch
+    if os.environ.get("LLAMA_KIT_GPU_MEMORY_GIB"):
+        return float(os.environ["LLAMA_KIT_GPU_MEMORY_GIB"])
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**30
+
+
+def plan_memory(model, cfg: "TrainConfig", quantized: bool, budget_gib: float | None = None) -> MemoryPlan:
+    """Pick micro-batch, gradient accumulation and checkpointing so the run fits with margin.
+
+    Activation bytes per token, fitted on an H100 to our path's measured peaks (bench/RESULTS.md,
+    Llama-3.1-8B and 3.2-1B shapes, bf16, tiled LM head): without checkpointing about 36 x hidden
+    per layer; with it 2 x hidden per layer (the saved layer inputs) plus one layer's 36 x hidden,
+    plus about 40 KB for the LM head tiles and the loss. Weights are measured on the loaded
+    model. Margin: 15% of the budget and 1 GiB for the CUDA context and fragmentation.
+    The effective batch (micro-batch x accumulation) of the config is kept."""
+    budget = gpu_memory_budget_gib() if budget_gib is None else budget_gib
+    weights = model.get_memory_footprint() / 2**30
+    c = model.config
+    hidden, layers = c.hidden_size, c.num_hidden_layers
+    per_tok_nockpt = 36 * hidden * layers + 40_000
+    per_tok_ckpt = 2 * hidden * layers + 36 * hidden + 40_000
+    lora_opt = 0.1 + (4 if cfg.finetune == "full" else 0) * sum(p.numel() for p in model.parameters()) * 4 / 2**30
+    free = budget * 0.85 - 1.0 - weights - lora_opt
+    want_b, accum = cfg.per_device_batch_size, cfg.gradient_accumulation_steps
+    effective = want_b * accum
+    seq = cfg.max_seq_len
+
+    def act(b, per_tok):
+        return b * seq * per_tok / 2**30
+
+    if free <= 0:
+        raise ConfigError(f"The model alone ({weights:.1f} GiB) does not fit in {budget:.1f} GiB of GPU memory with "
+                          "margin: use 4-bit quantization, a smaller model, or a larger GPU.")
+    if act(want_b, per_tok_nockpt) <= free:
+        return MemoryPlan(want_b, accum, False, budget, weights, act(want_b, per_tok_nockpt),
+                          f"batch {want_b} x {seq} tokens fits without gradient checkpointing "
+                          f"(~{act(want_b, per_tok_nockpt):.1f} GiB activations of {free:.1f} free): fastest")
+    b = want_b
+    while b > 1 and act(b, per_tok_ckpt) > free:
+        b //= 2
+    if act(b, per_tok_ckpt) > free:
+        raise ConfigError(f"Even one sequence of {seq} tokens needs ~{act(1, per_tok_ckpt):.1f} GiB of activations with "
+                          f"checkpointing, and {free:.1f} GiB are free: lower MAX_SEQ_LEN.")
+    new_accum = max(1, -(-effective // b))
+    why = (f"batch {want_b} x {seq} tokens needs ~{act(want_b, per_tok_nockpt):.1f} GiB without checkpointing, "
+           f"{free:.1f} GiB free: gradient checkpointing on")
+    if b != want_b:
+        why += f", micro-batch {want_b} -> {b} with accumulation {accum} -> {new_accum} (effective batch kept)"
+    return MemoryPlan(b, new_accum, True, budget, weights, act(b, per_tok_ckpt), why)
+
+
 def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
     """Swap in fused Triton kernels (Liger: RMSNorm, SwiGLU, RoPE) on the model instance.
 
@@ -515,6 +581,14 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         log(f"Fewer than 4 documents: the last {n_eval} of {n_eval + len(train_enc)} blocks are held out for perplexity.")
 
     quantized = quant in ("4bit", "8bit")
+    plan = None
+    if cfg.auto_fit and torch.cuda.is_available():
+        plan = plan_memory(model, cfg, quantized)
+        cfg = cfg.replace(per_device_batch_size=plan.per_device_batch_size,
+                          gradient_accumulation_steps=plan.gradient_accumulation_steps,
+                          gradient_checkpointing=plan.gradient_checkpointing)
+        log(f"Memory plan for {plan.budget_gib:.1f} GiB ({torch.cuda.get_device_name()}): weights "
+            f"{plan.weights_gib:.1f} GiB; {plan.reason}. Set AUTO_FIT=0 to use your settings as they are.")
     model = prepare_for_training(model, cfg, quantized)
     kernels = apply_fast_kernels(model, cfg.kernels, log)
     if cfg.finetune == "lora":
@@ -627,6 +701,7 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         "resumed_from": str(resume_from) if resume_from else None,
         "data": {"train": train_rep, "validation": eval_rep}, "shard": shard,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "memory_plan": dataclasses.asdict(plan) if plan else None,
         "config": {k: v for k, v in cfg.to_dict().items()},
     }
     plot = merged = None

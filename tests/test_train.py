@@ -192,3 +192,32 @@ def test_bad_input_is_explained(tmp_path, convs):
     write_jsonl(tmp_path / "empty.jsonl", rows)
     with pytest.raises(DataError, match="no usable rows"):
         train(cfg_for(tmp_path / "z", tmp_path / "empty.jsonl", max_steps=1, eval_fraction=0.0))
+
+
+def test_memory_plan_fits_t4_and_h100_like_the_measured_peaks():
+    """plan_memory on the real Llama shapes: a 15 GiB T4 gets checkpointing, an 80 GiB H100 does
+    not; predicted peaks are within 10% of the peaks measured on an H100 (bench/RESULTS.md)."""
+    from transformers import LlamaConfig
+    from helpers.train import plan_memory
+
+    class Shape:  # the loaded model's memory footprint and config are all the plan reads
+        def __init__(self, cfg, gib):
+            self.config, self.gib = cfg, gib
+
+        def get_memory_footprint(self):
+            return self.gib * 2**30
+
+        def parameters(self):
+            return iter([])
+
+    l8 = Shape(LlamaConfig(hidden_size=4096, num_hidden_layers=32), 5.4)
+    cfg = TrainConfig(per_device_batch_size=2, gradient_accumulation_steps=1, max_seq_len=2048)
+    t4, h100 = plan_memory(l8, cfg, True, 15.0), plan_memory(l8, cfg, True, 79.2)
+    assert t4.gradient_checkpointing and not h100.gradient_checkpointing
+    assert abs((t4.weights_gib + t4.activations_gib) - 7.25) / 7.25 < 0.1
+    assert abs((h100.weights_gib + h100.activations_gib) - 22.95) / 22.95 < 0.1
+    tight = plan_memory(l8, TrainConfig(per_device_batch_size=8, gradient_accumulation_steps=2, max_seq_len=2048),
+                        True, 12.0)
+    assert tight.per_device_batch_size < 8 and tight.per_device_batch_size * tight.gradient_accumulation_steps >= 16
+    with pytest.raises(ConfigError, match="does not fit"):
+        plan_memory(Shape(l8.config, 30.0), cfg, True, 16.0)

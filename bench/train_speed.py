@@ -200,10 +200,13 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
 
     args = SFTConfig(output_dir="/tmp/kit-bench", max_steps=warmup + steps, per_device_train_batch_size=batch,
                      gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="constant", warmup_steps=0,
-                     optim="paged_adamw_8bit" if cuda else "adamw_torch", bf16=cuda, logging_steps=1,
+                     optim=("adamw_torch_fused" if variant == "kit-fsdp2" else "paged_adamw_8bit") if cuda else "adamw_torch",
+                     bf16=cuda, logging_steps=1,
                      save_strategy="no", report_to="none", max_length=seq, packing=False, completion_only_loss=True,
                      gradient_checkpointing=False, use_cpu=not cuda, dataloader_num_workers=0, shuffle_dataset=False,
                      disable_tqdm=True, seed=0)
+    if args.n_gpu > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        args._n_gpu = 1  # one process: one GPU, as helpers.train does
     Trainer = _make_trainer_class()
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                       callbacks=[Clock()])

@@ -504,7 +504,7 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     from trl import SFTConfig
 
     from .models import (check_quantization, compute_dtype, count_parameters, default_model_name, load_model,
-                         resolve_model_path)
+                         resolve_model_path, under_fsdp)
     from .plots import plot_losses
 
     t_start = time.time()
@@ -602,6 +602,8 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     optim = cfg.optim
     if optim == "auto":
         optim = "paged_adamw_8bit" if cuda and quantized else ("adamw_torch_fused" if cuda else "adamw_torch")
+        if under_fsdp():
+            optim = "adamw_torch_fused"  # bitsandbytes' 8-bit optimizer state cannot be sharded (DTensor)
     report = cfg.report_to
     if report == "tensorboard":
         import importlib.util
@@ -653,6 +655,12 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     if report == "tensorboard":
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # durable (Drive on Colab)
     extra_callbacks = list(callbacks or [])
+    if args.n_gpu > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # Several GPUs visible to one process: train on this one (the model is placed on it) rather
+        # than the Trainer's nn.DataParallel; for several GPUs use `accelerate launch` or torchrun.
+        log(f"{args.n_gpu} GPUs visible to one process: training on GPU {torch.cuda.current_device()} only. "
+            "Use `accelerate launch --config_file configs/accelerate/ddp.yaml -m helpers.train ...` for all of them.")
+        args._n_gpu = 1
     callbacks = _make_callbacks(cfg, durable_ckpt, t_start) + extra_callbacks
     if cfg.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))

@@ -47,6 +47,7 @@ EARLY_STOPPING_PATIENCE = 3  # evaluations without improvement before stopping (
 INIT_ADAPTER = ""  # start from notebook 03's adapter (domain pretraining), e.g. "../outputs/pretrain/adapter"
 NUM_SHARDS = 1  # > 1: train one shard of the data per sitting
 RESUME = "auto"  # "auto" continues from the newest complete checkpoint; "never" starts over
+USE_SWEEP_BEST = False  # True: take the best settings found by notebook 07's sweep (overrides the values above)
 
 # %% [markdown]
 # ## Configuration
@@ -59,11 +60,23 @@ cfg = TrainConfig.from_params(globals(), output_dir=str(ws.out(RUN_NAME)),
                               checkpoint_dir=str(ws.local_dir / RUN_NAME) if ws.drive else "")
 if not cfg.dataset_path:
     cfg = cfg.replace(dataset_path=str(default_dataset(ws)))
+if USE_SWEEP_BEST:
+    from helpers.sweep import load_best_config
+    cfg = cfg.replace(**load_best_config(ws.out("sweep", "best_config.json")))
 print(cfg.describe())
 
 # %% [markdown]
 # ## Train
 # Interrupted? Run the notebook again: it resumes from the newest complete checkpoint.
+#
+# On a GPU, `AUTO_FIT` (on by default) picks the micro-batch and gradient checkpointing from the
+# GPU's memory and says why. Several GPUs on one machine: save the configuration and launch the
+# same training code with accelerate (DDP: each GPU holds the 4-bit model; FSDP: the model is
+# sharded, for models that do not fit one GPU):
+#
+#     cfg.save("run.json")
+#     !accelerate launch --config_file ../configs/accelerate/ddp.yaml -m helpers.train run.json
+#     !accelerate launch --config_file ../configs/accelerate/fsdp_qlora.yaml -m helpers.train run.json
 
 # %%
 result = train(cfg)

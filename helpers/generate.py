@@ -112,20 +112,16 @@ def base_and_tuned(model, tokenizer, prompts: list[str], **kw) -> tuple[dict, di
 def compare_on_examples(model_name: str, adapter_dir: str | Path, dataset_path: str | Path, n: int = 3,
                         quantization: str = "auto", max_new_tokens: int = 64, template: str = "auto") -> list[dict]:
     """Print base and tuned answers to the first ``n`` rows of a dataset, side by side."""
-    from .data import read_jsonl
+    from .data import cut_at_reference, read_jsonl
     from .models import load_model
     from .prompts import prompt_text, reference
     held_out = Path(dataset_path).with_name("test.jsonl")
     if held_out.exists() and held_out != Path(dataset_path):
         dataset_path = held_out  # prompts the model has not been trained on
     model, tok = load_model(model_name, quantization=quantization, adapter=str(adapter_dir), verbose=False)
-    rows = read_jsonl(dataset_path)[:n]
+    rows = [c for c in (cut_at_reference(r) for r in read_jsonl(dataset_path)) if c is not None][:n]
     prompts, refs = [], []
     for r in rows:
-        if "messages" in r:
-            msgs = r["messages"]
-            cut = next((i for i, m in enumerate(msgs) if m["role"] == "assistant" and i > 0), len(msgs) - 1)
-            r = {**r, "messages": msgs[:cut + 1]}
         prompts.append(prompt_text(tok, r, template))
         refs.append(reference(r))
     base, tuned = base_and_tuned(model, tok, prompts, max_new_tokens=max_new_tokens)

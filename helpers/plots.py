@@ -40,6 +40,17 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_losses(log_history: list[dict], path: str | Path, title: str = "loss") -> Path | None:
     """Train and validation loss against optimizer step, with epochs on a second axis."""
     s = loss_series(log_history)
@@ -62,12 +73,7 @@ def plot_losses(log_history: list[dict], path: str | Path, title: str = "loss") 
         ratio = pts[-1][1] / pts[-1][0]
         sec = ax.secondary_xaxis("top", functions=(lambda x: x * ratio, lambda e: e / ratio))
         sec.set_xlabel("epoch")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_overlay(curves: dict[str, list[dict]], path: str | Path, title: str, which: str = "train",
@@ -91,9 +97,4 @@ def plot_overlay(curves: dict[str, list[dict]], path: str | Path, title: str, wh
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -111,11 +111,11 @@ def prompt_text(tokenizer, row_or_messages: Any, style: str = "auto", system: st
         text = alpaca_prompt(str(row_or_messages["instruction"]), str(row_or_messages.get("input") or ""))
     else:
         text, _ = _alpaca_from_messages(msgs)
-    bos = tokenizer.bos_token if _adds_bos(tokenizer) else ""
+    bos = tokenizer.bos_token if adds_bos(tokenizer) else ""
     return bos + text
 
 
-def _adds_bos(tokenizer) -> bool:
+def adds_bos(tokenizer) -> bool:
     """Whether a model expects a BOS token in front (Llama 3 does; SmolLM2's template does not)."""
     if tokenizer.bos_token is None:
         return False
@@ -154,7 +154,7 @@ def _segments(tokenizer, msgs: list[dict], style: str) -> list[tuple[str, bool]]
         return [(t, w) for t, w in pieces if t]
     # alpaca: every assistant turn becomes one prompt/response pair in the template
     out: list[tuple[str, bool]] = []
-    bos = tokenizer.bos_token if _adds_bos(tokenizer) else ""
+    bos = tokenizer.bos_token if adds_bos(tokenizer) else ""
     eos = tokenizer.eos_token or ""
     for i, m in enumerate(msgs):
         if m["role"] != "assistant":
@@ -180,7 +180,7 @@ def encode(tokenizer, row: dict, style: str = "auto", max_len: int = 2048, syste
     if not any(m["role"] == "assistant" and str(m["content"]).strip() for m in msgs):
         raise PromptError("conversation has no non-empty assistant reply to learn from")
     if style == "alpaca" and row_kind(row) == "instruction":
-        bos = tokenizer.bos_token if _adds_bos(tokenizer) else ""
+        bos = tokenizer.bos_token if adds_bos(tokenizer) else ""
         segs = [(bos + alpaca_prompt(str(row["instruction"]), str(row.get("input") or "")), False),
                 (str(row["output"]).strip() + (tokenizer.eos_token or ""), True)]
     else:

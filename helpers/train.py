@@ -144,9 +144,10 @@ def split_rows(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
 def pack_texts(tokenizer, texts: list[str], block_size: int) -> tuple[list[dict], dict]:
     """Documents tokenized, joined with EOS between them, cut into blocks of ``block_size`` tokens
     (the tail shorter than a block is kept as a last, shorter block)."""
+    from .prompts import adds_bos
     eos = tokenizer.eos_token_id
     stream: list[int] = []
-    add_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    add_bos = adds_bos(tokenizer)
     for t in texts:
         ids = tokenizer(t, add_special_tokens=False)["input_ids"]
         if add_bos:
@@ -692,7 +693,12 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     history = trainer.state.log_history
     if start_eval:
         history = [{"eval_loss": start_eval["eval_loss"], "step": 0, "epoch": 0.0}] + list(history)
-    final_eval = trainer.evaluate() if has_eval else {}
+    last = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if has_eval and last is not None and last.get("step") == trainer.state.global_step \
+            and not args.load_best_model_at_end:
+        final_eval = {"eval_loss": last["eval_loss"]}  # these very weights were just evaluated
+    else:
+        final_eval = trainer.evaluate() if has_eval else {}
     tokens_seen = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
     metrics = {
         "run_name": cfg.run_name or out.name, "model_name": cfg.model_name, "mode": cfg.mode, "quantization": quant,

@@ -18,6 +18,14 @@ Variants:
   kit-ddp2   our path on 2 GPUs with DDP (torchrun; each GPU holds the 4-bit model), same per-GPU batch
   kit-fsdp2  our path on 2 GPUs with FSDP (accelerate launch, configs/accelerate/fsdp_qlora.yaml)
 
+Flags appended to a variant with "+" switch one lever, to measure what it moves:
+  +nofuse    peft's own LoRA forward instead of helpers.fast_lora's fused layers
+  +noliger   no Liger kernels
+  +offload   TRL's activation offloading (saved tensors, here the checkpointed layer inputs, to CPU)
+  +sac       selective checkpointing (TRL's policy: keep attention outputs, recompute the rest)
+  +prof      profile two timed steps with torch.profiler and print where GPU time goes (not for timing)
+e.g. --variants kit,kit+nofuse,kit+offload,unsloth+prof
+
     python bench/train_speed.py --shape llama-3.1-8b --variants hf,kit,unsloth
     python bench/train_speed.py --shape tiny --variants hf,kit --steps 2   # CPU check of the harness
 
@@ -86,12 +94,63 @@ def result_row(variant, batch, seq, steps, load_s, dt, losses, trainable):
     return res
 
 
+def _profiler():
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    return profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True)
+
+
+KERNEL_GROUPS = [  # (group, substrings of kernel names), first match wins
+    ("dequant 4-bit", ("kDequantize", "dequantize")),
+    ("attention", ("flash", "fmha", "attention", "sdpa")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "sm90_", "sm80_", "ampere", "cublas", "splitk", "xmma")),
+    ("triton (fused kernels)", ("triton", "_rms_norm", "_swiglu", "rope", "liger", "_fused")),
+    ("optimizer", ("optimizer", "adam", "Adam")),
+    ("copy / cast", ("copy", "Memcpy", "memcpy", "Memset", "cat", "to_copy")),
+    ("elementwise / reduce", ("elementwise", "reduce", "vectorized", "unrolled", "index", "scatter", "gather",
+                              "softmax", "Loss", "loss")),
+]
+
+
+def profile_summary(prof, wall_s: float, steps: int) -> str:
+    """GPU time per step by kernel group, the top kernels, and how busy the GPU was."""
+    from collections import defaultdict
+    from torch.autograd import DeviceType
+    per_kernel = defaultdict(float)
+    for e in prof.events():
+        if e.device_type == DeviceType.CUDA:
+            per_kernel[e.name] += e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
+    total = sum(per_kernel.values())
+    if not total:
+        return "profile: no GPU kernels recorded (CPU run)"
+    groups = defaultdict(float)
+    for name, us in per_kernel.items():
+        g = next((g for g, keys in KERNEL_GROUPS if any(k in name for k in keys)), "other")
+        groups[g] += us
+    lines = [f"profile: {steps} steps, wall {wall_s / steps * 1e3:.1f} ms/step, GPU kernels {total / steps / 1e3:.1f} "
+             f"ms/step ({100 * total / 1e6 / wall_s:.0f}% busy)", "| group | ms/step | share |", "|---|---|---|"]
+    for g, us in sorted(groups.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {g} | {us / steps / 1e3:.1f} | {100 * us / total:.1f}% |")
+    lines += ["", "| top kernels | ms/step | share |", "|---|---|---|"]
+    for name, us in sorted(per_kernel.items(), key=lambda kv: -kv[1])[:20]:
+        lines.append(f"| {name[:100]} | {us / steps / 1e3:.2f} | {100 * us / total:.1f}% |")
+    lines += ["", "| op launching the kernels (input shapes) | calls/step | GPU ms/step |", "|---|---|---|"]
+    ops = [e for e in prof.key_averages(group_by_input_shape=True)
+           if e.device_type == DeviceType.CPU and getattr(e, "self_device_time_total", 0) > 0]
+    for e in sorted(ops, key=lambda e: -e.self_device_time_total)[:20]:
+        lines.append(f"| {e.key} {str(e.input_shapes)[:90]} | {e.count / steps:.0f} | "
+                     f"{e.self_device_time_total / steps / 1e3:.2f} |")
+    cpu_ops = sum(e.count for e in prof.key_averages() if e.device_type == DeviceType.CPU and e.key.startswith("aten::"))
+    lines.append(f"aten ops launched per step: {cpu_ops / steps:,.0f}")
+    return "\n".join(lines)
+
+
 def run_manual(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: int) -> dict:
     """The peers' loop: model(input_ids, labels).loss.backward(); optimizer step."""
     import torch
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
-    if variant == "unsloth":
+    if variant.startswith("unsloth"):
         from unsloth import FastLanguageModel
         model, _ = FastLanguageModel.from_pretrained(str(path), max_seq_length=seq, load_in_4bit=True, dtype=torch.bfloat16)
         model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0, target_modules=TARGETS,
@@ -136,12 +195,19 @@ def run_manual(variant: str, path: Path, batch: int, seq: int, steps: int, warmu
     if dev == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    prof = _profiler() if "+prof" in variant else None
+    if prof is not None:
+        prof.__enter__()
     t = time.time()
     for i in range(steps):
         losses.append(step(data[warmup + i]))
     if dev == "cuda":
         torch.cuda.synchronize()
-    return result_row(variant, batch, seq, steps, load_s, time.time() - t, losses, sum(p.numel() for p in params))
+    dt = time.time() - t
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        print(profile_summary(prof, dt, steps), flush=True)
+    return result_row(variant, batch, seq, steps, load_s, dt, losses, sum(p.numel() for p in params))
 
 
 def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: int) -> dict | None:
@@ -152,33 +218,44 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
     from trl import SFTConfig
 
     from helpers.models import load_model
-    from helpers.train import TrainConfig, _make_trainer_class, add_lora, apply_fast_kernels, prepare_for_training
+    from helpers.train import (TrainConfig, _make_trainer_class, add_lora, apply_fast_kernels, fuse_lora,
+                               prepare_for_training)
 
     cuda = torch.cuda.is_available()
+    base, *flags = variant.split("+")
     t0 = time.time()
     cfg = TrainConfig(model_name=str(path), quantization="4bit" if cuda else "none", lora_r=16, lora_alpha=16,
                       lora_dropout=0.0, target_modules=",".join(TARGETS), per_device_batch_size=batch,
                       gradient_accumulation_steps=1, max_seq_len=seq,
-                      gradient_checkpointing=(variant != "kit-nockpt"), kernels="auto" if cuda else "none")
-    if variant.endswith("-15g") and cuda:
+                      gradient_checkpointing=(base != "kit-nockpt"),
+                      kernels="none" if not cuda or "noliger" in flags else "auto")
+    if base.endswith("-15g") and cuda:
         torch.cuda.set_per_process_memory_fraction(15 * 2**30 / torch.cuda.get_device_properties(0).total_memory)
         os.environ["LLAMA_KIT_GPU_MEMORY_GIB"] = "15"
     model, tok = load_model(str(path), quantization=cfg.quantization, for_training=True, verbose=False)
     plan = None
-    if variant.startswith("kit-auto") and cuda:
+    if base.startswith("kit-auto") and cuda:
         from helpers.train import plan_memory
         plan = plan_memory(model, cfg, quantized=True)
         cfg = cfg.replace(gradient_checkpointing=plan.gradient_checkpointing)
         batch = plan.per_device_batch_size
         print(f"memory plan ({variant}): {plan.reason}", flush=True)
+    if "sac" in flags:
+        from trl.models import enable_selective_activation_checkpointing
+        enable_selective_activation_checkpointing(model)
     model = prepare_for_training(model, cfg, quantized=cuda)
-    apply_fast_kernels(model, cfg.kernels, log=lambda *_: None)
+    applied = apply_fast_kernels(model, cfg.kernels, log=lambda *_: None)
     torch.manual_seed(0)
     model = add_lora(model, cfg)
+    if "nofuse" not in flags:
+        applied = fuse_lora(model, "auto", applied, log=lambda *_: None)
+    print(f"{variant}: kernels {applied}", flush=True)
     load_s = time.time() - t0
     data = batches(model.config.vocab_size, batch, seq, warmup + steps)
     rows = [{"input_ids": r.tolist(), "completion_mask": [1] * seq} for b in data for r in b]
     timing: dict = {"losses": []}
+
+    prof = _profiler() if "prof" in flags else None
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -186,6 +263,8 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
                 if cuda:
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
+                if prof is not None:
+                    prof.__enter__()
                 timing["t"] = time.time()
 
         def on_step_end(self, args, state, control, **kw):
@@ -193,6 +272,9 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
                 if cuda:
                     torch.cuda.synchronize()
                 timing["dt"] = time.time() - timing["t"]
+                if prof is not None:
+                    prof.__exit__(None, None, None)
+                    print(profile_summary(prof, timing["dt"], steps), flush=True)
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs and state.global_step > warmup:
@@ -200,7 +282,8 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
 
     args = SFTConfig(output_dir="/tmp/kit-bench", max_steps=warmup + steps, per_device_train_batch_size=batch,
                      gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="constant", warmup_steps=0,
-                     optim=("adamw_torch_fused" if variant == "kit-fsdp2" else "paged_adamw_8bit") if cuda else "adamw_torch",
+                     optim=("adamw_torch_fused" if base == "kit-fsdp2" else "paged_adamw_8bit") if cuda else "adamw_torch",
+                     activation_offloading="offload" in flags,
                      bf16=cuda, logging_steps=1,
                      save_strategy="no", report_to="none", max_length=seq, packing=False, completion_only_loss=True,
                      gradient_checkpointing=False, use_cpu=not cuda, dataloader_num_workers=0, shuffle_dataset=False,
@@ -274,18 +357,21 @@ def main() -> int:
     rows = []
     for v in a.variants.split(","):
         env = dict(os.environ)
-        if v == "unsloth" and a.site_unsloth:
+        if v.startswith("unsloth") and a.site_unsloth:
             env["PYTHONPATH"] = a.site_unsloth + os.pathsep + str(ROOT)
         args = ["--one", v, "--shape", a.shape, "--batch", str(batch), "--seq", str(a.seq),
                 "--steps", str(a.steps), "--warmup", str(a.warmup), "--ckpt", a.ckpt]
-        if v == "kit-ddp2":
+        if v.startswith("kit-ddp2"):
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", __file__] + args
-        elif v == "kit-fsdp2":
+        elif v.startswith("kit-fsdp2"):
             cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                    str(ROOT / "configs" / "accelerate" / "fsdp_qlora.yaml"), "--num_processes", "2", __file__] + args
         else:
             cmd = [sys.executable, __file__] + args
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        for l in p.stdout.splitlines():  # the child's profile tables, memory plan and kernels in use
+            if l.startswith(("profile:", "| ", "memory plan", f"{v}: ")):
+                print(l, flush=True)
         line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
         if line:
             rows.append(json.loads(line[-1][7:]))

@@ -84,7 +84,7 @@ class TrainConfig(StepConfig):
     seed: int = 42  # seed for LoRA init, data order and dropout
     merge: bool = False  # also save the adapter merged into 16-bit base weights
     report_to: str = "tensorboard"  # "tensorboard", "none", "wandb", ...
-    kernels: str = "auto"  # "auto" (Liger's fused RMSNorm/SwiGLU/RoPE on a GPU when installed), "liger" or "none"
+    kernels: str = "auto"  # "auto" (fused LoRA layers; Liger's RMSNorm/SwiGLU/RoPE too on a GPU when installed), "liger" or "none"
     auto_fit: bool = True  # on a GPU: choose micro-batch and checkpointing from free memory (effective batch kept)
     max_rows: int = 0  # use only the first N training rows (0 = all), for quick trials
 
@@ -436,6 +436,21 @@ def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
     return "liger"
 
 
+def fuse_lora(model, kernels: str, applied: str, log=print) -> str:
+    """Route the LoRA layers through helpers.fast_lora (base matmul and adapter in one autograd
+    function, no copies of the output) unless KERNELS='none', under FSDP (sharded 4-bit weights)
+    or on an 8-bit base. Returns the updated description of what was applied."""
+    from .fast_lora import patch_lora_layers
+    from .models import under_fsdp
+    if kernels == "none" or under_fsdp():
+        return applied
+    n = patch_lora_layers(model)
+    if not n:
+        return applied
+    log(f"Fast kernels: fused LoRA on {n} layers")
+    return "fused-lora" if applied == "none" else f"{applied}+fused-lora"
+
+
 def lora_targets(cfg: TrainConfig):
     if cfg.target_modules.strip() == "all-linear":
         return "all-linear"
@@ -594,6 +609,7 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     kernels = apply_fast_kernels(model, cfg.kernels, log)
     if cfg.finetune == "lora":
         model = add_lora(model, cfg)
+        kernels = fuse_lora(model, cfg.kernels, kernels, log)
     trainable = count_parameters(model, trainable_only=True)
     log(f"Trainable parameters: {trainable / 1e6:.2f}M of {count_parameters(model) / 1e6:.1f}M "
         f"({100 * trainable / max(1, count_parameters(model)):.2f}%)")

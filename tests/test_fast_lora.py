@@ -1,0 +1,126 @@
+"""The fused LoRA path (helpers/fast_lora.py) computes what peft computes: same loss, same
+gradients for every adapter matrix and for the input, on the real embedded model and a real
+conversation, with a dense base and with a bitsandbytes 4-bit base."""
+import pytest
+import torch
+
+from helpers.data import chitchat_conversations
+from helpers.fast_lora import _fused_mlp_forward, patch_lora_layers, unpatch_lora_layers
+from helpers.models import load_model
+from helpers.prompts import encode
+from helpers.train import TrainConfig, add_lora
+
+EMB = "embedded/smollm2-135m-instruct"
+
+
+def _batch(tok):
+    rows = [encode(tok, c, max_len=96) for c in chitchat_conversations()[:2]]
+    n = min(len(r["input_ids"]) for r in rows)
+    ids = torch.tensor([r["input_ids"][:n] for r in rows])
+    return ids
+
+
+def _lora_model(quantize_4bit: bool):
+    model, tok = load_model(EMB, quantization="none", for_training=True, verbose=False)
+    return _quantize_and_add_lora(model, quantize_4bit, "cpu"), tok
+
+
+def _quantize_and_add_lora(model, quantize_4bit: bool, device: str):
+    model.to(device)
+    if quantize_4bit:
+        import bitsandbytes as bnb
+        for layer in model.model.layers[:4]:  # four decoder layers in 4-bit are enough and keep it quick
+            for parent in (layer.self_attn, layer.mlp):
+                for name, lin in list(parent.named_children()):
+                    if not isinstance(lin, torch.nn.Linear):
+                        continue
+                    q = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=False, compute_dtype=torch.float32,
+                                          quant_type="nf4")
+                    q.weight = bnb.nn.Params4bit(lin.weight.data.clone(), requires_grad=False, quant_type="nf4",
+                                                 compress_statistics=True)
+                    q = q.to(device)  # quantizes
+                    setattr(parent, name, q)
+    cfg = TrainConfig(model_name=EMB, quantization="none", lora_r=8, lora_alpha=16, lora_dropout=0.0,
+                      target_modules="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+    torch.manual_seed(0)
+    model = add_lora(model, cfg)
+    g = torch.Generator().manual_seed(1)
+    for n, p in model.named_parameters():  # peft starts B at zero; make both matrices matter
+        if "lora_B" in n:
+            p.data = (torch.randn(p.shape, generator=g) * 0.02).to(p.device)
+    model.enable_input_require_grads()
+    return model
+
+
+def _loss_and_grads(model, ids):
+    model.zero_grad(set_to_none=True)
+    emb_out = {}
+    h = model.get_input_embeddings().register_forward_hook(lambda m, i, o: emb_out.setdefault("x", o))
+    loss = model(input_ids=ids, labels=ids).loss
+    h.remove()
+    emb_out["x"].retain_grad()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.item(), grads, emb_out["x"].grad.clone()
+
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (Liger's SwiGLU kernels)")
+
+
+@pytest.mark.parametrize("quantize_4bit", [False, True], ids=["dense", "nf4"])
+def test_fused_path_matches_peft(quantize_4bit):
+    model, tok = _lora_model(quantize_4bit)
+    ids = _batch(tok)
+    _check_same(model, ids)
+
+
+@GPU
+def test_fused_path_matches_peft_on_gpu():
+    """On a GPU the fused MLP uses Liger's SwiGLU kernels and bitsandbytes' CUDA dequantisation.
+    A random-weight Llama (no download on the GPU machine), 4-bit, fp32 compute."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=256, intermediate_size=704, num_hidden_layers=4,
+                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=2048))
+    model = _quantize_and_add_lora(model, True, "cuda")
+    ids = torch.randint(0, 2048, (2, 64), generator=torch.Generator().manual_seed(0)).cuda()
+    _check_same(model, ids)
+
+
+def _check_same(model, ids):
+    loss_ref, grads_ref, gx_ref = _loss_and_grads(model, ids)
+    n = patch_lora_layers(model)
+    assert n == 7 * model.config.num_hidden_layers
+    mlps = [layer.mlp for layer in model.base_model.model.model.layers]
+    assert all(m.forward.__func__ is _fused_mlp_forward for m in mlps)  # the whole MLP in one function
+    loss, grads, gx = _loss_and_grads(model, ids)
+    assert loss == pytest.approx(loss_ref, rel=1e-5)
+    assert set(grads) == set(grads_ref) and len(grads) == 2 * n
+    worst = max(((grads[k] - grads_ref[k]).abs().max() / grads_ref[k].abs().max()).item() for k in grads)
+    assert worst < 1e-4, worst
+    assert torch.allclose(gx, gx_ref, rtol=1e-4, atol=1e-6 * gx_ref.abs().max().item())
+    # the gradients are not trivially zero: an adapter that did nothing would pass the checks above
+    assert all(grads[k].abs().sum() > 0 for k in grads)
+    assert unpatch_lora_layers(model) == n
+    assert _loss_and_grads(model, ids)[0] == pytest.approx(loss_ref, rel=1e-6)
+
+
+def test_falls_back_to_peft_where_not_fusable():
+    """Dropout > 0 is peft's business: the patched layer must call peft's forward (same result
+    under a fixed seed) rather than silently skip the dropout."""
+    model, tok = load_model(EMB, quantization="none", for_training=True, verbose=False)
+    cfg = TrainConfig(model_name=EMB, quantization="none", lora_r=4, lora_alpha=8, lora_dropout=0.5,
+                      target_modules="q_proj,v_proj")
+    torch.manual_seed(0)
+    model = add_lora(model, cfg)
+    for n_, p in model.named_parameters():
+        if "lora_B" in n_:
+            p.data.normal_(0, 0.05)
+    model.train()
+    ids = _batch(tok)
+    torch.manual_seed(3)
+    ref = model(input_ids=ids).logits
+    patch_lora_layers(model)
+    torch.manual_seed(3)
+    out = model(input_ids=ids).logits
+    assert torch.equal(out, ref)

@@ -23,6 +23,7 @@ Flags appended to a variant with "+" switch one lever, to measure what it moves:
   +noliger   no Liger kernels
   +offload   TRL's activation offloading (saved tensors, here the checkpointed layer inputs, to CPU)
   +sac       selective checkpointing (TRL's policy: keep attention outputs, recompute the rest)
+  +adamfused torch's fused AdamW (one kernel for all LoRA tensors; fp32 states) instead of paged AdamW 8-bit
   +prof      profile two timed steps with torch.profiler and print where GPU time goes (not for timing)
 e.g. --variants kit,kit+nofuse,kit+offload,unsloth+prof
 
@@ -116,10 +117,10 @@ def profile_summary(prof, wall_s: float, steps: int) -> str:
     """GPU time per step by kernel group, the top kernels, and how busy the GPU was."""
     from collections import defaultdict
     from torch.autograd import DeviceType
-    per_kernel = defaultdict(float)
+    per_kernel, spans = defaultdict(float), defaultdict(float)
     for e in prof.events():
-        if e.device_type == DeviceType.CUDA:
-            per_kernel[e.name] += e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
+        if e.device_type == DeviceType.CUDA:  # kernels, and user ranges mirrored on the GPU timeline (spans)
+            (spans if "#" in e.name or e.name.startswith("ProfilerStep") else per_kernel)[e.name] += e.device_time_total
     total = sum(per_kernel.values())
     if not total:
         return "profile: no GPU kernels recorded (CPU run)"
@@ -131,6 +132,8 @@ def profile_summary(prof, wall_s: float, steps: int) -> str:
              f"ms/step ({100 * total / 1e6 / wall_s:.0f}% busy)", "| group | ms/step | share |", "|---|---|---|"]
     for g, us in sorted(groups.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {g} | {us / steps / 1e3:.1f} | {100 * us / total:.1f}% |")
+    for name, us in spans.items():
+        lines.append(f"| span on the GPU timeline: {name[:60]} | {us / steps / 1e3:.1f} | |")
     lines += ["", "| top kernels | ms/step | share |", "|---|---|---|"]
     for name, us in sorted(per_kernel.items(), key=lambda kv: -kv[1])[:20]:
         lines.append(f"| {name[:100]} | {us / steps / 1e3:.2f} | {100 * us / total:.1f}% |")
@@ -140,8 +143,13 @@ def profile_summary(prof, wall_s: float, steps: int) -> str:
     for e in sorted(ops, key=lambda e: -e.self_device_time_total)[:20]:
         lines.append(f"| {e.key} {str(e.input_shapes)[:90]} | {e.count / steps:.0f} | "
                      f"{e.self_device_time_total / steps / 1e3:.2f} |")
-    cpu_ops = sum(e.count for e in prof.key_averages() if e.device_type == DeviceType.CPU and e.key.startswith("aten::"))
-    lines.append(f"aten ops launched per step: {cpu_ops / steps:,.0f}")
+    avg = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU]
+    cpu_ops = sum(e.count for e in avg if e.key.startswith("aten::"))
+    lines += ["", f"| CPU: op or range (aten ops per step: {cpu_ops / steps:,.0f}) | calls/step | self CPU ms/step | "
+              "total CPU ms/step |", "|---|---|---|---|"]
+    for e in sorted(avg, key=lambda e: -e.self_cpu_time_total)[:25]:
+        lines.append(f"| {e.key[:90]} | {e.count / steps:.0f} | {e.self_cpu_time_total / steps / 1e3:.2f} | "
+                     f"{e.cpu_time_total / steps / 1e3:.2f} |")
     return "\n".join(lines)
 
 
@@ -282,7 +290,8 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
 
     args = SFTConfig(output_dir="/tmp/kit-bench", max_steps=warmup + steps, per_device_train_batch_size=batch,
                      gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="constant", warmup_steps=0,
-                     optim=("adamw_torch_fused" if base == "kit-fsdp2" else "paged_adamw_8bit") if cuda else "adamw_torch",
+                     optim=("adamw_torch_fused" if base == "kit-fsdp2" or "adamfused" in flags else "paged_adamw_8bit")
+                     if cuda else "adamw_torch",
                      activation_offloading="offload" in flags,
                      bf16=cuda, logging_steps=1,
                      save_strategy="no", report_to="none", max_length=seq, packing=False, completion_only_loss=True,
@@ -370,7 +379,7 @@ def main() -> int:
             cmd = [sys.executable, __file__] + args
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         for l in p.stdout.splitlines():  # the child's profile tables, memory plan and kernels in use
-            if l.startswith(("profile:", "| ", "memory plan", f"{v}: ")):
+            if l.startswith(("profile:", "| ", "memory plan", f"{v}: ", "aten")):
                 print(l, flush=True)
         line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
         if line:

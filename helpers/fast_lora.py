@@ -28,43 +28,89 @@ def _dense_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
     """The base layer's weight as a dense (out, in) matrix in ``dtype`` (dequantised if 4-bit)."""
     w = base.weight
     qs = getattr(w, "quant_state", None)
-    if qs is not None:
+    if qs is None:
+        return w.to(dtype)
+    impl = _bnb_cuda() if w.is_cuda and dtype in (torch.bfloat16, torch.float16, torch.float32) else None
+    if impl is None:
         import bitsandbytes.functional as bnbF
         return bnbF.dequantize_4bit(w.data, qs).to(dtype)
-    return w.to(dtype)
+    # bitsandbytes' own CUDA kernels, called as its dequantize_4bit calls them but without the
+    # checks and op dispatch around them: that Python costs as much as the kernel at these sizes,
+    # and it runs three times per weight per step
+    deq_4bit, deq_blockwise = impl
+    absmax = qs.absmax
+    if qs.nested:
+        s2 = qs.state2
+        absmax = torch.empty(qs.absmax.shape, dtype=torch.float32, device=w.device)
+        deq_blockwise(qs.absmax, s2.absmax, s2.code, s2.blocksize, torch.float32, absmax)
+        absmax += qs.offset
+    out = torch.empty(qs.shape, dtype=dtype, device=w.device)
+    deq_4bit(w.data, absmax, qs.blocksize, qs.quant_type, dtype, out)
+    return out
+
+
+_BNB = []
+
+
+def _bnb_cuda():
+    if not _BNB:
+        try:
+            from bitsandbytes.backends.cuda import ops
+            _BNB.append((ops._dequantize_4bit_impl, ops._dequantize_blockwise_impl))
+        except Exception:  # another bitsandbytes layout, or no CUDA build: the public function then
+            _BNB.append(None)
+    return _BNB[0]
+
+
+# Adapter weights are fp32 (peft's default, for the optimizer's sake) and the matmuls run in bf16:
+# the cast of each adapter matrix is made once per training step rather than once per use (the
+# forward pass, the recomputation under checkpointing and the backward pass use it). A step is
+# one top-level forward of the patched model (a forward pre-hook counts them); the version
+# counter and data pointer of the fp32 weight guard against changes in between.
+_STEP = [0]
+
+
+def _next_step(*_):
+    _STEP[0] += 1
+
+
+def _adapter(layer, name: str, dtype: torch.dtype):
+    """(A, B, A in dtype, B in dtype) of one adapter, casts cached for the current step."""
+    a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
+    key = (_STEP[0], dtype, a._version, b._version, a.data_ptr(), b.data_ptr())
+    cache = layer.__dict__.get("_kit_cast")
+    if cache is None or cache[0] != key:
+        cache = (key, a.detach().to(dtype), b.detach().to(dtype))
+        layer.__dict__["_kit_cast"] = cache
+    return a, b, cache[1], cache[2]
 
 
 class _LoRALinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, base, lora_a, lora_b, scale, dtype):
+    def forward(ctx, x, base, lora_a, lora_b, a, b, scale, dtype):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
-        a = lora_a.to(dtype)
-        b = lora_b.to(dtype)
-        w = _dense_weight(base, dtype)
-        xa = x2 @ a.t()                                   # (tokens, r)
-        out = torch.addmm(x2 @ w.t() if base.bias is None else torch.addmm(base.bias.to(dtype), x2, w.t()),
-                          xa, b.t(), alpha=scale)
+        out, xa = _base_lora_fwd(x2, base, a, b, scale, dtype)
         ctx.base, ctx.scale, ctx.dtype, ctx.x_dtype = base, scale, dtype, x.dtype
-        ctx.save_for_backward(x2, xa, lora_a, lora_b)
+        ctx.save_for_backward(x2, xa, a, b)
+        ctx.param_dtypes = (lora_a.dtype, lora_b.dtype)
         return out.view(*shape[:-1], out.shape[-1]).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        x2, xa, lora_a, lora_b = ctx.saved_tensors
+        x2, xa, a, b = ctx.saved_tensors
         dtype, scale = ctx.dtype, ctx.scale
         g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-        a, b = lora_a.to(dtype), lora_b.to(dtype)
         gb = (g @ b).mul_(scale)                          # (tokens, r): dL/d(x A^T)
         grad_x = grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             w = _dense_weight(ctx.base, dtype)
             grad_x = torch.addmm(g @ w, gb, a).view(*grad.shape[:-1], x2.shape[-1]).to(ctx.x_dtype)
         if ctx.needs_input_grad[2]:
-            grad_a = (gb.t() @ x2).to(lora_a.dtype)
+            grad_a = (gb.t() @ x2).to(ctx.param_dtypes[0])
         if ctx.needs_input_grad[3]:
-            grad_b = (g.t() @ xa).mul_(scale).to(lora_b.dtype)
-        return grad_x, None, grad_a, grad_b, None, None
+            grad_b = (g.t() @ xa).mul_(scale).to(ctx.param_dtypes[1])
+        return grad_x, None, grad_a, grad_b, None, None, None, None
 
 
 def _silu_mul(e, g):
@@ -110,17 +156,20 @@ def _base_lora_fwd(x2, base, a, b, scale, dtype):
 class _LoRAMLP(torch.autograd.Function):
     """down(silu(gate(x)) * up(x)) for three LoRA layers, forward and backward in one function:
     saves x, the two (tokens x intermediate) projections and three (tokens x r) adapter products;
-    the (tokens x intermediate) product h is recomputed in backward instead of being kept."""
+    the (tokens x intermediate) product h is recomputed in backward instead of being kept.
+    Each projection comes as (base layer, A, B, A in dtype, B in dtype, scale)."""
 
     @staticmethod
-    def forward(ctx, x, gate, ga, gb, gs, up, ua, ub, us, down, da, db, ds, dtype):
+    def forward(ctx, x, dtype, gate, ga_p, gb_p, ga, gb, gs, up, ua_p, ub_p, ua, ub, us,
+                down, da_p, db_p, da, db, ds):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
-        e, xga = _base_lora_fwd(x2, gate, ga.to(dtype), gb.to(dtype), gs, dtype)
-        g, xua = _base_lora_fwd(x2, up, ua.to(dtype), ub.to(dtype), us, dtype)
+        e, xga = _base_lora_fwd(x2, gate, ga, gb, gs, dtype)
+        g, xua = _base_lora_fwd(x2, up, ua, ub, us, dtype)
         h = _silu_mul(e, g)
-        out, hda = _base_lora_fwd(h, down, da.to(dtype), db.to(dtype), ds, dtype)
+        out, hda = _base_lora_fwd(h, down, da, db, ds, dtype)
         ctx.mods, ctx.scales, ctx.dtype, ctx.x_dtype = (gate, up, down), (gs, us, ds), dtype, x.dtype
+        ctx.param_dtypes = tuple(p.dtype for p in (ga_p, gb_p, ua_p, ub_p, da_p, db_p))
         ctx.save_for_backward(x2, e, g, xga, xua, hda, ga, gb, ua, ub, da, db)
         return out.view(*shape[:-1], out.shape[-1]).to(x.dtype)
 
@@ -129,36 +178,38 @@ class _LoRAMLP(torch.autograd.Function):
         x2, e, g, xga, xua, hda, ga, gb, ua, ub, da, db = ctx.saved_tensors
         gate, up, down = ctx.mods
         gs, us, ds = ctx.scales
+        pga, pgb, pua, pub, pda, pdb = ctx.param_dtypes
         dtype = ctx.dtype
         dy = grad.reshape(-1, grad.shape[-1]).to(dtype)
         # down projection
-        t = (dy @ db.to(dtype)).mul_(ds)
+        t = (dy @ db).mul_(ds)
         h = _silu_mul(e, g)
-        d_da = (t.t() @ h).to(da.dtype)
+        d_da = (t.t() @ h).to(pda)
         del h
-        d_db = (dy.t() @ hda).mul_(ds).to(db.dtype)
+        d_db = (dy.t() @ hda).mul_(ds).to(pdb)
         w = _dense_weight(down, dtype)
-        dh = (dy @ w).addmm_(t, da.to(dtype))
+        dh = (dy @ w).addmm_(t, da)
         del w
         de, dg = _silu_mul_backward(e, g, dh)
         del dh
         # gate and up projections
-        tg = (de @ gb.to(dtype)).mul_(gs)
-        tu = (dg @ ub.to(dtype)).mul_(us)
-        d_ga = (tg.t() @ x2).to(ga.dtype)
-        d_gb = (de.t() @ xga).mul_(gs).to(gb.dtype)
-        d_ua = (tu.t() @ x2).to(ua.dtype)
-        d_ub = (dg.t() @ xua).mul_(us).to(ub.dtype)
+        tg = (de @ gb).mul_(gs)
+        tu = (dg @ ub).mul_(us)
+        d_ga = (tg.t() @ x2).to(pga)
+        d_gb = (de.t() @ xga).mul_(gs).to(pgb)
+        d_ua = (tu.t() @ x2).to(pua)
+        d_ub = (dg.t() @ xua).mul_(us).to(pub)
         dx = None
         if ctx.needs_input_grad[0]:
             w = _dense_weight(gate, dtype)
-            dx = (de @ w).addmm_(tg, ga.to(dtype))
+            dx = (de @ w).addmm_(tg, ga)
             del w
             w = _dense_weight(up, dtype)
-            dx.addmm_(dg, w).addmm_(tu, ua.to(dtype))
+            dx.addmm_(dg, w).addmm_(tu, ua)
             del w
             dx = dx.view(*grad.shape[:-1], x2.shape[-1]).to(ctx.x_dtype)
-        return dx, None, d_ga, d_gb, None, None, d_ua, d_ub, None, None, d_da, d_db, None, None
+        return (dx, None, None, d_ga, d_gb, None, None, None, None, d_ua, d_ub, None, None, None,
+                None, d_da, d_db, None, None, None)
 
 
 def _autocast_dtype(x, base):
@@ -173,7 +224,8 @@ def lora_linear(x: torch.Tensor, base: torch.nn.Module, lora_a: torch.Tensor, lo
     bitsandbytes Linear4bit), computed in ``dtype`` (default: the autocast dtype if autocast is on,
     else the 4-bit layer's compute dtype, else x's dtype)."""
     dtype = dtype or _autocast_dtype(x, base)
-    return _LoRALinear.apply(x, base, lora_a, lora_b, float(scale), dtype)
+    return _LoRALinear.apply(x, base, lora_a, lora_b, lora_a.detach().to(dtype), lora_b.detach().to(dtype),
+                             float(scale), dtype)
 
 
 def lora_mlp(x: torch.Tensor, gate, up, down) -> torch.Tensor | None:
@@ -182,12 +234,11 @@ def lora_mlp(x: torch.Tensor, gate, up, down) -> torch.Tensor | None:
     names = [_fusable(m, (), {}) for m in (gate, up, down)]
     if None in names:
         return None
-    (g, u, d), (ng, nu, nd) = (gate, up, down), names
-    gb_, ub_, db_ = g.get_base_layer(), u.get_base_layer(), d.get_base_layer()
-    return _LoRAMLP.apply(x, gb_, g.lora_A[ng].weight, g.lora_B[ng].weight, float(g.scaling[ng]),
-                          ub_, u.lora_A[nu].weight, u.lora_B[nu].weight, float(u.scaling[nu]),
-                          db_, d.lora_A[nd].weight, d.lora_B[nd].weight, float(d.scaling[nd]),
-                          _autocast_dtype(x, gb_))
+    dtype = _autocast_dtype(x, gate.get_base_layer())
+    args = [x, dtype]
+    for m, n in zip((gate, up, down), names):
+        args += [m.get_base_layer(), *_adapter(m, n, dtype), float(m.scaling[n])]
+    return _LoRAMLP.apply(*args)
 
 
 def _fusable(layer, args, kwargs) -> str | None:
@@ -214,8 +265,9 @@ def _fused_forward(self, x, *args, **kwargs):
     name = _fusable(self, args, kwargs)
     if name is None:
         return self._kit_forward(x, *args, **kwargs)
-    return lora_linear(x, self.get_base_layer(), self.lora_A[name].weight, self.lora_B[name].weight,
-                       self.scaling[name])
+    base = self.get_base_layer()
+    dtype = _autocast_dtype(x, base)
+    return _LoRALinear.apply(x, base, *_adapter(self, name, dtype), float(self.scaling[name]), dtype)
 
 
 def _fused_mlp_forward(self, x, *args, **kwargs):
@@ -244,6 +296,8 @@ def patch_lora_layers(model) -> int:
     Returns how many LoRA layers were patched. Not for FSDP (the sharded 4-bit weight has no
     usable quant state on each rank) nor for 8-bit bases: those keep peft's forward."""
     from peft.tuners.lora import LoraLayer
+    if not hasattr(model, "_kit_step_hook"):
+        model._kit_step_hook = model.register_forward_pre_hook(_next_step)
     n = 0
     for module in model.modules():
         if hasattr(module, "_kit_forward"):
@@ -262,8 +316,12 @@ def patch_lora_layers(model) -> int:
 def unpatch_lora_layers(model) -> int:
     """Undo patch_lora_layers; returns how many LoRA layers got peft's forward back."""
     from peft.tuners.lora import LoraLayer
+    if hasattr(model, "_kit_step_hook"):
+        model._kit_step_hook.remove()
+        del model._kit_step_hook
     n = 0
     for module in model.modules():
+        module.__dict__.pop("_kit_cast", None)
         if hasattr(module, "_kit_forward"):
             if module._kit_had_own:
                 module.forward = module._kit_forward

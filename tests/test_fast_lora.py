@@ -124,3 +124,38 @@ def test_falls_back_to_peft_where_not_fusable():
     torch.manual_seed(3)
     out = model(input_ids=ids).logits
     assert torch.equal(out, ref)
+
+
+def test_cached_adapter_casts_follow_weight_updates():
+    """The bf16/fp32 casts of the adapter weights are cached for one training step. An optimizer
+    that writes the weights behind autograd's back (as bitsandbytes' 8-bit optimizers do, through
+    raw pointers: no version bump) must still be seen by the next forward."""
+    model, tok = _lora_model(False)
+    ids = _batch(tok)[:1, :32]  # bf16 on this CPU is slow
+    patch_lora_layers(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 adapters, bf16 matmuls: the casts are copies
+        before = _loss_and_grads(model, ids)[0]
+        with torch.no_grad():
+            for n_, p in model.named_parameters():
+                if "lora_B" in n_:
+                    p.data.mul_(3.0)  # through .data: the parameter's version counter does not move
+        after = _loss_and_grads(model, ids)[0]
+        unpatch_lora_layers(model)
+        reference = _loss_and_grads(model, ids)[0]
+    assert after == pytest.approx(reference, rel=2e-3)  # bf16: peft sums in another order
+    assert abs(after - before) > 10 * abs(after - reference)
+
+
+@GPU
+def test_direct_dequantisation_matches_bitsandbytes():
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnbF
+    from helpers.fast_lora import _dense_weight
+    w = torch.randn(384, 256) * 0.05
+    for compute in (torch.bfloat16, torch.float32):
+        q = bnb.nn.Linear4bit(256, 384, bias=False, compute_dtype=compute, quant_type="nf4")
+        q.weight = bnb.nn.Params4bit(w.clone(), requires_grad=False, quant_type="nf4", compress_statistics=True)
+        q = q.cuda()
+        ref = bnbF.dequantize_4bit(q.weight.data, q.weight.quant_state)
+        for dtype in (torch.bfloat16, torch.float32):
+            assert torch.equal(_dense_weight(q, dtype), ref.to(dtype)), (compute, dtype)

@@ -138,7 +138,7 @@ def test_cached_adapter_casts_follow_weight_updates():
         with torch.no_grad():
             for n_, p in model.named_parameters():
                 if "lora_B" in n_:
-                    p.data.mul_(3.0)  # through .data: the parameter's version counter does not move
+                    p.data.mul_(20.0)  # through .data: the parameter's version counter does not move
         after = _loss_and_grads(model, ids)[0]
         unpatch_lora_layers(model)
         reference = _loss_and_grads(model, ids)[0]

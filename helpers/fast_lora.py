@@ -21,7 +21,7 @@ import types
 
 import torch
 
-__all__ = ["lora_linear", "lora_mlp", "patch_lora_layers", "unpatch_lora_layers"]
+__all__ = ["lora_linear", "lora_mlp", "lora_shared", "patch_lora_layers", "unpatch_lora_layers"]
 
 
 def _dense_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
@@ -212,6 +212,53 @@ class _LoRAMLP(torch.autograd.Function):
                 None, d_da, d_db, None, None, None)
 
 
+class _LoRAShared(torch.autograd.Function):
+    """Several LoRA layers reading the same input (an attention block's q, k and v projections)
+    in one function: one backward node, one input gradient summed in place. Each projection comes
+    as (base layer, A, B, A in dtype, B in dtype, scale)."""
+
+    @staticmethod
+    def forward(ctx, x, dtype, *specs):
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).to(dtype)
+        outs, saved, mods, scales, pdtypes = [], [x2], [], [], []
+        for i in range(0, len(specs), 6):
+            base, a_p, b_p, a, b, scale = specs[i:i + 6]
+            out, xa = _base_lora_fwd(x2, base, a, b, scale, dtype)
+            outs.append(out.view(*shape[:-1], out.shape[-1]).to(x.dtype))
+            saved += [xa, a, b]
+            mods.append(base)
+            scales.append(scale)
+            pdtypes.append((a_p.dtype, b_p.dtype))
+        ctx.mods, ctx.scales, ctx.pdtypes, ctx.dtype, ctx.x_dtype = mods, scales, pdtypes, dtype, x.dtype
+        ctx.save_for_backward(*saved)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x2, *saved = ctx.saved_tensors
+        dtype = ctx.dtype
+        dx, out = None, [None, None]
+        for j, grad in enumerate(grads):
+            xa, a, b = saved[3 * j:3 * j + 3]
+            (pa, pb), scale = ctx.pdtypes[j], ctx.scales[j]
+            if grad is None:
+                out += [None] * 6
+                continue
+            g = grad.reshape(-1, grad.shape[-1]).to(dtype)
+            t = (g @ b).mul_(scale)
+            out += [None, (t.t() @ x2).to(pa), (g.t() @ xa).mul_(scale).to(pb), None, None, None]
+            if ctx.needs_input_grad[0]:
+                w = _dense_weight(ctx.mods[j], dtype)
+                dx = g @ w if dx is None else dx.addmm_(g, w)
+                del w
+                dx.addmm_(t, a)
+        if dx is not None:
+            dx = dx.view(*grads[0].shape[:-1] if grads[0] is not None else x2.shape[:-1], x2.shape[-1])
+            out[0] = dx.to(ctx.x_dtype)
+        return tuple(out)
+
+
 def _autocast_dtype(x, base):
     if torch.is_autocast_enabled(x.device.type):
         return torch.get_autocast_dtype(x.device.type)
@@ -241,6 +288,19 @@ def lora_mlp(x: torch.Tensor, gate, up, down) -> torch.Tensor | None:
     return _LoRAMLP.apply(*args)
 
 
+def lora_shared(x: torch.Tensor, *layers) -> tuple | None:
+    """The outputs of several peft LoRA layers applied to the same ``x``, in one fused function;
+    None when one of them cannot take the fused path."""
+    names = [_fusable(m, (), {}) for m in layers]
+    if None in names:
+        return None
+    dtype = _autocast_dtype(x, layers[0].get_base_layer())
+    specs = []
+    for m, n in zip(layers, names):
+        specs += [m.get_base_layer(), *_adapter(m, n, dtype), float(m.scaling[n])]
+    return _LoRAShared.apply(x, dtype, *specs)
+
+
 def _fusable(layer, args, kwargs) -> str | None:
     """The active adapter's name if this call can take the fused path, else None."""
     if args or kwargs or layer.disable_adapters or layer.merged:
@@ -262,6 +322,9 @@ def _fusable(layer, args, kwargs) -> str | None:
 
 
 def _fused_forward(self, x, *args, **kwargs):
+    ready = self.__dict__.pop("_kit_out", None)  # computed with its siblings by _fused_attention_forward
+    if ready is not None and ready[0] is x and not args and not kwargs:
+        return ready[1]
     name = _fusable(self, args, kwargs)
     if name is None:
         return self._kit_forward(x, *args, **kwargs)
@@ -273,6 +336,27 @@ def _fused_forward(self, x, *args, **kwargs):
 def _fused_mlp_forward(self, x, *args, **kwargs):
     out = None if args or kwargs else lora_mlp(x, self.gate_proj, self.up_proj, self.down_proj)
     return self._kit_forward(x, *args, **kwargs) if out is None else out
+
+
+def _fused_attention_forward(self, hidden_states, *args, **kwargs):
+    """Compute q, k and v together, then run the attention's own forward: its calls of q_proj,
+    k_proj and v_proj on the same hidden states pick up the results (see _fused_forward)."""
+    projs = (self.q_proj, self.k_proj, self.v_proj)
+    outs = lora_shared(hidden_states, *projs)
+    if outs is None:
+        return self._kit_forward(hidden_states, *args, **kwargs)
+    for m, o in zip(projs, outs):
+        m.__dict__["_kit_out"] = (hidden_states, o)
+    try:
+        return self._kit_forward(hidden_states, *args, **kwargs)
+    finally:
+        for m in projs:
+            m.__dict__.pop("_kit_out", None)
+
+
+def _is_qkv_attention(module) -> bool:
+    from peft.tuners.lora import LoraLayer
+    return all(isinstance(getattr(module, n, None), LoraLayer) for n in ("q_proj", "k_proj", "v_proj"))
 
 
 def _swap_forward(module, fn) -> None:
@@ -304,6 +388,8 @@ def patch_lora_layers(model) -> int:
             continue
         if _is_swiglu_mlp(module):
             _swap_forward(module, _fused_mlp_forward)
+        elif _is_qkv_attention(module):
+            _swap_forward(module, _fused_attention_forward)
         elif isinstance(module, LoraLayer):
             base = module.get_base_layer()
             if type(base) is not torch.nn.Linear and type(base).__name__ != "Linear4bit":

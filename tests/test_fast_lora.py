@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers.data import chitchat_conversations
-from helpers.fast_lora import _fused_mlp_forward, patch_lora_layers, unpatch_lora_layers
+from helpers.fast_lora import _fused_attention_forward, _fused_mlp_forward, patch_lora_layers, unpatch_lora_layers
 from helpers.models import load_model
 from helpers.prompts import encode
 from helpers.train import TrainConfig, add_lora
@@ -64,6 +64,19 @@ def _loss_and_grads(model, ids):
     return loss.item(), grads, emb_out["x"].grad.clone()
 
 
+def _graph_node_names(t) -> dict:
+    from collections import Counter
+    seen, todo, names = set(), [t.grad_fn], Counter()
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names[type(fn).__name__] += 1
+        todo += [f for f, _ in fn.next_functions]
+    return names
+
+
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (Liger's SwiGLU kernels)")
 
 
@@ -93,7 +106,13 @@ def _check_same(model, ids):
     assert n == 7 * model.config.num_hidden_layers
     mlps = [layer.mlp for layer in model.base_model.model.model.layers]
     assert all(m.forward.__func__ is _fused_mlp_forward for m in mlps)  # the whole MLP in one function
+    attns = [layer.self_attn for layer in model.base_model.model.model.layers]
+    assert all(a.forward.__func__ is _fused_attention_forward for a in attns)  # q, k, v in one function
     loss, grads, gx = _loss_and_grads(model, ids)
+    nodes = _graph_node_names(model(input_ids=ids, labels=ids).loss)
+    n_layers = model.config.num_hidden_layers
+    assert (nodes["_LoRASharedBackward"], nodes["_LoRAMLPBackward"], nodes["_LoRALinearBackward"]) == (
+        n_layers, n_layers, n_layers)  # q/k/v together, the MLP whole, o_proj alone: the fused paths were taken
     assert loss == pytest.approx(loss_ref, rel=1e-5)
     assert set(grads) == set(grads_ref) and len(grads) == 2 * n
     worst = max(((grads[k] - grads_ref[k]).abs().max() / grads_ref[k].abs().max()).item() for k in grads)

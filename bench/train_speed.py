@@ -143,6 +143,7 @@ def profile_summary(prof, wall_s: float, steps: int) -> str:
     for e in sorted(ops, key=lambda e: -e.self_device_time_total)[:20]:
         lines.append(f"| {e.key} {str(e.input_shapes)[:90]} | {e.count / steps:.0f} | "
                      f"{e.self_device_time_total / steps / 1e3:.2f} |")
+    lines += idle_gaps(prof, steps)
     avg = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU]
     cpu_ops = sum(e.count for e in avg if e.key.startswith("aten::"))
     lines += ["", f"| CPU: op or range (aten ops per step: {cpu_ops / steps:,.0f}) | calls/step | self CPU ms/step | "
@@ -151,6 +152,40 @@ def profile_summary(prof, wall_s: float, steps: int) -> str:
         lines.append(f"| {e.key[:90]} | {e.count / steps:.0f} | {e.self_cpu_time_total / steps / 1e3:.2f} | "
                      f"{e.cpu_time_total / steps / 1e3:.2f} |")
     return "\n".join(lines)
+
+
+def idle_gaps(prof, steps: int, min_us: float = 100.0) -> list[str]:
+    """Where the GPU sat idle: gaps between kernels/copies (any stream) longer than min_us, summed
+    by the innermost CPU op running at the gap's midpoint (what the GPU was waiting for)."""
+    from bisect import bisect_right
+    from collections import defaultdict
+    from torch.autograd import DeviceType
+    gpu = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
+                 if e.device_type == DeviceType.CUDA and "#" not in e.name and not e.name.startswith("ProfilerStep"))
+    if not gpu:
+        return []
+    gaps, end = [], gpu[0][1]
+    for a, b in gpu[1:]:
+        if a - end > min_us:
+            gaps.append((end, a))
+        end = max(end, b)
+    cpu = sorted(((e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+                  if e.device_type == DeviceType.CPU), key=lambda t: t[0])
+    starts = [c[0] for c in cpu]
+    by_op = defaultdict(float)
+    for a, b in gaps:
+        mid = (a + b) / 2
+        inner = None
+        for c in reversed(cpu[max(0, bisect_right(starts, mid) - 4000):bisect_right(starts, mid)]):
+            if c[1] >= mid and (inner is None or c[1] - c[0] < inner[1] - inner[0]):
+                inner = c
+        by_op[inner[2][:70] if inner else "(no CPU op)"] += b - a
+    total = sum(b - a for a, b in gaps)
+    out = ["", f"| GPU idle (gaps > {min_us:.0f} us, {len(gaps) / steps:.0f}/step, {total / steps / 1e3:.1f} ms/step): "
+               "innermost CPU op at the gap | ms/step |", "|---|---|"]
+    for name, us in sorted(by_op.items(), key=lambda kv: -kv[1])[:15]:
+        out.append(f"| {name} | {us / steps / 1e3:.2f} |")
+    return out
 
 
 def run_manual(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: int) -> dict:

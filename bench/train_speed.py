@@ -10,7 +10,8 @@ Variants:
              full logits, gradient checkpointing (use_reentrant=False)
   kit        our training path exactly as notebooks 03/04 run it: helpers.models.load_model(4bit),
              helpers.train.prepare_for_training (no up-cast), Liger RMSNorm/SwiGLU/RoPE,
-             helpers.train.add_lora, TRL's SFTTrainer (tiled LM head, no full logits)
+             helpers.train.add_lora + fuse_lora (helpers/fast_lora.py), TRL's SFTTrainer (tiled LM
+             head, no full logits), fused AdamW, checkpointed layer inputs offloaded to the CPU
   kit-nockpt the same without gradient checkpointing (where memory allows)
   unsloth    Unsloth FastLanguageModel with its own kernels and "unsloth" checkpointing
   kit-auto   our path with the memory plan notebooks use (helpers.train.plan_memory picks checkpointing)
@@ -21,11 +22,12 @@ Variants:
 Flags appended to a variant with "+" switch one lever, to measure what it moves:
   +nofuse    peft's own LoRA forward instead of helpers.fast_lora's fused layers
   +noliger   no Liger kernels
-  +offload   TRL's activation offloading (saved tensors, here the checkpointed layer inputs, to CPU)
+  +nooffload checkpointed layer inputs stay on the GPU (no TRL activation offloading)
+  +adam8bit  bitsandbytes' paged AdamW 8-bit (the usual recipe's) instead of torch's fused AdamW
+  +torchnorm torch's fused RMSNorm instead of Liger's
   +sac       selective checkpointing (TRL's policy: keep attention outputs, recompute the rest)
-  +adamfused torch's fused AdamW (one kernel for all LoRA tensors; fp32 states) instead of paged AdamW 8-bit
   +prof      profile two timed steps with torch.profiler and print where GPU time goes (not for timing)
-e.g. --variants kit,kit+nofuse,kit+offload,unsloth+prof
+e.g. --variants kit,kit+nofuse,kit+nooffload,unsloth+prof
 
     python bench/train_speed.py --shape llama-3.1-8b --variants hf,kit,unsloth
     python bench/train_speed.py --shape tiny --variants hf,kit --steps 2   # CPU check of the harness
@@ -288,6 +290,13 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
         enable_selective_activation_checkpointing(model)
     model = prepare_for_training(model, cfg, quantized=cuda)
     applied = apply_fast_kernels(model, cfg.kernels, log=lambda *_: None)
+    if "torchnorm" in flags:  # torch's fused RMSNorm kernel (less Python per call than Liger's Triton launch)
+        import types
+        def _rms(self, x):
+            return torch.nn.functional.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.variance_epsilon)
+        for m in model.modules():
+            if type(m).__name__.endswith("RMSNorm") and hasattr(m, "variance_epsilon"):
+                m.forward = types.MethodType(_rms, m)
     torch.manual_seed(0)
     model = add_lora(model, cfg)
     if "nofuse" not in flags:
@@ -325,9 +334,9 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
 
     args = SFTConfig(output_dir="/tmp/kit-bench", max_steps=warmup + steps, per_device_train_batch_size=batch,
                      gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="constant", warmup_steps=0,
-                     optim=("adamw_torch_fused" if base == "kit-fsdp2" or "adamfused" in flags else "paged_adamw_8bit")
-                     if cuda else "adamw_torch",
-                     activation_offloading="offload" in flags,
+                     optim=("paged_adamw_8bit" if "adam8bit" in flags else "adamw_torch_fused") if cuda else "adamw_torch",
+                     activation_offloading=bool(cuda and cfg.gradient_checkpointing and "nooffload" not in flags
+                                                and base != "kit-fsdp2"),
                      bf16=cuda, logging_steps=1,
                      save_strategy="no", report_to="none", max_length=seq, packing=False, completion_only_loss=True,
                      gradient_checkpointing=False, use_cpu=not cuda, dataloader_num_workers=0, shuffle_dataset=False,

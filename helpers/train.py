@@ -70,8 +70,9 @@ class TrainConfig(StepConfig):
     warmup_ratio: float = 0.03  # share of steps spent warming the learning rate up
     weight_decay: float = 0.01  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping
-    optim: str = "auto"  # "auto" (paged 8-bit AdamW on GPU, AdamW on CPU) or any transformers optim name
+    optim: str = "auto"  # "auto" (fused AdamW on GPU, AdamW on CPU) or any transformers optim name
     gradient_checkpointing: bool = True  # recompute activations in backward: much less memory, ~30% slower
+    offload_activations: bool = True  # with checkpointing on a GPU: keep the checkpointed layer inputs in CPU memory
     logging_steps: int = 10  # log train loss every N steps
     eval_steps: int = 50  # validate every N steps (0 = only at the end)
     save_steps: int = 50  # checkpoint every N steps
@@ -359,6 +360,25 @@ class MemoryPlan:
     weights_gib: float
     activations_gib: float
     reason: str
+    trainable_gib: float = 0.0  # trainable weights, their gradients and AdamW's two fp32 states
+
+    @property
+    def peak_gib(self) -> float:
+        return self.weights_gib + self.trainable_gib + self.activations_gib
+
+
+def lora_parameter_count(config, cfg: "TrainConfig") -> int:
+    """Parameters LoRA adds to a Llama-style model for cfg's rank and target modules."""
+    h, layers = config.hidden_size, config.num_hidden_layers
+    inter = getattr(config, "intermediate_size", 4 * h)
+    heads = getattr(config, "num_attention_heads", 1)
+    head_dim = getattr(config, "head_dim", None) or h // heads
+    kv = getattr(config, "num_key_value_heads", heads) * head_dim
+    sizes = {"q_proj": (h, heads * head_dim), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (heads * head_dim, h),
+             "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    targets = lora_targets(cfg)
+    names = sizes if targets == "all-linear" else [t for t in targets if t in sizes]
+    return cfg.lora_r * layers * sum(sum(sizes[n]) for n in names)
 
 
 def gpu_memory_budget_gib() -> float:
@@ -374,19 +394,25 @@ def plan_memory(model, cfg: "TrainConfig", quantized: bool, budget_gib: float | 
     """Pick micro-batch, gradient accumulation and checkpointing so the run fits with margin.
 
     Activation bytes per token, fitted on an H100 to our path's measured peaks (bench/RESULTS.md,
-    Llama-3.1-8B and 3.2-1B shapes, bf16, tiled LM head): without checkpointing about 36 x hidden
-    per layer; with it 2 x hidden per layer (the saved layer inputs) plus one layer's 36 x hidden,
-    plus about 40 KB for the LM head tiles and the loss. Weights are measured on the loaded
-    model. Margin: 15% of the budget and 1 GiB for the CUDA context and fragmentation.
-    The effective batch (micro-batch x accumulation) of the config is kept."""
+    Llama-3.1-8B and 3.2-1B shapes, bf16, fused LoRA, tiled LM head): without checkpointing about
+    36 x hidden per layer; with it one layer's working set (16 x hidden) plus the saved layer
+    inputs, 2 x hidden per layer, of which only the last few (TRL's stash of 5) stay on the GPU
+    when they are offloaded to the CPU; plus about 40 KB for the LM head tiles and the loss.
+    Weights are measured on the loaded model; the adapters count 16 bytes per parameter (fp32
+    weight, gradient and two AdamW states). Margin: 15% of the budget and 1 GiB for the CUDA
+    context and fragmentation. The effective batch (micro-batch x accumulation) of the config is kept."""
     budget = gpu_memory_budget_gib() if budget_gib is None else budget_gib
     weights = model.get_memory_footprint() / 2**30
     c = model.config
     hidden, layers = c.hidden_size, c.num_hidden_layers
     per_tok_nockpt = 36 * hidden * layers + 40_000
-    per_tok_ckpt = 2 * hidden * layers + 36 * hidden + 40_000
-    lora_opt = 0.1 + (4 if cfg.finetune == "full" else 0) * sum(p.numel() for p in model.parameters()) * 4 / 2**30
-    free = budget * 0.85 - 1.0 - weights - lora_opt
+    saved_layers = min(layers, 6) if cfg.offload_activations else layers
+    per_tok_ckpt = 2 * hidden * saved_layers + 16 * hidden + 40_000
+    if cfg.finetune == "full":
+        trainable = 16 * sum(p.numel() for p in model.parameters()) / 2**30
+    else:
+        trainable = 16 * lora_parameter_count(c, cfg) / 2**30
+    free = budget * 0.85 - 1.0 - weights - trainable
     want_b, accum = cfg.per_device_batch_size, cfg.gradient_accumulation_steps
     effective = want_b * accum
     seq = cfg.max_seq_len
@@ -400,7 +426,7 @@ def plan_memory(model, cfg: "TrainConfig", quantized: bool, budget_gib: float | 
     if act(want_b, per_tok_nockpt) <= free:
         return MemoryPlan(want_b, accum, False, budget, weights, act(want_b, per_tok_nockpt),
                           f"batch {want_b} x {seq} tokens fits without gradient checkpointing "
-                          f"(~{act(want_b, per_tok_nockpt):.1f} GiB activations of {free:.1f} free): fastest")
+                          f"(~{act(want_b, per_tok_nockpt):.1f} GiB activations of {free:.1f} free): fastest", trainable)
     b = want_b
     while b > 1 and act(b, per_tok_ckpt) > free:
         b //= 2
@@ -412,7 +438,9 @@ def plan_memory(model, cfg: "TrainConfig", quantized: bool, budget_gib: float | 
            f"{free:.1f} GiB free: gradient checkpointing on")
     if b != want_b:
         why += f", micro-batch {want_b} -> {b} with accumulation {accum} -> {new_accum} (effective batch kept)"
-    return MemoryPlan(b, new_accum, True, budget, weights, act(b, per_tok_ckpt), why)
+    if cfg.offload_activations:
+        why += ", checkpointed layer inputs offloaded to CPU memory"
+    return MemoryPlan(b, new_accum, True, budget, weights, act(b, per_tok_ckpt), why, trainable)
 
 
 def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
@@ -604,7 +632,8 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
                           gradient_accumulation_steps=plan.gradient_accumulation_steps,
                           gradient_checkpointing=plan.gradient_checkpointing)
         log(f"Memory plan for {plan.budget_gib:.1f} GiB ({torch.cuda.get_device_name()}): weights "
-            f"{plan.weights_gib:.1f} GiB; {plan.reason}. Set AUTO_FIT=0 to use your settings as they are.")
+            f"{plan.weights_gib:.1f} GiB, predicted peak {plan.peak_gib:.1f} GiB; {plan.reason}. "
+            "Set AUTO_FIT=0 to use your settings as they are.")
     model = prepare_for_training(model, cfg, quantized)
     kernels = apply_fast_kernels(model, cfg.kernels, log)
     if cfg.finetune == "lora":
@@ -618,9 +647,12 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     dtype = compute_dtype()
     optim = cfg.optim
     if optim == "auto":
-        optim = "paged_adamw_8bit" if cuda and quantized else ("adamw_torch_fused" if cuda else "adamw_torch")
-        if under_fsdp():
-            optim = "adamw_torch_fused"  # bitsandbytes' 8-bit optimizer state cannot be sharded (DTensor)
+        # Fused AdamW updates every adapter tensor in one kernel. bitsandbytes' paged 8-bit AdamW
+        # loops over the ~450 adapter tensors of an 8B model in Python, and a QLoRA step is bound
+        # by the CPU: fused is ~4% faster there, for 6 more bytes per adapter parameter (~0.25 GiB
+        # at 8B, r=16; bench/RESULTS.md). It also shards under FSDP, which the 8-bit state cannot.
+        optim = "adamw_torch_fused" if cuda else "adamw_torch"
+    offload = bool(cuda and cfg.gradient_checkpointing and cfg.offload_activations and not under_fsdp())
     report = cfg.report_to
     if report == "tensorboard":
         import importlib.util
@@ -663,6 +695,7 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         completion_only_loss=True,
         dataset_num_proc=None,
         gradient_checkpointing=False,  # already enabled (without the up-cast) in prepare_for_training
+        activation_offloading=offload,  # TRL: the checkpointed layer inputs wait in pinned CPU memory
         include_num_input_tokens_seen="non_padding",
         use_cpu=not cuda,
         dataloader_num_workers=0,

@@ -69,6 +69,11 @@ print(cfg.describe())
 # ## Train
 # Interrupted? Run the notebook again: it resumes from the newest complete checkpoint.
 #
+# On a GPU the run takes the fast path unless you say otherwise: a memory plan for your GPU
+# (micro-batch, checkpointing, checkpointed activations kept in CPU memory; printed with its
+# reasons, `AUTO_FIT=0` to keep your settings), fused LoRA layers and Liger kernels (`KERNELS=none`
+# for peft's plain forward), fused AdamW (`OPTIM=paged_adamw_8bit` for the usual 8-bit one).
+#
 # On a GPU, `AUTO_FIT` (on by default) picks the micro-batch and gradient checkpointing from the
 # GPU's memory and says why. Several GPUs on one machine: save the configuration and launch the
 # same training code with accelerate (DDP: each GPU holds the 4-bit model; FSDP: the model is

@@ -337,6 +337,7 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
                      optim=("paged_adamw_8bit" if "adam8bit" in flags else "adamw_torch_fused") if cuda else "adamw_torch",
                      activation_offloading=bool(cuda and cfg.gradient_checkpointing and "nooffload" not in flags
                                                 and base != "kit-fsdp2"),
+                     ddp_find_unused_parameters=False, ddp_broadcast_buffers=False,  # as helpers.train.train
                      bf16=cuda, logging_steps=1,
                      save_strategy="no", report_to="none", max_length=seq, packing=False, completion_only_loss=True,
                      gradient_checkpointing=False, use_cpu=not cuda, dataloader_num_workers=0, shuffle_dataset=False,

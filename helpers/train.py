@@ -696,6 +696,11 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         dataset_num_proc=None,
         gradient_checkpointing=False,  # already enabled (without the up-cast) in prepare_for_training
         activation_offloading=offload,  # TRL: the checkpointed layer inputs wait in pinned CPU memory
+        # Under DDP every trainable tensor gets a gradient each step (adapters, or all weights), so
+        # DDP need not walk the graph for unused ones (the Trainer asks it to for a PeftModel, which
+        # is not a PreTrainedModel) nor broadcast buffers (the rotary tables are the same everywhere)
+        ddp_find_unused_parameters=False,
+        ddp_broadcast_buffers=False,
         include_num_input_tokens_seen="non_padding",
         use_cpu=not cuda,
         dataloader_num_workers=0,

@@ -9,11 +9,19 @@ against the dequantised weight plus one ``addmm`` for the adapter. Saved for bac
 and the (tokens x r) product ``x @ A^T``; the dequantised weight is rebuilt in backward rather than
 kept (as bitsandbytes does), so memory is the same as peft's.
 
+Two larger units go further: the three projections of a SwiGLU MLP with the activation between
+them (``lora_mlp``), and projections that read the same input, an attention block's q, k and v
+(``lora_shared``), each one autograd function. At the sizes QLoRA trains, a step is bound by the
+CPU's Python rather than by the GPU (bench/RESULTS.md), so fewer, larger functions are what makes
+it fast; for the same reason the adapters' casts to the compute dtype are made once per step, and
+bitsandbytes' dequantisation kernels are called without its op dispatch.
+
 The math is the same as peft's (tests/test_fast_lora.py compares outputs and all gradients on the
 embedded model); only the order of floating-point sums differs. ``patch_lora_layers`` swaps the
-forward of each peft LoRA layer on the instance; a layer falls back to peft's own forward for
-anything the fused path does not cover (several or mixed adapters, dropout > 0, DoRA and other
-variants, LoRA bias, merged or disabled adapters), so it is always safe to call.
+forward of each peft LoRA layer, MLP and attention block on the instance; a layer falls back to
+peft's own forward for anything the fused path does not cover (several or mixed adapters,
+dropout > 0, DoRA and other variants, LoRA bias, merged or disabled adapters, 8-bit bases), so it
+is always safe to call.
 """
 from __future__ import annotations
 

@@ -164,6 +164,7 @@ def embedded_model_dir(name: str = EMBEDDED_DEFAULT) -> Path:
         print(f"Converting {spec.description} from {spec.gguf_file} (once; cached in {target}) ...", flush=True)
         tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=spec.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=spec.gguf_file, dtype=torch.bfloat16)
+        _align_special_tokens_to_config(tok, model)
         model.hf_quantizer = None  # the GGUF weights are dequantized: save as a plain model
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -177,6 +178,22 @@ def embedded_model_dir(name: str = EMBEDDED_DEFAULT) -> Path:
         os.replace(tmp, target)
         print(f"Converted in {time.time() - t0:.0f}s.", flush=True)
     return target
+
+
+def _align_special_tokens_to_config(tok, model) -> None:
+    """Take EOS and BOS from the GGUF file's own metadata (the model config) when the tokenizer
+    read from the same file disagrees. transformers 5.17 reads SmolLM2's GGUF tokenizer with EOS =
+    ``<|im_start|>`` (id 1) while the metadata and 5.23 say ``<|im_end|>`` (id 2): a tuned model
+    would then learn to end answers with the start of the next turn."""
+    for attr in ("eos", "bos"):
+        want = getattr(model.config, f"{attr}_token_id", None)
+        if isinstance(want, (list, tuple)):
+            want = want[0] if want else None
+        if want is not None and getattr(tok, f"{attr}_token_id") != want:
+            setattr(tok, f"{attr}_token", tok.convert_ids_to_tokens(int(want)))
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and tok.eos_token_id is not None:
+        gen.eos_token_id = tok.eos_token_id
 
 
 def resolve_model_path(name: str) -> str:

@@ -32,6 +32,16 @@ def test_embedded_model_answers_sensibly(model_and_tok):
     assert out["new_tokens"][0] < 20  # it stopped at its end-of-turn token
 
 
+def test_embedded_model_ends_turns_with_im_end(model_and_tok):
+    """SmolLM2's chat template closes every turn with <|im_end|>: that must be the EOS of the
+    converted tokenizer, the model config and the generation config alike."""
+    model, tok = model_and_tok
+    assert tok.eos_token == "<|im_end|>"
+    assert model.config.eos_token_id == tok.eos_token_id
+    gen_eos = model.generation_config.eos_token_id
+    assert (gen_eos if isinstance(gen_eos, list) else [gen_eos]) == [tok.eos_token_id]
+
+
 def test_pad_token_is_never_eos(model_and_tok, llama3_tokenizer):
     _, tok = model_and_tok
     assert tok.pad_token is not None and tok.pad_token_id != tok.eos_token_id

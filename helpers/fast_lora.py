@@ -310,8 +310,9 @@ def lora_shared(x: torch.Tensor, *layers) -> tuple | None:
 
 
 def _fusable(layer, args, kwargs) -> str | None:
-    """The active adapter's name if this call can take the fused path, else None."""
-    if args or kwargs or layer.disable_adapters or layer.merged:
+    """The active adapter's name if this call can take the fused path, else None (also for a
+    layer that is no longer a LoRA layer: peft's merge_and_unload swaps in the plain base layer)."""
+    if args or kwargs or not hasattr(layer, "lora_A") or layer.disable_adapters or layer.merged:
         return None
     active = layer.active_adapters
     if len(active) != 1:

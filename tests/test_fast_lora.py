@@ -178,3 +178,16 @@ def test_direct_dequantisation_matches_bitsandbytes():
         ref = bnbF.dequantize_4bit(q.weight.data, q.weight.quant_state)
         for dtype in (torch.bfloat16, torch.float32):
             assert torch.equal(_dense_weight(q, dtype), ref.to(dtype)), (compute, dtype)
+
+
+def test_patched_model_survives_merge_and_unload():
+    """After peft's merge_and_unload the MLP and attention blocks still carry the patched forward
+    but hold plain Linear layers: they must run them as they are, with the merged result."""
+    model, tok = _lora_model(False)
+    ids = _batch(tok)
+    patch_lora_layers(model)
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        merged = model.merge_and_unload()
+        after = merged(input_ids=ids).logits
+    assert torch.allclose(after, before, atol=1e-4, rtol=1e-4)

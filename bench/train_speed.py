@@ -1,7 +1,8 @@
 """Training throughput and peak memory: our training path beside the peers, in one run.
 
 Workload (as ../shared/BENCHMARKS.md): QLoRA (NF4, double quant, bf16 compute), LoRA r=16,
-alpha=16, dropout 0 on q,k,v,o,gate,up,down; paged AdamW 8-bit; random token ids packed to full
+alpha=16, dropout 0 on q,k,v,o,gate,up,down; paged AdamW 8-bit for the peers, our default (fused
+AdamW) for kit variants (+adam8bit for the peers' optimizer); random token ids packed to full
 length; random weights in the real model shapes; warm-up steps, then timed steps. Each variant
 runs in its own process so memory figures are clean.
 

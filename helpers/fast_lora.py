@@ -25,11 +25,12 @@ is always safe to call.
 """
 from __future__ import annotations
 
+import functools
 import types
 
 import torch
 
-__all__ = ["lora_linear", "lora_mlp", "lora_shared", "patch_lora_layers", "unpatch_lora_layers"]
+__all__ = ["lora_mlp", "lora_shared", "patch_lora_layers", "unpatch_lora_layers"]
 
 
 def _dense_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
@@ -57,17 +58,13 @@ def _dense_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
     return out
 
 
-_BNB = []
-
-
+@functools.cache
 def _bnb_cuda():
-    if not _BNB:
-        try:
-            from bitsandbytes.backends.cuda import ops
-            _BNB.append((ops._dequantize_4bit_impl, ops._dequantize_blockwise_impl))
-        except Exception:  # another bitsandbytes layout, or no CUDA build: the public function then
-            _BNB.append(None)
-    return _BNB[0]
+    try:
+        from bitsandbytes.backends.cuda import ops
+        return ops._dequantize_4bit_impl, ops._dequantize_blockwise_impl
+    except Exception:  # another bitsandbytes layout, or no CUDA build: the public function then
+        return None
 
 
 # Adapter weights are fp32 (peft's default, for the optimizer's sake) and the matmuls run in bf16:
@@ -94,8 +91,10 @@ def _adapter(layer, name: str, dtype: torch.dtype):
 
 
 class _LoRALinear(torch.autograd.Function):
+    """One LoRA layer; the projection comes as (base layer, A, B, A in dtype, B in dtype, scale)."""
+
     @staticmethod
-    def forward(ctx, x, base, lora_a, lora_b, a, b, scale, dtype):
+    def forward(ctx, x, dtype, base, lora_a, lora_b, a, b, scale):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
         out, xa = _base_lora_fwd(x2, base, a, b, scale, dtype)
@@ -107,18 +106,12 @@ class _LoRALinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x2, xa, a, b = ctx.saved_tensors
-        dtype, scale = ctx.dtype, ctx.scale
-        g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-        gb = (g @ b).mul_(scale)                          # (tokens, r): dL/d(x A^T)
-        grad_x = grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            w = _dense_weight(ctx.base, dtype)
-            grad_x = torch.addmm(g @ w, gb, a).view(*grad.shape[:-1], x2.shape[-1]).to(ctx.x_dtype)
-        if ctx.needs_input_grad[2]:
-            grad_a = (gb.t() @ x2).to(ctx.param_dtypes[0])
-        if ctx.needs_input_grad[3]:
-            grad_b = (g.t() @ xa).mul_(scale).to(ctx.param_dtypes[1])
-        return grad_x, None, grad_a, grad_b, None, None, None, None
+        g = grad.reshape(-1, grad.shape[-1]).to(ctx.dtype)
+        dx, d_a, d_b = _base_lora_bwd(g, x2, xa, ctx.base, a, b, ctx.scale, ctx.dtype, ctx.param_dtypes,
+                                      need_dx=ctx.needs_input_grad[0])
+        if dx is not None:
+            dx = dx.view(*grad.shape[:-1], x2.shape[-1]).to(ctx.x_dtype)
+        return dx, None, None, d_a, d_b, None, None, None
 
 
 def _silu_mul(e, g):
@@ -139,17 +132,13 @@ def _silu_mul_backward(e, g, dh):
     return de, dg
 
 
-_LIGER = []
-
-
+@functools.cache
 def _liger_swiglu():
-    if not _LIGER:
-        try:
-            from liger_kernel.ops.swiglu import swiglu_backward, swiglu_forward
-            _LIGER.append((swiglu_forward, swiglu_backward))
-        except Exception:  # not installed, or no Triton for this device
-            _LIGER.append(None)
-    return _LIGER[0]
+    try:
+        from liger_kernel.ops.swiglu import swiglu_backward, swiglu_forward
+        return swiglu_forward, swiglu_backward
+    except Exception:  # not installed, or no Triton for this device
+        return None
 
 
 def _base_lora_fwd(x2, base, a, b, scale, dtype):
@@ -159,6 +148,22 @@ def _base_lora_fwd(x2, base, a, b, scale, dtype):
     out = x2 @ w.t() if base.bias is None else torch.addmm(base.bias.to(dtype), x2, w.t())
     del w
     return out.addmm_(xa, b.t(), alpha=scale), xa
+
+
+def _base_lora_bwd(g, x_in, xa, base, a, b, scale, dtype, param_dtypes, dx=None, need_dx=True):
+    """Backward of _base_lora_fwd for the output gradient g: (input gradient, added into dx when
+    one is given, or None without need_dx; gradient of A; gradient of B). x_in is released
+    before the weight is dequantised, so a caller may pass a temporary."""
+    t = (g @ b).mul_(scale)                               # (tokens, r): dL/d(x A^T)
+    d_a = (t.t() @ x_in).to(param_dtypes[0])
+    del x_in
+    d_b = (g.t() @ xa).mul_(scale).to(param_dtypes[1])
+    if need_dx:
+        w = _dense_weight(base, dtype)
+        dx = g @ w if dx is None else dx.addmm_(g, w)
+        del w
+        dx.addmm_(t, a)
+    return dx, d_a, d_b
 
 
 class _LoRAMLP(torch.autograd.Function):
@@ -189,32 +194,15 @@ class _LoRAMLP(torch.autograd.Function):
         pga, pgb, pua, pub, pda, pdb = ctx.param_dtypes
         dtype = ctx.dtype
         dy = grad.reshape(-1, grad.shape[-1]).to(dtype)
-        # down projection
-        t = (dy @ db).mul_(ds)
-        h = _silu_mul(e, g)
-        d_da = (t.t() @ h).to(pda)
-        del h
-        d_db = (dy.t() @ hda).mul_(ds).to(pdb)
-        w = _dense_weight(down, dtype)
-        dh = (dy @ w).addmm_(t, da)
-        del w
+        # down projection; its input h = silu(e) * g is recomputed and released inside
+        dh, d_da, d_db = _base_lora_bwd(dy, _silu_mul(e, g), hda, down, da, db, ds, dtype, (pda, pdb))
         de, dg = _silu_mul_backward(e, g, dh)
         del dh
-        # gate and up projections
-        tg = (de @ gb).mul_(gs)
-        tu = (dg @ ub).mul_(us)
-        d_ga = (tg.t() @ x2).to(pga)
-        d_gb = (de.t() @ xga).mul_(gs).to(pgb)
-        d_ua = (tu.t() @ x2).to(pua)
-        d_ub = (dg.t() @ xua).mul_(us).to(pub)
-        dx = None
-        if ctx.needs_input_grad[0]:
-            w = _dense_weight(gate, dtype)
-            dx = (de @ w).addmm_(tg, ga)
-            del w
-            w = _dense_weight(up, dtype)
-            dx.addmm_(dg, w).addmm_(tu, ua)
-            del w
+        # gate and up projections, one input gradient
+        need_dx = ctx.needs_input_grad[0]
+        dx, d_ga, d_gb = _base_lora_bwd(de, x2, xga, gate, ga, gb, gs, dtype, (pga, pgb), need_dx=need_dx)
+        dx, d_ua, d_ub = _base_lora_bwd(dg, x2, xua, up, ua, ub, us, dtype, (pua, pub), dx, need_dx=need_dx)
+        if dx is not None:
             dx = dx.view(*grad.shape[:-1], x2.shape[-1]).to(ctx.x_dtype)
         return (dx, None, None, d_ga, d_gb, None, None, None, None, d_ua, d_ub, None, None, None,
                 None, d_da, d_db, None, None, None)
@@ -248,19 +236,14 @@ class _LoRAShared(torch.autograd.Function):
         dtype = ctx.dtype
         dx, out = None, [None, None]
         for j, grad in enumerate(grads):
-            xa, a, b = saved[3 * j:3 * j + 3]
-            (pa, pb), scale = ctx.pdtypes[j], ctx.scales[j]
             if grad is None:
                 out += [None] * 6
                 continue
+            xa, a, b = saved[3 * j:3 * j + 3]
             g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-            t = (g @ b).mul_(scale)
-            out += [None, (t.t() @ x2).to(pa), (g.t() @ xa).mul_(scale).to(pb), None, None, None]
-            if ctx.needs_input_grad[0]:
-                w = _dense_weight(ctx.mods[j], dtype)
-                dx = g @ w if dx is None else dx.addmm_(g, w)
-                del w
-                dx.addmm_(t, a)
+            dx, d_a, d_b = _base_lora_bwd(g, x2, xa, ctx.mods[j], a, b, ctx.scales[j], dtype, ctx.pdtypes[j], dx,
+                                          need_dx=ctx.needs_input_grad[0])
+            out += [None, d_a, d_b, None, None, None]
         if dx is not None:
             dx = dx.view(*grads[0].shape[:-1] if grads[0] is not None else x2.shape[:-1], x2.shape[-1])
             out[0] = dx.to(ctx.x_dtype)
@@ -273,40 +256,31 @@ def _autocast_dtype(x, base):
     return getattr(base, "compute_dtype", None) or x.dtype
 
 
-def lora_linear(x: torch.Tensor, base: torch.nn.Module, lora_a: torch.Tensor, lora_b: torch.Tensor,
-                scale: float, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``base(x) + scale * x @ lora_a^T @ lora_b^T`` for a frozen ``base`` (nn.Linear or
-    bitsandbytes Linear4bit), computed in ``dtype`` (default: the autocast dtype if autocast is on,
-    else the 4-bit layer's compute dtype, else x's dtype)."""
-    dtype = dtype or _autocast_dtype(x, base)
-    return _LoRALinear.apply(x, base, lora_a, lora_b, lora_a.detach().to(dtype), lora_b.detach().to(dtype),
-                             float(scale), dtype)
+def _fused_args(x: torch.Tensor, layers) -> list | None:
+    """[x, dtype, then per layer: base layer, A, B, A in dtype, B in dtype, scale], the arguments
+    of the fused functions; None when one of the layers cannot take the fused path."""
+    names = [_fusable(m, (), {}) for m in layers]
+    if None in names:
+        return None
+    dtype = _autocast_dtype(x, layers[0].get_base_layer())
+    args = [x, dtype]
+    for m, n in zip(layers, names):
+        args += [m.get_base_layer(), *_adapter(m, n, dtype), float(m.scaling[n])]
+    return args
 
 
 def lora_mlp(x: torch.Tensor, gate, up, down) -> torch.Tensor | None:
     """A SwiGLU MLP whose three projections are peft LoRA layers, in one fused function; None
     when one of the layers cannot take the fused path (the caller then runs the module as is)."""
-    names = [_fusable(m, (), {}) for m in (gate, up, down)]
-    if None in names:
-        return None
-    dtype = _autocast_dtype(x, gate.get_base_layer())
-    args = [x, dtype]
-    for m, n in zip((gate, up, down), names):
-        args += [m.get_base_layer(), *_adapter(m, n, dtype), float(m.scaling[n])]
-    return _LoRAMLP.apply(*args)
+    args = _fused_args(x, (gate, up, down))
+    return None if args is None else _LoRAMLP.apply(*args)
 
 
 def lora_shared(x: torch.Tensor, *layers) -> tuple | None:
     """The outputs of several peft LoRA layers applied to the same ``x``, in one fused function;
     None when one of them cannot take the fused path."""
-    names = [_fusable(m, (), {}) for m in layers]
-    if None in names:
-        return None
-    dtype = _autocast_dtype(x, layers[0].get_base_layer())
-    specs = []
-    for m, n in zip(layers, names):
-        specs += [m.get_base_layer(), *_adapter(m, n, dtype), float(m.scaling[n])]
-    return _LoRAShared.apply(x, dtype, *specs)
+    args = _fused_args(x, layers)
+    return None if args is None else _LoRAShared.apply(*args)
 
 
 def _fusable(layer, args, kwargs) -> str | None:
@@ -334,12 +308,10 @@ def _fused_forward(self, x, *args, **kwargs):
     ready = self.__dict__.pop("_kit_out", None)  # computed with its siblings by _fused_attention_forward
     if ready is not None and ready[0] is x and not args and not kwargs:
         return ready[1]
-    name = _fusable(self, args, kwargs)
-    if name is None:
+    fused = None if args or kwargs else _fused_args(x, (self,))
+    if fused is None:
         return self._kit_forward(x, *args, **kwargs)
-    base = self.get_base_layer()
-    dtype = _autocast_dtype(x, base)
-    return _LoRALinear.apply(x, base, *_adapter(self, name, dtype), float(self.scaling[name]), dtype)
+    return _LoRALinear.apply(*fused)
 
 
 def _fused_mlp_forward(self, x, *args, **kwargs):

@@ -180,7 +180,7 @@ def memory(args) -> dict:
     reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else None
     return {"mode": "memory", "model": args.shape or args.model, "quantization": args.quantization,
             "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-            "rows": [{"what": f"weights + LoRA loaded", "GiB": round(after_load, 2) if cuda else None},
+            "rows": [{"what": "weights + LoRA loaded", "GiB": round(after_load, 2) if cuda else None},
                      {"what": f"peak allocated: generation {args.batch} × ({args.prompt_tokens} prompt + "
                               f"{args.ours_max_new} new) base and tuned, perplexity {args.ppl_batch} × {L}",
                       "GiB": round(peak, 2) if cuda else None},

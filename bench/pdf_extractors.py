@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                 tot["prec_sum"] += s["precision"]
                 tot["n_ref"] += 1
             print(f"  {pdf.name:<18} {lib:<10} {n:>4} pages {best:7.2f}s", file=sys.stderr, flush=True)
-    print(f"| document | library | pages | seconds | ms/page | chars | word recall | word precision | glued/10k words | bad glyphs |")
+    print("| document | library | pages | seconds | ms/page | chars | word recall | word precision | glued/10k words | bad glyphs |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, lib, n, secs, s in rows:
         rec = f"{s['recall']:.3f}" if "recall" in s else "-"

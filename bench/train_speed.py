@@ -99,7 +99,6 @@ def result_row(variant, batch, seq, steps, load_s, dt, losses, trainable):
 
 
 def _profiler():
-    import torch
     from torch.profiler import ProfilerActivity, profile
     return profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True)
 

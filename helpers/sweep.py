@@ -30,7 +30,6 @@ the same step.
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import gc
 import hashlib

@@ -24,12 +24,12 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, StepConfig
-from .data import DataError, read_jsonl, validate_rows, write_jsonl
+from .data import DataError, read_jsonl, validate_rows
 
 COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
 RUN_SIGNATURE = "run_signature.json"
@@ -486,7 +486,7 @@ def lora_targets(cfg: TrainConfig):
 
 
 def add_lora(model, cfg: TrainConfig):
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
     if cfg.init_adapter:
         from .models import attach_adapter
         print(f"Continuing from adapter {cfg.init_adapter}")

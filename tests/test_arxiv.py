@@ -6,7 +6,6 @@ API (../shared/fixtures/arxiv) and the real PDF, plus injected faults.
 import datetime as dt
 import hashlib
 import json
-import time
 import xml.etree.ElementTree as ET
 
 import pytest

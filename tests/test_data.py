@@ -1,5 +1,4 @@
 """JSONL datasets, validation, the bundled real conversations, raw-text corpora."""
-import json
 
 import pytest
 

@@ -3,7 +3,6 @@ the same code path `accelerate launch` takes on several GPUs, and checkpoints th
 world sizes (saved with 2 processes, resumed on 1, and the other way round)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -2,7 +2,6 @@
 every one runs top to bottom headless with SMOKE=1 on a CPU with no network (in pipeline order,
 in one scratch workspace, so each notebook consumes what the previous one wrote)."""
 import ast
-import json
 import os
 import subprocess
 import sys

@@ -162,8 +162,6 @@ def test_shards_are_trained_once_each_in_order(tmp_path, convs):
 
 
 def test_pretraining_with_embeddings_at_a_smaller_learning_rate(tmp_path, embedded_dir):
-    from helpers.fixtures import fixture_pdf
-    text = (ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else ""
     docs = [{"text": (c["messages"][0]["content"] + " ") * 30} for c in chitchat_conversations()[:12]]
     write_jsonl(tmp_path / "corpus.jsonl", docs)
     cfg = cfg_for(tmp_path / "pt", tmp_path / "corpus.jsonl", mode="pretrain", max_steps=6, save_steps=6,

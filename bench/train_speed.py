@@ -22,6 +22,7 @@ Variants:
 
 Flags appended to a variant with "+" switch one lever, to measure what it moves:
   +nofuse    peft's own LoRA forward instead of helpers.fast_lora's fused layers
+  +nolayer   fused attention and MLP under torch's checkpoint instead of one function per decoder layer
   +noliger   no Liger kernels
   +nooffload checkpointed layer inputs stay on the GPU (no TRL activation offloading)
   +adam8bit  bitsandbytes' paged AdamW 8-bit (the usual recipe's) instead of torch's fused AdamW
@@ -299,6 +300,9 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
                 m.forward = types.MethodType(_rms, m)
     torch.manual_seed(0)
     model = add_lora(model, cfg)
+    if "nolayer" in flags:  # the fused attention and MLP under torch's checkpoint, not one function per layer
+        import helpers.fast_lora
+        helpers.fast_lora._is_llama_layer = lambda m: False
     if "nofuse" not in flags:
         applied = fuse_lora(model, "auto", applied, log=lambda *_: None)
     print(f"{variant}: kernels {applied}", flush=True)

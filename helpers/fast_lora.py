@@ -166,6 +166,42 @@ def _base_lora_bwd(g, x_in, xa, base, a, b, scale, dtype, param_dtypes, dx=None,
     return dx, d_a, d_b
 
 
+def _proj(base, a_p, b_p, a, b, scale):
+    """One projection as the fused functions pass it, (base layer, A, B, A in dtype, B in dtype,
+    scale), in the form the forward/backward helpers take: (base, A in dtype, B in dtype, scale,
+    the dtypes of the A and B parameters, for their gradients)."""
+    return base, a, b, scale, (a_p.dtype, b_p.dtype)
+
+
+def _mlp_fwd(x2, gate, up, down, dtype, keep_out=True):
+    """SwiGLU MLP forward for three projections (as _proj gives them): (output, or None without
+    keep_out, and what _mlp_bwd needs: e, g and the three adapter products). Without keep_out only
+    the down adapter's product is made, not the down matmul: a recomputation for backward needs
+    no output."""
+    e, xga = _base_lora_fwd(x2, *gate[:4], dtype)
+    g, xua = _base_lora_fwd(x2, *up[:4], dtype)
+    h = _silu_mul(e, g)
+    if keep_out:
+        out, hda = _base_lora_fwd(h, *down[:4], dtype)
+    else:
+        out, hda = None, h @ down[1].t()
+    return out, (e, g, xga, xua, hda)
+
+
+def _mlp_bwd(dy, x2, saved, gate, up, down, dtype, need_dx=True, dx=None):
+    """Backward of _mlp_fwd for the output gradient dy: (input gradient, added into dx when one is
+    given; gradients of gate A, B, up A, B, down A, B). h = silu(e) * g is recomputed and released
+    inside; e and g may be overwritten."""
+    e, g, xga, xua, hda = saved
+    dh, d_da, d_db = _base_lora_bwd(dy, _silu_mul(e, g), hda, *down[:4], dtype, down[4])
+    de, dg = _silu_mul_backward(e, g, dh)
+    del dh
+    dx, d_ga, d_gb = _base_lora_bwd(de, x2, xga, *gate[:4], dtype, gate[4], dx, need_dx=need_dx)
+    del de
+    dx, d_ua, d_ub = _base_lora_bwd(dg, x2, xua, *up[:4], dtype, up[4], dx, need_dx=need_dx)
+    return dx, (d_ga, d_gb, d_ua, d_ub, d_da, d_db)
+
+
 class _LoRAMLP(torch.autograd.Function):
     """down(silu(gate(x)) * up(x)) for three LoRA layers, forward and backward in one function:
     saves x, the two (tokens x intermediate) projections and three (tokens x r) adapter products;
@@ -173,35 +209,23 @@ class _LoRAMLP(torch.autograd.Function):
     Each projection comes as (base layer, A, B, A in dtype, B in dtype, scale)."""
 
     @staticmethod
-    def forward(ctx, x, dtype, gate, ga_p, gb_p, ga, gb, gs, up, ua_p, ub_p, ua, ub, us,
-                down, da_p, db_p, da, db, ds):
+    def forward(ctx, x, dtype, *specs):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
-        e, xga = _base_lora_fwd(x2, gate, ga, gb, gs, dtype)
-        g, xua = _base_lora_fwd(x2, up, ua, ub, us, dtype)
-        h = _silu_mul(e, g)
-        out, hda = _base_lora_fwd(h, down, da, db, ds, dtype)
-        ctx.mods, ctx.scales, ctx.dtype, ctx.x_dtype = (gate, up, down), (gs, us, ds), dtype, x.dtype
-        ctx.param_dtypes = tuple(p.dtype for p in (ga_p, gb_p, ua_p, ub_p, da_p, db_p))
-        ctx.save_for_backward(x2, e, g, xga, xua, hda, ga, gb, ua, ub, da, db)
+        projs = [_proj(*specs[i:i + 6]) for i in (0, 6, 12)]
+        out, saved = _mlp_fwd(x2, *projs, dtype)
+        ctx.projs = [(p[0], None, None, p[3], p[4]) for p in projs]  # the casts go in saved_tensors
+        ctx.dtype, ctx.x_dtype = dtype, x.dtype
+        ctx.save_for_backward(x2, *saved, *(t for p in projs for t in p[1:3]))
         return out.view(*shape[:-1], out.shape[-1]).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        x2, e, g, xga, xua, hda, ga, gb, ua, ub, da, db = ctx.saved_tensors
-        gate, up, down = ctx.mods
-        gs, us, ds = ctx.scales
-        pga, pgb, pua, pub, pda, pdb = ctx.param_dtypes
-        dtype = ctx.dtype
-        dy = grad.reshape(-1, grad.shape[-1]).to(dtype)
-        # down projection; its input h = silu(e) * g is recomputed and released inside
-        dh, d_da, d_db = _base_lora_bwd(dy, _silu_mul(e, g), hda, down, da, db, ds, dtype, (pda, pdb))
-        de, dg = _silu_mul_backward(e, g, dh)
-        del dh
-        # gate and up projections, one input gradient
-        need_dx = ctx.needs_input_grad[0]
-        dx, d_ga, d_gb = _base_lora_bwd(de, x2, xga, gate, ga, gb, gs, dtype, (pga, pgb), need_dx=need_dx)
-        dx, d_ua, d_ub = _base_lora_bwd(dg, x2, xua, up, ua, ub, us, dtype, (pua, pub), dx, need_dx=need_dx)
+        x2, e, g, xga, xua, hda, *casts = ctx.saved_tensors
+        projs = [(p[0], casts[2 * i], casts[2 * i + 1], p[3], p[4]) for i, p in enumerate(ctx.projs)]
+        dy = grad.reshape(-1, grad.shape[-1]).to(ctx.dtype)
+        dx, (d_ga, d_gb, d_ua, d_ub, d_da, d_db) = _mlp_bwd(dy, x2, (e, g, xga, xua, hda), *projs, ctx.dtype,
+                                                            need_dx=ctx.needs_input_grad[0])
         if dx is not None:
             dx = dx.view(*grad.shape[:-1], x2.shape[-1]).to(ctx.x_dtype)
         return (dx, None, None, d_ga, d_gb, None, None, None, None, d_ua, d_ub, None, None, None,
@@ -248,6 +272,132 @@ class _LoRAShared(torch.autograd.Function):
             dx = dx.view(*grads[0].shape[:-1] if grads[0] is not None else x2.shape[:-1], x2.shape[-1])
             out[0] = dx.to(ctx.x_dtype)
         return tuple(out)
+
+
+def _rms_norm(x2, w, eps):
+    """(w * x / rms(x), 1 / rms(x)) as Llama computes it; torch's fused kernel on a GPU."""
+    if x2.is_cuda and w.dtype == x2.dtype and _fused_rms_norm() is not None:
+        return _fused_rms_norm()[0](x2, [x2.shape[-1]], w, eps)
+    xf = x2.float()
+    rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True).add_(eps))
+    return w * (xf * rstd).to(x2.dtype), rstd
+
+
+def _rms_norm_bwd(dy, x2, rstd, w):
+    """Input gradient of _rms_norm (the weight is frozen)."""
+    if x2.is_cuda and w.dtype == x2.dtype and _fused_rms_norm() is not None:
+        return _fused_rms_norm()[1](dy.to(x2.dtype), x2, [x2.shape[-1]], rstd, w, [True, False])[0]
+    xhat = x2.float() * rstd
+    gw = dy.float() * w.float()
+    return (rstd * (gw - xhat * (gw * xhat).mean(-1, keepdim=True))).to(x2.dtype)
+
+
+@functools.cache
+def _fused_rms_norm():
+    ops = torch.ops.aten
+    if hasattr(ops, "_fused_rms_norm") and hasattr(ops, "_fused_rms_norm_backward"):
+        return ops._fused_rms_norm, ops._fused_rms_norm_backward
+    return None
+
+
+class _LayerCall:
+    """What one decoder-layer call needs besides its input and the adapter parameters: the layer,
+    the compute dtype, its seven projections (as _proj gives them: q, k, v, o, gate, up, down),
+    the rotary cos/sin, the attention mask and the attention function's keyword arguments."""
+    __slots__ = ("layer", "dtype", "projs", "cos", "sin", "mask", "kwargs", "rope", "attend")
+
+
+def _attention(c: _LayerCall, q, k, v, shape):
+    """The attention block between the projections, as the layer's own forward runs it: heads,
+    rotary embedding (Liger's when it patched the model), the configured attention function."""
+    attn = c.layer.self_attn
+    hidden_shape = (*shape, -1, attn.head_dim)
+    q = q.view(hidden_shape).transpose(1, 2)
+    k = k.view(hidden_shape).transpose(1, 2)
+    v = v.view(hidden_shape).transpose(1, 2)
+    q, k = c.rope(q, k, c.cos, c.sin)
+    out, _ = c.attend(attn, q, k, v, c.mask, dropout=0.0, scaling=attn.scaling, **c.kwargs)
+    return out.reshape(-1, out.shape[-2] * out.shape[-1])
+
+
+def _layer_fwd(x2, c: _LayerCall, shape, for_backward=False):
+    """A Llama decoder layer on the (tokens, hidden) input x2. Returns the output, or, with
+    for_backward, everything the backward pass needs (the recomputation: attention kept as an
+    autograd graph from q, k, v; the MLP's down matmul skipped)."""
+    layer, dtype, (q_p, k_p, v_p, o_p, g_p, u_p, d_p) = c.layer, c.dtype, c.projs
+    n1, rstd1 = _rms_norm(x2, layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
+    n1c = n1.to(dtype)
+    q, xq = _base_lora_fwd(n1c, *q_p[:4], dtype)
+    k, xk = _base_lora_fwd(n1c, *k_p[:4], dtype)
+    v, xv = _base_lora_fwd(n1c, *v_p[:4], dtype)
+    if for_backward:
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+        with torch.enable_grad():
+            a_graph = _attention(c, q, k, v, shape)
+        a = a_graph.detach()
+    else:
+        a = _attention(c, q, k, v, shape)
+    o, xo = _base_lora_fwd(a, *o_p[:4], dtype)
+    h = x2 + o
+    del o
+    n2, rstd2 = _rms_norm(h, layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
+    n2c = n2.to(dtype)
+    del n2
+    m, mlp_saved = _mlp_fwd(n2c, g_p, u_p, d_p, dtype, keep_out=not for_backward)
+    if not for_backward:
+        return h.add_(m)
+    return dict(rstd1=rstd1, n1c=n1c, xqkv=(xq, xk, xv), qkv=(q, k, v), a_graph=a_graph, a=a, xo=xo, h=h,
+                rstd2=rstd2, n2c=n2c, mlp=mlp_saved)
+
+
+def _layer_bwd(dy2, x2, c: _LayerCall, shape, need_dx=True):
+    """Gradients of a Llama decoder layer: (input gradient, the 14 adapter gradients in the order
+    of c.projs), from the layer input and the output gradient, recomputing the forward pass."""
+    layer, dtype, (q_p, k_p, v_p, o_p, g_p, u_p, d_p) = c.layer, c.dtype, c.projs
+    with torch.no_grad():
+        s = _layer_fwd(x2, c, shape, for_backward=True)
+        dn2, mlp_grads = _mlp_bwd(dy2.to(dtype), s["n2c"], s["mlp"], g_p, u_p, d_p, dtype)
+        del s["mlp"], s["n2c"]
+        post = layer.post_attention_layernorm
+        dh = _rms_norm_bwd(dn2, s.pop("h"), s["rstd2"], post.weight).add_(dy2)
+        del dn2
+        d_a, d_oa, d_ob = _base_lora_bwd(dh.to(dtype), s.pop("a"), s["xo"], *o_p[:4], dtype, o_p[4])
+    d_q, d_k, d_v = torch.autograd.grad(s.pop("a_graph"), s.pop("qkv"), d_a)
+    del d_a
+    with torch.no_grad():
+        n1c, (xq, xk, xv) = s["n1c"], s["xqkv"]
+        dn1, d_qa, d_qb = _base_lora_bwd(d_q, n1c, xq, *q_p[:4], dtype, q_p[4])
+        dn1, d_ka, d_kb = _base_lora_bwd(d_k, n1c, xk, *k_p[:4], dtype, k_p[4], dn1)
+        dn1, d_va, d_vb = _base_lora_bwd(d_v, n1c, xv, *v_p[:4], dtype, v_p[4], dn1)
+        dx = None
+        if need_dx:
+            dx = _rms_norm_bwd(dn1, x2, s["rstd1"], layer.input_layernorm.weight).add_(dh)
+    return dx, (d_qa, d_qb, d_ka, d_kb, d_va, d_vb, d_oa, d_ob, *mlp_grads)
+
+
+class _LoRADecoderLayer(torch.autograd.Function):
+    """A whole Llama decoder layer with LoRA on its seven projections, checkpointed: the forward
+    pass runs without autograd and keeps only the layer input; the backward pass recomputes the
+    layer (without the MLP's down matmul, whose output backward does not need) and computes the
+    gradients by hand, with autograd only through the attention kernel. What this replaces is
+    torch's checkpoint around the layer: its recomputation rebuilds an autograd graph of some
+    twenty nodes per layer and the backward walks it, all Python at these sizes."""
+
+    @staticmethod
+    def forward(ctx, x, c, *adapter_params):
+        shape = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        ctx.c, ctx.shape = c, shape
+        ctx.save_for_backward(x2)  # the one activation kept (activation offloading may move it to the CPU)
+        return _layer_fwd(x2, c, shape).view(x.shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x2,) = ctx.saved_tensors
+        dx, grads = _layer_bwd(dy.reshape(x2.shape), x2, ctx.c, ctx.shape, need_dx=ctx.needs_input_grad[0])
+        if dx is not None:
+            dx = dx.view(dy.shape)
+        return (dx, None, *grads)
 
 
 def _autocast_dtype(x, base):
@@ -335,6 +485,73 @@ def _fused_attention_forward(self, hidden_states, *args, **kwargs):
             m.__dict__.pop("_kit_out", None)
 
 
+def _fused_layer_forward(self, hidden_states, *args, **kwargs):
+    """A Llama decoder layer under gradient checkpointing, in training: one function for the whole
+    layer (_LoRADecoderLayer) in place of torch's checkpoint around the layer's modules. Anything
+    else (no checkpointing, evaluation, a KV cache, a projection that cannot take the fused path)
+    runs the layer's own forward, whose attention and MLP are still fused (patch_lora_layers)."""
+    c = None
+    if not args and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+        c = _layer_call(self, hidden_states, kwargs)
+    if c is None:
+        return self._kit_forward(hidden_states, *args, **kwargs)
+    params = [p for proj in c.projs for p in proj[5:]]
+    c.projs = [p[:5] for p in c.projs]
+    return _LoRADecoderLayer.apply(hidden_states, c, *params)
+
+
+_LAYER_KWARGS = {"attention_mask", "position_ids", "past_key_values", "use_cache", "cache_position",
+                 "position_embeddings"}
+
+
+def _layer_call(layer, x, kwargs) -> _LayerCall | None:
+    """The _LayerCall for this call, or None when it cannot take the fused layer path."""
+    import sys
+    if kwargs.get("past_key_values") is not None or kwargs.get("position_embeddings") is None:
+        return None
+    if any(v is not None and v is not False for k, v in kwargs.items() if k not in _LAYER_KWARGS):
+        return None  # output_attentions, padding-free packing's cu_seq_lens and the like: the layer's own forward
+    attn, mlp = layer.self_attn, layer.mlp
+    mods = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+    names = [_fusable(m, (), {}) for m in mods]
+    if None in names:
+        return None
+    c = _LayerCall()
+    c.layer, c.dtype = layer, _autocast_dtype(x, mods[0].get_base_layer())
+    projs = []
+    for m, n in zip(mods, names):
+        a_p, b_p, a, b = _adapter(m, n, c.dtype)
+        projs.append((m.get_base_layer(), a, b, float(m.scaling[n]), (a_p.dtype, b_p.dtype), a_p, b_p))
+    c.projs = projs
+    cos, sin = kwargs["position_embeddings"]
+    c.cos, c.sin, c.mask = cos.to(c.dtype), sin.to(c.dtype), kwargs.get("attention_mask")
+    c.kwargs = {k: kwargs[k] for k in ("position_ids", "cache_position") if k in kwargs}
+    module = sys.modules[type(attn).__module__]
+    c.rope = module.apply_rotary_pos_emb  # Liger's when it patched the model
+    impl = attn.config._attn_implementation
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    c.attend = module.eager_attention_forward if impl in (None, "eager") else ALL_ATTENTION_FUNCTIONS[impl]
+    return c
+
+
+def _is_llama_layer(module) -> bool:
+    """A Llama decoder layer (pre-norm attention and SwiGLU MLP, RMSNorm without offset, no
+    attention dropout, no q/k norms) whose seven projections are LoRA layers."""
+    if type(module).__name__ != "LlamaDecoderLayer" or not hasattr(module, "gradient_checkpointing"):
+        return False
+    attn, mlp = getattr(module, "self_attn", None), getattr(module, "mlp", None)
+    if attn is None or mlp is None or not _is_qkv_attention(attn) or not _is_swiglu_mlp(mlp):
+        return False
+    from peft.tuners.lora import LoraLayer
+    if not isinstance(getattr(attn, "o_proj", None), LoraLayer) or hasattr(attn, "q_norm"):
+        return False
+    if getattr(attn.config, "attention_dropout", 0.0) or getattr(attn.config, "hidden_act", "silu") != "silu":
+        return False
+    norms = (getattr(module, "input_layernorm", None), getattr(module, "post_attention_layernorm", None))
+    return all(n is not None and hasattr(n, "weight") and hasattr(n, "variance_epsilon")
+               and not getattr(n, "offset", 0.0) for n in norms)
+
+
 def _is_qkv_attention(module) -> bool:
     from peft.tuners.lora import LoraLayer
     return all(isinstance(getattr(module, n, None), LoraLayer) for n in ("q_proj", "k_proj", "v_proj"))
@@ -367,7 +584,9 @@ def patch_lora_layers(model) -> int:
     for module in model.modules():
         if hasattr(module, "_kit_forward"):
             continue
-        if _is_swiglu_mlp(module):
+        if _is_llama_layer(module):
+            _swap_forward(module, _fused_layer_forward)
+        elif _is_swiglu_mlp(module):
             _swap_forward(module, _fused_mlp_forward)
         elif _is_qkv_attention(module):
             _swap_forward(module, _fused_attention_forward)

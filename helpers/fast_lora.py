@@ -489,15 +489,34 @@ def _fused_layer_forward(self, hidden_states, *args, **kwargs):
     """A Llama decoder layer under gradient checkpointing, in training: one function for the whole
     layer (_LoRADecoderLayer) in place of torch's checkpoint around the layer's modules. Anything
     else (no checkpointing, evaluation, a KV cache, a projection that cannot take the fused path)
-    runs the layer's own forward, whose attention and MLP are still fused (patch_lora_layers)."""
-    c = None
-    if not args and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-        c = _layer_call(self, hidden_states, kwargs)
-    if c is None:
+    runs the layer's own forward, whose attention and MLP are still fused (patch_lora_layers),
+    checkpointed as transformers would."""
+    d = self.__dict__
+    if self.gradient_checkpointing or d.get("_kit_ckpt_func") is not d.get("_gradient_checkpointing_func"):
+        # checkpointing was switched on or off since patching: this call as transformers runs it
+        # (an older transformers has already wrapped it in its checkpoint), then take over
+        out = self._kit_forward(hidden_states, *args, **kwargs)
+        _take_over_checkpointing(self)
+        return out
+    if not (d.get("_kit_ckpt") and self.training and torch.is_grad_enabled()):
         return self._kit_forward(hidden_states, *args, **kwargs)
+    c = None if args else _layer_call(self, hidden_states, kwargs)
+    if c is None:
+        return d["_kit_ckpt_func"](functools.partial(self._kit_forward, **kwargs), hidden_states, *args)
     params = [p for proj in c.projs for p in proj[5:]]
     c.projs = [p[:5] for p in c.projs]
     return _LoRADecoderLayer.apply(hidden_states, c, *params)
+
+
+def _take_over_checkpointing(layer) -> None:
+    """transformers checkpoints a layer whose `gradient_checkpointing` flag is set (older versions
+    around the whole call, newer ones around forward); a patched layer checkpoints itself, in
+    _LoRADecoderLayer. So the flag moves to `_kit_ckpt`, and the checkpoint function then set is
+    remembered: when gradient_checkpointing_enable/disable runs again it sets a new one."""
+    d = layer.__dict__
+    d["_kit_ckpt"] = bool(layer.gradient_checkpointing)
+    d["_kit_ckpt_func"] = d.get("_gradient_checkpointing_func")
+    layer.gradient_checkpointing = False
 
 
 _LAYER_KWARGS = {"attention_mask", "position_ids", "past_key_values", "use_cache", "cache_position",
@@ -586,6 +605,7 @@ def patch_lora_layers(model) -> int:
             continue
         if _is_llama_layer(module):
             _swap_forward(module, _fused_layer_forward)
+            _take_over_checkpointing(module)
         elif _is_swiglu_mlp(module):
             _swap_forward(module, _fused_mlp_forward)
         elif _is_qkv_attention(module):
@@ -608,6 +628,9 @@ def unpatch_lora_layers(model) -> int:
     n = 0
     for module in model.modules():
         module.__dict__.pop("_kit_cast", None)
+        if "_kit_ckpt" in module.__dict__:
+            module.gradient_checkpointing = module.__dict__.pop("_kit_ckpt")
+            module.__dict__.pop("_kit_ckpt_func")
         if hasattr(module, "_kit_forward"):
             if module._kit_had_own:
                 module.forward = module._kit_forward

@@ -320,6 +320,10 @@ def _attention(c: _LayerCall, q, k, v, shape):
     return out.reshape(-1, out.shape[-2] * out.shape[-1])
 
 
+def _same(t):
+    return t
+
+
 def _layer_fwd(x2, c: _LayerCall, shape, for_backward=False):
     """A Llama decoder layer on the (tokens, hidden) input x2. Returns the output, or, with
     for_backward, everything the backward pass needs (the recomputation: attention kept as an
@@ -332,7 +336,10 @@ def _layer_fwd(x2, c: _LayerCall, shape, for_backward=False):
     v, xv = _base_lora_fwd(n1c, *v_p[:4], dtype)
     if for_backward:
         q, k, v = (t.requires_grad_() for t in (q, k, v))
-        with torch.enable_grad():
+        # the recomputed attention keeps what its backward needs on the GPU: the saved-tensor
+        # hooks of an activation offloader (TRL's context spans the whole training step) would
+        # otherwise copy q, k, v and the output to the CPU and back, in the middle of backward
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_same, _same):
             a_graph = _attention(c, q, k, v, shape)
         a = a_graph.detach()
     else:

@@ -185,6 +185,32 @@ def test_whole_layer_under_checkpointing_matches_peft(quantize_4bit):
     _check_same_under_checkpointing(model, [(ids, None), _padded_batch(tok)], rel_loss=1e-5, rel_grad=1e-4)
 
 
+def test_whole_layer_saves_only_its_input_for_an_offloader():
+    """An activation offloader's saved-tensor hooks (TRL's span the whole training step, backward
+    included) see one tensor per layer, the layer input, in the forward pass, and nothing from the
+    recomputation in backward: no activation goes to the CPU and back in the middle of backward."""
+    model, tok = _lora_model(False)
+    ids = _batch(tok)[:, :48]
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    patch_lora_layers(model)
+    packed = {"forward": [], "backward": []}
+    phase = ["forward"]
+
+    def pack(t):
+        packed[phase[0]].append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(input_ids=ids, labels=ids).loss
+        phase[0] = "backward"
+        loss.backward()
+    hidden = model.config.hidden_size
+    n_layers = model.config.num_hidden_layers
+    assert packed["forward"].count((ids.numel(), hidden)) == n_layers
+    assert packed["backward"] == []
+
+
 def test_checkpointing_switched_after_patching():
     """gradient_checkpointing_disable/enable on a patched model: the layers follow it (no
     checkpointing means the layer's own forward; enabling it again gives the whole-layer function

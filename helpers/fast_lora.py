@@ -39,30 +39,62 @@ def _dense_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
     qs = getattr(w, "quant_state", None)
     if qs is None:
         return w.to(dtype)
-    impl = _bnb_cuda() if w.is_cuda and dtype in (torch.bfloat16, torch.float16, torch.float32) else None
-    if impl is None:
+    plan = _dequant_plan(base, w, qs, dtype)
+    if plan is None:
         import bitsandbytes.functional as bnbF
         return bnbF.dequantize_4bit(w.data, qs).to(dtype)
-    # bitsandbytes' own CUDA kernels, called as its dequantize_4bit calls them but without the
-    # checks and op dispatch around them: that Python costs as much as the kernel at these sizes,
-    # and it runs three times per weight per step
-    deq_4bit, deq_blockwise = impl
-    absmax = qs.absmax
+    # bitsandbytes' own CUDA kernels, called with the arguments its dequantize_4bit passes them
+    # but without the checks, device switches and op dispatch around them: that Python costs as
+    # much as the kernel at these sizes, and it runs three times per weight per step
+    fn4, fnb, device, a_ptr, qabs, qabs_ptr, s2abs_ptr, code_ptr, bs2, offset, bs, shape, numel = plan
+    stream = torch._C._cuda_getCurrentRawStream(device.index)
+    if fnb is None:
+        absmax_ptr = qabs_ptr
+    else:  # double quantisation: the absmax values are themselves 8-bit blockwise-quantised
+        absmax = torch.empty(qabs.shape, dtype=torch.float32, device=device)
+        fnb(code_ptr, qabs_ptr, s2abs_ptr, absmax.data_ptr(), bs2, qabs.numel(), stream)
+        absmax += offset
+        absmax_ptr = absmax.data_ptr()
+    out = torch.empty(shape, dtype=dtype, device=device)
+    fn4(None, a_ptr, absmax_ptr, out.data_ptr(), bs, numel, stream)
+    return out
+
+
+def _dequant_plan(base, w, qs, dtype):
+    """What _dense_weight passes bitsandbytes' CUDA kernels for this 4-bit weight, cached on the
+    layer (keyed by the storages, so a moved or re-quantised weight gets a new plan); None where
+    those kernels cannot be called directly (not on the current CUDA device, another layout)."""
+    if not w.is_cuda or w.device.index != torch.cuda.current_device():
+        return None
+    key = (w.data_ptr(), qs.absmax.data_ptr(), dtype)
+    cached = base.__dict__.get("_kit_deq")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    fns = _bnb_cuda()
+    fn4 = None if fns is None else fns[0].get((dtype, qs.quant_type))
+    if fn4 is None or not w.data.is_contiguous() or not qs.absmax.is_contiguous():
+        return None
     if qs.nested:
         s2 = qs.state2
-        absmax = torch.empty(qs.absmax.shape, dtype=torch.float32, device=w.device)
-        deq_blockwise(qs.absmax, s2.absmax, s2.code, s2.blocksize, torch.float32, absmax)
-        absmax += qs.offset
-    out = torch.empty(qs.shape, dtype=dtype, device=w.device)
-    deq_4bit(w.data, absmax, qs.blocksize, qs.quant_type, dtype, out)
-    return out
+        plan = (fn4, fns[1], w.device, w.data_ptr(), qs.absmax, qs.absmax.data_ptr(), s2.absmax.data_ptr(),
+                s2.code.data_ptr(), s2.blocksize, qs.offset, qs.blocksize, tuple(qs.shape), qs.shape.numel())
+    else:
+        plan = (fn4, None, w.device, w.data_ptr(), qs.absmax, qs.absmax.data_ptr(), None, None, None, None,
+                qs.blocksize, tuple(qs.shape), qs.shape.numel())
+    base.__dict__["_kit_deq"] = (key, plan)
+    return plan
 
 
 @functools.cache
 def _bnb_cuda():
+    """({(dtype, quant type): bitsandbytes' 4-bit dequantisation kernel}, its fp32 blockwise one),
+    or None without a CUDA build of bitsandbytes."""
     try:
-        from bitsandbytes.backends.cuda import ops
-        return ops._dequantize_4bit_impl, ops._dequantize_blockwise_impl
+        from bitsandbytes.cextension import lib
+        kinds = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+        fn4 = {(dt, q): getattr(lib, f"cdequantize_blockwise_{name}_{q}") for dt, name in kinds.items()
+               for q in ("nf4", "fp4")}
+        return fn4, lib.cdequantize_blockwise_fp32
     except Exception:  # another bitsandbytes layout, or no CUDA build: the public function then
         return None
 
@@ -142,12 +174,16 @@ def _liger_swiglu():
 
 
 def _base_lora_fwd(x2, base, a, b, scale, dtype):
-    """(x2 W^T + scale (x2 A^T) B^T, x2 A^T) with W dequantised only for this product."""
-    w = _dense_weight(base, dtype)
+    """(x2 W^T + scale (x2 A^T) B^T, x2 A^T) with W dequantised only for this product. The
+    adapter's rank-r product is written first and the base matmul accumulates onto it (cuBLAS
+    adds it in its epilogue), so the (tokens x out) output is written once rather than written,
+    then read and written again by a rank-r update."""
     xa = x2 @ a.t()
-    out = x2 @ w.t() if base.bias is None else torch.addmm(base.bias.to(dtype), x2, w.t())
-    del w
-    return out.addmm_(xa, b.t(), alpha=scale), xa
+    xs = xa if scale == 1 else xa * scale
+    out = xs @ b.t() if base.bias is None else torch.addmm(base.bias.to(dtype), xs, b.t())
+    del xs
+    w = _dense_weight(base, dtype)
+    return out.addmm_(x2, w.t()), xa
 
 
 def _base_lora_bwd(g, x_in, xa, base, a, b, scale, dtype, param_dtypes, dx=None, need_dx=True):
@@ -159,10 +195,10 @@ def _base_lora_bwd(g, x_in, xa, base, a, b, scale, dtype, param_dtypes, dx=None,
     del x_in
     d_b = (g.t() @ xa).mul_(scale).to(param_dtypes[1])
     if need_dx:
+        dx = t @ a if dx is None else dx.addmm_(t, a)    # rank r first, the full matmul adds onto it
         w = _dense_weight(base, dtype)
-        dx = g @ w if dx is None else dx.addmm_(g, w)
+        dx.addmm_(g, w)
         del w
-        dx.addmm_(t, a)
     return dx, d_a, d_b
 
 

@@ -119,7 +119,7 @@ def _check_same(model, ids):
     assert set(grads) == set(grads_ref) and len(grads) == 2 * n
     worst = max(((grads[k] - grads_ref[k]).abs().max() / grads_ref[k].abs().max()).item() for k in grads)
     assert worst < 1e-4, worst
-    assert torch.allclose(gx, gx_ref, rtol=1e-4, atol=1e-6 * gx_ref.abs().max().item())
+    assert ((gx - gx_ref).abs().max() / gx_ref.abs().max()).item() < 1e-5
     # the gradients are not trivially zero: an adapter that did nothing would pass the checks above
     assert all(grads[k].abs().sum() > 0 for k in grads)
     assert unpatch_lora_layers(model) == n

@@ -1,27 +1,33 @@
-"""Fused LoRA linear layers: the frozen base matmul and the adapter in one autograd function.
+"""Fused LoRA layers: the frozen base matmul and the adapter in one autograd function, and under
+gradient checkpointing a whole Llama decoder layer in one.
 
 peft computes a LoRA layer as ``base(x).clone() + lora_B(lora_A(x)) * scaling``: on a 4-bit base
 that is a dequantise + matmul, a copy of the output, two small matmuls, a multiply and an add over
 the whole (tokens x out_features) output, and the same again, mirrored, in the backward pass. Here
-the adapter's product is accumulated into the base output by one ``addmm`` (the scaling is its
-``alpha``), nothing is copied, and the backward pass computes the input gradient with one matmul
-against the dequantised weight plus one ``addmm`` for the adapter. Saved for backward: the input
-and the (tokens x r) product ``x @ A^T``; the dequantised weight is rebuilt in backward rather than
-kept (as bitsandbytes does), so memory is the same as peft's.
+the adapter's rank-r product is written first and the base matmul accumulates onto it (cuBLAS adds
+it in its epilogue), nothing is copied, and the backward pass computes the input gradient the same
+way. Saved for backward: the input and the (tokens x r) product ``x @ A^T``; the dequantised weight
+is rebuilt in backward rather than kept (as bitsandbytes does), so memory is the same as peft's.
 
-Two larger units go further: the three projections of a SwiGLU MLP with the activation between
-them (``lora_mlp``), and projections that read the same input, an attention block's q, k and v
-(``lora_shared``), each one autograd function. At the sizes QLoRA trains, a step is bound by the
-CPU's Python rather than by the GPU (bench/RESULTS.md), so fewer, larger functions are what makes
-it fast; for the same reason the adapters' casts to the compute dtype are made once per step, and
-bitsandbytes' dequantisation kernels are called without its op dispatch.
+Larger units go further: the three projections of a SwiGLU MLP with the activation between them
+(``lora_mlp``), projections that read the same input, an attention block's q, k and v
+(``lora_shared``), and, when the model trains with gradient checkpointing, the whole decoder layer
+(``_LoRADecoderLayer``): its forward runs without autograd and keeps only the layer input; its
+backward recomputes the layer (without the MLP's down matmul, whose output backward does not need)
+and computes the adapter and input gradients by hand, with autograd only through RoPE and the
+attention kernel. That replaces torch's checkpoint around the layer, which rebuilds and walks an
+autograd graph of each layer in backward. At the sizes QLoRA trains a step is bound by the CPU's
+Python rather than by the GPU (bench/RESULTS.md), so fewer, larger functions are what makes it
+fast; for the same reason the adapters' casts to the compute dtype are made once per step, and
+bitsandbytes' dequantisation kernels are called directly with arguments cached per weight.
 
-The math is the same as peft's (tests/test_fast_lora.py compares outputs and all gradients on the
-embedded model); only the order of floating-point sums differs. ``patch_lora_layers`` swaps the
-forward of each peft LoRA layer, MLP and attention block on the instance; a layer falls back to
-peft's own forward for anything the fused path does not cover (several or mixed adapters,
-dropout > 0, DoRA and other variants, LoRA bias, merged or disabled adapters, 8-bit bases), so it
-is always safe to call.
+The math is the same as peft's (tests/test_fast_lora.py compares the loss and all gradients on the
+embedded model, with and without checkpointing, with a padded batch); only the order of
+floating-point sums differs. ``patch_lora_layers`` swaps the forward of each peft LoRA layer, MLP,
+attention block and Llama decoder layer on the instance; anything the fused path does not cover
+(several or mixed adapters, dropout > 0, DoRA and other variants, LoRA bias, merged or disabled
+adapters, 8-bit bases, a KV cache, padding-free packing's arguments) takes peft's and
+transformers' own forward, so it is always safe to call.
 """
 from __future__ import annotations
 
@@ -671,6 +677,7 @@ def unpatch_lora_layers(model) -> int:
     n = 0
     for module in model.modules():
         module.__dict__.pop("_kit_cast", None)
+        module.__dict__.pop("_kit_deq", None)
         if "_kit_ckpt" in module.__dict__:
             module.gradient_checkpointing = module.__dict__.pop("_kit_ckpt")
             module.__dict__.pop("_kit_ckpt_func")

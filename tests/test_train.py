@@ -214,10 +214,10 @@ def test_memory_plan_fits_t4_and_h100_like_the_measured_peaks():
     t4, h100 = plan_memory(l8, cfg, True, 15.0), plan_memory(l8, cfg, True, 79.2)
     assert t4.gradient_checkpointing and not h100.gradient_checkpointing
     assert abs(t4.trainable_gib - 41_943_040 * 16 / 2**30) < 1e-6  # LoRA r=16 on all 7 projections of the 8B shape
-    assert abs(t4.peak_gib - 6.43) / 6.43 < 0.1  # measured: checkpointing, inputs offloaded, fused AdamW
+    assert abs(t4.peak_gib - 6.48) / 6.48 < 0.1  # measured: checkpointing (one function per layer), inputs offloaded, fused AdamW
     assert abs(h100.peak_gib - 22.95) / 22.95 < 0.1
     kept = plan_memory(l8, cfg.replace(offload_activations=False), True, 15.0)
-    assert abs(kept.peak_gib - 7.29) / 7.29 < 0.1  # measured with the layer inputs kept on the GPU
+    assert abs(kept.peak_gib - 7.26) / 7.26 < 0.1  # measured with the layer inputs kept on the GPU
     tight = plan_memory(l8, TrainConfig(per_device_batch_size=8, gradient_accumulation_steps=2, max_seq_len=2048),
                         True, 10.0)
     assert tight.per_device_batch_size < 8 and tight.per_device_batch_size * tight.gradient_accumulation_steps >= 16

@@ -1,0 +1,80 @@
+"""Check our GGUF export in llama.cpp itself, not only through transformers' GGUF loader.
+
+Merges a tiny real adapter (a few steps on the bundled conversations, as the export tests train
+it) into the embedded model, writes f16 and q8_0 GGUF files with helpers.export, answers a chat
+prompt greedily with transformers, then loads each GGUF in llama.cpp (node-llama-cpp's prebuilt
+CPU binaries, installed from npm into bench/llama_cpp/node_modules) and compares: the prompt's
+token ids, the greedy answer's token ids, and that the answer stops at <|im_end|>. Prints a table.
+
+    python bench/gguf_llama_cpp.py [--work /tmp/gguf-check] [--new-tokens 24]
+
+Needs node >= 20 and npm (the registry) once; CPU only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+NODE_DIR = ROOT / "bench" / "llama_cpp"
+NODE_LLAMA_CPP = "node-llama-cpp@3.22.1"
+QUESTIONS = ["What do you do on weekends?", "Tell me about your favourite holiday and why you like it.",
+             "Write a short story about a cat who learns to cook."]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/gguf-check")
+    ap.add_argument("--new-tokens", type=int, default=24)
+    a = ap.parse_args()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers.export import export_gguf, merge_adapter
+    from tiny_adapter import EMBEDDED, tiny_adapter
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    merged = merge_adapter(EMBEDDED, tiny_adapter(work), work / "merged", log=lambda *_: None)
+    files = [export_gguf(merged, work / "gguf", t, name="tuned") for t in ("f16", "q8_0")]
+    tok = AutoTokenizer.from_pretrained(str(merged))
+    model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32).eval()
+    refs = []
+    for question in QUESTIONS:
+        prompt = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                         tokenize=False)
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            new = model.generate(ids, max_new_tokens=a.new_tokens, do_sample=False)[0, ids.shape[1]:].tolist()
+        refs.append(dict(prompt=prompt, prompt_ids=ids[0].tolist(), hf_new_ids=new, hf_text=tok.decode(new)))
+    (work / "ref.json").write_text(json.dumps(refs))
+    if not (NODE_DIR / "node_modules" / "node-llama-cpp").exists():
+        subprocess.run(["npm", "install", "--no-save", "--prefix", str(NODE_DIR), NODE_LLAMA_CPP], check=True)
+    p = subprocess.run(["node", str(NODE_DIR / "check.mjs"), str(work / "ref.json"), *map(str, files)],
+                       capture_output=True, text=True, cwd=NODE_DIR)
+    rows = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    if p.returncode or len(rows) != len(files) * len(QUESTIONS):
+        print(p.stdout[-2000:], p.stderr[-3000:])
+        return 1
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    print("| GGUF | question | prompt tokens equal | greedy tokens equal | stops where transformers stops | "
+          "transformers | llama.cpp |")
+    print("|---|---|---|---|---|---|---|")
+    ok = True
+    for r in rows:
+        ref = refs[r["prompt"]]
+        hf = [t for t in ref["hf_new_ids"] if t != eos]
+        same = r["llama_ids"][:len(hf)] == hf
+        # stopped at <|im_end|> like transformers, or both ran to the token limit
+        stops = len(r["llama_ids"]) == len(hf) if ref["hf_new_ids"][-1] == eos else len(r["llama_ids"]) >= len(hf)
+        ok &= r["prompt_tokens_equal"] and same and stops
+        print(f"| {Path(r['file']).name} | {QUESTIONS[r['prompt']]} | {r['prompt_tokens_equal']} | {same} | {stops} | "
+              f"{ref['hf_text']!r} | {r['llama_text']!r} |")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

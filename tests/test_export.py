@@ -107,3 +107,58 @@ def test_export_config():
         ExportConfig.from_params({"PUSH_TO_HUB": True})
     with pytest.raises(ConfigError, match="GGUF_TYPE"):
         ExportConfig.from_params({"GGUF_TYPE": "q4"})
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (bitsandbytes' NF4 dequantisation)")
+def test_nf4_dequantized_merge_reproduces_the_4bit_model(tmp_path):
+    """mode="nf4-dequantized" merges the adapter into the weights QLoRA trained against: the merged
+    model answers like the 4-bit base with the adapter on (bf16 rounding apart), much closer than
+    mode="full", which merges into the full-precision weights the adapter never saw. A random-weight
+    Llama with the real Llama 3 tokenizer (no download on the GPU machine)."""
+    import os
+    from pathlib import Path
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from helpers.models import load_model
+    tok_dir = os.environ.get("BENCH_TOKENIZER")
+    if not tok_dir:
+        from helpers.fixtures import llama3_tokenizer_dir
+        tok_dir = llama3_tokenizer_dir()
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(hidden_size=256, intermediate_size=704, num_hidden_layers=2, num_attention_heads=4,
+                                 num_key_value_heads=2, vocab_size=128256)).to(torch.bfloat16).save_pretrained(base)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(Path(tok_dir) / f, base / f)
+    model4, _ = load_model(str(base), quantization="4bit", verbose=False)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    peft_model = get_peft_model(model4, LoraConfig(r=8, lora_alpha=16, target_modules=targets))
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.05)  # peft starts B at zero: make the adapter matter
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ids = torch.randint(0, 128000, (2, 64), generator=torch.Generator().manual_seed(1)).cuda()
+    with torch.inference_mode():
+        ref = peft_model(input_ids=ids).logits.float()
+        with peft_model.disable_adapter():
+            base_only = peft_model(input_ids=ids).logits.float()
+    del peft_model, model4
+    diff = {}
+    for mode in ("nf4-dequantized", "full"):
+        out = merge_adapter(str(base), tmp_path / "adapter", tmp_path / mode, mode=mode, log=lambda *_: None)
+        assert json.loads((out / "MERGE_INFO.json").read_text())["mode"] == mode
+        merged = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.bfloat16).cuda().eval()
+        with torch.inference_mode():
+            diff[mode] = (merged(input_ids=ids).logits.float() - ref).abs().max().item()
+        del merged
+    adapter_effect = (ref - base_only).abs().max().item()
+    assert diff["nf4-dequantized"] < 0.25 * diff["full"], diff
+    assert diff["nf4-dequantized"] < 0.1 * adapter_effect, (diff, adapter_effect)

@@ -32,6 +32,7 @@ transformers' own forward, so it is always safe to call.
 from __future__ import annotations
 
 import functools
+import sys
 import types
 
 import torch
@@ -283,16 +284,14 @@ class _LoRAShared(torch.autograd.Function):
     def forward(ctx, x, dtype, *specs):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
-        outs, saved, mods, scales, pdtypes = [], [x2], [], [], []
-        for i in range(0, len(specs), 6):
-            base, a_p, b_p, a, b, scale = specs[i:i + 6]
-            out, xa = _base_lora_fwd(x2, base, a, b, scale, dtype)
+        projs = [_proj(*specs[i:i + 6]) for i in range(0, len(specs), 6)]
+        outs, saved = [], [x2]
+        for p in projs:
+            out, xa = _base_lora_fwd(x2, *p[:4], dtype)
             outs.append(out.view(*shape[:-1], out.shape[-1]).to(x.dtype))
-            saved += [xa, a, b]
-            mods.append(base)
-            scales.append(scale)
-            pdtypes.append((a_p.dtype, b_p.dtype))
-        ctx.mods, ctx.scales, ctx.pdtypes, ctx.dtype, ctx.x_dtype = mods, scales, pdtypes, dtype, x.dtype
+            saved += [xa, p[1], p[2]]
+        ctx.projs = [(p[0], None, None, p[3], p[4]) for p in projs]  # the casts go in saved_tensors
+        ctx.dtype, ctx.x_dtype = dtype, x.dtype
         ctx.save_for_backward(*saved)
         return tuple(outs)
 
@@ -306,8 +305,9 @@ class _LoRAShared(torch.autograd.Function):
                 out += [None] * 6
                 continue
             xa, a, b = saved[3 * j:3 * j + 3]
+            base, _, _, scale, pdtypes = ctx.projs[j]
             g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-            dx, d_a, d_b = _base_lora_bwd(g, x2, xa, ctx.mods[j], a, b, ctx.scales[j], dtype, ctx.pdtypes[j], dx,
+            dx, d_a, d_b = _base_lora_bwd(g, x2, xa, base, a, b, scale, dtype, pdtypes, dx,
                                           need_dx=ctx.needs_input_grad[0])
             out += [None, d_a, d_b, None, None, None]
         if dx is not None:
@@ -428,7 +428,7 @@ class _LoRADecoderLayer(torch.autograd.Function):
     """A whole Llama decoder layer with LoRA on its seven projections, checkpointed: the forward
     pass runs without autograd and keeps only the layer input; the backward pass recomputes the
     layer (without the MLP's down matmul, whose output backward does not need) and computes the
-    gradients by hand, with autograd only through the attention kernel. What this replaces is
+    gradients by hand, with autograd only through RoPE and the attention. What this replaces is
     torch's checkpoint around the layer: its recomputation rebuilds an autograd graph of some
     twenty nodes per layer and the backward walks it, all Python at these sizes."""
 
@@ -549,12 +549,11 @@ def _fused_layer_forward(self, hidden_states, *args, **kwargs):
         return out
     if not (d.get("_kit_ckpt") and self.training and torch.is_grad_enabled()):
         return self._kit_forward(hidden_states, *args, **kwargs)
-    c = None if args else _layer_call(self, hidden_states, kwargs)
-    if c is None:
+    call = None if args else _layer_call(self, hidden_states, kwargs)
+    if call is None:
         return d["_kit_ckpt_func"](functools.partial(self._kit_forward, **kwargs), hidden_states, *args)
-    params = [p for proj in c.projs for p in proj[5:]]
-    c.projs = [p[:5] for p in c.projs]
-    return _LoRADecoderLayer.apply(hidden_states, c, *params)
+    c, adapter_params = call
+    return _LoRADecoderLayer.apply(hidden_states, c, *adapter_params)
 
 
 def _take_over_checkpointing(layer) -> None:
@@ -572,25 +571,22 @@ _LAYER_KWARGS = {"attention_mask", "position_ids", "past_key_values", "use_cache
                  "position_embeddings"}
 
 
-def _layer_call(layer, x, kwargs) -> _LayerCall | None:
-    """The _LayerCall for this call, or None when it cannot take the fused layer path."""
-    import sys
+def _layer_call(layer, x, kwargs) -> tuple[_LayerCall, list] | None:
+    """The _LayerCall for this call and the 14 adapter parameters (A, B of q, k, v, o, gate, up,
+    down), or None when it cannot take the fused layer path."""
     if kwargs.get("past_key_values") is not None or kwargs.get("position_embeddings") is None:
         return None
     if any(v is not None and v is not False for k, v in kwargs.items() if k not in _LAYER_KWARGS):
         return None  # output_attentions, padding-free packing's cu_seq_lens and the like: the layer's own forward
     attn, mlp = layer.self_attn, layer.mlp
-    mods = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
-    names = [_fusable(m, (), {}) for m in mods]
-    if None in names:
+    args = _fused_args(x, (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj,
+                           mlp.down_proj))
+    if args is None:
         return None
     c = _LayerCall()
-    c.layer, c.dtype = layer, _autocast_dtype(x, mods[0].get_base_layer())
-    projs = []
-    for m, n in zip(mods, names):
-        a_p, b_p, a, b = _adapter(m, n, c.dtype)
-        projs.append((m.get_base_layer(), a, b, float(m.scaling[n]), (a_p.dtype, b_p.dtype), a_p, b_p))
-    c.projs = projs
+    c.layer, c.dtype, specs = layer, args[1], args[2:]
+    c.projs = [_proj(*specs[i:i + 6]) for i in range(0, len(specs), 6)]
+    adapter_params = [t for i in range(0, len(specs), 6) for t in specs[i + 1:i + 3]]
     cos, sin = kwargs["position_embeddings"]
     c.cos, c.sin, c.mask = cos.to(c.dtype), sin.to(c.dtype), kwargs.get("attention_mask")
     c.kwargs = {k: kwargs[k] for k in ("position_ids", "cache_position") if k in kwargs}
@@ -599,7 +595,7 @@ def _layer_call(layer, x, kwargs) -> _LayerCall | None:
     impl = attn.config._attn_implementation
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     c.attend = module.eager_attention_forward if impl in (None, "eager") else ALL_ATTENTION_FUNCTIONS[impl]
-    return c
+    return c, adapter_params
 
 
 def _is_llama_layer(module) -> bool:

@@ -10,19 +10,14 @@ locally). The same ChatSession as the notebook's widget does the work (helpers/c
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-for cand in (HERE, HERE.parent):  # helpers/ beside app.py (a Space) or in the repository
-    if (cand / "helpers" / "chat.py").exists():
-        sys.path.insert(0, str(cand))
-        break
+import gradio as gr
 
-import gradio as gr  # noqa: E402
-
-from helpers.chat import PRESETS, ChatError, ChatSession, load_chat_model  # noqa: E402
+# The kit's package: installed (`bash scripts/setup_env.sh`, or `pip install` of the repository), or a
+# copy of helpers/ beside app.py, as on a Space.
+from helpers.chat import PRESETS, ChatError, ChatSession, load_chat_model
 
 
 def resolve_adapter(adapter: str) -> str:

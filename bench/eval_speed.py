@@ -81,7 +81,7 @@ def random_checkpoint(shape: str, tok_dir: str, root: str) -> str:
 def held_out_prompts(tok, n: int) -> list[str]:
     from helpers.data import held_out_turns, read_jsonl
     from helpers.prompts import prompt_text
-    rows = held_out_turns(read_jsonl(ROOT / "data" / "chitchat" / "test.jsonl"))
+    rows = held_out_turns(read_jsonl(ROOT / "helpers" / "resources" / "chitchat" / "test.jsonl"))
     if n > len(rows):
         from helpers.data import split_chitchat
         rows = held_out_turns(split_chitchat(0, n)[1])

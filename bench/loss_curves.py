@@ -9,7 +9,7 @@ same seed, same data, same order, differing only in the fast-path levers, with t
          inputs offloaded to the CPU
 
 Workload: the embedded SmolLM2-135M-Instruct (4-bit on a GPU, fp32 on a CPU), LoRA r=16 on all
-linear layers, the bundled chitchat conversations (data/chitchat/train.jsonl), 512 tokens,
+linear layers, the bundled chitchat conversations (helpers/resources/chitchat/train.jsonl), 512 tokens,
 batch 8, lr 2e-4, ``--steps`` optimizer steps, train loss every step, validation loss on 10% held
 out every 50 steps. Prints per-step agreement and writes the overlay plot and a JSON.
 
@@ -35,7 +35,7 @@ def run(kind: str, steps: int, out: Path) -> dict:
     import helpers.train as T
     cuda = torch.cuda.is_available()
     cfg = T.TrainConfig(model_name="embedded/smollm2-135m-instruct", quantization="4bit" if cuda else "none",
-                        dataset_path=str(ROOT / "data/chitchat/train.jsonl"), eval_fraction=0.1,
+                        dataset_path=str(ROOT / "helpers/resources/chitchat/train.jsonl"), eval_fraction=0.1,
                         output_dir=str(out / f"run-{kind}"), max_seq_len=512, max_steps=steps,
                         per_device_batch_size=8, gradient_accumulation_steps=1, learning_rate=2e-4,
                         warmup_ratio=0.0, logging_steps=1, eval_steps=50, save_steps=10_000, report_to="none",

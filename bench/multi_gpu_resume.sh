@@ -8,7 +8,7 @@ mk() {  # name max_steps
   python3 - "$OUTD/$1.json" "$2" "$OUTD/$3" <<'PY'
 import json, sys
 json.dump({"model_name": "embedded/smollm2-135m-instruct", "quantization": "4bit",
-           "dataset_path": "data/chitchat/train.jsonl", "eval_fraction": 0.0, "output_dir": sys.argv[3],
+           "dataset_path": "helpers/resources/chitchat/train.jsonl", "eval_fraction": 0.0, "output_dir": sys.argv[3],
            "max_seq_len": 512, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
            "max_steps": int(sys.argv[2]), "save_steps": 10, "logging_steps": 5, "report_to": "none"},
           open(sys.argv[1], "w"))

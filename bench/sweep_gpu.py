@@ -1,7 +1,7 @@
 """A real hyperparameter sweep on the GPU machine: the plots committed to plots/ (issue 9).
 
 The embedded SmolLM2-135M-Instruct in 4-bit (QLoRA) on the bundled real conversations
-(data/chitchat), learning rate x LoRA rank, a few hundred steps per run, through
+(helpers/resources/chitchat), learning rate x LoRA rank, a few hundred steps per run, through
 ``helpers.sweep.run_sweep`` (the same path as notebook 07, and ``helpers.train.train`` underneath,
 the same as notebook 04). About 4 minutes on one H100::
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes-total", type=float, default=6.0, help="time budget of the whole sweep")
     ap.add_argument("--prune-after", type=int, default=0, help="prune runs clearly behind after N evaluations (0 = off)")
     ap.add_argument("--quantization", default="", help="default: 4bit on a GPU, none on a CPU")
-    ap.add_argument("--dataset", default=str(ROOT / "data" / "chitchat" / "train.jsonl"))
+    ap.add_argument("--dataset", default=str(ROOT / "helpers" / "resources" / "chitchat" / "train.jsonl"))
     ap.add_argument("--tiny", action="store_true", help="a tiny CPU setting to check the script")
     ap.add_argument("--fresh", action="store_true", help="delete the sweep folder first")
     a = ap.parse_args(argv)

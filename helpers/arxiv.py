@@ -133,7 +133,7 @@ class ScrapeConfig(StepConfig):
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
-        # The one paper whose recorded feed and PDF are in ../shared/fixtures/arxiv. The delay stays
+        # The one paper whose recorded feed and PDF ship in helpers/resources/arxiv. The delay stays
         # at arXiv's 3 s: the preset must be polite whatever server it ends up talking to.
         return {"query": "", "category": "", "date_from": "", "date_to": "", "keywords": [], "authors": [],
                 "id_list": ["1111.2011v2"], "max_results": 10, "page_size": 10,
@@ -650,7 +650,6 @@ class ScrapeResult:
     missing_ids: list[str] = field(default_factory=list)  # id_list entries arXiv does not have
     notes: list[str] = field(default_factory=list)  # problems found and fixed (half-written files, ...)
     requests_sent: int = 0
-    offline: str = ""  # why nothing was asked of arXiv (then rows are the papers already on disk)
     stopped: str = ""  # the error that stopped the run early, if any
 
     def count(self, status: str) -> int:
@@ -670,8 +669,6 @@ class ScrapeResult:
         return pd.DataFrame([{c: r.get(c) for c in cols} for r in self.rows], columns=cols)
 
     def summary(self) -> str:
-        if self.offline:
-            return f"Offline, arXiv not asked: {len(self.rows)} PDF(s) already in {self.folder / 'pdfs'}."
         counts: dict[str, int] = {}
         for r in self.rows:
             key = "failed" if r["status"].startswith("failed") else r["status"]
@@ -798,38 +795,12 @@ def _handle_paper(client: ArxivClient, cfg: ScrapeConfig, paper: Paper, folder: 
     return "downloaded", dl.size
 
 
-def local_papers(folder: str | os.PathLike) -> ScrapeResult:
-    """The PDFs already in ``folder/pdfs`` (checked against the manifest when it lists them)."""
-    folder = Path(folder)
-    result = ScrapeResult(folder)
-    result.notes += clean_partial_files(folder / "pdfs")
-    manifest = JsonlLog(folder / "manifest.jsonl", key=lambda r: r["id"] + (r.get("version") or ""))
-    by_path = {r.get("pdf_path"): r for r in manifest.rows.values() if r.get("pdf_path")}
-    for pdf in sorted((folder / "pdfs").glob("*.pdf")) if (folder / "pdfs").is_dir() else []:
-        rel = pdf.relative_to(folder).as_posix()
-        r = by_path.get(rel)
-        if r:
-            status = "on disk, matches manifest" if complete_pdf(r, folder) else "on disk, DIFFERS from manifest"
-        else:
-            problem = pdf_problem(pdf)
-            status = f"on disk, not in manifest{': ' + problem if problem else ''}"
-        result.rows.append({"id": (r["id"] + (r.get("version") or "")) if r else pdf.stem,
-                            "title": (r or {}).get("title", "")[:90],
-                            "first_author": ((r or {}).get("authors") or [""])[0],
-                            "published": (r or {}).get("published", "")[:10],
-                            "category": (r or {}).get("primary_category", ""), "status": status,
-                            "size_kb": round(pdf.stat().st_size / 1024, 1)})
-    return result
-
-
 def run_for_notebook(cfg: ScrapeConfig, folder: str | os.PathLike, progress: bool = True) -> ScrapeResult:
     """Notebook 01's step, with the offline rules of ``SMOKE=1``:
 
     * not a smoke run, or ``ARXIV_API_URL`` set: ask ``cfg.arxiv_api_url``;
-    * ``SMOKE=1`` and the shared recorded responses exist: start the local fixture server and ask it
-      (saying so);
-    * ``SMOKE=1`` and no recordings: say plainly that arXiv is unreachable and list the PDFs
-      already in the data folder. Nothing is ever made up.
+    * ``SMOKE=1``: start the local fixture server with the recorded responses that ship with the
+      kit (``helpers/resources/arxiv``) and ask it, saying so. Nothing is ever made up.
     """
     if not smoke() or cfg.arxiv_api_url != ARXIV_API_URL:
         if smoke():
@@ -837,13 +808,6 @@ def run_for_notebook(cfg: ScrapeConfig, folder: str | os.PathLike, progress: boo
         return scrape(cfg, folder, progress=progress)
     from .fixtures import arxiv_fixture_dir
     fixture_dir = arxiv_fixture_dir()
-    if fixture_dir is None:
-        result = local_papers(folder)
-        result.offline = ("SMOKE=1 runs offline, so arXiv is unreachable, and no recorded responses were found "
-                          "(../shared/fixtures/arxiv; set LLAMA_KIT_SHARED or ARXIV_API_URL). Nothing was "
-                          "searched or downloaded; going on with what is already on disk:")
-        print(result.offline)
-        return result
     from .arxiv_fixture_server import FixtureServer
     with FixtureServer(fixture_dir) as srv:
         host, port = urlsplit(srv.origin).hostname, urlsplit(srv.origin).port

@@ -6,7 +6,7 @@ the same protocol as ``export.arxiv.org``:
 * ``GET /api/query?...`` answers with the response recorded for the same query parameters
   (``search_query``, ``id_list``, ``start``, ``max_results`` and, where the recording has them,
   ``sortBy``/``sortOrder``; a missing parameter takes arXiv's default). The recordings are the
-  ``api/*.json`` files of ``../shared/fixtures/arxiv`` (``{"url", "status_code", "body"}``) plus any
+  ``api/*.json`` files of ``helpers/resources/arxiv`` (``{"url", "status_code", "body"}``) plus any
   ``*.xml`` Atom feed there, keyed by the query in its ``rel="self"`` link. A query with no
   recording gets a 404 that says so: the server never makes up results.
 * ``GET /pdf/<id>`` (or ``/pdf/<id>.pdf``) serves ``<id>.pdf`` from the same folder (``/`` in old
@@ -110,9 +110,6 @@ class FixtureServer:
         if fixture_dir is None:
             from .fixtures import arxiv_fixture_dir
             fixture_dir = arxiv_fixture_dir()
-            if fixture_dir is None:
-                raise FileNotFoundError("No recorded arXiv responses: ../shared/fixtures/arxiv is missing "
-                                        "(set LLAMA_KIT_SHARED to the shared folder).")
         self.fixture_dir = Path(fixture_dir)
         self.recordings = load_recordings(self.fixture_dir)
         if not self.recordings:

@@ -190,7 +190,8 @@ def build_chitchat(out_dir: str | os.PathLike, n_train: int = 800, n_test: int =
 
 if __name__ == "__main__":
     import sys
-    target = sys.argv[1] if len(sys.argv) > 1 else "data/chitchat"
+    from .fixtures import RESOURCES
+    target = sys.argv[1] if len(sys.argv) > 1 else str(RESOURCES / "chitchat")
     print(build_chitchat(target))
 
 

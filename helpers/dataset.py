@@ -207,25 +207,50 @@ def make_teacher(cfg: DatasetConfig):
                         temperature=cfg.temperature if cfg.temperature > 0.05 else 0.0)
 
 
+def _where_pdfs_go(cfg: DatasetConfig, ws) -> str:
+    return (f"Run notebook 01 to download arXiv papers into {ws.data('arxiv', 'pdfs')}, or put your own PDFs in "
+            f"a folder and set PDF_DIR to it (PDF_DIR={cfg.pdf_dir!r} now).")
+
+
+def input_pdfs(cfg: DatasetConfig, ws, verbose: bool = True) -> list[Path]:
+    """The PDFs notebook 02 reads: ``PDF_DIR`` if set, else notebook 01's downloads. Under ``SMOKE=1``
+    with neither, the real arXiv paper that ships with the kit. Raises ``FileNotFoundError`` naming
+    the folder it looked in, and what to do, when there are none."""
+    from .pdf import find_pdfs
+    folder = Path(cfg.pdf_dir) if cfg.pdf_dir else ws.data("arxiv", "pdfs")
+    pdfs = find_pdfs(folder)
+    if not pdfs and ws.smoke and not cfg.pdf_dir:
+        from .fixtures import fixture_pdf
+        pdfs = [fixture_pdf()]
+        if verbose:
+            print(f"SMOKE: no PDFs in {folder}, using the arXiv paper that ships with the kit ({pdfs[0].name})")
+    if not pdfs:
+        state = "does not exist" if not folder.exists() else ("is not a folder" if not folder.is_dir() else "has no .pdf files")
+        raise FileNotFoundError(f"No PDFs to read: {folder} {state}. " + _where_pdfs_go(cfg, ws))
+    if verbose:
+        print(f"{len(pdfs)} PDF(s) found in {folder if pdfs[0].is_relative_to(folder) else pdfs[0].parent}")
+    return pdfs
+
+
 def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None, verbose: bool = True) -> dict:
     """The whole step (see the module docstring). ``pdfs`` overrides the folder; ``teacher`` an
     already built teacher. Returns a summary dict (also written into the card)."""
     from .chunking import chunk_documents
     from .data import write_jsonl
     from .models import default_model_name, load_tokenizer
-    from .pdf import find_pdfs, read_pdfs
+    from .pdf import read_pdfs
     from .teacher import DEFAULT_SYSTEM, TeacherStore, load_prompt, run_teacher, triples_from_answer
 
     t0 = time.time()
     if pdfs is None:
-        folder = Path(cfg.pdf_dir) if cfg.pdf_dir else ws.data("arxiv", "pdfs")
-        pdfs = find_pdfs(folder)
-        if not pdfs:
-            raise FileNotFoundError(f"No PDFs in {folder}. Run notebook 01 first, or set PDF_DIR to a folder of PDFs.")
+        pdfs = input_pdfs(cfg, ws, verbose=verbose)
     pdfs = [Path(p) for p in pdfs][: cfg.max_pdfs or None]
+    if not pdfs:
+        raise FileNotFoundError("build_dataset was given no PDFs. " + _where_pdfs_go(cfg, ws))
     docs, pdf_problems = read_pdfs(pdfs, verbose=verbose)
     if not docs:
-        raise ValueError("None of the PDFs gave any text: " + "; ".join(f"{p['file']}: {p['reason']}" for p in pdf_problems))
+        raise ValueError(f"None of the {len(pdfs)} PDF(s) gave any text: "
+                         + "; ".join(f"{p['file']}: {p['reason']}" for p in pdf_problems))
     write_jsonl(ws.data("corpus", "pdf_text.jsonl"), [d.row() for d in docs])
 
     tok_name = cfg.tokenizer or default_model_name()

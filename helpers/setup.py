@@ -23,8 +23,21 @@ from pathlib import Path
 from .config import env_flag, smoke
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DRIVE_MOUNT = "/content/drive"
-DRIVE_HOME = "/content/drive/MyDrive/llama-kit"
+
+
+def colab_root() -> Path:
+    """Colab's local disk, ``/content`` (``LLAMA_KIT_COLAB_ROOT`` moves it, for the Colab-path test)."""
+    return Path(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"))
+
+
+def kit_root() -> Path:
+    """The kit's folder (notebooks/, requirements.txt): the checkout that holds this package when it is
+    installed editable or run from the repository; otherwise (``pip install`` of a clone, as on Colab)
+    the clone the notebooks run from: the current folder or, inside ``notebooks/``, its parent."""
+    if (REPO_ROOT / "notebooks").is_dir() and (REPO_ROOT / "requirements.txt").exists():
+        return REPO_ROOT
+    here = Path.cwd()
+    return here.parent if here.name == "notebooks" else here
 VERSIONED = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets", "rouge-score")
 
 
@@ -32,10 +45,11 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules or os.path.isdir("/content") and "COLAB_RELEASE_TAG" in os.environ
 
 
-def mount_drive(mount_point: str = DRIVE_MOUNT) -> bool:
+def mount_drive(mount_point: str | os.PathLike | None = None) -> bool:
     """Mount Google Drive on Colab, once. Returns whether Drive is available."""
     if not in_colab():
         return False
+    mount_point = str(mount_point or colab_root() / "drive")
     if os.path.isdir(os.path.join(mount_point, "MyDrive")):
         return True
     from google.colab import drive  # type: ignore
@@ -54,13 +68,17 @@ def versions() -> dict[str, str]:
 
 
 def gpu_report() -> dict:
-    """The GPU this process sees: name, memory in GiB, compute capability, bf16 support."""
+    """The GPU this process sees (as the kit treats it: a T4 under ``LLAMA_KIT_EMULATE_T4=1``): name,
+    memory in GiB, compute capability, bf16, and what the kit picks for it and why."""
     import torch
-    if not torch.cuda.is_available():
-        return {"gpu": None, "count": 0, "bf16": False, "memory_gib": 0.0}
-    props = torch.cuda.get_device_properties(0)
-    return {"gpu": props.name, "count": torch.cuda.device_count(), "memory_gib": round(props.total_memory / 2**30, 1),
-            "capability": f"{props.major}.{props.minor}", "bf16": torch.cuda.is_bf16_supported()}
+    from .hardware import choose, gpu_caps
+    caps = gpu_caps()
+    if caps is None:
+        return {"gpu": None, "count": 0, "bf16": False, "memory_gib": 0.0, "choice": choose(None).describe()}
+    choice = choose(caps)
+    return {"gpu": caps.name + (f" ({caps.emulated})" if caps.emulated else ""), "count": torch.cuda.device_count(),
+            "memory_gib": caps.memory_gib, "capability": "%d.%d" % caps.capability,
+            "bf16": choice.dtype == "bfloat16", "choice": choice.describe()}
 
 
 def describe_gpu(report: dict | None = None) -> str:
@@ -68,7 +86,7 @@ def describe_gpu(report: dict | None = None) -> str:
     if not r["gpu"]:
         return "No GPU: running on the CPU (fine for SMOKE=1 and the embedded model; on Colab choose Runtime > Change runtime type > GPU)."
     return (f"GPU: {r['gpu']} x{r['count']}, {r['memory_gib']} GiB, compute capability {r['capability']}, "
-            f"{'bf16' if r['bf16'] else 'fp16 (no bf16 on this GPU)'}")
+            f"{'bf16' if r['bf16'] else 'fp16 (no bf16 on this GPU)'}\nThe kit uses: {r['choice']}")
 
 
 @dataclass
@@ -104,17 +122,18 @@ def workspace(use_drive: bool | None = None) -> Workspace:
         root = Path(base)
         data_dir, out_dir, plots_dir, local = root / "data", root / "outputs", root / "plots", root / "local"
     elif drive:
-        root = Path(DRIVE_HOME)
-        data_dir, out_dir, plots_dir, local = root / "data", root / "outputs", root / "plots", Path("/content/llama-kit-local")
+        root = colab_root() / "drive" / "MyDrive" / "llama-kit"
+        data_dir, out_dir, plots_dir, local = root / "data", root / "outputs", root / "plots", colab_root() / "llama-kit-local"
     else:
         sub = ("smoke",) if is_smoke else ()
-        data_dir = REPO_ROOT.joinpath("data", *sub)
-        out_dir = REPO_ROOT.joinpath("outputs", *sub)
-        plots_dir = REPO_ROOT.joinpath("plots", *sub)
-        local = REPO_ROOT.joinpath("outputs", *sub, "local")
+        kit = kit_root()
+        data_dir = kit.joinpath("data", *sub)
+        out_dir = kit.joinpath("outputs", *sub)
+        plots_dir = kit.joinpath("plots", *sub)
+        local = kit.joinpath("outputs", *sub, "local")
     for d in (data_dir, out_dir, plots_dir, local):
         d.mkdir(parents=True, exist_ok=True)
-    return Workspace(REPO_ROOT, data_dir, out_dir, local, plots_dir, colab, drive, is_smoke)
+    return Workspace(kit_root(), data_dir, out_dir, local, plots_dir, colab, drive, is_smoke)
 
 
 def setup_notebook(title: str = "", use_drive: bool | None = None, quiet: bool = False) -> Workspace:
@@ -135,19 +154,43 @@ def setup_notebook(title: str = "", use_drive: bool | None = None, quiet: bool =
     return ws
 
 
+@dataclass(frozen=True)
+class Pin:
+    """One line of requirements.txt: ``name==version  # part; why``."""
+    name: str  # distribution name, lower case
+    spec: str  # "name==version" as written
+    part: str  # core, notebook, dev, app, gpu, or no-deps (installed with --no-deps)
+    note: str = ""
+
+
+PARTS = ("core", "notebook", "dev", "app", "gpu", "no-deps")
+
+
+def requirement_pins(path: str | os.PathLike | None = None) -> list[Pin]:
+    """Every pinned line of requirements.txt with the part of the package it belongs to (the first
+    word of its comment), and the ``# no-deps: name==version  why`` comment lines."""
+    path = Path(path or kit_root() / "requirements.txt")
+    pins = []
+    for line in path.read_text().splitlines():
+        raw, _, comment = line.partition("#")
+        raw, comment = raw.strip(), comment.strip()
+        if not raw and comment.startswith("no-deps:"):
+            raw, _, note = comment[len("no-deps:"):].strip().partition(" ")
+            part, comment = "no-deps", note.strip()
+        elif not raw or raw.startswith("-"):
+            continue
+        else:
+            part, _, comment = comment.partition(";")
+            part = part.strip() or "core"
+            if part not in PARTS:
+                raise ValueError(f"{path}: {raw!r} is marked {part!r}; the first word of the comment is one of {PARTS}")
+        name = raw
+        for op in ("==", ">=", "<=", "~="):
+            name = name.split(op, 1)[0]
+        pins.append(Pin(name.strip().lower(), raw, part, comment.strip()))
+    return pins
+
+
 def read_requirements(path: str | os.PathLike | None = None) -> dict[str, str]:
     """``{package: pinned spec}`` from requirements.txt (comments and blank lines skipped)."""
-    path = Path(path or REPO_ROOT / "requirements.txt")
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        for op in ("==", ">=", "<=", "~="):
-            if op in line:
-                name, ver = line.split(op, 1)
-                pins[name.strip().lower()] = op + ver.strip()
-                break
-        else:
-            pins[line.lower()] = ""
-    return pins
+    return {p.name: p.spec[len(p.name):].strip() for p in requirement_pins(path) if p.part != "no-deps"}

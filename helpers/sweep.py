@@ -47,6 +47,7 @@ from typing import Any
 
 from .config import ConfigError, StepConfig, _coerce
 from .data import DataError, read_jsonl, row_hash, validate_rows, write_jsonl
+from .fixtures import chitchat
 
 # TrainConfig fields the sweep sets itself for every run (per run folder, the fixed subset, resume).
 SET_BY_SWEEP = {
@@ -919,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
     params = {k.upper(): v for k, v in json.loads(Path(argv[0]).read_text()).items()} if argv else {}
     cfg = SweepConfig.from_params(params)
     if not cfg.dataset_path:
-        cfg = cfg.replace(dataset_path=str(Path(__file__).resolve().parent.parent / "data" / "chitchat" / "train.jsonl"))
+        cfg = cfg.replace(dataset_path=str(chitchat("train")))
     print(cfg.describe())
     res = run_sweep(cfg)
     print(table_markdown(res.table))

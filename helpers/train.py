@@ -30,6 +30,7 @@ from typing import Any
 
 from .config import ConfigError, StepConfig
 from .data import DataError, read_jsonl, validate_rows
+from .fixtures import chitchat
 
 COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
 RUN_SIGNATURE = "run_signature.json"
@@ -448,20 +449,38 @@ def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
 
     The LM head needs no kernel of its own: TRL's SFTTrainer already scores only the trained
     positions, in tiles, without building the (batch, seq, vocab) logits. Returns what was done."""
-    import importlib.util
-    import torch
+    from .hardware import current_choice
     if kernels == "none":
         return "none"
-    available = importlib.util.find_spec("liger_kernel") is not None and torch.cuda.is_available()
-    if not available:
+    choice = current_choice()
+    if not choice.liger:
         if kernels == "liger":
-            raise ConfigError("KERNELS='liger' needs a CUDA GPU and `pip install liger-kernel`.")
+            raise ConfigError(f"KERNELS='liger' cannot run here: {choice.describe()}.")
         return "none"
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
     _apply_liger_kernel_to_instance(model=model, rope=True, swiglu=True, rms_norm=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
-    log("Fast kernels: Liger RMSNorm, SwiGLU and RoPE")
+    log("Fast kernels: Liger RMSNorm, SwiGLU and RoPE" + (" (fp16)" if choice.dtype == "float16" else ""))
     return "liger"
+
+
+def keep_master_weights_fp32(model, fp16: bool) -> int:
+    """Under fp16 mixed precision, put trainable weights that are 16-bit back in fp32; returns how many.
+
+    TRL's SFTTrainer casts the trainable weights of a quantized model to bf16 (the QLoRA paper's
+    recipe), whatever the run's precision. With fp16 (a T4) the Trainer's GradScaler must unscale
+    the gradients, which it cannot do for bf16 ones ("_amp_foreach_non_finite_check_and_unscale_cuda"
+    not implemented for 'BFloat16') and should not do for fp16 ones (updates below fp16's resolution
+    vanish): the weights it updates must be fp32. Under bf16 the cast stays, as TRL means it."""
+    import torch
+    if not fp16:
+        return 0
+    n = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16):
+            p.data = p.data.float()
+            n += 1
+    return n
 
 
 def fuse_lora(model, kernels: str, applied: str, log=print) -> str:
@@ -724,6 +743,9 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(train_enc),
                       eval_dataset=Dataset.from_list(eval_enc) if has_eval else None,
                       processing_class=tok, callbacks=callbacks)
+    recast = keep_master_weights_fp32(trainer.model, fp16=args.fp16)
+    if recast:
+        log(f"fp16 training: {recast} trainable tensors kept in fp32 for the gradient scaler")
     start_file = out / "start_eval.json"
     start_eval = None
     if has_eval and resume_from is None:
@@ -809,9 +831,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def default_dataset(ws, min_rows: int = 20) -> Path:
     """Notebook 02's dataset when it exists and has at least ``min_rows`` examples, else the
-    bundled real conversations (data/chitchat). Set DATASET_PATH to choose explicitly."""
+    bundled real conversations (helpers/resources/chitchat). Set DATASET_PATH to choose explicitly."""
     built = Path(ws.data_dir) / "dataset" / "train.jsonl"
-    bundled = Path(ws.root) / "data" / "chitchat" / "train.jsonl"
+    bundled = chitchat("train")
     if built.exists():
         n = sum(1 for line in built.open(encoding="utf-8") if line.strip())
         if n >= min_rows:

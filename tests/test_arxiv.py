@@ -1,7 +1,7 @@
 """Notebook 01's arXiv client against a real HTTP server on 127.0.0.1 serving recorded arXiv responses.
 
 Nothing here reaches arXiv: the fixture server answers with the responses recorded from the export
-API (../shared/fixtures/arxiv) and the real PDF, plus injected faults.
+API (helpers/resources/arxiv) and the real PDF, plus injected faults.
 """
 import datetime as dt
 import hashlib
@@ -11,14 +11,13 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from helpers.arxiv import (ARXIV_API_URL, ArxivClient, ArxivQueryError, ArxivUnavailable, Paper, RateLimiter,
-                           ScrapeConfig, build_search_query, local_papers, parse_retry_after, query_params,
+                           ScrapeConfig, build_search_query, parse_retry_after, query_params,
                            run_for_notebook, scrape)
 from helpers.arxiv_fixture_server import FixtureServer
 from helpers.config import ConfigError
 from helpers.fixtures import arxiv_fixture_dir
 
 FIXTURES = arxiv_fixture_dir()
-pytestmark = pytest.mark.skipif(FIXTURES is None, reason="../shared/fixtures/arxiv is missing")
 PDF_ID = "1111.2011v2"
 FAST = dict(delay_seconds=0.05, backoff_seconds=0.05, max_retries=2, timeout=5.0)
 
@@ -334,7 +333,7 @@ def test_rate_limiter_on_a_given_clock():
 
 
 # --- the notebook's offline rules ------------------------------------------------------------
-def test_smoke_uses_the_fixture_server_then_reports_offline_without_it(tmp_path, monkeypatch, capsys):
+def test_smoke_uses_the_shipped_recordings_on_a_local_server(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SMOKE", "1")
     monkeypatch.delenv("ARXIV_API_URL", raising=False)
     cfg = ScrapeConfig.from_params({}, environ={"SMOKE": "1"})
@@ -344,16 +343,7 @@ def test_smoke_uses_the_fixture_server_then_reports_offline_without_it(tmp_path,
     assert f"SMOKE: serving recorded arXiv responses from {FIXTURES} on 127.0.0.1:" in out
     assert result.downloaded == 1
 
-    monkeypatch.setenv("LLAMA_KIT_SHARED", str(tmp_path / "no-shared-here"))
-    offline = run_for_notebook(cfg, tmp_path, progress=False)
-    out = capsys.readouterr().out
-    assert "arXiv is unreachable" in out and offline.offline
-    assert [r["id"] for r in offline.rows] == ["1111.2011v2"]
-    assert offline.rows[0]["status"] == "on disk, matches manifest"
-    assert "1 PDF(s) already in" in offline.summary()
-
     with FixtureServer(FIXTURES) as srv:  # ARXIV_API_URL given: that server is asked, nothing is started
         again = run_for_notebook(cfg.replace(arxiv_api_url=srv.api_url, delay_seconds=0.05), tmp_path, progress=False)
     assert f"SMOKE: asking the arXiv API at {srv.api_url}" in capsys.readouterr().out
     assert again.rows[0]["status"] == "already complete" and [r["on"] for r in srv.requests] == ["api"]
-    assert [r["id"] for r in local_papers(tmp_path / "empty").rows] == []

@@ -9,16 +9,12 @@ import time
 import urllib.request
 
 import pytest
+import selenium  # noqa: F401  (the dev extra installs it, with gradio)
 
+from conftest import CHROMEDRIVER, CHROMIUM
 from tiny_adapter import EMBEDDED, REPO, tiny_adapter
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-pytestmark = [
-    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                       reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver"),
-]
-selenium = pytest.importorskip("selenium", reason="needs selenium (requirements-dev.txt)")
-pytest.importorskip("gradio", reason="needs gradio (requirements-dev.txt)")
+pytestmark = pytest.mark.browser  # skipped without Debian's chromium + chromedriver (conftest.py)
 
 
 @pytest.fixture(scope="session")

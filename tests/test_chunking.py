@@ -7,7 +7,6 @@ from helpers import fixtures
 from helpers.chunking import ChunkError, chunk_documents, chunk_text, split_sentences
 
 PAPER = fixtures.fixture_pdf()
-needs_paper = pytest.mark.skipif(PAPER is None, reason="../shared/fixtures/arxiv/1111.2011v2.pdf is missing")
 
 
 @pytest.fixture(scope="module", params=["smollm2", "llama3"])
@@ -29,7 +28,6 @@ def _words(s):
     return re.findall(r"\S+", s)
 
 
-@needs_paper
 def test_chunks_fit_cover_the_text_and_overlap(tok, paper_text):
     chunks = chunk_text(paper_text, tok, max_tokens=200, overlap_tokens=40, source="1111.2011v2.pdf")
     assert len(chunks) > 10
@@ -60,7 +58,6 @@ def test_chunks_fit_cover_the_text_and_overlap(tok, paper_text):
         assert end == len(paper_text) or paper_text[end] in " \n", tail
 
 
-@needs_paper
 def test_token_budget_is_the_target_models(paper_text):
     from transformers import AutoTokenizer
     from helpers.models import load_tokenizer

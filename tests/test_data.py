@@ -4,7 +4,7 @@ import pytest
 
 from helpers.data import (DataError, chitchat_conversations, held_out_turns, read_jsonl, read_text_corpus,
                           split_chitchat, validate_rows, write_jsonl)
-from helpers.fixtures import fixture_pdf
+from helpers.fixtures import chitchat, fixture_pdf
 
 
 def test_read_jsonl_names_file_and_line(tmp_path):
@@ -44,10 +44,8 @@ def test_bundled_conversations_are_real_and_disjoint():
     assert not {t["id"] for t in train} & {t["id"] for t in test}
     held = held_out_turns(test)
     assert all(h["messages"][-1]["role"] == "assistant" for h in held)
-    # the committed split in data/chitchat is what split_chitchat builds
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
-    committed = read_jsonl(root / "data" / "chitchat" / "test.jsonl")
+    # the shipped split in helpers/resources/chitchat is what split_chitchat builds
+    committed = read_jsonl(chitchat("test"))
     assert [r["id"] for r in committed] == [r["id"] for r in split_chitchat(800, 100)[1]]
 
 
@@ -58,13 +56,11 @@ def test_text_corpus_from_files_folders_and_pdfs(tmp_path):
     write_jsonl(tmp_path / "abs.jsonl", [{"id": "1", "text": "Abstract words here. " * 20}, {"id": "2", "text": ""}])
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     sources = [tmp_path / "docs", tmp_path / "abs.jsonl", tmp_path / "broken.pdf", tmp_path / "missing"]
-    if fixture_pdf():
-        sources.append(fixture_pdf())
+    sources.append(fixture_pdf())
     rows, problems = read_text_corpus(sources)
     names = {r["source"] for r in rows}
     assert {"a.txt", "1"} <= names
     assert any("tiny.md" in p for p in problems) and any("broken.pdf" in p for p in problems)
     assert any("missing" in p and "does not exist" in p for p in problems)
-    if fixture_pdf():
-        pdf_row = next(r for r in rows if r["source"] == fixture_pdf().name)
-        assert len(pdf_row["text"]) > 20000
+    pdf_row = next(r for r in rows if r["source"] == fixture_pdf().name)
+    assert len(pdf_row["text"]) > 20000

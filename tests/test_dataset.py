@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import API_KEY, FakeOpenAI  # noqa: E402
 
 PAPER = fixtures.fixture_pdf()
-R_DATA = Path(fixtures.R_MANUAL_DIR) / "R-data.pdf"
+R_INTRO = Path(__file__).parent / "material" / "R-intro.pdf"  # a second real document (material/NOTICE.md)
 
 
 def row(i, out, src="a.pdf", ins="Explain what a Bethe lattice is and why it matters."):
@@ -51,7 +51,6 @@ def test_split_by_document_is_disjoint_and_deterministic():
     assert [r["chunk_index"] for r in te] == [8, 9] and "only one document" in desc1
 
 
-@pytest.mark.skipif(PAPER is None, reason="../shared/fixtures/arxiv/1111.2011v2.pdf is missing")
 def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
     from helpers.setup import workspace
     monkeypatch.setenv("LLAMA_KIT_WORKDIR", str(tmp_path / "ws"))
@@ -59,7 +58,7 @@ def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
     ws = workspace(use_drive=False)
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(PAPER.read_bytes()[:2500])
-    pdfs = [PAPER, broken] + ([R_DATA] if R_DATA.exists() else [])
+    pdfs = [PAPER, broken, R_INTRO]
     with FakeOpenAI(plan=["invalid_json"], n_examples=2) as fake:
         cfg = DatasetConfig(tokenizer="embedded/smollm2-135m-instruct", chunk_tokens=256, chunk_overlap=32,
                             max_chunks=8, teacher="http", teacher_base_url=fake.base_url, teacher_model="llama-3.3-70b",
@@ -79,8 +78,7 @@ def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
     assert len(train) + len(test) == s["kept"] == 14 - s["duplicates_removed"]
     assert [r["reason"] for r in rejects if r["reason"].startswith("unparseable")] and "answer" in rejects[0]
     assert set(train[0]) == {"instruction", "input", "output", "source", "chunk_id"}
-    if R_DATA.exists():
-        assert not {r["source"] for r in train} & {r["source"] for r in test}
+    assert not {r["source"] for r in train} & {r["source"] for r in test}
     from datasets import load_dataset
     files = {"train": str(d / "train.jsonl")} | ({"test": str(d / "test.jsonl")} if test else {})
     ds = load_dataset("json", data_files=files, cache_dir=str(tmp_path / "hf"))
@@ -93,3 +91,25 @@ def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
     corpus = [json.loads(x) for x in ws.data("corpus", "pdf_text.jsonl").read_text().splitlines()]
     assert corpus[0]["source"] == "1111.2011v2.pdf" and "Bethe lattice" in corpus[0]["text"]
     assert API_KEY not in card and API_KEY not in (d / "build_summary.json").read_text()
+
+
+def test_no_pdfs_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch, capsys):
+    from helpers.dataset import input_pdfs
+    from helpers.setup import workspace
+    monkeypatch.setenv("LLAMA_KIT_WORKDIR", str(tmp_path / "ws"))
+    monkeypatch.delenv("SMOKE", raising=False)
+    ws = workspace(use_drive=False)
+    downloads = ws.data("arxiv", "pdfs")
+    with pytest.raises(FileNotFoundError, match="does not exist") as exc:
+        input_pdfs(DatasetConfig(), ws)
+    assert str(downloads) in str(exc.value) and "Run notebook 01" in str(exc.value) and "PDF_DIR" in str(exc.value)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a PDF")
+    with pytest.raises(FileNotFoundError, match="has no .pdf files") as exc:
+        input_pdfs(DatasetConfig(pdf_dir=str(tmp_path / "mine")), ws)
+    assert str(tmp_path / "mine") in str(exc.value)
+    with pytest.raises(FileNotFoundError, match="was given no PDFs"):
+        build_dataset(DatasetConfig(), ws, pdfs=[], verbose=False)
+    monkeypatch.setenv("SMOKE", "1")  # a smoke run falls back to the paper that ships with the kit, and says so
+    assert input_pdfs(DatasetConfig(), workspace(use_drive=False)) == [PAPER]
+    assert "using the arXiv paper that ships with the kit" in capsys.readouterr().out

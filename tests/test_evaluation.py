@@ -8,9 +8,10 @@ import pytest
 
 EMBEDDED = "embedded/smollm2-135m-instruct"
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 torch.set_num_threads(1)  # the CI box is shared: one thread is ~10x faster than two fighting
 
+from helpers.fixtures import chitchat  # noqa: E402
 from helpers.evaluation import (EvalConfig, EvalError, copy_score, evaluate_adapter, is_copy,  # noqa: E402
                                 load_references, paired_bootstrap, reference_sequences, rouge_scores,
                                 sequence_nll, verdict)
@@ -21,7 +22,7 @@ def adapter(tmp_path_factory, embedded_dir):
     """A real LoRA adapter: two steps of helpers.train on the bundled chitchat conversations."""
     from helpers.train import TrainConfig, train
     out = tmp_path_factory.mktemp("sft")
-    cfg = TrainConfig(model_name=EMBEDDED, dataset_path="data/chitchat/train.jsonl", output_dir=str(out),
+    cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(chitchat("train")), output_dir=str(out),
                       quantization="none", max_steps=2, per_device_batch_size=2, gradient_accumulation_steps=1,
                       max_seq_len=64, logging_steps=1, eval_steps=0, save_steps=100, max_rows=8, eval_fraction=0.0,
                       report_to="none", gradient_checkpointing=False, learning_rate=5e-3, warmup_ratio=0.0,
@@ -32,7 +33,7 @@ def adapter(tmp_path_factory, embedded_dir):
 @pytest.fixture(scope="session")
 def report(adapter, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    cfg = EvalConfig(adapter_dir=str(adapter), test_path="data/chitchat/test.jsonl", output_dir=str(out),
+    cfg = EvalConfig(adapter_dir=str(adapter), test_path=str(chitchat("test")), output_dir=str(out),
                      quantization="none", max_examples=4, max_new_tokens=12, batch_size=4, ppl_batch_size=4,
                      bootstrap=200, n_show=2, rouge_backend="rouge-score")
     return evaluate_adapter(cfg)
@@ -81,7 +82,7 @@ def test_perplexity_batched_matches_one_by_one(embedded_dir):
     from helpers.data import held_out_turns, read_jsonl
     from helpers.models import load_model
     model, tok = load_model(EMBEDDED, quantization="none", verbose=False)
-    rows = held_out_turns(read_jsonl("data/chitchat/test.jsonl")[:3])
+    rows = held_out_turns(read_jsonl(str(chitchat("test")))[:3])
     seqs = reference_sequences(tok, rows, "chat", None)
     # only the reference (last reply and its end marker) is scored
     ref_ids = tok(rows[0]["messages"][-1]["content"], add_special_tokens=False)["input_ids"]
@@ -154,11 +155,11 @@ def test_adapter_for_another_base(tmp_path, adapter):
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(EvalError, match="trained for 'meta-llama/Llama-3.2-1B-Instruct'"):
         evaluate_adapter(EvalConfig(adapter_dir=str(other), model_name=EMBEDDED, quantization="none",
-                                    test_path="data/chitchat/test.jsonl"))
+                                    test_path=str(chitchat("test"))))
 
 
 def test_prompts_longer_than_the_context(tmp_path, adapter):
-    base = dict(adapter_dir=str(adapter), test_path="data/chitchat/test.jsonl", quantization="none", max_examples=2,
+    base = dict(adapter_dir=str(adapter), test_path=str(chitchat("test")), quantization="none", max_examples=2,
                 max_new_tokens=4, batch_size=2, bootstrap=0, max_context=20, output_dir=str(tmp_path / "e"))
     with pytest.raises(EvalError, match="longer than the context allows"):
         evaluate_adapter(EvalConfig(**base, long_prompts="error"))

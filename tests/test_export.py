@@ -109,12 +109,7 @@ def test_export_config():
         ExportConfig.from_params({"GGUF_TYPE": "q4"})
 
 
-def _cuda() -> bool:
-    import torch
-    return torch.cuda.is_available()
-
-
-@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (bitsandbytes' NF4 dequantisation)")
+@pytest.mark.gpu  # bitsandbytes' NF4 dequantisation
 def test_nf4_dequantized_merge_reproduces_the_4bit_model(tmp_path):
     """mode="nf4-dequantized" merges the adapter into the weights QLoRA trained against: the merged
     model answers like the 4-bit base with the adapter on (bf16 rounding apart), much closer than

@@ -78,7 +78,7 @@ def _graph_node_names(t) -> dict:
     return names
 
 
-GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (Liger's SwiGLU kernels)")
+GPU = pytest.mark.gpu  # Liger's SwiGLU kernels, bitsandbytes' CUDA code (skipped without a GPU: conftest.py)
 
 
 @pytest.mark.parametrize("quantize_4bit", [False, True], ids=["dense", "nf4"])

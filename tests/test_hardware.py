@@ -1,0 +1,67 @@
+"""What the kit picks for each GPU (dtype, attention, kernels) and what it says, checked on the CPU
+for the GPUs users have: a T4 (Colab's free tier, 7.5), an A100 (8.0), an H100 (9.0); and the fp32
+master weights that fp16 training needs."""
+import pytest
+import torch
+
+from helpers.hardware import Choice, GpuCaps, choose
+
+T4 = GpuCaps("Tesla T4", (7, 5), 15.0)
+A100 = GpuCaps("NVIDIA A100-SXM4-40GB", (8, 0), 39.4)
+H100 = GpuCaps("NVIDIA H100 80GB HBM3", (9, 0), 79.1)
+
+
+def test_t4_gets_fp16_sdpa_and_liger_in_fp16():
+    c = choose(GpuCaps(**{**T4.__dict__, "flash_attn": True, "liger": True}))
+    assert (c.dtype, c.attention, c.liger, c.fused_lora) == ("float16", "sdpa", True, True)
+    text = c.describe()
+    assert "Tesla T4 (compute capability 7.5)" in text and "fp16 compute (bf16 needs compute capability 8.0" in text
+    assert "flash_attn is installed but needs compute capability 8.0" in text
+    assert "Liger RMSNorm/SwiGLU/RoPE on in fp16" in text and "fused LoRA layers on" in text
+
+
+@pytest.mark.parametrize("caps", [A100, H100], ids=["A100", "H100"])
+def test_ampere_and_hopper_get_bf16_and_flash_attention_when_installed(caps):
+    c = choose(GpuCaps(**{**caps.__dict__, "flash_attn": True, "liger": True}))
+    assert (c.dtype, c.attention, c.liger) == ("bfloat16", "flash_attention_2", True)
+    assert f"{caps.name} (compute capability {caps.capability[0]}.0): bf16 compute" in c.describe()
+    plain = choose(caps)  # neither flash_attn nor liger installed
+    assert (plain.dtype, plain.attention, plain.liger) == ("bfloat16", "sdpa", False)
+    assert "flash_attn is not installed" in plain.describe() and "pip install liger-kernel" in plain.describe()
+
+
+def test_older_gpus_and_the_cpu():
+    old = choose(GpuCaps("Tesla P100", (6, 0), 16.0, liger=True))
+    assert (old.dtype, old.liger) == ("float16", False) and "need compute capability 7.0" in old.describe()
+    cpu = choose(None)
+    assert isinstance(cpu, Choice) and (cpu.dtype, cpu.attention, cpu.liger, cpu.fused_lora) == ("float32", "sdpa", False, True)
+
+
+def test_emulated_t4_is_named_as_such():
+    c = choose(GpuCaps("Tesla T4", (7, 5), 15.0, emulated="T4 emulated on NVIDIA H200"))
+    assert c.dtype == "float16" and "Tesla T4 (compute capability 7.5, T4 emulated on NVIDIA H200)" in c.describe()
+
+
+def test_the_kit_reports_its_choice_here(capsys):
+    from helpers.models import attn_implementation, compute_dtype
+    from helpers.setup import describe_gpu
+    assert compute_dtype() == torch.float32 and attn_implementation(torch.float32) == "sdpa"
+    assert "No GPU" in describe_gpu()
+
+
+def test_fp16_training_keeps_master_weights_fp32(embedded_dir):
+    """TRL's SFTTrainer casts a quantized model's trainable weights to bf16 (its QLoRA recipe); under
+    fp16 the kit puts them back in fp32 so the GradScaler can unscale their gradients. The embedded
+    model with the kit's LoRA, its adapters cast as TRL casts them."""
+    from helpers.models import load_model
+    from helpers.train import TrainConfig, add_lora, keep_master_weights_fp32
+    model, _ = load_model("embedded/smollm2-135m-instruct", quantization="none", for_training=True)
+    model = add_lora(model, TrainConfig(model_name="embedded/smollm2-135m-instruct", dataset_path="x"))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen_dtypes = {p.dtype for p in model.parameters() if not p.requires_grad}
+    for p in trainable:  # what trl.SFTTrainer.__init__ does for a quantized model
+        p.data = p.data.to(torch.bfloat16)
+    assert keep_master_weights_fp32(model, fp16=False) == 0 and trainable[0].dtype == torch.bfloat16  # bf16 runs keep TRL's cast
+    assert keep_master_weights_fp32(model, fp16=True) == len(trainable) > 100
+    assert {p.dtype for p in trainable} == {torch.float32}
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == frozen_dtypes  # the base is untouched

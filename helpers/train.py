@@ -457,11 +457,38 @@ def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
         if kernels == "liger":
             raise ConfigError(f"KERNELS='liger' cannot run here: {choice.describe()}.")
         return "none"
+    import sys
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    modeling = sys.modules.get(type(getattr(model, "base_model", model)).__module__)
+    before = dict(vars(modeling)) if modeling else {}
     _apply_liger_kernel_to_instance(model=model, rope=True, swiglu=True, rms_norm=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
+    _scope_liger_to_cuda(modeling, before)
     log("Fast kernels: Liger RMSNorm, SwiGLU and RoPE" + (" (fp16)" if choice.dtype == "float16" else ""))
     return "liger"
+
+
+def _scope_liger_to_cuda(modeling, before: dict) -> None:
+    """Liger patches the model's instance and also the whole modeling module (its RMSNorm and MLP
+    classes, its ``apply_rotary_pos_emb``), so every model built afterwards in this process would
+    run Triton kernels, a model on the CPU too (the GGUF check of notebook 06 loads one there, and
+    fails with "Pointer argument cannot be accessed from Triton"). Put the classes back (the trained
+    instance keeps its patched modules) and let the patched functions run Liger on CUDA tensors only."""
+    import functools
+    if modeling is None:
+        return
+    for name, new in list(vars(modeling).items()):
+        old = before.get(name)
+        if old is None or new is old:
+            continue
+        if isinstance(old, type):
+            setattr(modeling, name, old)
+        elif callable(old) and callable(new):
+            @functools.wraps(old)
+            def dispatch(*args, _liger=new, _plain=old, **kwargs):
+                first = args[0] if args else next(iter(kwargs.values()), None)
+                return (_liger if getattr(first, "is_cuda", False) else _plain)(*args, **kwargs)
+            setattr(modeling, name, dispatch)
 
 
 def keep_master_weights_fp32(model, fp16: bool) -> int:

@@ -236,23 +236,33 @@ def test_checkpointing_switched_after_patching():
 
 
 @GPU
-def test_whole_layer_on_gpu_bf16_with_liger():
-    """On a GPU in bf16 as training runs there: Liger's RoPE and SwiGLU, torch's fused RMSNorm,
-    SDPA's CUDA kernels, bitsandbytes' dequantisation. bf16 sums in another order differ by
-    about 1%, so the bound is loose; an error in the hand-written backward is far larger."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_whole_layer_on_gpu_with_liger(dtype):
+    """On a GPU in bf16 as training runs on an A100/H100, and in fp16 as on a T4: Liger's RoPE and
+    SwiGLU, torch's fused RMSNorm, SDPA's CUDA kernels, bitsandbytes' dequantisation. 16-bit sums in
+    another order differ by about 1%, so the bound is loose; an error in the hand-written backward
+    is far larger."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from helpers.train import apply_fast_kernels
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(hidden_size=512, intermediate_size=1408, num_hidden_layers=3,
                                          num_attention_heads=8, num_key_value_heads=2, vocab_size=2048))
-    model = model.to(torch.bfloat16)
+    model = model.to(dtype)
     apply_fast_kernels(model, "liger", log=lambda *_: None)
-    model = _quantize_and_add_lora(model, True, "cuda", torch.bfloat16)
+    model = _quantize_and_add_lora(model, True, "cuda", dtype)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 2048, (2, 256), generator=g).cuda()
     mask = torch.ones_like(ids)
     mask[1, 200:] = 0
     _check_same_under_checkpointing(model, [(ids, None), (ids, mask)], rel_loss=2e-3, rel_grad=5e-2, rel_logits=3e-2)
+    # Liger patched transformers' Llama module too: a model built afterwards on the CPU (notebook 06's
+    # GGUF check) must still run there, and give the same logits as before any patching.
+    torch.manual_seed(1)
+    small = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=128)
+    cpu_model = LlamaForCausalLM(small).eval()
+    with torch.no_grad():
+        assert torch.isfinite(cpu_model(input_ids=torch.arange(16)[None]).logits).all()
 
 
 def test_falls_back_to_peft_where_not_fusable():

@@ -66,12 +66,16 @@ def colab(tmp_path_factory):
     base = tmp_path_factory.mktemp("colab")
     # The kit as GitHub would serve it: a repository of this working tree's files.
     origin = base / "origin"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        if (ROOT / f).is_file():
-            (origin / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, origin / f)
+    if (ROOT / ".git").exists():  # this working tree's files, committed or not
+        files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                               check=True, capture_output=True).stdout.decode().split("\0")
+        for f in filter(None, files):
+            if (ROOT / f).is_file():
+                (origin / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / f, origin / f)
+    else:  # a copy without git history (an unpacked archive): everything but what runs make
+        shutil.copytree(ROOT, origin, ignore=shutil.ignore_patterns(".venv", "runs", "outputs", "smoke", "__pycache__",
+                                                                    ".pytest_cache", "*.egg-info", ".devcarry"))
     _git("init", "-q", cwd=origin)
     _git("add", "-A", cwd=origin)
     _git("commit", "-q", "-m", "kit", cwd=origin)

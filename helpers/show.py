@@ -18,9 +18,9 @@ def box_text(title: str, lines: list[str] | str, width: int = 96) -> str:
     if isinstance(lines, str):
         lines = [lines]
     body = [w for line in lines for w in (textwrap.wrap(line, width - 4, break_on_hyphens=False) or [""])]
-    inner = max([len(title) + 2] + [len(b) for b in body])
-    bar = "!" * (inner + 4)
-    out = [bar, f"!! {title.upper():<{inner - 1}}!!", "!!" + " " * (inner + 2) + "!!"]
+    inner = max([len(title)] + [len(b) for b in body])
+    bar = "!" * (inner + 6)
+    out = [bar, f"!! {title.upper():<{inner}} !!", "!!" + " " * (inner + 2) + "!!"]
     out += [f"!! {b:<{inner}} !!" for b in body]
     return "\n".join(out + [bar])
 

@@ -107,3 +107,16 @@ def test_pipeline_console_shows_each_cell_and_no_kernel_warning(tmp_path, monkey
     assert "still running cell 1 of 2" in out, out  # the heartbeat of a long cell
     assert "[0:0" in out and "without encryption" not in out, out
     assert (tmp_path / "out" / "00_tiny.ipynb").exists()
+
+
+def test_notebook_progress_bar_total_follows_what_arxiv_reported():
+    """Notebook 01's bar is a widget: its maximum must follow the total arXiv reports (1 paper
+    of an asked-for 10), or the executed notebook shows a bar stuck at 1 of 10."""
+    from tqdm.notebook import tqdm
+    from helpers.arxiv import _set_total
+    bar = tqdm(total=10, desc="arXiv papers")
+    _set_total(bar, 1)
+    bar.update(1)
+    bar.close()
+    progress = bar.container.children[1]
+    assert (progress.max, progress.value, bar.total) == (1, 1, 1)

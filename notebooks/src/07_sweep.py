@@ -113,6 +113,6 @@ for plot in sweep.plots:
 
 # %%
 if sweep.best_path:
-    display(Markdown(f"Best run **{sweep.best['run']}**, validation loss {sweep.best['eval_loss']}: "
+    display(Markdown(f"Best run **{sweep.best['run']}**, validation loss {sweep.best['eval_loss']:.3f}: "
                      f"`{sweep.best['overrides']}` (in `{sweep.best_path}`)"))
     print(load_best_config(sweep.best_path))

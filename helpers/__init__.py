@@ -11,4 +11,21 @@ imported inside functions, so ``import helpers`` is instant):
     train       one training entry point (notebooks 03, 04, 07; `python -m helpers.train`)
     plots       loss curves
 """
+import logging as _logging
+import warnings as _warnings
+
 __version__ = "0.1.0"
+
+# Two messages from libraries, not from the kit's own calls, that every notebook would otherwise
+# show in red: peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` when it wraps
+# a model, and bitsandbytes on a CPU says it found no optional "kernels" package (it works without).
+# Only these exact messages are hidden; every other warning still shows.
+_warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+class _DropMessage(_logging.Filter):
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return "gemm_4bit_forward from kernels-community" not in record.getMessage()
+
+
+_logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessage())

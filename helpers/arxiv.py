@@ -702,6 +702,20 @@ def clean_partial_files(pdf_dir: Path) -> list[str]:
     return notes
 
 
+def _set_total(bar, total: int) -> None:
+    """Change a tqdm bar's total once arXiv says how many papers there are. A notebook's bar is a
+    widget whose maximum is set when it is created; ``bar.total`` alone leaves it at the old
+    maximum (a bar "stuck" at 1 of 10), so the widget's maximum follows too."""
+    bar.total = total
+    container = getattr(bar, "container", None)  # tqdm.notebook: (label, IntProgress, text)
+    if container is not None:
+        try:
+            container.children[1].max = total
+        except (AttributeError, IndexError):
+            pass
+    bar.refresh()
+
+
 def scrape(cfg: ScrapeConfig, folder: str | os.PathLike, progress: bool = True,
            log: Callable[[str], None] = print) -> ScrapeResult:
     """Search arXiv, download the PDFs (unless ``abstracts_only``) and write the manifest and abstracts.
@@ -730,9 +744,10 @@ def scrape(cfg: ScrapeConfig, folder: str | os.PathLike, progress: bool = True,
     try:
         for paper in client.search():
             expected = min(cfg.max_results, client.total_results or cfg.max_results)
+            if cfg.id_list:
+                expected = min(expected, len(cfg.id_list))
             if bar is not None and bar.total != expected:
-                bar.total = expected
-                bar.refresh()
+                _set_total(bar, expected)
             seen.append(paper)
             if paper.id not in abstracts.rows:
                 abstracts.add({"id": paper.id, "text": paper.text()})

@@ -185,17 +185,68 @@ class StepConfig:
         known = {k: v for k, v in data.items() if k in cls.field_names()}
         return cls(**known)
 
-    def describe(self) -> str:
-        """A table of every field: value, where it came from, and what it does."""
+    def defaults(self) -> dict[str, Any]:
+        """Each field's dataclass default."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                out[f.name] = f.default_factory()  # type: ignore[misc]
+        return out
+
+    def changed(self) -> dict[str, tuple[Any, str]]:
+        """Fields whose value differs from the dataclass default: {name: (value, where it came from)}."""
+        defaults, sources = self.defaults(), getattr(self, "_sources", {})
+        return {f.name: (getattr(self, f.name), SOURCE_LABELS.get(sources.get(f.name, "code"), sources.get(f.name, "code")))
+                for f in dataclasses.fields(self)
+                if f.name not in defaults or getattr(self, f.name) != defaults[f.name]}
+
+    def describe(self, full: bool = False) -> str:
+        """What this run changes: the fields that differ from the defaults, each with its value,
+        where it came from (the parameters cell, the SMOKE preset, an environment variable, or code
+        in the notebook) and what it does. ``full=True``: every field, defaults included."""
         comments = _field_comments(type(self))
         sources = getattr(self, "_sources", {})
-        rows = [(f.name, repr(getattr(self, f.name)), sources.get(f.name, "default"), comments.get(f.name, ""))
-                for f in dataclasses.fields(self)]
-        w0 = max(len(r[0]) for r in rows)
-        w1 = min(40, max(len(r[1]) for r in rows))
-        w2 = max(len(r[2]) for r in rows)
-        lines = [f"{type(self).__name__}:"]
-        for name, value, src, comment in rows:
-            value = value if len(value) <= 40 else value[:37] + "..."
-            lines.append(f"  {name:<{w0}}  {value:<{w1}}  {src:<{w2}}  {comment}")
+        fields = dataclasses.fields(self)
+        changed = self.changed()
+        if full:
+            rows = [(f.name, getattr(self, f.name), SOURCE_LABELS.get(sources.get(f.name, "default"),
+                                                                      sources.get(f.name, "default")))
+                    for f in fields]
+            head = f"{type(self).__name__}, all {len(fields)} settings:"
+        else:
+            rows = [(name, value, src) for name, (value, src) in changed.items()]
+            if not rows:
+                return (f"{type(self).__name__}: every setting at its default "
+                        f"(cfg.describe(full=True) lists all {len(fields)}).")
+            head = (f"{type(self).__name__}: {len(rows)} of {len(fields)} settings differ from the defaults "
+                    f"(print(cfg.describe(full=True)) lists all):")
+        smoke_rows = [] if full else [r for r in rows if r[2] == "SMOKE preset"]
+        rows = [r for r in rows if r not in smoke_rows]
+        rows = [(name, _short(repr(value), 60 if not full else 40), src, comments.get(name, "")) for name, value, src in rows]
+        lines = [head]
+        if rows:
+            w0 = max(len(r[0]) for r in rows)
+            w1 = max(len(r[1]) for r in rows)
+            w2 = max(len(r[2]) for r in rows)
+            for name, value, src, comment in rows:
+                lines.append(f"  {name:<{w0}}  {value:<{w1}}  {src:<{w2}}  {comment}".rstrip())
+        if smoke_rows:  # the same for every SMOKE run: one paragraph
+            import textwrap
+            text = ", ".join(f"{name}={_short(repr(value), 40)}" for name, value, _ in smoke_rows)
+            lines += textwrap.wrap(f"from the SMOKE preset (a tiny offline CPU run): {text}", 110,
+                                   initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
         return "\n".join(lines)
+
+
+SOURCE_LABELS = {"parameters": "parameters cell", "environment": "environment", "SMOKE preset": "SMOKE preset",
+                 "code": "set in code", "default": "default"}
+
+
+def _short(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in the middle (a path keeps its start and its end)."""
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[: keep // 2] + "..." + text[len(text) - (keep - keep // 2):]

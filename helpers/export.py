@@ -41,7 +41,7 @@ class ExportError(RuntimeError):
 @dataclass
 class ExportConfig(StepConfig):
     """What notebook 06 exports and where it goes."""
-    merge: bool = True  # merge the adapter into 16-bit base weights (safetensors) in outputs/sft/merged
+    merge: bool = True  # merge the adapter into the base weights (safetensors; 16-bit on a GPU, fp32 on a CPU) in outputs/sft/merged
     merge_mode: str = "full"  # "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
     gguf: bool = True  # also write a GGUF file for llama.cpp / Ollama from the merged model
     gguf_type: str = "f16"  # "f16", "f32" or "q8_0"
@@ -149,8 +149,8 @@ def merge_adapter(model_name: str, adapter_dir: str | os.PathLike, out_dir: str 
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     n_files = len(list(out_dir.glob("*.safetensors")))
-    log(f"Merged {adapter_dir} into {model_name} ({note}) in {time.time() - t0:.0f}s: "
-        f"{out_dir} ({n_files} safetensors file{'s' if n_files != 1 else ''})")
+    log(f"Merged {adapter_dir} into {model_name} ({note}) in {time.time() - t0:.0f} s: {out_dir} "
+        f"({info['dtype']} weights, {n_files} safetensors file{'s' if n_files != 1 else ''})")
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -915,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
-        print(SweepConfig().describe())
+        print(SweepConfig().describe(full=True))
         return 0
     params = {k.upper(): v for k, v in json.loads(Path(argv[0]).read_text()).items()} if argv else {}
     cfg = SweepConfig.from_params(params)

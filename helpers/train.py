@@ -587,7 +587,56 @@ def peak_memory_gib() -> float | None:
 # The entry point
 # ----------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainResult:
-    """One training run; ``callbacks``: extra TrainerCallbacks (the sweep's pruning watch)."""
+    """One training run; ``callbacks``: extra TrainerCallbacks (the sweep's pruning watch).
+
+    The datasets library's progress bars (TRL's "Building labels", "Truncating", ... over rows
+    already encoded) are off while it runs: they finish in milliseconds and only leave frozen
+    lines in a notebook. The trainer's own progress (bar and table) stays."""
+    import datasets.utils.logging as ds_logging
+    was_on = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        return _train(cfg, log, callbacks)
+    finally:
+        if was_on:
+            ds_logging.enable_progress_bar()
+
+
+def _plural(n, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _num(x, digits: int = 3) -> str:
+    """A loss for a log line: 3 decimals ("3.175"), or "n/a"."""
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+class _quiet_evaluate:
+    """Run ``trainer.evaluate()`` outside training without the progress callback's own output
+    (in a notebook, a second evaluation table beside the training table; in a console a dict)."""
+
+    def __init__(self, trainer):
+        self.trainer, self.popped = trainer, []
+
+    def __enter__(self):
+        from transformers.trainer_callback import ProgressCallback
+        try:
+            from transformers.utils.notebook import NotebookProgressCallback
+        except ImportError:  # IPython not installed
+            NotebookProgressCallback = ProgressCallback
+        for cls in {ProgressCallback, NotebookProgressCallback}:
+            cb = self.trainer.pop_callback(cls)
+            if cb is not None:
+                self.popped.append(cb)
+        return self
+
+    def __exit__(self, *exc):
+        for cb in self.popped:
+            self.trainer.add_callback(cb)
+        return False
+
+
+def _train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainResult:
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, set_seed
@@ -740,7 +789,7 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         padding_free=cfg.packing,
         completion_only_loss=True,
         dataset_num_proc=None,
-        gradient_checkpointing=False,  # already enabled (without the up-cast) in prepare_for_training
+        activation_checkpointing=False,  # already enabled (without the up-cast) in prepare_for_training
         activation_offloading=offload,  # TRL: the checkpointed layer inputs wait in pinned CPU memory
         # Under DDP every trainable tensor gets a gradient each step (adapters, or all weights), so
         # DDP need not walk the graph for unused ones (the Trainer asks it to for a PeftModel, which
@@ -777,9 +826,10 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     start_eval = None
     if has_eval and resume_from is None:
         # the untrained model's validation loss: the "before" of every before/after figure
-        start_eval = {k: v for k, v in trainer.evaluate().items() if k == "eval_loss"}
+        with _quiet_evaluate(trainer):
+            start_eval = {k: v for k, v in trainer.evaluate().items() if k == "eval_loss"}
         start_file.write_text(json.dumps(start_eval) + "\n")
-        log(f"Validation loss before training: {start_eval['eval_loss']:.4f} "
+        log(f"Validation loss before training: {start_eval['eval_loss']:.3f} "
             f"(perplexity {math.exp(start_eval['eval_loss']):.2f})")
     elif start_file.exists():
         start_eval = json.loads(start_file.read_text())
@@ -800,15 +850,18 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     if has_eval and last is not None and last.get("step") == trainer.state.global_step \
             and not args.load_best_model_at_end:
         final_eval = {"eval_loss": last["eval_loss"]}  # these very weights were just evaluated
+    elif has_eval:
+        with _quiet_evaluate(trainer):  # the training table above already shows the evaluations
+            final_eval = trainer.evaluate()
     else:
-        final_eval = trainer.evaluate() if has_eval else {}
+        final_eval = {}
     tokens_seen = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
     metrics = {
         "run_name": cfg.run_name or out.name, "model_name": cfg.model_name, "mode": cfg.mode, "quantization": quant,
         "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 3),
         "train_loss": round(out_train.training_loss, 4) if out_train.training_loss else None,
         "eval_loss": round(final_eval["eval_loss"], 4) if "eval_loss" in final_eval else None,
-        "first_eval_loss": next((h["eval_loss"] for h in history if "eval_loss" in h), None),
+        "first_eval_loss": next((round(h["eval_loss"], 4) for h in history if "eval_loss" in h), None),
         "start_eval_loss": start_eval["eval_loss"] if start_eval else None,
         "start_perplexity": round(math.exp(start_eval["eval_loss"]), 3) if start_eval else None,
         "eval_perplexity": round(math.exp(final_eval["eval_loss"]), 3) if "eval_loss" in final_eval else None,
@@ -834,8 +887,9 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     if shard is not None:
         record_shard(out_root, shard, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": len(train_rows),
                                        "steps": trainer.state.global_step, "adapter": str(adapter_dir)})
-    log(f"Done: {metrics['steps']} steps in {train_s:.0f}s; train loss {metrics['train_loss']}, "
-        f"eval loss {metrics['first_eval_loss']} -> {metrics['eval_loss']}; adapter in {adapter_dir}")
+    log(f"Done: {_plural(metrics['steps'], 'step')} in {train_s:.0f} s; train loss {_num(metrics['train_loss'])}"
+        + (f", eval loss {_num(metrics['first_eval_loss'])} -> {_num(metrics['eval_loss'])}" if has_eval else "")
+        + f"; adapter in {adapter_dir}")
     del trainer
     return TrainResult(out, adapter_dir, metrics, history, plot, merged, str(resume_from) if resume_from else None, shard)
 
@@ -845,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
     params: dict[str, Any] = {}
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
-        print(TrainConfig().describe())
+        print(TrainConfig().describe(full=True))
         return 0
     if argv:
         params = {k.upper(): v for k, v in json.loads(Path(argv[0]).read_text()).items()}
@@ -857,8 +911,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def default_dataset(ws, min_rows: int = 20) -> Path:
-    """Notebook 02's dataset when it exists and has at least ``min_rows`` examples, else the
-    bundled real conversations (helpers/resources/chitchat). Set DATASET_PATH to choose explicitly."""
+    """The dataset notebooks 04 and 07 train on when DATASET_PATH is "": notebook 02's.
+
+    * Notebook 02's ``train.jsonl`` with at least ``min_rows`` examples: that one.
+    * Fewer rows: an error saying what to do (too small to fine-tune on, and training on other
+      data without being asked would hide it), except under ``SMOKE=1``, where the tiny smoke
+      dataset is expected and the bundled real conversations (helpers/resources/chitchat) stand in, announced
+      in a box.
+    * No dataset from notebook 02 at all: the bundled real conversations, announced in a box.
+    """
+    from .data import DataError
+    from .show import announce
     built = Path(ws.data_dir) / "dataset" / "train.jsonl"
     bundled = chitchat("train")
     if built.exists():
@@ -866,10 +929,21 @@ def default_dataset(ws, min_rows: int = 20) -> Path:
         if n >= min_rows:
             print(f"Training on notebook 02's dataset: {built} ({n} examples)")
             return built
-        print(f"Notebook 02's dataset {built} has only {n} example(s), fewer than {min_rows}: using the bundled "
-              f"real conversations {bundled} instead (set DATASET_PATH to train on it anyway).")
+        if not getattr(ws, "smoke", False):
+            raise DataError(
+                f"Notebook 02's dataset {built} has only {n} example(s), fewer than {min_rows}: too few to fine-tune "
+                "on. Build a larger one with notebook 02 (more PDFs: MAX_PDFS, more chunks: MAX_CHUNKS, or more "
+                f"examples per chunk: PAIRS_PER_CHUNK), or set DATASET_PATH: DATASET_PATH=\"{built}\" to train on "
+                f"these {n} anyway, or DATASET_PATH=\"{bundled}\" for the bundled real conversations.")
+        announce("SMOKE: not training on notebook 02's dataset", [
+            f"Notebook 02's dataset {built} has only {n} example(s), fewer than {min_rows}.",
+            f"This SMOKE run trains on the bundled real conversations instead: {bundled}.",
+            "Outside SMOKE this is an error; set DATASET_PATH to choose the data yourself."])
         return bundled
-    print(f"No dataset from notebook 02 in {built.parent}; training on the bundled real conversations: {bundled}")
+    announce("Training on the bundled demo conversations", [
+        f"There is no dataset from notebook 02 in {built.parent}.",
+        f"This run trains on the bundled real conversations (chit-chat, for trying the kit): {bundled}.",
+        "To train on your own data, run notebook 02 first or set DATASET_PATH to a JSONL file."])
     return bundled
 
 

@@ -145,6 +145,12 @@ def test_widget_driven_by_code(tuned):
     ui.send("Hello!", wait=True)
     assert not ui.error and len(s.history) == 2 and s.last.tuned is False
     assert "base model" in ui.status.value and "Hello!" in ui.transcript.value
+    # each reply is labelled with the model that wrote it
+    ui.model_switch.value = "tuned"
+    ui.send("And you?", wait=True)
+    assert ui.replies == ["base", "tuned"] and s.last.tuned is True
+    assert ui.transcript.value.index(">base model<") < ui.transcript.value.index(">tuned model<")
+    assert "BASE MODEL:" in ui.text() and "TUNED MODEL:" in ui.text()
     # Stop while the reply streams in the background thread
     ui.max_new_tokens.value = 400
     s.eos_token_ids = NEVER

@@ -51,6 +51,54 @@ def test_notebook_shape_and_install_pins(path):
     assert nb.cells[0].cell_type == "markdown" and "colab.research.google.com" in nb.cells[0].source
 
 
+STEP_CONFIGS = {"01": "helpers.arxiv:ScrapeConfig", "02": "helpers.dataset:DatasetConfig",
+                "03": "helpers.train:TrainConfig", "04": "helpers.train:TrainConfig", "05": "helpers.evaluation:EvalConfig",
+                "06": "helpers.chat:ChatConfig", "07": "helpers.sweep:SweepConfig"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_are_colab_form_fields_and_still_overridable(path):
+    """Each parameter is a Colab form field (`# @param` with a type that fits its value, its
+    description as `# @markdown` above), the cell keeps papermill's tag, and the step's
+    from_params still reads it, with an environment variable of the same name winning."""
+    import importlib
+    import json
+    import re
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params: dict = {}
+    exec(compile(cell.source, path.name, "exec"), {}, params)
+    assert params, "empty parameters cell"
+    lines = cell.source.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^([A-Z][A-Z0-9_]*) = .*  # @param (.*)$", line)
+        if not re.match(r"^[A-Z][A-Z0-9_]* = ", line):
+            assert line.startswith("# @markdown `"), f"{path.name}: not a form line: {line!r}"
+            continue
+        assert m, f"{path.name}: {line.split(' =')[0]} has no '# @param' annotation"
+        name, ann = m.groups()
+        assert lines[i - 1].startswith(f"# @markdown `{name}`: "), f"{path.name}: {name} has no description above it"
+        value = params[name]
+        if ann.startswith("["):
+            options = json.loads(ann.split("]")[0] + "]")
+            assert value in options, f"{path.name}: {name}={value!r} is not among its options {options}"
+        else:
+            kind = re.match(r'\{type:"(\w+)"', ann).group(1)
+            ok = {"boolean": lambda v: isinstance(v, bool), "integer": lambda v: type(v) is int,
+                  "number": lambda v: isinstance(v, float), "string": lambda v: isinstance(v, str),
+                  "raw": lambda v: isinstance(v, (list, dict, tuple))}[kind]
+            assert ok(value), f"{path.name}: {name}={value!r} does not fit type {kind}"
+    module, cls_name = STEP_CONFIGS[path.name[:2]].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    fields = [n for n in params if n.lower() in cls.field_names()]
+    assert fields, f"{path.name}: no parameter is a field of {cls_name}"
+    name = next(n for n in fields if type(params[n]) is int)
+    cfg = cls.from_params(params, environ={})
+    assert getattr(cfg, name.lower()) == params[name] and cfg._sources[name.lower()] == "parameters"
+    overridden = cls.from_params(params, environ={name: str(params[name] + 1)})
+    assert getattr(overridden, name.lower()) == params[name] + 1 and overridden._sources[name.lower()] == "environment"
+
+
 def test_requirements_are_pinned_and_the_package_asks_for_those_pins():
     import tomllib
     from helpers.setup import requirement_pins

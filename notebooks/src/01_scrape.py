@@ -9,6 +9,9 @@
 # With `ABSTRACTS_ONLY = True` it skips the PDFs and keeps the abstracts as a text corpus for
 # notebook 03 (domain pretraining). Notebook 02 turns the PDFs into a dataset.
 #
+# **No GPU needed:** scraping only talks to arXiv, so Colab's default CPU runtime is enough (the
+# setup cell's note about a GPU is for the training notebooks).
+#
 # <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/01_scrape.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 
 # %% cellView="form"
@@ -24,24 +27,42 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("01 scrape")
 
 # %% tags=["parameters"]
-CATEGORY = "cs.CL"  # arXiv category (several comma-separated are ORed), "" = any
-DATE_FROM = "2024-04-18"  # submitted on or after (Llama 3's release); "" = any
-DATE_TO = ""  # submitted on or before; "" = today
-KEYWORDS = ["llama", "large language model"]  # any of them in the title or abstract; [] = no filter
-AUTHORS = []  # any of these authors, e.g. ["Touvron"]
-ID_LIST = []  # explicit arXiv ids instead of (or within) a search, e.g. ["2407.21783"]
-QUERY = ""  # raw arXiv search_query ANDed with the above, e.g. 'abs:"instruction tuning"'
-SORT_BY = "submittedDate"  # "submittedDate", "relevance" or "lastUpdatedDate"
-SORT_ORDER = "descending"  # newest first; "ascending" for oldest first
-MAX_RESULTS = 50  # papers to fetch in all
-PAGE_SIZE = 50  # papers per API request (at most 2000)
-ABSTRACTS_ONLY = False  # True: skip the PDFs, keep the abstracts as a corpus for notebook 03
-DELAY_SECONDS = 3.0  # seconds between requests; arXiv's terms of use ask for at least 3
-MAX_RETRIES = 4  # retries of one request when arXiv is busy or the connection breaks
-TIMEOUT = 60.0  # seconds to wait for arXiv before retrying
-ARXIV_API_URL = "http://export.arxiv.org/api/query"  # the arXiv export API (a mirror or a local test server)
-PDF_BASE_URL = ""  # "" = arXiv's own PDF links (or the API server's /pdf/ for a mirror)
-USER_AGENT = "llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebook-kit; fine-tuning notebooks; at most 1 request every 3 s)"  # say who is asking
+# @markdown `CATEGORY`: arXiv category (several comma-separated are ORed), "" = any
+CATEGORY = "cs.CL"  # @param {type:"string"}
+# @markdown `DATE_FROM`: submitted on or after (Llama 3's release); "" = any
+DATE_FROM = "2024-04-18"  # @param {type:"string"}
+# @markdown `DATE_TO`: submitted on or before; "" = today
+DATE_TO = ""  # @param {type:"string"}
+# @markdown `KEYWORDS`: any of them in the title or abstract; [] = no filter
+KEYWORDS = ["llama", "large language model"]  # @param {type:"raw"}
+# @markdown `AUTHORS`: any of these authors, e.g. ["Touvron"]
+AUTHORS = []  # @param {type:"raw"}
+# @markdown `ID_LIST`: explicit arXiv ids instead of (or within) a search, e.g. ["2407.21783"]
+ID_LIST = []  # @param {type:"raw"}
+# @markdown `QUERY`: raw arXiv search_query ANDed with the above, e.g. 'abs:"instruction tuning"'
+QUERY = ""  # @param {type:"string"}
+# @markdown `SORT_BY`: "submittedDate", "relevance" or "lastUpdatedDate"
+SORT_BY = "submittedDate"  # @param ["submittedDate", "relevance", "lastUpdatedDate"]
+# @markdown `SORT_ORDER`: newest first; "ascending" for oldest first
+SORT_ORDER = "descending"  # @param ["descending", "ascending"]
+# @markdown `MAX_RESULTS`: papers to fetch in all
+MAX_RESULTS = 50  # @param {type:"integer"}
+# @markdown `PAGE_SIZE`: papers per API request (at most 2000)
+PAGE_SIZE = 50  # @param {type:"integer"}
+# @markdown `ABSTRACTS_ONLY`: True: skip the PDFs, keep the abstracts as a corpus for notebook 03
+ABSTRACTS_ONLY = False  # @param {type:"boolean"}
+# @markdown `DELAY_SECONDS`: seconds between requests; arXiv's terms of use ask for at least 3
+DELAY_SECONDS = 3.0  # @param {type:"number"}
+# @markdown `MAX_RETRIES`: retries of one request when arXiv is busy or the connection breaks
+MAX_RETRIES = 4  # @param {type:"integer"}
+# @markdown `TIMEOUT`: seconds to wait for arXiv before retrying
+TIMEOUT = 60.0  # @param {type:"number"}
+# @markdown `ARXIV_API_URL`: the arXiv export API (a mirror or a local test server)
+ARXIV_API_URL = "http://export.arxiv.org/api/query"  # @param {type:"string"}
+# @markdown `PDF_BASE_URL`: "" = arXiv's own PDF links (or the API server's /pdf/ for a mirror)
+PDF_BASE_URL = ""  # @param {type:"string"}
+# @markdown `USER_AGENT`: say who is asking
+USER_AGENT = "llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebook-kit; fine-tuning notebooks; at most 1 request every 3 s)"  # @param {type:"string"}
 
 # %% [markdown]
 # ## Configuration

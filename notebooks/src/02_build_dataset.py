@@ -24,26 +24,46 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("02 build dataset")
 
 # %% tags=["parameters"]
-PDF_DIR = ""  # "" = notebook 01's PDFs; or a folder of your own PDFs
-MAX_PDFS = 0  # read at most this many PDFs (0 = all)
-TOKENIZER = ""  # model whose tokenizer measures chunks; "" = the default model (the one you will tune)
-CHUNK_TOKENS = 512  # tokens per chunk
-CHUNK_OVERLAP = 64  # tokens shared by consecutive chunks
-MAX_CHUNKS = 0  # ask the teacher about at most this many chunks (0 = all)
-TEACHER = "auto"  # "http" (an API), "local" (a transformers model), "auto" = http when TEACHER_BASE_URL is set
-TEACHER_BASE_URL = ""  # e.g. "https://api.groq.com/openai/v1"; the key goes in the TEACHER_API_KEY secret, never here
-TEACHER_MODEL = ""  # e.g. "llama-3.3-70b-versatile"
-LOCAL_TEACHER_MODEL = ""  # for TEACHER="local"; "" = the default model
-PROMPT_FILE = ""  # your own prompt ({text}, {source}, {n}); "" = ours, printed below
-PAIRS_PER_CHUNK = 3  # examples asked for per chunk
-MAX_NEW_TOKENS = 1024  # longest teacher answer, in tokens
-TEMPERATURE = 0.2  # teacher sampling temperature
-CONCURRENCY = 4  # API requests in flight at once
-PRICE_INPUT_PER_M = 0.0  # USD per million prompt tokens, for the cost estimate (Groq Llama 3.3 70B: 0.59)
-PRICE_OUTPUT_PER_M = 0.0  # USD per million completion tokens (Groq Llama 3.3 70B: 0.79)
-NEAR_DUP_THRESHOLD = 0.8  # Jaccard similarity above which two examples count as duplicates
-TEST_FRACTION = 0.1  # share of examples held out, by whole documents
-SEED = 0  # decides which documents are held out
+# @markdown `PDF_DIR`: "" = notebook 01's PDFs; or a folder of your own PDFs
+PDF_DIR = ""  # @param {type:"string"}
+# @markdown `MAX_PDFS`: read at most this many PDFs (0 = all)
+MAX_PDFS = 0  # @param {type:"integer"}
+# @markdown `TOKENIZER`: model whose tokenizer measures chunks; "" = the default model (the one you will tune)
+TOKENIZER = ""  # @param {type:"string"}
+# @markdown `CHUNK_TOKENS`: tokens per chunk
+CHUNK_TOKENS = 512  # @param {type:"integer"}
+# @markdown `CHUNK_OVERLAP`: tokens shared by consecutive chunks
+CHUNK_OVERLAP = 64  # @param {type:"integer"}
+# @markdown `MAX_CHUNKS`: ask the teacher about at most this many chunks (0 = all)
+MAX_CHUNKS = 0  # @param {type:"integer"}
+# @markdown `TEACHER`: "http" (an API), "local" (a transformers model), "auto" = http when TEACHER_BASE_URL is set
+TEACHER = "auto"  # @param ["auto", "http", "local"]
+# @markdown `TEACHER_BASE_URL`: e.g. "https://api.groq.com/openai/v1"; the key goes in the TEACHER_API_KEY secret, never here
+TEACHER_BASE_URL = ""  # @param {type:"string"}
+# @markdown `TEACHER_MODEL`: e.g. "llama-3.3-70b-versatile"
+TEACHER_MODEL = ""  # @param {type:"string"}
+# @markdown `LOCAL_TEACHER_MODEL`: for TEACHER="local"; "" = the default model
+LOCAL_TEACHER_MODEL = ""  # @param {type:"string"}
+# @markdown `PROMPT_FILE`: your own prompt ({text}, {source}, {n}); "" = ours, printed below
+PROMPT_FILE = ""  # @param {type:"string"}
+# @markdown `PAIRS_PER_CHUNK`: examples asked for per chunk
+PAIRS_PER_CHUNK = 3  # @param {type:"integer"}
+# @markdown `MAX_NEW_TOKENS`: longest teacher answer, in tokens
+MAX_NEW_TOKENS = 1024  # @param {type:"integer"}
+# @markdown `TEMPERATURE`: teacher sampling temperature
+TEMPERATURE = 0.2  # @param {type:"number"}
+# @markdown `CONCURRENCY`: API requests in flight at once
+CONCURRENCY = 4  # @param {type:"integer"}
+# @markdown `PRICE_INPUT_PER_M`: USD per million prompt tokens, for the cost estimate (Groq Llama 3.3 70B: 0.59)
+PRICE_INPUT_PER_M = 0.0  # @param {type:"number"}
+# @markdown `PRICE_OUTPUT_PER_M`: USD per million completion tokens (Groq Llama 3.3 70B: 0.79)
+PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
+# @markdown `NEAR_DUP_THRESHOLD`: Jaccard similarity above which two examples count as duplicates
+NEAR_DUP_THRESHOLD = 0.8  # @param {type:"number"}
+# @markdown `TEST_FRACTION`: share of examples held out, by whole documents
+TEST_FRACTION = 0.1  # @param {type:"number"}
+# @markdown `SEED`: decides which documents are held out
+SEED = 0  # @param {type:"integer"}
 
 # %% [markdown]
 # ## Configuration

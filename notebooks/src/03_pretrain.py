@@ -23,24 +23,42 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("03 domain pretraining")
 
 # %% tags=["parameters"]
-MODEL_NAME = ""  # "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
-TEXT_SOURCES = ""  # comma-separated JSONL/text/PDF files or folders; "" = notebooks 01 and 02's corpora
-RUN_NAME = "pretrain"  # folder name of this run under the outputs folder
-QUANTIZATION = "auto"  # "4bit" (QLoRA), "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
-LORA_R = 64  # a larger rank than for instruction tuning: there is more to learn
-LORA_ALPHA = 32  # adapter scale numerator
-TRAIN_EMBEDDINGS = True  # also train embed_tokens and lm_head (new vocabulary usage of the domain)
-EMBEDDING_LR_RATIO = 0.1  # their learning rate relative to LEARNING_RATE
-MAX_SEQ_LEN = 1024  # tokens per packed block
-EVAL_FRACTION = 0.05  # share of documents held out for perplexity
-NUM_TRAIN_EPOCHS = 1.0  # passes over the corpus
-MAX_STEPS = -1  # > 0 stops after that many steps
-PER_DEVICE_BATCH_SIZE = 4  # blocks per micro-batch
-GRADIENT_ACCUMULATION_STEPS = 4  # micro-batches per optimizer step
-LEARNING_RATE = 5e-5  # peak learning rate of the LoRA weights
-EVAL_STEPS = 50  # validate every N steps
-SAVE_STEPS = 50  # checkpoint every N steps (copied to Drive on Colab)
-RESUME = "auto"  # "auto" continues from the newest complete checkpoint; "never" starts over
+# @markdown `MODEL_NAME`: "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
+MODEL_NAME = ""  # @param {type:"string"}
+# @markdown `TEXT_SOURCES`: comma-separated JSONL/text/PDF files or folders; "" = notebooks 01 and 02's corpora
+TEXT_SOURCES = ""  # @param {type:"string"}
+# @markdown `RUN_NAME`: folder name of this run under the outputs folder
+RUN_NAME = "pretrain"  # @param {type:"string"}
+# @markdown `QUANTIZATION`: "4bit" (QLoRA), "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
+QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
+# @markdown `LORA_R`: a larger rank than for instruction tuning: there is more to learn
+LORA_R = 64  # @param {type:"integer"}
+# @markdown `LORA_ALPHA`: adapter scale numerator
+LORA_ALPHA = 32  # @param {type:"integer"}
+# @markdown `TRAIN_EMBEDDINGS`: also train embed_tokens and lm_head (new vocabulary usage of the domain)
+TRAIN_EMBEDDINGS = True  # @param {type:"boolean"}
+# @markdown `EMBEDDING_LR_RATIO`: their learning rate relative to LEARNING_RATE
+EMBEDDING_LR_RATIO = 0.1  # @param {type:"number"}
+# @markdown `MAX_SEQ_LEN`: tokens per packed block
+MAX_SEQ_LEN = 1024  # @param {type:"integer"}
+# @markdown `EVAL_FRACTION`: share of documents held out for perplexity
+EVAL_FRACTION = 0.05  # @param {type:"number"}
+# @markdown `NUM_TRAIN_EPOCHS`: passes over the corpus
+NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
+# @markdown `MAX_STEPS`: > 0 stops after that many steps
+MAX_STEPS = -1  # @param {type:"integer"}
+# @markdown `PER_DEVICE_BATCH_SIZE`: blocks per micro-batch
+PER_DEVICE_BATCH_SIZE = 4  # @param {type:"integer"}
+# @markdown `GRADIENT_ACCUMULATION_STEPS`: micro-batches per optimizer step
+GRADIENT_ACCUMULATION_STEPS = 4  # @param {type:"integer"}
+# @markdown `LEARNING_RATE`: peak learning rate of the LoRA weights
+LEARNING_RATE = 5e-5  # @param {type:"number"}
+# @markdown `EVAL_STEPS`: validate every N steps
+EVAL_STEPS = 50  # @param {type:"integer"}
+# @markdown `SAVE_STEPS`: checkpoint every N steps (copied to Drive on Colab)
+SAVE_STEPS = 50  # @param {type:"integer"}
+# @markdown `RESUME`: "auto" continues from the newest complete checkpoint; "never" starts over
+RESUME = "auto"  # @param {type:"string"}
 
 # %% [markdown]
 # ## Gather the corpus
@@ -83,7 +101,7 @@ m = result.metrics
 print(f"held-out perplexity: {m['start_perplexity']} before -> {m['eval_perplexity']} after "
       f"({100 * (1 - m['eval_perplexity'] / m['start_perplexity']):.1f}% lower)" if m["start_perplexity"] else
       "no held-out documents (corpus too small): perplexity not measured")
-print(f"adapter for notebook 04 (INIT_ADAPTER): {result.adapter_dir}")
+print(f"To start notebook 04 from this adapter, set INIT_ADAPTER = \"03\" there (it is {result.adapter_dir}).")
 
 # %%
 from IPython.display import Image, display

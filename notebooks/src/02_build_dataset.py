@@ -46,8 +46,9 @@ TEMPERATURE = 0.2  # teacher sampling temperature
 CONCURRENCY = 4  # API requests in flight at once
 PRICE_INPUT_PER_M = 0.0  # USD per million prompt tokens, for the cost estimate (Groq Llama 3.3 70B: 0.59)
 PRICE_OUTPUT_PER_M = 0.0  # USD per million completion tokens (Groq Llama 3.3 70B: 0.79)
+REASK_REJECTED = False  # rerun: ask again about chunks whose answer gave no usable example (costs requests)
 NEAR_DUP_THRESHOLD = 0.8  # Jaccard similarity above which two examples count as duplicates
-TEST_FRACTION = 0.1  # share of examples held out, by whole documents
+TEST_FRACTION = 0.1  # share of examples held out: by whole documents, or their last chunks when documents are too few
 SEED = 0  # decides which documents are held out
 
 # %% [markdown]

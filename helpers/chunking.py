@@ -4,7 +4,8 @@
 tokenizer of the model we will fine-tune (Llama 3's, or SmolLM2's offline), so a chunk plus the
 teacher's prompt fits where it must. Cuts fall on paragraph boundaries when one lies in the
 second half of the chunk, else on sentence boundaries; only a single sentence longer than the
-limit is cut between words. Consecutive chunks share about ``overlap_tokens`` tokens of whole
+limit is cut between words. A block of lines (code, a table) longer than a chunk is cut between
+its lines and keeps its line breaks and indentation. Consecutive chunks share about ``overlap_tokens`` tokens of whole
 sentences, so a fact that straddles a cut is seen whole in one of them.
 
 Every chunk carries its source, its index in the document, its token count and an ``id`` (a hash
@@ -86,30 +87,36 @@ def _split_long(tokenizer, sentence: str, max_tokens: int) -> list[str]:
     return out
 
 
-def _units(tokenizer, text: str, max_tokens: int) -> list[tuple[str, int, bool]]:
-    """(sentence, tokens, ends a paragraph) for the whole text."""
+def _units(tokenizer, text: str, max_tokens: int) -> list[tuple[str, int, str]]:
+    """(piece, tokens, what follows it) for the whole text: ``"para"`` (a blank line), ``"line"``
+    (a line break inside a block: code keeps its lines and indentation even when the block is cut
+    over several chunks) or ``"space"``."""
     units = []
-    for para in re.split(r"\n\s*\n", text):
-        para = para.strip()
-        if not para:
+    for para in re.split(r"\n[ \t]*\n", text):
+        para = para.rstrip()
+        if not para.strip():
             continue
-        sents = split_sentences(para) if "\n" not in para else [para]
-        if "\n" in para and _count(tokenizer, para) > max_tokens:  # a long block: cut at its lines
-            sents = [ln for ln in para.split("\n") if ln.strip()]
+        block = "\n" in para.strip("\n")
+        para = para.strip("\n") if block else para.strip()
+        sents = split_sentences(para) if not block else [para]
+        sep = "space"
+        if block and _count(tokenizer, para) > max_tokens:  # a long block: cut at its lines
+            sents, sep = [ln for ln in para.split("\n") if ln.strip()], "line"
         for k, s in enumerate(sents):
             n = _count(tokenizer, s)
             pieces = [(s, n)] if n <= max_tokens else [(p, _count(tokenizer, p)) for p in _split_long(tokenizer, s, max_tokens)]
             for j, (p, pn) in enumerate(pieces):
-                units.append((p, pn, k == len(sents) - 1 and j == len(pieces) - 1))
+                last = k == len(sents) - 1 and j == len(pieces) - 1
+                units.append((p, pn, "para" if last else (sep if j == len(pieces) - 1 else "space")))
     return units
 
 
 def _join(units) -> str:
     out = ""
-    for i, (t, _, para_end) in enumerate(units):
+    for i, (t, _, after) in enumerate(units):
         out += t
         if i < len(units) - 1:
-            out += "\n\n" if para_end else " "
+            out += {"para": "\n\n", "line": "\n"}.get(after, " ")
     return out
 
 
@@ -132,7 +139,7 @@ def chunk_text(text: str, tokenizer, max_tokens: int = 512, overlap_tokens: int 
             cum, best = 0, None
             for k in range(start, end):
                 cum += units[k][1]
-                if units[k][2] and cum >= max_tokens / 2 and k + 1 < end:
+                if units[k][2] == "para" and cum >= max_tokens / 2 and k + 1 < end:
                     best = k + 1
             if best:
                 end = best

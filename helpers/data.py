@@ -72,8 +72,12 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
         os.fsync(fh.fileno())
 
 
+TYPE_PROBLEM = "not text:"  # a list or dict where a string belongs (it would be trained on as Python's repr)
+
+
 def validate_rows(rows: list[dict], path: str = "dataset") -> list[str]:
-    """Problems with rows (missing fields, empty replies, wrong roles), one message per bad row."""
+    """Problems with rows (missing fields, empty replies, wrong roles, a list or dict in a text
+    field), one message per bad row."""
     problems = []
     for i, row in enumerate(rows):
         where = f"{path} row {i}"
@@ -90,12 +94,18 @@ def validate_rows(rows: list[dict], path: str = "dataset") -> list[str]:
                 if not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
                     problems.append(f"{where}: no non-empty assistant reply")
         elif "instruction" in row or "output" in row:
+            wrong = [k for k in ("instruction", "input", "output") if row.get(k) is not None and not isinstance(row[k], str)]
+            if wrong:
+                problems.append(f"{where}: {TYPE_PROBLEM} " + ", ".join(f"{k!r} is a {type(row[k]).__name__}" for k in wrong))
+                continue
             for key in ("instruction", "output"):
                 if not str(row.get(key) or "").strip():
                     problems.append(f"{where}: missing or empty {key!r}")
                     break
         elif "text" in row:
-            if not str(row["text"]).strip():
+            if row["text"] is not None and not isinstance(row["text"], str):
+                problems.append(f"{where}: {TYPE_PROBLEM} 'text' is a {type(row['text']).__name__}")
+            elif not str(row["text"] or "").strip():
                 problems.append(f"{where}: empty 'text'")
         else:
             problems.append(f"{where}: no 'messages', 'instruction'/'output' or 'text' field (keys: {sorted(row)})")

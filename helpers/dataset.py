@@ -7,9 +7,12 @@
   store: rerun the notebook after a crash and only missing chunks are asked);
 * ``dataset/train.jsonl`` and ``test.jsonl``: ``{"instruction", "input", "output", "source",
   "chunk_id"}`` rows, exact and near duplicates removed, split by source document (no document on
-  both sides), loadable with ``datasets.load_dataset("json", ...)``;
+  both sides) so that test holds about ``test_fraction`` of the rows; where whole documents cannot
+  give that share (one document, or one that dominates), by position within the documents (their
+  last chunks), as the card says; loadable with ``datasets.load_dataset("json", ...)``;
 * ``dataset/rejects.jsonl``: every teacher answer or example that was not kept, with the reason;
-* ``dataset/card.md``: counts, sources, teacher, prompt, cost, rejects by reason.
+* ``dataset/card.md``: counts, sources, the split and why, cleaning warnings (a cut that took a
+  large share of a document), teacher, prompt, cost, rejects by reason.
 
 Near duplicates are found with MinHash (64 permutations, LSH in 16 bands) over word 3-gram
 shingles of instruction + output, confirmed by the exact Jaccard similarity
@@ -50,8 +53,9 @@ class DatasetConfig(StepConfig):
     max_retries: int = 5  # retries per request on 429, 5xx and timeouts
     price_input_per_m: float = 0.0  # USD per million prompt tokens (Groq Llama 3.3 70B: 0.59)
     price_output_per_m: float = 0.0  # USD per million completion tokens (Groq Llama 3.3 70B: 0.79)
+    reask_rejected: bool = False  # on a rerun, ask again about chunks whose stored answer gave no usable example
     near_dup_threshold: float = 0.8  # Jaccard similarity above which two examples are near duplicates
-    test_fraction: float = 0.1  # share of examples (whole documents) held out for testing
+    test_fraction: float = 0.1  # share of examples held out for testing (whole documents when they allow it)
     seed: int = 0  # decides which documents go to the test split
 
     @classmethod
@@ -161,36 +165,61 @@ def _ref(row: dict) -> dict:
 # Split by document
 # ----------------------------------------------------------------------------------------------
 def split_by_document(rows: list[dict], test_fraction: float = 0.1, seed: int = 0) -> tuple[list[dict], list[dict], str]:
-    """Whole source documents go to test (in an order fixed by ``seed`` and the names) until the
-    test side holds ``test_fraction`` of the rows; at least one document stays in train. With a
-    single document the split falls back to its last chunks (said in the returned description)."""
+    """Train/test split that lands near ``test_fraction`` of the rows and keeps documents apart.
+
+    Whole documents go to test, in an order fixed by ``seed`` and their names, skipping any that
+    would push the test side past 1.5 x the asked rows, until it holds the asked share. When no
+    set of documents comes within half to 1.5 x of it (a single document, or one that dominates:
+    430 rows of a manual beside 30 of a paper), the split falls back to position within the
+    documents: the last chunks of each document are held out, about ``test_fraction`` of its rows.
+    Test never gets most of the rows. The returned description says which split was made, and why."""
     if not rows or test_fraction <= 0:
         return list(rows), [], "no test split (TEST_FRACTION=0)" if test_fraction <= 0 else "no rows"
     by_doc: dict[str, list[dict]] = collections.defaultdict(list)
     for r in rows:
         by_doc[r["source"]].append(r)
+    want = test_fraction * len(rows)
     docs = sorted(by_doc, key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest())
     if len(docs) >= 2:
         test_docs: list[str] = []
         n_test = 0
-        for d in docs[:-1]:
-            if n_test >= test_fraction * len(rows):
+        for d in docs:
+            if n_test >= want:
                 break
-            test_docs.append(d)
-            n_test += len(by_doc[d])
-        test = [r for r in rows if r["source"] in test_docs]
-        train = [r for r in rows if r["source"] not in test_docs]
-        return train, test, (f"by document: {len(test_docs)} of {len(docs)} documents held out "
-                             f"({', '.join(sorted(test_docs))})")
-    chunk_ids = sorted({(r.get("chunk_index", 0), r["chunk_id"]) for r in rows})
-    if len(chunk_ids) < 2:
-        return list(rows), [], "one document with one chunk: everything in train, no test split possible"
-    n_test_chunks = max(1, round(len(chunk_ids) * test_fraction))
-    test_chunks = {c for _, c in chunk_ids[-n_test_chunks:]}
+            if n_test + len(by_doc[d]) <= min(1.5 * want, 0.5 * len(rows)) and len(test_docs) < len(docs) - 1:
+                test_docs.append(d)
+                n_test += len(by_doc[d])
+        if n_test >= 0.5 * want:
+            test = [r for r in rows if r["source"] in test_docs]
+            train = [r for r in rows if r["source"] not in test_docs]
+            return train, test, (f"by document: {len(test_docs)} of {len(docs)} documents held out "
+                                 f"({', '.join(sorted(test_docs))}), {len(test)} of {len(rows)} rows "
+                                 f"({len(test) / len(rows):.0%}; asked {test_fraction:.0%})")
+    # by position: the tail of each document (a chunk's rows stay together)
+    test_chunks: set[str] = set()
+    for d in docs:
+        chunks = sorted({(r.get("chunk_index", 0), r["chunk_id"]) for r in by_doc[d]})
+        if len(chunks) < 2:
+            continue
+        k = min(len(chunks) - 1, max(1, round(len(chunks) * test_fraction)))
+        if len(docs) > 1 and round(len(chunks) * test_fraction) == 0:
+            continue  # a small document stays whole in train
+        test_chunks |= {c for _, c in chunks[-k:]}
+    if not test_chunks:
+        return list(rows), [], (f"{len(docs)} document(s) of one chunk each: everything in train, no test split "
+                                "possible" if len(docs) > 1 else
+                                "one document with one chunk: everything in train, no test split possible")
     test = [r for r in rows if r["chunk_id"] in test_chunks]
     train = [r for r in rows if r["chunk_id"] not in test_chunks]
-    return train, test, (f"only one document ({docs[0]}): split by position instead, its last {n_test_chunks} of "
-                         f"{len(chunk_ids)} chunks held out; add documents for a split by document")
+    if len(docs) == 1:
+        return train, test, (f"only one document ({docs[0]}): split by position instead, its last "
+                             f"{len(test_chunks)} chunks held out ({len(test)} of {len(rows)} rows); add documents "
+                             "for a split by document")
+    sizes = ", ".join(f"{d}: {len(by_doc[d])}" for d in sorted(by_doc, key=lambda d: -len(by_doc[d]))[:3])
+    return train, test, (f"by position within documents: no set of whole documents comes near {test_fraction:.0%} "
+                         f"of the {len(rows)} rows (rows per document: {sizes}), so the last chunks of each "
+                         f"document are held out instead ({len(test)} rows, {len(test) / len(rows):.0%}); "
+                         "train and test share documents (not their passages)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,7 +294,8 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
     out = ws.data("dataset")
     store = TeacherStore(out / "teacher_answers.jsonl")
     run = run_teacher(chunks, teacher, store, cfg.pairs_per_chunk, template, DEFAULT_SYSTEM,
-                      cfg.price_input_per_m, cfg.price_output_per_m, verbose=verbose)
+                      cfg.price_input_per_m, cfg.price_output_per_m, verbose=verbose,
+                      reask_rejected=cfg.reask_rejected)
 
     from .teacher import render_messages, request_key
     triples, rejects = [], []
@@ -343,6 +373,10 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
                      f"{s['chunks_per_source'].get(d['file'], 0)} | {tr} | {te} |")
     from .pdf import describe_stats
     lines += ["", "Cleaning per document:", ""] + [f"- {d['file']}: {describe_stats(d)}" for d in s["documents"]]
+    warns = [w for d in s["documents"] for w in d.get("warnings", [])]
+    if warns:
+        lines += ["", "Cleaning warnings (cuts of a large share of a document, and cuts refused):", ""] + \
+            [f"- WARNING {w}" for w in warns]
     if s["pdf_problems"]:
         lines += ["", "Skipped PDFs:", ""] + [f"- {p['file']}: {p['reason']}" for p in s["pdf_problems"]]
     lines += ["", "## Teacher", "",
@@ -350,7 +384,8 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
               f"- examples asked per chunk: {s['pairs_per_chunk']}",
               f"- tokens: {t['total_prompt_tokens']:,} prompt + {t['total_completion_tokens']:,} completion; "
               f"estimated cost ${t['total_cost_usd']:.4f}",
-              f"- this run: {t['answered']} chunks answered, {t['resumed']} resumed from earlier runs, {t['failed']} failed", "",
+              f"- this run: {t['answered']} chunks answered ({t.get('reasked', 0)} of them re-asked after an unusable "
+              f"answer), {t['resumed']} resumed from earlier runs, {t['failed']} failed", "",
               "## Rejects by reason", "", "| reason | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s["rejects_by_reason"].items()] or ["| (none) | 0 |"]
     lines += ["", "## Prompt", "", "System:", "", "```text", s["system"], "```", "", "User (`{text}` is the chunk):", "",

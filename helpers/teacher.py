@@ -21,7 +21,9 @@ of (teacher model, system prompt, prompt with the chunk): a rerun after a crash 
 what is missing, never twice for the same chunk. Parsing and validation run on the stored raw
 answers (``triples_from_answer``), so improving them never costs a new request. Answers that
 cannot be used are returned as rejects with the reason (empty, truncated, unparseable, copied
-from the chunk, the prompt's example echoed) — never dropped silently.
+from the chunk, the prompt's example echoed) — never dropped silently. A rerun with
+``reask_rejected`` (``REASK_REJECTED=1`` in notebook 02) asks again about the chunks whose answer
+gave no usable example; the new answer is appended to the store and replaces the old one.
 """
 from __future__ import annotations
 
@@ -293,6 +295,7 @@ class TeacherStore:
         self._lock = threading.Lock()
         self.records: dict[str, dict] = {}
         self.duplicates = 0
+        self.superseded: list[dict] = []  # answers replaced by a re-asked one (still in the file)
         self.repaired_bytes = 0
         if self.path.exists():
             raw = self.path.read_bytes()
@@ -309,9 +312,11 @@ class TeacherStore:
                     rec = json.loads(line)
                 except ValueError as exc:
                     raise TeacherError(f"{self.path}:{n}: not a JSON line ({exc}); the store is damaged") from None
-                if rec["key"] in self.records:
+                if rec["key"] in self.records and not rec.get("reasked"):
                     self.duplicates += 1
                     continue
+                if rec.get("reasked") and rec["key"] in self.records:
+                    self.superseded.append(self.records[rec["key"]])
                 self.records[rec["key"]] = rec
 
     def __contains__(self, key: str) -> bool:
@@ -321,11 +326,15 @@ class TeacherStore:
         return len(self.records)
 
     def add(self, record: dict) -> None:
+        """Append an answer; a key already stored is a duplicate and ignored, unless the record is a
+        re-asked one (``"reasked": n``), which replaces the earlier answer (both stay in the file)."""
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
-            if record["key"] in self.records:
+            if record["key"] in self.records and not record.get("reasked"):
                 self.duplicates += 1
                 return
+            if record["key"] in self.records:
+                self.superseded.append(self.records[record["key"]])
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(line)
                 fh.flush()
@@ -342,33 +351,45 @@ def cost_usd(prompt_tokens: int, completion_tokens: int, price_input_per_m: floa
 
 def run_teacher(chunks: Iterable, teacher, store: TeacherStore, n: int = 3, template: str = DEFAULT_PROMPT,
                 system: str = DEFAULT_SYSTEM, price_input_per_m: float = 0.0, price_output_per_m: float = 0.0,
-                verbose: bool = True) -> dict:
+                verbose: bool = True, reask_rejected: bool = False) -> dict:
     """Ask the teacher about every chunk not yet in ``store``; store each answer as it arrives.
 
-    Returns a summary: chunks, resumed (already stored), answered now, failed (with reasons:
-    those chunks are asked again on the next run), tokens and estimated cost of this run and of
-    everything in the store."""
+    ``reask_rejected``: also ask again about chunks whose stored answer gave no usable example
+    (empty, unparseable, cut before any example, every example rejected); the new answer replaces
+    the old one for the build, and both stay in the store's file.
+
+    Returns a summary: chunks, resumed (already stored), answered now, re-asked, failed (with
+    reasons: those chunks are asked again on the next run), tokens and estimated cost of this run
+    and of everything in the store."""
     chunks = list(chunks)
-    jobs, resumed = [], 0
+    jobs, resumed, reasked = [], 0, 0
     for c in chunks:
         msgs = render_messages(c.text, c.source, n, template, system)
         key = request_key(teacher.key_id, msgs)
-        if key in store:
+        if key in store and reask_rejected and not triples_from_answer(store.records[key], c.text)[0]:
+            jobs.append((c, msgs, key))
+            reasked += 1
+        elif key in store:
             resumed += 1
         else:
             jobs.append((c, msgs, key))
     if verbose:
         print(f"Teacher {teacher.name} ({teacher.backend}): {len(chunks)} chunks, {resumed} already answered "
-              f"(in {store.path.name}), {len(jobs)} to ask" + (f", {teacher.concurrency} at a time" if jobs else ""), flush=True)
+              f"(in {store.path.name}), {len(jobs)} to ask" + (f" ({reasked} re-asked: their answer gave no usable "
+                                                              "example)" if reasked else "")
+              + (f", {teacher.concurrency} at a time" if jobs else ""), flush=True)
     failures: list[dict] = []
     done = {"n": 0, "pt": 0, "ct": 0}
     t0 = time.time()
 
     def record(c, key, comp: Completion):
-        store.add({"key": key, "chunk_id": c.id, "source": c.source, "chunk_index": c.index, "teacher": teacher.name,
-                   "backend": teacher.backend, "answer": comp.text, "finish_reason": comp.finish_reason,
-                   "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
-                   "seconds": comp.seconds, "attempts": comp.attempts})
+        rec = {"key": key, "chunk_id": c.id, "source": c.source, "chunk_index": c.index, "teacher": teacher.name,
+               "backend": teacher.backend, "answer": comp.text, "finish_reason": comp.finish_reason,
+               "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
+               "seconds": comp.seconds, "attempts": comp.attempts}
+        if key in store:  # a re-asked chunk: this answer replaces the rejected one
+            rec["reasked"] = int(store.records[key].get("reasked", 0)) + 1
+        store.add(rec)
         done["n"] += 1
         done["pt"] += comp.prompt_tokens
         done["ct"] += comp.completion_tokens
@@ -404,7 +425,7 @@ def run_teacher(chunks: Iterable, teacher, store: TeacherStore, n: int = 3, temp
     pt_all = sum(r["prompt_tokens"] for r in mine)
     ct_all = sum(r["completion_tokens"] for r in mine)
     summary = {"teacher": teacher.name, "backend": teacher.backend, "chunks": len(chunks), "resumed": resumed,
-               "answered": done["n"], "failed": failures, "prompt_tokens": done["pt"], "completion_tokens": done["ct"],
+               "answered": done["n"], "reasked": reasked, "failed": failures, "prompt_tokens": done["pt"], "completion_tokens": done["ct"],
                "cost_usd": round(cost_usd(done["pt"], done["ct"], price_input_per_m, price_output_per_m), 8),
                "total_prompt_tokens": pt_all, "total_completion_tokens": ct_all,
                "total_cost_usd": round(cost_usd(pt_all, ct_all, price_input_per_m, price_output_per_m), 8),

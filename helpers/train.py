@@ -9,9 +9,15 @@
 
 Checkpoints survive a Colab disconnect: each one is written to fast local disk, then copied to
 ``output_dir/checkpoints`` (Drive on Colab) under a temporary name and renamed when complete;
-the last ``save_total_limit`` are kept. ``resume="auto"`` picks the newest complete checkpoint
-(local or Drive; a half-copied one is skipped with a message) and restores weights, optimizer,
-scheduler, RNG state and the position in the data. A long dataset can be trained in shards, one
+the last ``save_total_limit`` are kept, and leftovers of interrupted copies are removed. Each
+checkpoint carries a ``MANIFEST.json`` (every file's size and SHA-256, written at save).
+``resume="auto"`` picks the newest checkpoint (local or Drive) that verifies: complete, with its
+weights, optimizer, scheduler and trainer state, each file as the manifest recorded it (or, for a
+checkpoint without one, safetensors headers that parse and pickles that load). A checkpoint that
+fails is named with the reason and the next older one is tried, so a truncated adapter or a
+missing ``optimizer.pt`` on Drive never resumes silently. Resuming restores weights, optimizer,
+scheduler, RNG state and the position in the data; ``metrics.json``'s ``train_loss`` is the mean
+over the whole run, every sitting included. A long dataset can be trained in shards, one
 per sitting, with a ledger (``shards.json``) so no shard is trained twice or skipped.
 """
 from __future__ import annotations
@@ -29,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, StepConfig
-from .data import DataError, read_jsonl, validate_rows
+from .data import TYPE_PROBLEM, DataError, read_jsonl, validate_rows
 from .fixtures import chitchat
 
 COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
+MANIFEST = "MANIFEST.json"  # every file of a checkpoint with its size and SHA-256
 RUN_SIGNATURE = "run_signature.json"
 SIGNATURE_FIELDS = ("model_name", "mode", "finetune", "quantization", "lora_r", "lora_alpha", "target_modules",
                     "train_embeddings", "template", "max_seq_len", "dataset_path", "seed", "num_shards")
@@ -168,6 +175,10 @@ def load_rows(path: str, mode: str) -> list[dict]:
     if not rows:
         raise DataError(f"{path} holds no rows.")
     problems = validate_rows(rows, path)
+    wrong_type = [p for p in problems if TYPE_PROBLEM in p]
+    if wrong_type:  # never train on str(list): say which rows to fix
+        raise DataError(f"{len(wrong_type)} row(s) of {path} hold a list or dict where text belongs:\n  "
+                        + "\n  ".join(wrong_type[:10]) + ("\n  ..." if len(wrong_type) > 10 else ""))
     if mode == "pretrain":
         bad = [i for i, r in enumerate(rows) if not str(r.get("text") or "").strip()]
         if len(bad) == len(rows):
@@ -217,6 +228,91 @@ def is_complete_checkpoint(path: Path) -> bool:
     return (path / COMPLETE_MARKER).exists() and (path / "trainer_state.json").exists()
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(ckpt: Path) -> None:
+    """``MANIFEST`` in a checkpoint: every file's size and SHA-256, written at save time (before the
+    completion marker), so a copy damaged later (on Drive, in transit) is recognised before resuming."""
+    files = {str(f.relative_to(ckpt)): {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+             for f in sorted(ckpt.rglob("*")) if f.is_file() and f.name not in (MANIFEST, COMPLETE_MARKER)}
+    tmp = ckpt / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({"files": files}, indent=1) + "\n")
+    os.replace(tmp, ckpt / MANIFEST)
+
+
+def _check_safetensors(f: Path) -> str | None:
+    """None when the header of a .safetensors file parses and its tensors fit in the file."""
+    size = f.stat().st_size
+    try:
+        with f.open("rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or n <= 0 or 8 + n > size:
+                return f"{f.name} is cut short ({size:,} bytes; its header alone needs {8 + max(n, 0):,})"
+            header = json.loads(fh.read(n))
+    except (ValueError, OSError) as exc:
+        return f"{f.name} has no readable header ({type(exc).__name__}: {str(exc)[:80]})"
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        return f"{f.name} is cut short ({size:,} bytes of {8 + n + end:,})"
+    return None
+
+
+def verify_checkpoint(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be resumed from, or None when it can.
+
+    Complete (marker and trainer state), with the files a resume needs: the weights
+    (``adapter_model.safetensors`` or ``model*.safetensors``), ``optimizer.pt``, ``scheduler.pt``
+    and the trainer state. With a ``MANIFEST`` (written at save) every file must have its recorded
+    size and SHA-256; without one (older checkpoints) safetensors headers must parse and fit the
+    file, and the pickles (optimizer, scheduler, RNG states) must load."""
+    if not (ckpt / COMPLETE_MARKER).exists():
+        return "incomplete (the run or the copy to Drive was interrupted)"
+    weights = [f for f in ckpt.glob("*.safetensors") if f.name.startswith(("adapter_model", "model"))]
+    if not weights:
+        return "no weights in it (adapter_model.safetensors or model*.safetensors is missing)"
+    for need in ("trainer_state.json", "optimizer.pt", "scheduler.pt"):
+        if not (ckpt / need).exists():
+            what = " (resuming would restart AdamW's state from zero)" if need == "optimizer.pt" else ""
+            return f"{need} is missing{what}"
+    manifest = ckpt / MANIFEST
+    if manifest.exists():
+        try:
+            files = json.loads(manifest.read_text())["files"]
+        except (ValueError, KeyError) as exc:
+            return f"its {MANIFEST} is damaged ({type(exc).__name__})"
+        for name, want in files.items():
+            f = ckpt / name
+            if not f.exists():
+                return f"{name} is missing (listed in its {MANIFEST})"
+            if f.stat().st_size != want["bytes"]:
+                return f"{name} has {f.stat().st_size:,} bytes, {want['bytes']:,} when it was saved"
+            if _sha256(f) != want["sha256"]:
+                return f"{name} differs from the file saved (SHA-256 mismatch)"
+        return None
+    for f in weights:
+        why = _check_safetensors(f)
+        if why:
+            return why
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except ValueError as exc:
+        return f"trainer_state.json does not parse ({exc})"
+    import torch
+    for f in [ckpt / "optimizer.pt", ckpt / "scheduler.pt"] + sorted(ckpt.glob("rng_state*.pth")):
+        try:
+            torch.load(f, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            return f"{f.name} does not load ({type(exc).__name__}: {str(exc)[:80]})"
+    return None
+
+
 def list_checkpoints(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -224,20 +320,23 @@ def list_checkpoints(folder: Path) -> list[Path]:
 
 
 def find_resume_checkpoint(local_dir: Path, durable_dir: Path, log=print) -> Path | None:
-    """The newest complete checkpoint among the local and durable (Drive) copies."""
-    best: Path | None = None
-    for folder in (local_dir, durable_dir):
-        for ckpt in list_checkpoints(folder):
-            if not is_complete_checkpoint(ckpt):
-                log(f"Skipping {ckpt}: incomplete (the run or the copy to Drive was interrupted).")
-                continue
-            if best is None or _step_of(ckpt) > _step_of(best):
-                best = ckpt
-    return best
+    """The newest checkpoint, local or durable (Drive), that verifies (``verify_checkpoint``);
+    each newer one that does not is named with the reason, and the next older one is tried."""
+    cands = list_checkpoints(local_dir) + (list_checkpoints(durable_dir)
+                                           if durable_dir.resolve() != local_dir.resolve() else [])
+    # newest step first; at one step the local copy first (faster), then the durable one
+    cands.sort(key=lambda p: (-_step_of(p), p.parent.resolve() != local_dir.resolve()))
+    for ckpt in cands:
+        why = verify_checkpoint(ckpt)
+        if why is None:
+            return ckpt
+        log(f"Skipping {ckpt}: {why}; trying an older checkpoint.")
+    return None
 
 
 def copy_checkpoint(src: Path, dest_root: Path, keep: int) -> Path:
-    """Copy a checkpoint folder completely (temporary name, then rename) and keep the newest ``keep``."""
+    """Copy a checkpoint folder completely (temporary name, then rename), keep the newest ``keep``,
+    and remove the ``.partial`` leftovers of copies that were interrupted."""
     dest_root.mkdir(parents=True, exist_ok=True)
     final = dest_root / src.name
     if final.exists() and is_complete_checkpoint(final):
@@ -248,10 +347,30 @@ def copy_checkpoint(src: Path, dest_root: Path, keep: int) -> Path:
     (tmp / COMPLETE_MARKER).write_text(json.dumps({"copied_at": time.time()}) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    for stale in dest_root.glob(".checkpoint-*.partial"):  # a complete copy exists now: they are no use
+        shutil.rmtree(stale, ignore_errors=True)
     ckpts = [c for c in list_checkpoints(dest_root) if is_complete_checkpoint(c)]
     for old in ckpts[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def whole_run_train_loss(log_history: list[dict]) -> float | None:
+    """Mean training loss over every logged step of the run, all sittings together: each logged
+    ``loss`` (the mean since the previous log) weighted by the steps it covers. The log of a
+    resumed run comes back with its checkpoint, so this covers the steps trained before the resume
+    too (the Trainer's own ``training_loss`` counts only the last sitting's steps)."""
+    by_step: dict[int, float] = {}
+    for h in log_history:
+        if "loss" in h and "step" in h:
+            by_step[int(h["step"])] = float(h["loss"])  # a step logged twice (redone after a kill): the last
+    total = covered = prev = 0
+    for step in sorted(by_step):
+        n = step - prev
+        total += by_step[step] * n
+        covered += n
+        prev = step
+    return total / covered if covered else None
 
 
 def _make_callbacks(cfg: TrainConfig, durable_ckpt: Path, t_start: float):
@@ -266,6 +385,7 @@ def _make_callbacks(cfg: TrainConfig, durable_ckpt: Path, t_start: float):
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if not ckpt.exists():
                 return
+            write_manifest(ckpt)
             (ckpt / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "time": time.time()}) + "\n")
             if durable_ckpt.resolve() != Path(args.output_dir).resolve():
                 copy_checkpoint(ckpt, durable_ckpt, cfg.save_total_limit)
@@ -670,6 +790,14 @@ def _train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainR
             last = out_root / f"shard-{max(prev):03d}" / "adapter"
             cfg = cfg.replace(init_adapter=str(last))
         log(f"Shard {shard + 1} of {cfg.num_shards}" + (f", continuing from {cfg.init_adapter}" if cfg.init_adapter else ""))
+    # the data is read and validated before the model loads or a checkpoint is touched: a bad row
+    # fails in seconds, not after minutes of loading
+    rows = load_rows(cfg.dataset_path, cfg.mode)
+    if cfg.max_rows:
+        rows = rows[: cfg.max_rows]
+    if shard is not None:
+        rows = shard_rows(rows, cfg.num_shards, shard)
+    eval_loaded = load_rows(cfg.eval_path, cfg.mode) if cfg.eval_path else None
     durable_ckpt = out / "checkpoints"
     # On Colab checkpoints are written to the fast local disk and copied to Drive; elsewhere the
     # durable folder is written directly.
@@ -681,8 +809,10 @@ def _train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainR
         resume_from = find_resume_checkpoint(local_ckpt, durable_ckpt, log)
     elif cfg.resume not in ("never", "", "none"):
         resume_from = Path(cfg.resume)
-        if not is_complete_checkpoint(resume_from):
-            raise ConfigError(f"RESUME={cfg.resume!r} is not a complete checkpoint folder.")
+        why = verify_checkpoint(resume_from) if resume_from.is_dir() else "no such folder"
+        if why:
+            raise ConfigError(f"RESUME={cfg.resume!r} cannot be resumed from: {why}. Use RESUME='auto' to take the "
+                              "newest checkpoint that verifies.")
     check_signature(cfg, out_root, resuming=resume_from is not None or (out_root / "shards.json").exists())
     if cfg.resume in ("never", "none"):
         for d in (local_ckpt, durable_ckpt):
@@ -691,8 +821,9 @@ def _train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainR
     if resume_from is not None and resume_from.parent.resolve() != local_ckpt.resolve():
         local_ckpt.mkdir(parents=True, exist_ok=True)
         dest = local_ckpt / resume_from.name
-        if not dest.exists():
+        if not dest.exists() or verify_checkpoint(dest) is not None:
             log(f"Copying {resume_from} to the fast local disk ...")
+            shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(resume_from, dest)
         resume_from = dest
     if resume_from is not None:
@@ -700,13 +831,8 @@ def _train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainR
 
     set_seed(cfg.seed)
     model, tok = load_model(cfg.model_name, quantization=quant, for_training=True)
-    rows = load_rows(cfg.dataset_path, cfg.mode)
-    if cfg.max_rows:
-        rows = rows[: cfg.max_rows]
-    if shard is not None:
-        rows = shard_rows(rows, cfg.num_shards, shard)
     if cfg.eval_path:
-        train_rows, eval_rows = rows, load_rows(cfg.eval_path, cfg.mode)
+        train_rows, eval_rows = rows, eval_loaded
     elif cfg.mode == "pretrain" and len(rows) < 4 and cfg.eval_fraction > 0:
         train_rows, eval_rows = rows, []  # too few documents: hold out the tail blocks instead (below)
     else:
@@ -859,7 +985,9 @@ def _train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainR
     metrics = {
         "run_name": cfg.run_name or out.name, "model_name": cfg.model_name, "mode": cfg.mode, "quantization": quant,
         "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 3),
-        "train_loss": round(out_train.training_loss, 4) if out_train.training_loss else None,
+        "train_loss": round(whole, 4) if (whole := whole_run_train_loss(trainer.state.log_history)) is not None
+        else (round(out_train.training_loss, 4) if out_train.training_loss else None),  # every sitting's steps
+        "train_loss_this_sitting": round(out_train.training_loss, 4) if out_train.training_loss else None,
         "eval_loss": round(final_eval["eval_loss"], 4) if "eval_loss" in final_eval else None,
         "first_eval_loss": next((round(h["eval_loss"], 4) for h in history if "eval_loss" in h), None),
         "start_eval_loss": start_eval["eval_loss"] if start_eval else None,

@@ -51,6 +51,46 @@ def test_split_by_document_is_disjoint_and_deterministic():
     assert [r["chunk_index"] for r in te] == [8, 9] and "only one document" in desc1
 
 
+def _doc_rows(pdf, n_rows, tmp_path, per_chunk=2):
+    """``n_rows`` rows from the real chunks of a real PDF (``per_chunk`` examples per chunk)."""
+    from helpers.chunking import chunk_text
+    from helpers.models import load_tokenizer
+    from helpers.pdf import read_pdf
+    tok = load_tokenizer("embedded/smollm2-135m-instruct")
+    chunks = chunk_text(read_pdf(pdf).text, tok, 128, 16, Path(pdf).name)
+    assert len(chunks) * per_chunk >= n_rows
+    return [{"instruction": f"What does passage {c.index} say?", "input": "", "output": c.text[:200],
+             "source": c.source, "chunk_id": c.id, "chunk_index": c.index, "item": k}
+            for c in chunks for k in range(per_chunk)][:n_rows]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_lopsided_documents_never_give_most_rows_to_test(tmp_path, seed):
+    """The issue's case: one long manual (430 rows) and one short paper (56), TEST_FRACTION=0.1."""
+    import copy
+    paper = _doc_rows(PAPER, 56, tmp_path)
+    manual = copy.deepcopy(paper)  # a second, longer document: the paper's chunks under another name, x8
+    manual = [dict(r, source="manual.pdf", chunk_id=f"m{k}-{r['chunk_id']}", chunk_index=k * 100 + r["chunk_index"])
+              for k in range(8) for r in manual][:430]
+    rows = manual + paper
+    train, test, desc = split_by_document(rows, 0.1, seed=seed)
+    assert len(train) + len(test) == 486
+    assert desc.startswith("by document") and {r["source"] for r in test} == {"1111.2011v2.pdf"}
+    assert len(test) == 56 and "56 of 486 rows (12%" in desc  # near the asked 10%, never the manual's 430
+    # a paper too large to be the test split alone (200 rows, 41%): split by position, said so
+    rows2 = manual + [dict(r, chunk_id=f"p{k}-{r['chunk_id']}", chunk_index=k * 100 + r["chunk_index"])
+                      for k in range(4) for r in paper][:200]
+    train, test, desc = split_by_document(rows2, 0.1, seed=seed)
+    assert desc.startswith("by position within documents") and "manual.pdf: 430" in desc
+    assert 0.07 * 630 <= len(test) <= 0.13 * 630
+    assert {r["source"] for r in test} == {"manual.pdf", "1111.2011v2.pdf"}
+    for src in ("manual.pdf", "1111.2011v2.pdf"):  # each document's held-out rows are its last chunks
+        tr_idx = [r["chunk_index"] for r in train if r["source"] == src]
+        te_idx = [r["chunk_index"] for r in test if r["source"] == src]
+        assert max(tr_idx) < min(te_idx)
+    assert not {r["chunk_id"] for r in train} & {r["chunk_id"] for r in test}
+
+
 def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
     from helpers.setup import workspace
     monkeypatch.setenv("LLAMA_KIT_WORKDIR", str(tmp_path / "ws"))

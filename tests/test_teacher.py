@@ -275,3 +275,31 @@ def test_local_teacher_answers_are_stored_and_every_one_accounted_for(tmp_path):
             assert tr["instruction"] and tr["output"] and tr["source"] == doc.source
     # a second run with the same teacher and prompt asks nothing
     assert run_teacher(cs, t, store, n=2, verbose=False)["resumed"] == 2
+
+
+def test_rejected_answers_can_be_asked_again_on_a_rerun(tmp_path):
+    cs = chunks()[:3]
+    store_path = tmp_path / "answers.jsonl"
+    with FakeOpenAI(plan=["invalid_json", "empty", "ok"]) as fake:
+        s1 = run_teacher(cs, teacher(fake), TeacherStore(store_path), n=2, verbose=False)
+        assert s1["answered"] == 3
+        store = TeacherStore(store_path)
+        by_chunk = {r["chunk_id"]: r for r in store.records.values()}
+        useless = [c for c in cs if not triples_from_answer(by_chunk[c.id], c.text)[0]]
+        assert len(useless) == 2  # the unparseable and the empty answer
+        s2 = run_teacher(cs, teacher(fake), TeacherStore(store_path), n=2, verbose=False)  # a plain rerun asks nothing
+        assert s2["answered"] == 0 and s2["resumed"] == 3 and sum(fake.requests.values()) == 3
+        s3 = run_teacher(cs, teacher(fake), TeacherStore(store_path), n=2, verbose=False, reask_rejected=True)
+        assert s3["reasked"] == 2 and s3["answered"] == 2 and s3["resumed"] == 1
+        assert {fake.requests[passage_id(c.text)] for c in useless} == {2}  # each garbage chunk asked once more
+        s4 = run_teacher(cs, teacher(fake), TeacherStore(store_path), n=2, verbose=False, reask_rejected=True)
+        assert s4["reasked"] == 0 and s4["answered"] == 0  # now every answer is usable: nothing more to ask
+    store = TeacherStore(store_path)
+    assert len(store) == 3 and len(store.superseded) == 2 and store.duplicates == 0
+    for c in cs:
+        triples, rejects = triples_from_answer(store.records[{r["chunk_id"]: k for k, r in store.records.items()}[c.id]],
+                                               c.text)
+        assert len(triples) == 2 and rejects == []
+    lines = store_path.read_text().splitlines()
+    assert len(lines) == 5  # the two rejected answers are still in the file, never lost
+    assert sorted(json.loads(x).get("reasked", 0) for x in lines) == [0, 0, 0, 1, 1]

@@ -58,9 +58,11 @@ CONCURRENCY = 4  # @param {type:"integer"}
 PRICE_INPUT_PER_M = 0.0  # @param {type:"number"}
 # @markdown `PRICE_OUTPUT_PER_M`: USD per million completion tokens (Groq Llama 3.3 70B: 0.79)
 PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
+# @markdown `REASK_REJECTED`: rerun: ask again about chunks whose answer gave no usable example (costs requests)
+REASK_REJECTED = False  # @param {type:"boolean"}
 # @markdown `NEAR_DUP_THRESHOLD`: Jaccard similarity above which two examples count as duplicates
 NEAR_DUP_THRESHOLD = 0.8  # @param {type:"number"}
-# @markdown `TEST_FRACTION`: share of examples held out, by whole documents
+# @markdown `TEST_FRACTION`: share of examples held out: by whole documents, or their last chunks when documents are too few
 TEST_FRACTION = 0.1  # @param {type:"number"}
 # @markdown `SEED`: decides which documents are held out
 SEED = 0  # @param {type:"integer"}

@@ -161,7 +161,6 @@ def _license_pages(lines_per_page=48):
     return ["\n".join(lines[i:i + lines_per_page]) for i in range(0, len(lines), lines_per_page)]
 
 
-@needs_paper
 def test_long_document_with_numbered_lists_and_digit_led_lines_keeps_its_text():
     from helpers.pdf import clean_pages, extract_pages
     paper, _ = extract_pages(PAPER)
@@ -182,7 +181,6 @@ def test_long_document_with_numbered_lists_and_digit_led_lines_keeps_its_text():
     assert s2["removed_share"]["references_chars"] < 0.05 and s2["warnings"] == []
 
 
-@needs_paper
 def test_a_large_cut_is_reported_by_name_and_share_and_a_too_large_one_refused():
     from helpers.pdf import clean_pages, extract_pages
     paper, _ = extract_pages(PAPER)
@@ -209,7 +207,6 @@ def test_a_large_cut_is_reported_by_name_and_share_and_a_too_large_one_refused()
     assert "1111.2011v2.pdf: 8 pages" in buf.getvalue() and "3.8%" in buf.getvalue()
 
 
-@needs_paper
 def test_running_heads_whose_section_title_changes_every_few_pages_are_removed():
     from helpers.pdf import clean_pages, extract_pages
     paper, _ = extract_pages(PAPER)

@@ -21,7 +21,7 @@ head -c "$half" "$G" > .devcarry/ga/part_a
 tail -c +"$((half + 1))" "$G" > .devcarry/gb/part_b
 P="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
 python3 -m pip download -q $P -d .devcarry/whl $(pin transformers) $(pin peft) $(pin trl) $(pin accelerate) \
-  $(pin datasets) $(pin liger-kernel) $(pin gguf) $(pin pypdf) dill==0.4.1 multiprocess==0.70.19 nltk
+  $(pin datasets) $(pin liger-kernel) $(pin gguf) $(pin pypdf) $(pin pypdfium2) $(pin cryptography) dill==0.4.1 multiprocess==0.70.19 nltk
 $PY -m pip wheel -q --no-deps -w .devcarry/whl $(pin rouge-score)
 python3 -m pip download -q $P -d /tmp/bnb-whl $(pin bitsandbytes)
 (cd .devcarry/bnb && unzip -q -o /tmp/bnb-whl/bitsandbytes-*.whl && find bitsandbytes -name 'libbitsandbytes_*.so' ! -name '*cuda130*' -delete)

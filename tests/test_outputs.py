@@ -10,11 +10,12 @@ import pytest
 
 from helpers.config import StepConfig
 from helpers.data import DataError
+from helpers.fixtures import chitchat
 from helpers.show import box_text
 from helpers.train import TrainConfig, default_dataset
 
 REPO = Path(__file__).resolve().parent.parent
-CHITCHAT = REPO / "data" / "chitchat" / "train.jsonl"
+CHITCHAT = chitchat("train")
 
 
 class WS:  # the two attributes of helpers.setup.Workspace that default_dataset reads, plus smoke

@@ -117,6 +117,7 @@ def workspace(use_drive: bool | None = None) -> Workspace:
     colab = in_colab()
     use_drive = env_flag("USE_DRIVE", True) if use_drive is None else use_drive
     drive = colab and use_drive and mount_drive()
+    kit = kit_root()
     base = os.environ.get("LLAMA_KIT_WORKDIR")
     if base:
         root = Path(base)
@@ -126,14 +127,13 @@ def workspace(use_drive: bool | None = None) -> Workspace:
         data_dir, out_dir, plots_dir, local = root / "data", root / "outputs", root / "plots", colab_root() / "llama-kit-local"
     else:
         sub = ("smoke",) if is_smoke else ()
-        kit = kit_root()
         data_dir = kit.joinpath("data", *sub)
         out_dir = kit.joinpath("outputs", *sub)
         plots_dir = kit.joinpath("plots", *sub)
         local = kit.joinpath("outputs", *sub, "local")
     for d in (data_dir, out_dir, plots_dir, local):
         d.mkdir(parents=True, exist_ok=True)
-    return Workspace(kit_root(), data_dir, out_dir, local, plots_dir, colab, drive, is_smoke)
+    return Workspace(kit, data_dir, out_dir, local, plots_dir, colab, drive, is_smoke)
 
 
 def setup_notebook(title: str = "", use_drive: bool | None = None, quiet: bool = False) -> Workspace:

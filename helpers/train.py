@@ -604,10 +604,13 @@ def _scope_liger_to_cuda(modeling, before: dict) -> None:
         if isinstance(old, type):
             setattr(modeling, name, old)
         elif callable(old) and callable(new):
-            @functools.wraps(old)
-            def dispatch(*args, _liger=new, _plain=old, **kwargs):
+            plain = getattr(old, "_kit_plain", old)  # a later run (a sweep) replaces the dispatcher, never nests it
+
+            @functools.wraps(plain)
+            def dispatch(*args, _liger=new, _plain=plain, **kwargs):
                 first = args[0] if args else next(iter(kwargs.values()), None)
                 return (_liger if getattr(first, "is_cuda", False) else _plain)(*args, **kwargs)
+            dispatch._kit_plain = plain
             setattr(modeling, name, dispatch)
 
 

@@ -65,3 +65,28 @@ def test_fp16_training_keeps_master_weights_fp32(embedded_dir):
     assert keep_master_weights_fp32(model, fp16=True) == len(trainable) > 100
     assert {p.dtype for p in trainable} == {torch.float32}
     assert {p.dtype for p in model.parameters() if not p.requires_grad} == frozen_dtypes  # the base is untouched
+
+
+def test_liger_module_patches_run_on_cuda_tensors_only_and_never_nest():
+    """Liger replaces functions of transformers' modeling module process-wide; the kit routes CPU
+    tensors back to the original, and a second training run (a sweep) replaces the dispatcher
+    instead of wrapping it again."""
+    import types
+    from helpers.train import _scope_liger_to_cuda
+
+    def rope(q, k):
+        return "plain"
+
+    class Norm:
+        pass
+
+    modeling = types.ModuleType("fake_modeling")
+    modeling.apply_rotary_pos_emb, modeling.LlamaRMSNorm = rope, Norm
+    for _ in range(3):  # three runs in one process
+        before = dict(vars(modeling))
+        modeling.apply_rotary_pos_emb = lambda q, k: "liger"
+        modeling.LlamaRMSNorm = type("LigerRMSNorm", (), {})
+        _scope_liger_to_cuda(modeling, before)
+        assert modeling.LlamaRMSNorm is Norm  # classes put back
+        assert modeling.apply_rotary_pos_emb._kit_plain is rope  # one level, whatever the run
+        assert modeling.apply_rotary_pos_emb(torch.zeros(2), torch.zeros(2)) == "plain"

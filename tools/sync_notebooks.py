@@ -84,16 +84,11 @@ def sync_setup_cell(text: str) -> str:
     return text[:start] + SETUP_CELL.replace("TITLE", title) + text[end:]
 
 
-def sync_pins(src: Path) -> str:
-    """The source text with its setup cell rewritten from the template."""
-    return sync_setup_cell(src.read_text())
-
-
 CPU_NOTEBOOKS = {"01"}  # scraping needs no GPU: Colab opens it on its default CPU runtime
 
 
 def build(src: Path) -> nbformat.NotebookNode:
-    nb = jupytext.reads(sync_pins(src), fmt="py:percent")
+    nb = jupytext.reads(sync_setup_cell(src.read_text()), fmt="py:percent")
     nb.metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
@@ -117,10 +112,10 @@ def main(check: bool) -> int:
         dst = DST / (src.stem + ".ipynb")
         text = nbformat.writes(build(src)) + "\n"
         if check:
-            if not dst.exists() or dst.read_text() != text or src.read_text() != sync_pins(src):
+            if not dst.exists() or dst.read_text() != text or src.read_text() != sync_setup_cell(src.read_text()):
                 stale.append(dst.name)
         else:
-            src.write_text(sync_pins(src))
+            src.write_text(sync_setup_cell(src.read_text()))
             dst.write_text(text)
             print("wrote", dst.relative_to(ROOT))
     generated = {ROOT / "pyproject.toml": synced_pyproject(), ROOT / "app" / "requirements.txt": app_requirements()}

@@ -11,7 +11,12 @@ import urllib.request
 
 import pytest
 
+from selenium.common.exceptions import StaleElementReferenceException
+
 from tiny_adapter import EMBEDDED, REPO, tiny_adapter
+
+# Gradio re-renders elements as a reply streams: a wait that meets a stale element polls again.
+STALE = (StaleElementReferenceException,)
 
 pytestmark = pytest.mark.browser  # skipped without Debian's chromium + chromedriver (tests/conftest.py)
 
@@ -70,7 +75,7 @@ def bot_text(driver) -> str:
 def message_box(driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, 120).until(
+    return WebDriverWait(driver, 120, ignored_exceptions=STALE).until(
         lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, "#message textarea") if e.is_displayed()
                         and e.is_enabled()), None))
 
@@ -136,13 +141,13 @@ def test_message_streams_an_answer_and_stop_works(app_url, browser, screenshots)
     box = message_box(browser)
     box.send_keys("Hello! Tell me about your favourite book.")
     box.send_keys(Keys.ENTER)  # Enter sends
-    WebDriverWait(browser, 180, poll_frequency=0.1).until(lambda d: bot_text(d))
+    WebDriverWait(browser, 180, poll_frequency=0.1, ignored_exceptions=STALE).until(lambda d: bot_text(d))
     first = bot_text(browser)
     stops = [b for b in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stop-button"], button.stop-button')
              if b.is_displayed()]
     if stops:  # still streaming: Stop must end it and keep what was written
         stops[0].click()
-    WebDriverWait(browser, 120).until(
+    WebDriverWait(browser, 120, ignored_exceptions=STALE).until(
         lambda d: not any(b.is_displayed() for b in d.find_elements(By.CSS_SELECTOR, '[data-testid="stop-button"]')))
     final = bot_text(browser)
     assert first and final.startswith(first[: max(1, len(first) - 2)]), (first, final)
@@ -155,11 +160,11 @@ def test_message_streams_an_answer_and_stop_works(app_url, browser, screenshots)
     assert len(browser.find_elements(By.CSS_SELECTOR, ".user-row")) == 1
     assert box.get_attribute("value") == "Thanks!\nBye."
     box.send_keys(Keys.ENTER)
-    WebDriverWait(browser, 180, poll_frequency=0.2).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bot-row")) >= 2
+    WebDriverWait(browser, 180, poll_frequency=0.2, ignored_exceptions=STALE).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bot-row")) >= 2
                                                          and bot_text(d))
     users = browser.find_elements(By.CSS_SELECTOR, ".user-row")
     assert len(users) == 2 and "Bye." in users[-1].text, [u.text for u in users]
-    WebDriverWait(browser, 120).until(
+    WebDriverWait(browser, 120, ignored_exceptions=STALE).until(
         lambda d: not any(b.is_displayed() for b in d.find_elements(By.CSS_SELECTOR, '[data-testid="stop-button"]')))
     shot = screenshots / "gradio_app_conversation.png"
     browser.save_screenshot(str(shot))

@@ -18,6 +18,7 @@ import gradio as gr
 
 # The kit's package: installed (`bash scripts/setup_env.sh`, or `pip install` of the repository), or a
 # copy of helpers/ beside app.py, as on a Space.
+from helpers.run import RunDir
 from helpers.chat import PRESETS, ChatError, ChatSession, chat_model_name, load_chat_model
 
 
@@ -34,25 +35,19 @@ def resolve_adapter(adapter: str) -> str:
 
 def adapter_label(given: str, folder: str) -> tuple[str, str]:
     """How the header names the adapter: (the training run it came from, with its steps and eval
-    loss when the run's metrics.json is there, or the Hub repo id; where it was loaded from)."""
+    loss when the run's manifest is there, or the Hub repo id; where it was loaded from)."""
     if not given:
         return "", ""
     if not Path(given).is_dir():
         return f"`{given}`", "the Hugging Face Hub"
     path = Path(folder).resolve()
-    run = path.parent.name if path.name in ("adapter", "model") else path.name
+    m = RunDir.of(path).metrics
     facts = []
-    metrics = path.parent / "metrics.json"
-    if metrics.exists():
-        import json
-        try:
-            m = json.loads(metrics.read_text())
-        except ValueError:
-            m = {}
-        if m.get("steps"):
-            facts.append(f"{m['steps']} training step{'s' if m['steps'] != 1 else ''}")
-        if m.get("eval_loss") is not None:
-            facts.append(f"eval loss {m['eval_loss']:.3f}")
+    if m.get("steps"):
+        facts.append(f"{m['steps']} training step{'s' if m['steps'] != 1 else ''}")
+    if m.get("eval_loss") is not None:
+        facts.append(f"eval loss {m['eval_loss']:.3f}")
+    run = path.parent.name if path.name in ("adapter", "model") else path.name
     return f"run **{run}**" + (f" ({', '.join(facts)})" if facts else ""), f"`{given}`"
 
 

@@ -20,5 +20,5 @@ python3 -m helpers.train "$OUTD/b1.json" 2>&1 | grep -E "Done|Resuming" | head -
 python3 -m helpers.train "$OUTD/c1.json" 2>&1 | grep -E "Done|Resuming" | head -3
 torchrun --nproc_per_node 2 -m helpers.train "$OUTD/d2.json" 2>&1 | grep -E "Done|Resuming" | head -3
 for r in run_2to1 run_1to2; do
-  python3 -c "import json,sys; m=json.load(open('$OUTD/$r/metrics.json')); print('$r', 'steps', m['steps'], 'world', m['world_size'], 'resumed_from', m['resumed_from'], 'train_loss', m['train_loss'])"
+  python3 -c "import json,sys; m=json.load(open('$OUTD/$r/run.json'))['metrics']; print('$r', 'steps', m['steps'], 'world', m['world_size'], 'resumed_from', m['resumed_from'], 'train_loss', m['train_loss'])"
 done

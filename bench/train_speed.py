@@ -281,7 +281,7 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
     model, tok = load_model(str(path), quantization=cfg.quantization, for_training=True, verbose=False)
     plan = None
     if base.startswith("kit-auto") and cuda:
-        from helpers.train import plan_memory
+        from helpers.memory import plan_memory
         plan = plan_memory(model, cfg, quantized=True)
         cfg = cfg.replace(gradient_checkpointing=plan.gradient_checkpointing)
         batch = plan.per_device_batch_size

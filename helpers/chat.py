@@ -334,17 +334,14 @@ class ChatSession:
 
 def chat_model_name(model_name: str = "", adapter_dir: str = "") -> str:
     """The base model to chat with: ``model_name``, else the one notebook 04 trained the adapter on
-    (its metrics.json, then the adapter's own record), else the default for this machine.
+    (its run's manifest, then the adapter's own record), else the default for this machine.
 
     A missing adapter folder is an error naming notebook 04, not a silent fall-back to the base."""
-    from pathlib import Path
-    from .models import adapter_base_name, default_model_name
-    if adapter_dir:
-        if not (Path(adapter_dir) / "adapter_config.json").exists():
-            raise ChatError(f"No adapter in {adapter_dir}: run notebook 04 (fine-tune) first, which writes it, "
-                            "or set ADAPTER_DIR to an adapter folder.")
-        if not model_name:
-            model_name = _trained_base(Path(adapter_dir)) or adapter_base_name(adapter_dir) or ""
+    from .models import default_model_name
+    from .run import check_adapter
+    if adapter_dir:  # a base that does not fit the adapter is refused when it is attached (load_model)
+        trained_on = check_adapter(adapter_dir, error=ChatError, need_base=False).model_name
+        model_name = model_name or trained_on
     return model_name or default_model_name()
 
 
@@ -353,15 +350,3 @@ def load_chat_model(model_name: str = "", adapter_dir: str = "", quantization: s
     from .models import load_model
     name = chat_model_name(model_name, adapter_dir)
     return load_model(name, quantization=quantization, adapter=adapter_dir or None)
-
-
-def _trained_base(adapter_dir) -> str | None:
-    """The model name notebook 04 trained on, from the run's metrics.json."""
-    import json
-    for cand in (adapter_dir / "metrics.json", adapter_dir.parent / "metrics.json"):
-        if cand.exists():
-            try:
-                return json.loads(cand.read_text()).get("model_name") or None
-            except ValueError:
-                return None
-    return None

@@ -391,3 +391,44 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
     lines += ["", "## Prompt", "", "System:", "", "```text", s["system"], "```", "", "User (`{text}` is the chunk):", "",
               "```text", s["prompt"], "```", ""]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# What notebooks 04, 05 and 07 read when DATASET_PATH is ""
+# ----------------------------------------------------------------------------------------------
+def default_dataset(ws, min_rows: int = 20) -> Path:
+    """The dataset notebooks 04 and 07 train on when DATASET_PATH is "": notebook 02's.
+
+    * Notebook 02's ``train.jsonl`` with at least ``min_rows`` examples: that one.
+    * Fewer rows: an error saying what to do (too small to fine-tune on, and training on other
+      data without being asked would hide it), except under ``SMOKE=1``, where the tiny smoke
+      dataset is expected and the bundled real conversations (helpers/resources/chitchat) stand in, announced
+      in a box.
+    * No dataset from notebook 02 at all: the bundled real conversations, announced in a box.
+    """
+    from .data import DataError
+    from .fixtures import chitchat
+    from .show import announce
+    built = Path(ws.data_dir) / "dataset" / "train.jsonl"
+    bundled = chitchat("train")
+    if built.exists():
+        n = sum(1 for line in built.open(encoding="utf-8") if line.strip())
+        if n >= min_rows:
+            print(f"Training on notebook 02's dataset: {built} ({n} examples)")
+            return built
+        if not getattr(ws, "smoke", False):
+            raise DataError(
+                f"Notebook 02's dataset {built} has only {n} example(s), fewer than {min_rows}: too few to fine-tune "
+                "on. Build a larger one with notebook 02 (more PDFs: MAX_PDFS, more chunks: MAX_CHUNKS, or more "
+                f"examples per chunk: PAIRS_PER_CHUNK), or set DATASET_PATH: DATASET_PATH=\"{built}\" to train on "
+                f"these {n} anyway, or DATASET_PATH=\"{bundled}\" for the bundled real conversations.")
+        announce("SMOKE: not training on notebook 02's dataset", [
+            f"Notebook 02's dataset {built} has only {n} example(s), fewer than {min_rows}.",
+            f"This SMOKE run trains on the bundled real conversations instead: {bundled}.",
+            "Outside SMOKE this is an error; set DATASET_PATH to choose the data yourself."])
+        return bundled
+    announce("Training on the bundled demo conversations", [
+        f"There is no dataset from notebook 02 in {built.parent}.",
+        f"This run trains on the bundled real conversations (chit-chat, for trying the kit): {bundled}.",
+        "To train on your own data, run notebook 02 first or set DATASET_PATH to a JSONL file."])
+    return bundled

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, StepConfig
+from .run import RunDir, check_adapter
 
 LONG_PROMPT_POLICIES = ("truncate", "skip", "error")
 ROUGE_BACKENDS = ("auto", "rouge-score", "evaluate")
@@ -364,46 +365,16 @@ def verdict(diff: dict, higher_is_better: bool | None) -> str:
 # ----------------------------------------------------------------------------------------------
 # The evaluation
 # ----------------------------------------------------------------------------------------------
-def run_metadata(adapter_dir: Path) -> dict:
-    """metrics.json of the training run that wrote the adapter (empty when there is none)."""
-    p = Path(adapter_dir).parent / "metrics.json"
-    try:
-        return json.loads(p.read_text()) if p.exists() else {}
-    except ValueError:
-        return {}
-
-
 def default_test_path(adapter_dir: str | os.PathLike, ws=None) -> Path:
-    """test.jsonl beside the dataset the adapter was trained on (from the run's metrics.json),
+    """test.jsonl beside the dataset the adapter was trained on (from the run's manifest),
     else beside notebook 04's default dataset."""
-    cfg = run_metadata(Path(adapter_dir)).get("config", {})
-    if cfg.get("dataset_path"):
-        return Path(cfg["dataset_path"]).with_name("test.jsonl")
+    trained_on = RunDir.of(adapter_dir).dataset_path
+    if trained_on:
+        return Path(trained_on).with_name("test.jsonl")
     if ws is not None:
-        from .train import default_dataset
+        from .dataset import default_dataset
         return default_dataset(ws).with_name("test.jsonl")
-    raise EvalError(f"No TEST_PATH given and no metrics.json beside {adapter_dir} says which dataset it was trained on.")
-
-
-def check_adapter(adapter_dir: str, model_name: str = "") -> tuple[str, dict]:
-    """The base model name to load for an adapter, refusing a missing adapter or one trained for
-    another base. Returns (model name, the run's metrics.json)."""
-    from .models import adapter_base_name, same_base
-    path = Path(adapter_dir) if adapter_dir else None
-    if path is None or not (path / "adapter_config.json").exists():
-        raise EvalError(f"No fine-tuned adapter in {str(path)!r} (no adapter_config.json). Run notebook 04 "
-                        "(fine-tune) first, or set ADAPTER_DIR to a LoRA adapter folder.")
-    meta = run_metadata(path)
-    recorded = adapter_base_name(str(path))
-    trained_on = meta.get("model_name") or recorded
-    if not model_name:
-        if not trained_on:
-            raise EvalError(f"The adapter in {path} does not record its base model; set MODEL_NAME.")
-        return trained_on, meta
-    if not same_base(recorded, model_name) or (meta.get("model_name") and not same_base(meta["model_name"], model_name)):
-        raise EvalError(f"The adapter in {path} was trained for {trained_on!r}, not for {model_name!r}: its weights "
-                        f"only fit that base model. Set MODEL_NAME={trained_on!r} (or leave it empty).")
-    return model_name, meta
+    raise EvalError(f"No TEST_PATH given and no run manifest beside {adapter_dir} says which dataset it was trained on.")
 
 
 def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None, plot_prefix: str = "eval_",
@@ -416,8 +387,8 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
     from .prompts import prompt_text, resolve_style
 
     t_start = time.time()
-    model_name, meta = check_adapter(cfg.adapter_dir, cfg.model_name)
-    train_cfg = meta.get("config", {})
+    found = check_adapter(cfg.adapter_dir, cfg.model_name, error=EvalError)
+    model_name, train_cfg = found.model_name, found.run.config
     template = cfg.template or train_cfg.get("template") or "auto"
     system = cfg.system_prompt or train_cfg.get("system_prompt") or None
     test_path = Path(cfg.test_path) if cfg.test_path else default_test_path(cfg.adapter_dir)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, StepConfig
+from .run import check_adapter, is_adapter
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
 MERGE_MODES = ("full", "nf4-dequantized")
@@ -70,32 +71,6 @@ class ExportConfig(StepConfig):
 # ----------------------------------------------------------------------------------------------
 # Merge
 # ----------------------------------------------------------------------------------------------
-def _trained_quantization(adapter_dir: Path) -> str | None:
-    """The quantization the adapter was trained on, from the run's metrics.json (notebook 04)."""
-    for cand in (adapter_dir / "metrics.json", adapter_dir.parent / "metrics.json"):
-        if cand.exists():
-            try:
-                return json.loads(cand.read_text()).get("quantization")
-            except (ValueError, OSError):
-                return None
-    return None
-
-
-def check_adapter(model_name: str, adapter_dir: str | os.PathLike) -> dict:
-    """The adapter's config, refusing a folder that is not an adapter or was trained on another base."""
-    from .models import adapter_base_name, same_base
-    adapter_dir = Path(adapter_dir)
-    cfg_path = adapter_dir / "adapter_config.json"
-    if not cfg_path.exists():
-        hint = " Run notebook 04 first (it writes outputs/sft/adapter)." if not adapter_dir.exists() else ""
-        raise ExportError(f"{adapter_dir} holds no adapter_config.json: not a LoRA adapter folder.{hint}")
-    base = adapter_base_name(str(adapter_dir))
-    if not same_base(base, model_name):
-        raise ExportError(f"The adapter in {adapter_dir} was trained on {base!r}, not on {model_name!r}: "
-                          f"merging it there would give a broken model. Merge it with model_name={base!r}.")
-    return json.loads(cfg_path.read_text())
-
-
 def merge_adapter(model_name: str, adapter_dir: str | os.PathLike, out_dir: str | os.PathLike,
                   mode: str = "full", log=print) -> Path:
     """Merge a LoRA adapter into the base model's 16-bit weights and save safetensors + tokenizer.
@@ -113,8 +88,7 @@ def merge_adapter(model_name: str, adapter_dir: str | os.PathLike, out_dir: str 
     if mode not in MERGE_MODES:
         raise ExportError(f"mode={mode!r}: use one of {', '.join(MERGE_MODES)}.")
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    check_adapter(model_name, adapter_dir)
-    trained_on = _trained_quantization(adapter_dir)
+    trained_on = check_adapter(adapter_dir, model_name, error=ExportError).run.quantization
     t0 = time.time()
     if mode == "nf4-dequantized":
         import importlib.util
@@ -477,7 +451,7 @@ def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = True, t
     folder = Path(folder)
     if not repo_id or not REPO_ID.match(repo_id):
         raise ExportError(f"HUB_REPO_ID={repo_id!r} is not a Hub repository id of the form 'your-name/model-name'.")
-    if not folder.is_dir() or not ((folder / "adapter_config.json").exists() or (folder / "config.json").exists()):
+    if not folder.is_dir() or not (is_adapter(folder) or (folder / "config.json").exists()):
         raise ExportError(f"{folder} is not an adapter or model folder: nothing to push.")
     token = token or hf_token()
     if not token:
@@ -488,7 +462,7 @@ def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = True, t
     api = HfApi(token=token)
     readme = folder / "README.md"
     if not readme.exists():
-        kind = "LoRA adapter" if (folder / "adapter_config.json").exists() else "merged model"
+        kind = "LoRA adapter" if is_adapter(folder) else "merged model"
         readme.write_text(f"---\nlibrary_name: {'peft' if kind == 'LoRA adapter' else 'transformers'}\n"
                           f"tags: [llama-kit]\n---\n# {repo_id.split('/')[1]}\n\nA {kind} made with the "
                           "llama-kit notebooks (notebook 04 fine-tune, notebook 06 export).\n")

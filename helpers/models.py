@@ -229,7 +229,8 @@ def resolve_model_path(name: str) -> str:
     if name.startswith("embedded/"):
         return str(embedded_model_dir(name))
     if os.path.isdir(name):
-        if not (Path(name) / "config.json").exists() and not (Path(name) / "adapter_config.json").exists():
+        from .run import is_adapter
+        if not (Path(name) / "config.json").exists() and not is_adapter(name):
             raise ModelLoadError(f"{name!r} is a folder but holds no config.json: not a model folder.")
         return name
     if name.count("/") != 1 or name.startswith(("/", ".")):
@@ -442,12 +443,9 @@ def same_base(adapter_base: str | None, name: str) -> bool:
 def attach_adapter(model, adapter: str, name: str, trainable: bool = False, adapter_name: str = "default"):
     """Attach a saved LoRA adapter, refusing one that was trained for another base model."""
     from peft import PeftModel
-    if not (Path(adapter) / "adapter_config.json").exists():
-        raise ModelLoadError(f"{adapter!r} holds no adapter_config.json: not a LoRA adapter folder.")
-    base = adapter_base_name(adapter)
-    if not same_base(base, name):
-        raise ModelLoadError(f"The adapter in {adapter!r} was trained on {base!r}, not on {name!r}. "
-                             f"Load it with load_model({base!r}, adapter=...) instead.")
+
+    from .run import check_adapter
+    check_adapter(adapter, name, error=ModelLoadError, need_base=False)
     return PeftModel.from_pretrained(model, adapter, is_trainable=trainable, adapter_name=adapter_name)
 
 

@@ -6,7 +6,7 @@ the same entry point as notebook 04, and writes into the sweep folder::
 
     <sweep>/data/train.jsonl, val.jsonl  the subset, carved once: every run trains on the same rows
                                          in the same order and validates on the same held-out rows
-    <sweep>/runs/<name>/                 one training run (adapter, metrics.json, log_history.json)
+    <sweep>/runs/<name>/                 one training run (helpers.run.RunDir: adapter, run.json, log_history.json)
     <sweep>/results.jsonl                one row per finished run: status done / pruned / failed + reason
     <sweep>/results.md, results.csv      the results table
     <sweep>/best_config.json             the best run's settings; ``load_best_config`` reads it for notebook 04
@@ -45,9 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import checkpoint_dirs, resume_point
 from .config import ConfigError, StepConfig, _coerce
 from .data import DataError, read_jsonl, row_hash, validate_rows, write_jsonl
 from .fixtures import chitchat
+from .run import RunDir
 
 # TrainConfig fields the sweep sets itself for every run (per run folder, the fixed subset, resume).
 SET_BY_SWEEP = {
@@ -326,7 +328,7 @@ def prepare_subset(cfg: SweepConfig, sweep_dir: Path, log=print) -> dict:
     row are dropped, so the validation set is never trained on."""
     if not cfg.dataset_path:
         raise DataError("DATASET_PATH is empty: point it at a JSONL dataset (notebook 02's train.jsonl, "
-                        "or helpers.train.default_dataset(ws)).")
+                        "or helpers.dataset.default_dataset(ws)).")
     src = Path(cfg.dataset_path)
     if not src.exists():
         raise DataError(f"Dataset file {str(src)!r} does not exist.")
@@ -637,12 +639,7 @@ def load_best_config(path: str | os.PathLike) -> dict:
 # Plots
 # ----------------------------------------------------------------------------------------------
 def _history(row: dict) -> list[dict]:
-    from .plots import load_history
-    for name in ("log_history.json", "log_history.jsonl"):
-        p = Path(row["run_dir"]) / name
-        if p.exists():
-            return load_history(p)
-    return []
+    return RunDir(row["run_dir"]).history()
 
 
 def _value_key(encoded: str):
@@ -774,15 +771,30 @@ def _finite(x) -> bool:
 
 
 def run_sweep(cfg: SweepConfig, log=print) -> SweepResult:
-    """Run every configuration of the sweep that has not finished yet; see the module docstring."""
-    from .models import ModelLoadError
-    from .train import find_resume_checkpoint, train
+    """Run every configuration of the sweep that has not finished yet; see the module docstring.
 
+    Phases: :func:`_plan_sweep` (every run's configuration checked, the subset carved),
+    :func:`_run_one` for each run (skip, resume or start it; its status), and :func:`_summarize`
+    (table, plots, best configuration)."""
     t0 = time.time()
+    cfg, sweep_dir, plots_dir, subset, plan = _plan_sweep(cfg, log)
+    results = read_results(sweep_dir)
+    trained, skipped, stopped = [], [], None
+    for i, (params, tc) in enumerate(plan, 1):
+        outcome, stopped = _run_one(cfg, params, tc, subset, results, sweep_dir, t0, f"[{i}/{len(plan)}] ",
+                                    len(plan) - i + 1, log)
+        (skipped if outcome == "skipped" else trained if outcome == "trained" else []).append(tc.run_name)
+        if stopped:
+            break
+    return _summarize(cfg, plan, results, sweep_dir, plots_dir, trained, skipped, stopped, t0, log)
+
+
+def _plan_sweep(cfg: SweepConfig, log):
+    """(cfg with its model, sweep folder, plots folder, subset, [(params, TrainConfig)]): bad names
+    and values fail before any data or model work, then the subset is carved (or reused)."""
     cfg.validate()
-    configs = expand_runs(cfg)  # bad names and values fail here, before any data or model work
-    hints = _train_hints()
-    _check_base(cfg, hints)
+    configs = expand_runs(cfg)
+    _check_base(cfg, _train_hints())
     if not cfg.model_name:
         from .models import default_model_name
         cfg = cfg.replace(model_name=default_model_name())
@@ -794,109 +806,126 @@ def run_sweep(cfg: SweepConfig, log=print) -> SweepResult:
     subset = prepare_subset(cfg, sweep_dir, log)
     plan = [(params, build_run_config(cfg, params, sweep_dir, subset)) for params in configs]
     cfg.save(sweep_dir / "sweep_config.json")
-    results = read_results(sweep_dir)
-    log(f"Sweep {cfg.name}: {len(plan)} runs of {plan[0][1].max_steps if len(set(tc.max_steps for _, tc in plan)) == 1 else 'up to ' + str(max(tc.max_steps for _, tc in plan))} "
-        f"steps on {subset['train_rows']} training rows, validated on {subset['val_rows']} rows; results in {sweep_dir}")
+    steps = {tc.max_steps for _, tc in plan}
+    length = str(plan[0][1].max_steps) if len(steps) == 1 else f"up to {max(steps)}"
+    log(f"Sweep {cfg.name}: {len(plan)} runs of {length} steps on {subset['train_rows']} training rows, validated on "
+        f"{subset['val_rows']} rows; results in {sweep_dir}")
+    return cfg, sweep_dir, plots_dir, subset, plan
 
-    trained, skipped, stopped = [], [], None
-    for i, (params, tc) in enumerate(plan, 1):
-        name = tc.run_name
-        fp = fingerprint(tc, subset)
-        prev = results.get(name)
-        if prev and prev.get("fingerprint") == fp and (prev["status"] in ("done", "pruned")
-                                                       or (prev["status"] == "failed" and not cfg.retry_failed)):
-            log(f"[{i}/{len(plan)}] {name}: {prev['status']} before ({prev.get('reason', '')}), skipped")
-            skipped.append(name)
-            continue
-        elapsed = (time.time() - t0) / 60
-        if cfg.max_minutes_total and elapsed >= cfg.max_minutes_total:
-            stopped = (f"sweep time budget of {cfg.max_minutes_total} min reached after {elapsed:.1f} min; "
-                       f"{len(plan) - i + 1} run(s) left: rerun to continue")
-            log(stopped)
-            break
-        run_dir = Path(tc.output_dir)
-        marker = run_dir / "sweep_run.json"
-        stale = (marker.exists() and json.loads(marker.read_text()).get("fingerprint") != fp) or \
-            (prev is not None and prev.get("fingerprint") != fp)
-        durable = run_dir / "checkpoints"
-        local = Path(tc.checkpoint_dir) if tc.checkpoint_dir else durable
-        ckpt = None if stale else find_resume_checkpoint(local, durable, log=lambda *a: None)
-        how = (f"resuming from {ckpt.name}" if ckpt else
-               ("settings changed: starting over" if stale else
-                ("redoing (killed before its first checkpoint)" if marker.exists() else "starting")))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"fingerprint": fp, "params": params, "started": time.time()}) + "\n")
-        limits = [m for m in (cfg.max_minutes_per_run,
-                              (cfg.max_minutes_total - elapsed) if cfg.max_minutes_total else 0) if m]
-        limit = min(limits) if limits else 0.0
-        by_sweep_budget = bool(cfg.max_minutes_total) and (not cfg.max_minutes_per_run or limit < cfg.max_minutes_per_run)
-        tc = tc.replace(resume="auto" if ckpt else "never", max_time_minutes=round(limit, 4))
-        log(f"[{i}/{len(plan)}] {name}: {how}, {tc.max_steps} steps" + (f", at most {limit:.1f} min" if limit else ""))
-        # the best finished run so far is the reference for pruning
-        ref_row = best_run(list(results.values()))
-        reference = eval_curve(_history(ref_row)) if ref_row else {}
-        watch = _make_watch(reference, cfg.prune_after_evals, cfg.prune_margin)
-        base_row = {"name": name, "params": params, "fingerprint": fp, "run_dir": str(run_dir),
-                    "target_steps": tc.max_steps, "train_config": tc.to_dict()}
-        try:
-            res = train(tc, log=log, callbacks=[watch])
-        except (ConfigError, DataError, ModelLoadError) as exc:
-            results[name] = dict(base_row, status="failed", reason=f"{type(exc).__name__}: {exc}"[:500],
-                                 finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-            _write_results(sweep_dir, results)
-            raise
-        except Exception as exc:  # a run that breaks (out of memory, ...) is recorded; the sweep goes on
-            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
-            if "out of memory" in msg.lower():
-                msg += " (lower per_device_batch_size or max_seq_len, or raise gradient_accumulation_steps)"
-            log(f"[{i}/{len(plan)}] {name}: FAILED: {msg}")
-            results[name] = dict(base_row, status="failed", reason=msg, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-            _write_results(sweep_dir, results)
-            trained.append(name)
-            _free_memory()
-            continue
-        trained.append(name)
-        m = res.metrics
-        steps = m["steps"]
-        if watch.pruned:
-            status, reason = "pruned", watch.pruned["reason"]
-        elif steps >= tc.max_steps:
-            status, reason = "done", f"{steps} steps ({m['epochs']} epochs)"
-        elif watch.time_stop is not None:
-            if by_sweep_budget:
-                stopped = (f"sweep time budget of {cfg.max_minutes_total} min reached during {name} at step {steps}; "
-                           "it is checkpointed: rerun to continue")
-                log(stopped)
-                _free_memory()
-                break
-            status, reason = "done", f"time budget of {cfg.max_minutes_per_run} min reached at step {steps}"
-        elif tc.early_stopping_patience:
-            status, reason = "done", f"early stopping at step {steps}"
-        else:
-            status, reason = "done", f"stopped at step {steps}"
-        if status == "done" and not (_finite(m.get("eval_loss")) and (m.get("train_loss") is None or _finite(m["train_loss"]))):
-            status, reason = "failed", f"diverged: train loss {m.get('train_loss')}, validation loss {m.get('eval_loss')}"
-        curve = {s: v for s, v in eval_curve(res.log_history).items() if s > 0}
-        results[name] = dict(
-            base_row, status=status, reason=reason, steps=steps, epochs=m["epochs"], train_loss=m["train_loss"],
-            eval_loss=m["eval_loss"], best_eval_loss=round(min(curve.values()), 4) if curve else m["eval_loss"],
-            start_eval_loss=m.get("start_eval_loss"), train_seconds=m["train_seconds"],
-            tokens_seen=m["tokens_seen"], tokens_per_second=m["tokens_per_second"],
-            peak_memory_gib=m["peak_memory_gib"], resumed_from=m["resumed_from"],
-            per_epoch=per_epoch(res.log_history), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+
+def _resume_choice(run: RunDir, tc, fp: str, prev: dict | None):
+    """(checkpoint to resume or None, how the run starts): a run folder or results row with other
+    settings starts over; a killed run resumes from its newest checkpoint that verifies, the same
+    choice ``train`` makes with RESUME='auto'."""
+    marked = run.get("sweep")
+    stale = (marked is not None and marked.get("fingerprint") != fp) or (prev is not None and prev.get("fingerprint") != fp)
+    local, durable = checkpoint_dirs(tc.checkpoint_dir, run)
+    ckpt = None if stale else resume_point("auto", local, durable, log=lambda *a: None)
+    how = (f"resuming from {ckpt.name}" if ckpt else
+           ("settings changed: starting over" if stale else
+            ("redoing (killed before its first checkpoint)" if marked is not None else "starting")))
+    return ckpt, how
+
+
+def _run_one(cfg: SweepConfig, params: dict, tc, subset: dict, results: dict, sweep_dir: Path, t0: float,
+             tag: str, left: int, log) -> tuple[str, str | None]:
+    """Train one run of the sweep unless it finished before; its results row is written. Returns
+    ("skipped" | "trained" | "not started", why the sweep's time budget ends the sitting or None)."""
+    from .models import ModelLoadError
+    from .train import train
+    name, fp = tc.run_name, fingerprint(tc, subset)
+    prev = results.get(name)
+    if prev and prev.get("fingerprint") == fp and (prev["status"] in ("done", "pruned")
+                                                   or (prev["status"] == "failed" and not cfg.retry_failed)):
+        log(f"{tag}{name}: {prev['status']} before ({prev.get('reason', '')}), skipped")
+        return "skipped", None
+    elapsed = (time.time() - t0) / 60
+    if cfg.max_minutes_total and elapsed >= cfg.max_minutes_total:
+        stopped = (f"sweep time budget of {cfg.max_minutes_total} min reached after {elapsed:.1f} min; "
+                   f"{left} run(s) left: rerun to continue")
+        log(stopped)
+        return "not started", stopped
+    run = RunDir(tc.output_dir)
+    ckpt, how = _resume_choice(run, tc, fp, prev)
+    run.update("sweep", {"fingerprint": fp, "params": params, "started": time.time()})
+    limits = [m for m in (cfg.max_minutes_per_run, (cfg.max_minutes_total - elapsed) if cfg.max_minutes_total else 0) if m]
+    limit = min(limits) if limits else 0.0
+    by_sweep_budget = bool(cfg.max_minutes_total) and (not cfg.max_minutes_per_run or limit < cfg.max_minutes_per_run)
+    tc = tc.replace(resume="auto" if ckpt else "never", max_time_minutes=round(limit, 4))
+    log(f"{tag}{name}: {how}, {tc.max_steps} steps" + (f", at most {limit:.1f} min" if limit else ""))
+    # the best finished run so far is the reference for pruning
+    ref_row = best_run(list(results.values()))
+    watch = _make_watch(eval_curve(_history(ref_row)) if ref_row else {}, cfg.prune_after_evals, cfg.prune_margin)
+    base_row = {"name": name, "params": params, "fingerprint": fp, "run_dir": str(run.path),
+                "target_steps": tc.max_steps, "train_config": tc.to_dict()}
+    try:
+        res = train(tc, log=log, callbacks=[watch])
+    except (ConfigError, DataError, ModelLoadError) as exc:
+        results[name] = dict(base_row, status="failed", reason=f"{type(exc).__name__}: {exc}"[:500],
+                             finished=time.strftime("%Y-%m-%d %H:%M:%S"))
         _write_results(sweep_dir, results)
-        log(f"[{i}/{len(plan)}] {name}: {status}, validation loss {m['eval_loss']} ({reason})")
+        raise
+    except Exception as exc:  # a run that breaks (out of memory, ...) is recorded; the sweep goes on
+        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        if "out of memory" in msg.lower():
+            msg += " (lower per_device_batch_size or max_seq_len, or raise gradient_accumulation_steps)"
+        log(f"{tag}{name}: FAILED: {msg}")
+        results[name] = dict(base_row, status="failed", reason=msg, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+        _write_results(sweep_dir, results)
         _free_memory()
+        return "trained", None
+    m = res.metrics
+    status, reason = _status(tc, m, watch)
+    if status == "stopped":  # the sweep's budget, not the run's: checkpointed, resumed on the next rerun
+        if by_sweep_budget:
+            stopped = (f"sweep time budget of {cfg.max_minutes_total} min reached during {name} at step {m['steps']}; "
+                       "it is checkpointed: rerun to continue")
+            log(stopped)
+            _free_memory()
+            return "trained", stopped
+        status, reason = "done", f"time budget of {cfg.max_minutes_per_run} min reached at step {m['steps']}"
+    if status == "done" and not (_finite(m.get("eval_loss")) and (m.get("train_loss") is None or _finite(m["train_loss"]))):
+        status, reason = "failed", f"diverged: train loss {m.get('train_loss')}, validation loss {m.get('eval_loss')}"
+    curve = {s: v for s, v in eval_curve(res.log_history).items() if s > 0}
+    results[name] = dict(
+        base_row, status=status, reason=reason, steps=m["steps"], epochs=m["epochs"], train_loss=m["train_loss"],
+        eval_loss=m["eval_loss"], best_eval_loss=round(min(curve.values()), 4) if curve else m["eval_loss"],
+        start_eval_loss=m.get("start_eval_loss"), train_seconds=m["train_seconds"],
+        tokens_seen=m["tokens_seen"], tokens_per_second=m["tokens_per_second"],
+        peak_memory_gib=m["peak_memory_gib"], resumed_from=m["resumed_from"],
+        per_epoch=per_epoch(res.log_history), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    _write_results(sweep_dir, results)
+    log(f"{tag}{name}: {status}, validation loss {m['eval_loss']} ({reason})")
+    _free_memory()
+    return "trained", None
 
-    names = [tc.run_name for _, tc in plan]
-    rows = [results[n] for n in names if n in results]
+
+def _status(tc, m: dict, watch) -> tuple[str, str]:
+    """Why a run that trained without error ended: pruned, done (its steps, early stopping), or
+    "stopped" by a time budget (the caller tells the run's budget from the sweep's)."""
+    steps = m["steps"]
+    if watch.pruned:
+        return "pruned", watch.pruned["reason"]
+    if steps >= tc.max_steps:
+        return "done", f"{steps} steps ({m['epochs']} epochs)"
+    if watch.time_stop is not None:
+        return "stopped", ""
+    if tc.early_stopping_patience:
+        return "done", f"early stopping at step {steps}"
+    return "done", f"stopped at step {steps}"
+
+
+def _summarize(cfg: SweepConfig, plan: list, results: dict, sweep_dir: Path, plots_dir: Path, trained: list,
+               skipped: list, stopped: str | None, t0: float, log) -> SweepResult:
+    """The results table (Markdown and CSV), the overlay plots and the best run's configuration."""
+    rows = [results[tc.run_name] for _, tc in plan if tc.run_name in results]
     table = results_table(rows)
     if rows:
         (sweep_dir / "results.md").write_text(table_markdown(table))
         table.to_csv(sweep_dir / "results.csv", index=False)
     plots = plot_sweep(rows, plots_dir, cfg.name)
     best = best_run(rows)
-    best_path = sweep_dir / "best_config.json"
+    best_path: Path | None = sweep_dir / "best_config.json"
     best_cfg = None
     if best:
         best_cfg = write_best_config(cfg, best, best_path)

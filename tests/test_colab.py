@@ -172,7 +172,7 @@ def test_notebook_04_on_colab_resumes_from_drive_after_the_local_disk_is_wiped(c
     assert "Time budget" in first
     assert (run / "checkpoints" / "checkpoint-1").is_dir()  # written locally, then copied completely to Drive
     assert (content / "llama-kit-local" / "sft" / "checkpoint-1").is_dir()
-    assert json.loads((run / "metrics.json").read_text())["steps"] == 1
+    assert json.loads((run / "run.json").read_text())["metrics"]["steps"] == 1
 
     shutil.rmtree(content)  # a new runtime: the local disk, the clone and the installed kit are gone;
     shutil.rmtree(colab["own"] / "helpers")  # Drive is not
@@ -181,7 +181,7 @@ def test_notebook_04_on_colab_resumes_from_drive_after_the_local_disk_is_wiped(c
     on_drive = content / "drive" / "MyDrive" / "llama-kit" / "outputs" / "sft" / "checkpoints" / "checkpoint-1"
     assert f"Copying {on_drive} to the fast local disk" in second, second[-3000:]
     assert "Resuming from" in second and "(step 1)" in second
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / "run.json").read_text())["metrics"]
     assert metrics["steps"] == 6 and metrics["resumed_from"].endswith("checkpoint-1")  # the SMOKE run's 6 steps
     history = [json.loads(line) for line in (run / "log_history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4, 5, 6]  # one history across both sittings

@@ -6,6 +6,7 @@ import pytest
 
 from helpers.config import ConfigError
 from helpers.export import ExportConfig, ExportError, check_gguf, export_gguf, merge_adapter, push_to_hub
+from helpers.run import RunDir
 from tiny_adapter import EMBEDDED, tiny_adapter
 
 
@@ -20,7 +21,7 @@ def merged(adapter, tmp_path_factory):
     merge must explain what that means (the weights are the same either way)."""
     work = tmp_path_factory.mktemp("export")
     shutil.copytree(adapter, work / "run" / "adapter")
-    (work / "run" / "metrics.json").write_text(json.dumps({"quantization": "4bit"}))
+    RunDir(work / "run").update("metrics", {"quantization": "4bit"})
     logs = []
     out = merge_adapter(EMBEDDED, work / "run" / "adapter", work / "merged", log=logs.append)
     return out, logs

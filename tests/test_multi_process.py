@@ -54,11 +54,11 @@ def test_checkpoint_moves_between_world_sizes(tmp, first, second):
     rng_files = sorted(p.name for p in (out / "checkpoints" / "checkpoint-4").glob("rng_state*.pth"))
     assert rng_files == (["rng_state_0.pth", "rng_state_1.pth"] if first == 2 else ["rng_state.pth"])
     assert log1.count("Done: 4 steps") == 1  # only rank 0 reports and writes the run's files
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "run.json").read_text())["metrics"]
     assert metrics["world_size"] == first and state["global_step"] == 4
     log2 = launch(write_cfg(tmp, f"b{first}", out, 6), second)
     assert "Resuming from" in log2 and "checkpoint-4" in log2
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "run.json").read_text())["metrics"]
     assert metrics["steps"] == 6 and metrics["world_size"] == second
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     steps = [json.loads(l)["step"] for l in (out / "log_history.jsonl").read_text().splitlines() if '"loss"' in l]

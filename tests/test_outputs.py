@@ -12,7 +12,8 @@ from helpers.config import StepConfig
 from helpers.data import DataError
 from helpers.fixtures import chitchat
 from helpers.show import box_text
-from helpers.train import TrainConfig, default_dataset
+from helpers.dataset import default_dataset
+from helpers.train import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CHITCHAT = chitchat("train")

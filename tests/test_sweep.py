@@ -92,10 +92,10 @@ def test_grid_2x2_prunes_the_clearly_behind_runs_writes_plots_and_best_config_an
     calls = []
     real_train = ht.train
     monkeypatch.setattr(ht, "train", lambda *a, **k: calls.append(a) or real_train(*a, **k))
-    mtimes = {n: (Path(r["run_dir"]) / "metrics.json").stat().st_mtime for n, r in by.items()}
+    mtimes = {n: (Path(r["run_dir"]) / "run.json").stat().st_mtime for n, r in by.items()}
     again = run_sweep(cfg)
     assert calls == [] and again.trained == [] and again.skipped == list(by)
-    assert {n: (Path(r["run_dir"]) / "metrics.json").stat().st_mtime for n, r in by.items()} == mtimes
+    assert {n: (Path(r["run_dir"]) / "run.json").stat().st_mtime for n, r in by.items()} == mtimes
     assert [r["eval_loss"] for r in again.rows] == [r["eval_loss"] for r in res.rows]
 
 

@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 
 from helpers.config import ConfigError
 from helpers.data import DataError, chitchat_conversations, write_jsonl
-from helpers.train import (COMPLETE_MARKER, TrainConfig, copy_checkpoint, find_resume_checkpoint, list_checkpoints,
-                           train)
+from helpers.checkpoints import COMPLETE_MARKER, copy_checkpoint, find_resume_checkpoint, list_checkpoints
+from helpers.run import RunDir
+from helpers.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 EMB = "embedded/smollm2-135m-instruct"
@@ -50,7 +51,8 @@ def test_training_lowers_validation_loss(tmp_path, convs):
     assert (r.adapter_dir / "adapter_model.safetensors").exists() and (r.adapter_dir / "tokenizer.json").exists()
     assert r.plot and r.plot.exists()
     assert m["data"]["train"]["kept"] == 32 and m["data"]["validation"]["kept"] == 8
-    saved = json.loads((r.output_dir / "metrics.json").read_text())
+    saved = json.loads((r.output_dir / "run.json").read_text())["metrics"]  # the run's manifest
+    assert RunDir(r.output_dir).metrics == saved and saved["steps"] == 8
     assert saved["eval_perplexity"] < saved["start_perplexity"]
 
 
@@ -143,7 +145,9 @@ def _fresh_runtime_copy(drive_run, tmp_path, damage):
     drive = tmp_path / "drive"
     shutil.copytree(root / "drive", drive)
     shutil.rmtree(drive / "adapter")
-    (drive / "metrics.json").unlink()
+    manifest = json.loads((drive / "run.json").read_text())
+    del manifest["metrics"]  # the run had not finished when the runtime went
+    (drive / "run.json").write_text(json.dumps(manifest))
     damage(drive / "checkpoints" / "checkpoint-6")
     return drive
 
@@ -168,14 +172,15 @@ def test_damaged_durable_checkpoint_is_skipped_and_the_run_falls_back(drive_run,
     got, want = adapter_tensors(r.adapter_dir), adapter_tensors(ref.adapter_dir)
     for name in want:  # steps 5 and 6 redone from checkpoint 4: the same adapter as the run that was never damaged
         assert torch.allclose(got[name], want[name], atol=1e-6, rtol=1e-5), name
-    # the train loss in metrics.json covers steps 1-6, not only the 2 steps of this sitting
-    m = json.loads((drive / "metrics.json").read_text())
+    # the train loss in the manifest covers steps 1-6, not only the 2 steps of this sitting
+    m = RunDir(drive).metrics
     assert m["train_loss"] == pytest.approx(ref.metrics["train_loss"], abs=2e-4)
     assert m["train_loss_this_sitting"] != pytest.approx(m["train_loss"], abs=1e-3)
 
 
 def test_checkpoints_carry_a_manifest_and_verify(drive_run, tmp_path, convs):
-    from helpers.train import MANIFEST, verify_checkpoint, whole_run_train_loss
+    from helpers.checkpoints import MANIFEST, verify_checkpoint
+    from helpers.train import whole_run_train_loss
     root, ref = drive_run
     ckpt = root / "drive" / "checkpoints" / "checkpoint-6"
     files = json.loads((ckpt / MANIFEST).read_text())["files"]
@@ -233,7 +238,8 @@ def test_shards_are_trained_once_each_in_order(tmp_path, convs):
     r1 = train(cfg_for(tmp_path / "sh", convs, **kw))
     assert (r0.shard, r1.shard) == (0, 1)
     assert r1.metrics["config"]["init_adapter"].endswith("shard-000/adapter")  # continues shard 0's adapter
-    ledger = json.loads((tmp_path / "sh" / "shards.json").read_text())["done"]
+    ledger = json.loads((tmp_path / "sh" / "run.json").read_text())["shards"]["done"]
+    assert RunDir(tmp_path / "sh").shards_done() == ledger
     assert set(ledger) == {"0", "1"} and ledger["0"]["rows"] == 20
     with pytest.raises(ConfigError, match="All 2 shards"):
         train(cfg_for(tmp_path / "sh", convs, **kw))
@@ -295,7 +301,7 @@ def test_memory_plan_fits_t4_and_h100_like_the_measured_peaks():
     """plan_memory on the real Llama shapes: a 15 GiB T4 gets checkpointing, an 80 GiB H100 does
     not; predicted peaks are within 10% of the peaks measured on an H100 (bench/RESULTS.md)."""
     from transformers import LlamaConfig
-    from helpers.train import plan_memory
+    from helpers.memory import plan_memory
 
     class Shape:  # the loaded model's memory footprint and config are all the plan reads
         def __init__(self, cfg, gib):

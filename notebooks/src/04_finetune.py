@@ -74,7 +74,8 @@ USE_SWEEP_BEST = False  # @param {type:"boolean"}
 # with `USE_SWEEP_BEST = True`.
 
 # %%
-from helpers.train import TrainConfig, train, default_dataset
+from helpers.dataset import default_dataset
+from helpers.train import TrainConfig, train
 cfg = TrainConfig.from_params(globals(), output_dir=str(ws.out(RUN_NAME)),
                               checkpoint_dir=str(ws.local_dir / RUN_NAME) if ws.drive else "")
 if not cfg.dataset_path:

@@ -67,7 +67,7 @@ PRUNE_MARGIN = 0.1  # @param {type:"number"}
 
 # %%
 from helpers.sweep import SweepConfig, run_sweep, load_best_config
-from helpers.train import default_dataset
+from helpers.dataset import default_dataset
 cfg = SweepConfig.from_params(globals(), output_dir=str(ws.out(NAME)), plots_dir=str(ws.plots_dir),
                               checkpoint_dir=str(ws.local_dir / NAME) if ws.drive else "")
 if not cfg.dataset_path:

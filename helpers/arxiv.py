@@ -6,10 +6,10 @@
 * :func:`build_search_query` turns it into arXiv's ``search_query`` syntax, e.g.
   ``cat:cs.CL AND submittedDate:[202404180000 TO 202612312359] AND (ti:"llama" OR abs:"llama")``.
 * :class:`ArxivClient` sends the requests (httpx, through :mod:`helpers.net`): one at a time, at
-  least ``delay_seconds`` apart (monotonic clock), with a descriptive User-Agent; 5xx, 429 (``Retry-After`` honoured), timeouts,
-  dropped connections, malformed XML and arXiv's occasional empty page are retried with
-  exponential backoff, and after ``max_retries`` it stops with :class:`ArxivUnavailable` naming the
-  URL and the last status. Atom is parsed with ``xml.etree``.
+  least ``delay_seconds`` apart (monotonic clock), with a descriptive User-Agent, following
+  redirects; 5xx, 429 (``Retry-After`` honoured), timeouts, dropped connections, malformed XML and
+  arXiv's occasional empty page are retried with exponential backoff, and after ``max_retries``
+  it stops with :class:`ArxivUnavailable` naming the URL and the last status. Atom is parsed with ``xml.etree``.
 * :func:`scrape` pages through the results, downloads each PDF to a ``.part`` file, checks it
   (status 200, ``%PDF-`` at the start, ``%%EOF`` at the end, ``Content-Length`` when given),
   records its sha256 and size, renames it into place and appends a line to ``manifest.jsonl``

@@ -5,14 +5,15 @@
   politely (``delay_seconds`` between requests, 3 s by default as arXiv's terms of use ask).
 * :func:`build_search_query` turns it into arXiv's ``search_query`` syntax, e.g.
   ``cat:cs.CL AND submittedDate:[202404180000 TO 202612312359] AND (ti:"llama" OR abs:"llama")``.
-* :class:`ArxivClient` sends the requests: one at a time, at least ``delay_seconds`` apart
-  (monotonic clock), with a descriptive User-Agent; 5xx, 429 (``Retry-After`` honoured), timeouts,
-  dropped connections, malformed XML and arXiv's occasional empty page are retried with
-  exponential backoff, and after ``max_retries`` it stops with :class:`ArxivUnavailable` naming the
-  URL and the last status. Atom is parsed with ``xml.etree``.
+* :class:`ArxivClient` sends the requests (httpx, through :mod:`helpers.net`): one at a time, at
+  least ``delay_seconds`` apart (monotonic clock), with a descriptive User-Agent, following
+  redirects; 5xx, 429 (``Retry-After`` honoured), timeouts, dropped connections, malformed XML and
+  arXiv's occasional empty page are retried with exponential backoff, and after ``max_retries``
+  it stops with :class:`ArxivUnavailable` naming the URL and the last status. Atom is parsed with ``xml.etree``.
 * :func:`scrape` pages through the results, downloads each PDF to a ``.part`` file, checks it
   (status 200, ``%PDF-`` at the start, ``%%EOF`` at the end, ``Content-Length`` when given),
-  records its sha256 and size, renames it into place and appends a line to ``manifest.jsonl``.
+  records its sha256 and size, renames it into place and appends a line to ``manifest.jsonl``
+  (a :class:`helpers.jsonl.JsonlStore`: a line cut short by a crash is reported and skipped).
   A rerun skips every paper whose file is there with the recorded size and sha256. It also writes
   ``abstracts.jsonl`` (``{"id", "text"}``: title and abstract), the raw-text corpus of notebook 03;
   ``abstracts_only=True`` skips the PDFs.
@@ -36,12 +37,13 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from .config import ConfigError, StepConfig, smoke
+from .jsonl import JsonlStore
+from .net import Backoff, client, parse_retry_after, transport_errors
 
 ARXIV_API_URL = "http://export.arxiv.org/api/query"
 DEFAULT_USER_AGENT = ("llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebook-kit; "
@@ -277,23 +279,6 @@ class RateLimiter:
         self.next_allowed = until if self.next_allowed is None else max(self.next_allowed, until)
 
 
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delay-seconds or an HTTP date); None if absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = now or dt.datetime.now(dt.timezone.utc)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
 # --------------------------------------------------------------------------------------------
 # Atom
 # --------------------------------------------------------------------------------------------
@@ -404,12 +389,12 @@ class ArxivClient:
     """Polite HTTP to the arXiv API and PDFs: rate limit, User-Agent, retries, clear stop."""
 
     def __init__(self, cfg: ScrapeConfig, log: Callable[[str], None] = print):
-        import requests
         cfg.validate()
         self.cfg, self.log = cfg, log
         self.limiter = RateLimiter(cfg.delay_seconds)
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = cfg.user_agent
+        # backoff_seconds doubled per retry, no jitter (the rate limiter spaces requests); a longer Retry-After wins
+        self.backoff = Backoff(cfg.backoff_seconds, retry_after="at_least")
+        self.session = client(cfg.timeout, user_agent=cfg.user_agent, follow_redirects=True)
         self.requests_sent = 0
         self.total_results: int | None = None
 
@@ -422,14 +407,13 @@ class ArxivClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _url(self, url: str, params: dict | None) -> str:
-        import requests
-        return requests.Request("GET", url, params=params).prepare().url or url
+    def _request(self, url: str, params: dict | None):
+        return self.session.build_request("GET", url, params=params)
 
     def _call(self, url: str, params: dict | None, handle: Callable, stream: bool = False, what: str = "request"):
         """GET ``url`` until ``handle(response)`` returns, retrying what is worth retrying."""
-        import requests
-        full = self._url(url, params)
+        timeout_error, broken = transport_errors()
+        full = str(self._request(url, params).url)
         attempts = self.cfg.max_retries + 1
         last = ""
         for attempt in range(attempts):
@@ -437,10 +421,10 @@ class ArxivClient:
             self.requests_sent += 1
             retry_after = None
             try:
-                resp = self.session.get(url, params=params, timeout=self.cfg.timeout, stream=stream)
+                resp = self.session.send(self._request(url, params), stream=stream)
                 try:
                     if resp.status_code == 429 or resp.status_code >= 500:
-                        raise _Retry(f"HTTP {resp.status_code} {resp.reason or ''}".strip(),
+                        raise _Retry(f"HTTP {resp.status_code} {resp.reason_phrase or ''}".strip(),
                                      parse_retry_after(resp.headers.get("Retry-After")))
                     return handle(resp)
                 finally:
@@ -448,17 +432,16 @@ class ArxivClient:
                     self.limiter.done()
             except _Retry as exc:
                 last, retry_after = exc.reason, exc.retry_after
-            except requests.Timeout as exc:
+            except timeout_error as exc:
                 last = f"timed out after {self.cfg.timeout:g} s ({type(exc).__name__})"
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError) as exc:
+            except broken as exc:
                 last = f"connection failed: {type(exc).__name__}: {_short(exc)}"
             if retry_after is not None and retry_after > self.cfg.max_retry_after:
                 raise ArxivUnavailable(f"Stopped: {full} answered {last} and asked us to wait {retry_after:g} s "
                                        f"(more than max_retry_after={self.cfg.max_retry_after:g} s). Try later.",
                                        full, last)
             if attempt + 1 < attempts:
-                wait = max(retry_after or 0.0, self.cfg.backoff_seconds * 2 ** attempt)
+                wait = self.backoff.delay(attempt, retry_after)
                 self.log(f"{what}: {last} from {full}; retry {attempt + 1}/{self.cfg.max_retries} in {wait:.1f} s"
                          + (" (Retry-After)" if retry_after is not None and retry_after >= wait else ""))
                 self.limiter.defer(wait)
@@ -471,7 +454,7 @@ class ArxivClient:
         start = int(params.get("start", 0))
 
         def handle(resp):
-            url = resp.url
+            url = str(resp.url)
             if 400 <= resp.status_code < 500:
                 try:
                     parse_feed(resp.content, url)  # raises ArxivQueryError with arXiv's own message
@@ -531,7 +514,7 @@ class ArxivClient:
             digest, size = hashlib.sha256(), 0
             try:
                 with open(part, "wb") as fh:
-                    for chunk in resp.iter_content(1 << 16):
+                    for chunk in resp.iter_bytes(1 << 16):
                         fh.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
@@ -584,43 +567,6 @@ def sha256_file(path: Path) -> str:
 # --------------------------------------------------------------------------------------------
 # Manifest and abstracts
 # --------------------------------------------------------------------------------------------
-class JsonlLog:
-    """An append-only JSONL file: each row goes out in one ``write`` on an O_APPEND descriptor and
-    is fsynced, so a crash leaves at most one cut-short last line, which loading reports and skips."""
-
-    def __init__(self, path: Path, key: Callable[[dict], str]):
-        self.path, self.key = Path(path), key
-        self.rows: dict[str, dict] = {}
-        self.problems: list[str] = []
-        self._needs_newline = False
-        if self.path.exists():
-            raw = self.path.read_bytes()
-            self._needs_newline = bool(raw) and not raw.endswith(b"\n")
-            for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    self.rows[self.key(row)] = row
-                except (ValueError, KeyError, TypeError) as exc:
-                    self.problems.append(f"{self.path}:{n}: unreadable line skipped ({exc}); "
-                                         "probably a write cut short")
-
-    def add(self, row: dict) -> None:
-        line = json.dumps(row, ensure_ascii=False) + "\n"
-        if self._needs_newline:
-            line = "\n" + line
-            self._needs_newline = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self.rows[self.key(row)] = row
-
-
 def manifest_row(paper: Paper, folder: Path, dl: Download | None) -> dict:
     return {"id": paper.id, "version": paper.version, "title": paper.title, "authors": paper.authors,
             "abstract": paper.abstract, "categories": paper.categories, "primary_category": paper.primary_category,
@@ -729,8 +675,8 @@ def scrape(cfg: ScrapeConfig, folder: str | os.PathLike, progress: bool = True,
     folder.mkdir(parents=True, exist_ok=True)
     result = ScrapeResult(folder)
     result.notes += clean_partial_files(pdf_dir)
-    manifest = JsonlLog(folder / "manifest.jsonl", key=lambda r: r["id"] + (r.get("version") or ""))
-    abstracts = JsonlLog(folder / "abstracts.jsonl", key=lambda r: r["id"])
+    manifest = JsonlStore(folder / "manifest.jsonl", key=lambda r: r["id"] + (r.get("version") or ""))
+    abstracts = JsonlStore(folder / "abstracts.jsonl", key=lambda r: r["id"])
     result.notes += manifest.problems + abstracts.problems
     for note in result.notes:
         log(note)
@@ -775,7 +721,7 @@ def scrape(cfg: ScrapeConfig, folder: str | os.PathLike, progress: bool = True,
     return result
 
 
-def _handle_paper(client: ArxivClient, cfg: ScrapeConfig, paper: Paper, folder: Path, manifest: JsonlLog,
+def _handle_paper(client: ArxivClient, cfg: ScrapeConfig, paper: Paper, folder: Path, manifest: JsonlStore,
                   log: Callable[[str], None]) -> tuple[str, int | None]:
     key = paper.versioned_id
     row = manifest.rows.get(key)

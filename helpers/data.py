@@ -15,7 +15,7 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 
 class DataError(ValueError):
@@ -60,16 +60,6 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def append_jsonl(path: str | os.PathLike, row: dict) -> None:
-    """Append one row and flush it to disk (for results that arrive one by one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 TYPE_PROBLEM = "not text:"  # a list or dict where a string belongs (it would be trained on as Python's repr)
@@ -177,16 +167,10 @@ def cut_at_reference(row: dict, turn: str = "first") -> dict | None:
     return {**row, "messages": msgs[: i + 1]}
 
 
-
 def held_out_turns(conversations: list[dict]) -> list[dict]:
     """For evaluation: each conversation cut just after its first assistant reply, so the
     reference is that reply and the prompt is what came before it."""
     return [cut for cut in (cut_at_reference(c) for c in conversations) if cut is not None]
-
-
-def iter_batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i: i + size]
 
 
 def build_chitchat(out_dir: str | os.PathLike, n_train: int = 800, n_test: int = 100, seed: int = 0) -> dict:

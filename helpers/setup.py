@@ -189,8 +189,3 @@ def requirement_pins(path: str | os.PathLike | None = None) -> list[Pin]:
             name = name.split(op, 1)[0]
         pins.append(Pin(name.strip().lower(), raw, part, comment.strip()))
     return pins
-
-
-def read_requirements(path: str | os.PathLike | None = None) -> dict[str, str]:
-    """``{package: pinned spec}`` from requirements.txt (comments and blank lines skipped)."""
-    return {p.name: p.spec[len(p.name):].strip() for p in requirement_pins(path) if p.part != "no-deps"}

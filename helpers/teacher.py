@@ -27,11 +27,9 @@ gave no usable example; the new answer is appended to the store and replaces the
 """
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import os
-import random
 import re
 import sys
 import threading
@@ -40,6 +38,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from .jsonl import JsonlStore
+from .net import Backoff, client, parse_retry_after, transport_errors
 
 DEFAULT_SYSTEM = ("You write training data for an instruction-following assistant. "
                   "You reply with JSON only, with no text before or after it.")
@@ -133,22 +134,6 @@ class Completion:
     attempts: int = 1
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 class HttpTeacher:
     """An OpenAI-compatible chat-completions endpoint (see the module docstring)."""
 
@@ -175,6 +160,12 @@ class HttpTeacher:
         return self.model
 
     @property
+    def backoff(self) -> Backoff:
+        """``backoff_s`` doubled per retry, plus up to 25 % at random; a 429's Retry-After is the wait
+        instead; never more than ``max_wait_s``."""
+        return Backoff(self.backoff_s, jitter=0.25, cap=self.max_wait_s, retry_after="replaces")
+
+    @property
     def key_id(self) -> str:
         return self.model
 
@@ -182,13 +173,12 @@ class HttpTeacher:
         return f"HttpTeacher(url={self.url!r}, model={self.model!r}, key={'set' if self._key else 'not set'})"
 
     def _client(self):
-        import httpx
-        if getattr(self._local, "client", None) is None:
-            self._local.client = httpx.Client(timeout=self.timeout_s)
+        if getattr(self._local, "client", None) is None:  # one pooled client per worker thread
+            self._local.client = client(self.timeout_s)
         return self._local.client
 
     def complete(self, messages: list[dict]) -> Completion:
-        import httpx
+        timeout_error, broken = transport_errors()
         payload = {"model": self.model, "messages": messages, "max_tokens": self.max_new_tokens,
                    "temperature": self.temperature}
         if self.json_mode:
@@ -197,12 +187,12 @@ class HttpTeacher:
         t0 = time.time()
         err = ""
         for attempt in range(1, self.max_retries + 2):
-            wait = self.backoff_s * 2 ** (attempt - 1) * (1 + 0.25 * random.random())
+            retry_after = None
             try:
                 r = self._client().post(self.url, json=payload, headers=headers)
-            except httpx.TimeoutException:
+            except timeout_error:
                 err = f"no answer within {self.timeout_s:g}s (timeout)"
-            except httpx.TransportError as exc:
+            except broken as exc:
                 err = f"connection failed ({type(exc).__name__}: {str(exc)[:200]})"
             else:
                 if r.status_code == 200:
@@ -216,8 +206,7 @@ class HttpTeacher:
                     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
                         err = f"HTTP 200 but not a chat completion ({type(exc).__name__}: {str(exc)[:100]}; body {r.text[:200]!r})"
                 elif r.status_code == 429:
-                    after = parse_retry_after(r.headers.get("retry-after"))
-                    wait = after if after is not None else wait
+                    retry_after = parse_retry_after(r.headers.get("retry-after"))
                     err = f"rate limited (HTTP 429, Retry-After {r.headers.get('retry-after')!r})"
                 elif r.status_code >= 500:
                     err = f"server error (HTTP {r.status_code}: {r.text[:200]!r})"
@@ -228,7 +217,7 @@ class HttpTeacher:
                     raise TeacherError(f"{self.url} answered HTTP {r.status_code} for model {self.model!r}: {r.text[:300]}")
             if attempt > self.max_retries:
                 break
-            time.sleep(min(wait, self.max_wait_s))
+            time.sleep(self.backoff.delay(attempt - 1, retry_after))
         raise TeacherError(f"gave up after {self.max_retries + 1} tries: {err}")
 
 
@@ -283,63 +272,33 @@ class LocalTeacher:
 # ----------------------------------------------------------------------------------------------
 # Resume store
 # ----------------------------------------------------------------------------------------------
-class TeacherStore:
-    """Answers on disk, one JSON line per chunk, written and fsynced as each arrives.
+class TeacherStore(JsonlStore):
+    """Answers on disk, one JSON line per chunk, written and fsynced as each arrives (a
+    :class:`helpers.jsonl.JsonlStore` keyed by ``"key"``).
 
-    A line cut short by a crash is cut off on open (it was never a complete answer); a key that
-    appears twice is counted in ``duplicates`` and the first answer kept."""
+    A line cut short by a crash is cut off on open (it was never a complete answer); any other
+    unreadable line stops with :class:`TeacherError` naming the file and line (the store is
+    damaged); a key that appears twice is counted in ``duplicates`` and the first answer kept."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self.records: dict[str, dict] = {}
         self.duplicates = 0
         self.superseded: list[dict] = []  # answers replaced by a re-asked one (still in the file)
-        self.repaired_bytes = 0
-        if self.path.exists():
-            raw = self.path.read_bytes()
-            end = raw.rfind(b"\n") + 1
-            if end < len(raw):  # a partial last line from a killed run
-                self.repaired_bytes = len(raw) - end
-                with self.path.open("r+b") as fh:
-                    fh.truncate(end)
-                raw = raw[:end]
-            for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError as exc:
-                    raise TeacherError(f"{self.path}:{n}: not a JSON line ({exc}); the store is damaged") from None
-                if rec["key"] in self.records and not rec.get("reasked"):
-                    self.duplicates += 1
-                    continue
-                if rec.get("reasked") and rec["key"] in self.records:
-                    self.superseded.append(self.records[rec["key"]])
-                self.records[rec["key"]] = rec
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, key=lambda rec: rec["key"], torn_tail="truncate", bad_line="raise", error=TeacherError)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.records
+    @property
+    def records(self) -> dict[str, dict]:
+        return self.rows
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def add(self, record: dict) -> None:
-        """Append an answer; a key already stored is a duplicate and ignored, unless the record is a
-        re-asked one (``"reasked": n``), which replaces the earlier answer (both stay in the file)."""
-        line = json.dumps(record, ensure_ascii=False) + "\n"
-        with self._lock:
-            if record["key"] in self.records and not record.get("reasked"):
-                self.duplicates += 1
-                return
-            if record["key"] in self.records:
-                self.superseded.append(self.records[record["key"]])
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self.records[record["key"]] = record
+    def accept(self, key: str, record: dict) -> bool:
+        """A key already stored is a duplicate and ignored, unless the record is a re-asked one
+        (``"reasked": n``), which replaces the earlier answer (both stay in the file)."""
+        if key in self.rows and not record.get("reasked"):
+            self.duplicates += 1
+            return False
+        if key in self.rows:
+            self.superseded.append(self.rows[key])
+        return True
 
 
 # ----------------------------------------------------------------------------------------------

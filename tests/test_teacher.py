@@ -14,9 +14,9 @@ import pytest
 
 from helpers import fixtures
 from helpers.chunking import Chunk, chunk_id
+from helpers.net import parse_retry_after
 from helpers.teacher import (DEFAULT_PROMPT, HttpTeacher, TeacherError, TeacherStore, load_prompt, parse_answer,
-                             parse_retry_after, render_messages, request_key, run_teacher, triples_from_answer,
-                             validate_item)
+                             render_messages, request_key, run_teacher, triples_from_answer, validate_item)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import API_KEY, FakeOpenAI, passage_id  # noqa: E402

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="$PWD/.venv/bin/python"
-pin() { sed -n "s/^\($1==[^ ]*\).*/\1/p" requirements.txt; }
+pin() { $PY -c "import sys; from helpers.setup import requirement_pins; print(next(p.spec for p in requirement_pins() if p.name == sys.argv[1]))" "$1"; }
 G=$($PY -c "from helpers.models import EMBEDDED, EMBEDDED_DEFAULT, embedded_gguf; print(embedded_gguf(EMBEDDED[EMBEDDED_DEFAULT]))")
 rm -rf .devcarry/ga .devcarry/gb .devcarry/whl .devcarry/bnb
 mkdir -p .devcarry/ga .devcarry/gb .devcarry/tok .devcarry/data .devcarry/whl .devcarry/bnb

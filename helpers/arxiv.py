@@ -31,7 +31,6 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
-import json
 import os
 import re
 import time

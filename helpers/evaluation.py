@@ -249,6 +249,22 @@ def _decoder_and_head(model):
     return body, head
 
 
+def _right_padded(batch: list[dict], pad: int):
+    """Token ids, attention mask and completion mask of sequences as (batch, longest) tensors,
+    padded on the right."""
+    import torch
+    L = max(len(x["input_ids"]) for x in batch)
+    ids = torch.full((len(batch), L), pad, dtype=torch.long)
+    att = torch.zeros((len(batch), L), dtype=torch.long)
+    msk = torch.zeros((len(batch), L), dtype=torch.bool)
+    for r, x in enumerate(batch):
+        n = len(x["input_ids"])
+        ids[r, :n] = torch.tensor(x["input_ids"])
+        att[r, :n] = 1
+        msk[r, :n] = torch.tensor(x["completion_mask"], dtype=torch.bool)
+    return ids, att, msk
+
+
 def sequence_nll(model, tokenizer, seqs: list[dict], batch_size: int = 8, max_len: int | None = None,
                  chunk: int = 1024) -> tuple[list[float], list[int], int]:
     """Summed negative log-likelihood (nats) and token count of the masked tokens of each
@@ -276,16 +292,7 @@ def sequence_nll(model, tokenizer, seqs: list[dict], batch_size: int = 8, max_le
     try:
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
-            L = max(len(seqs[i]["input_ids"]) for i in idx)
-            ids = torch.full((len(idx), L), pad, dtype=torch.long)
-            att = torch.zeros((len(idx), L), dtype=torch.long)
-            msk = torch.zeros((len(idx), L), dtype=torch.bool)
-            for r, i in enumerate(idx):
-                n = len(seqs[i]["input_ids"])
-                ids[r, :n] = torch.tensor(seqs[i]["input_ids"])
-                att[r, :n] = 1
-                msk[r, :n] = torch.tensor(seqs[i]["completion_mask"], dtype=torch.bool)
-            ids, att, msk = ids.to(dev), att.to(dev), msk.to(dev)
+            ids, att, msk = (t.to(dev) for t in _right_padded([seqs[i] for i in idx], pad))
             # position t predicts token t+1: score the positions whose next token is masked in
             sel = msk[:, 1:].nonzero(as_tuple=False)  # (k, 2): row, position
             targets = ids[sel[:, 0], sel[:, 1] + 1]
@@ -377,27 +384,45 @@ def default_test_path(adapter_dir: str | os.PathLike, ws=None) -> Path:
     raise EvalError(f"No TEST_PATH given and no run manifest beside {adapter_dir} says which dataset it was trained on.")
 
 
-def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None, plot_prefix: str = "eval_",
-                     log=print) -> dict:
-    """Base vs tuned on the held-out set; see the module docstring. Returns the report dict
-    (also written to ``output_dir/report.json`` and ``report.md``)."""
-    import torch
-    from .generate import adapter_disabled, generate_answers
-    from .models import ModelLoadError, load_model
-    from .prompts import prompt_text, resolve_style
+@dataclass
+class _Inputs:
+    """What one evaluation reads and where it writes, resolved from the config and the run's metadata."""
+    model_name: str
+    template: str  # a prompt format name, or "auto"
+    system: str | None
+    test_path: Path
+    out_dir: Path
+    plots_dir: Path
 
-    t_start = time.time()
+
+@dataclass
+class _Prompts:
+    """The held-out rows that are evaluated, their prompts, and how the context limit was applied."""
+    rows: list[dict]
+    prompts: list[str]
+    ctx: int  # tokens the model may see
+    room: int  # tokens left for a prompt: ctx - max_new_tokens
+    long_idx: list[int]  # rows (before any were skipped) whose prompt was longer than room
+
+
+def _resolve_inputs(cfg: EvalConfig, plots_dir: str | os.PathLike | None) -> _Inputs:
+    """The base model, prompt format, system prompt and held-out set (the config's, else the
+    training run's), and the output folders."""
     found = check_adapter(cfg.adapter_dir, cfg.model_name, error=EvalError)
     model_name, train_cfg = found.model_name, found.run.config
-    template = cfg.template or train_cfg.get("template") or "auto"
-    system = cfg.system_prompt or train_cfg.get("system_prompt") or None
     test_path = Path(cfg.test_path) if cfg.test_path else default_test_path(cfg.adapter_dir)
     out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(cfg.adapter_dir).parent / "eval"
-    plots = Path(plots_dir) if plots_dir else out_dir / "plots"
-    rows, missing = load_references(test_path, cfg.reference_turn, cfg.max_examples)
-    log(f"Held-out set {test_path}: {len(rows)} rows with a reference" +
-        (f", {len(missing)} without one skipped" if missing else ""))
+    return _Inputs(model_name=model_name,
+                   template=cfg.template or train_cfg.get("template") or "auto",
+                   system=cfg.system_prompt or train_cfg.get("system_prompt") or None,
+                   test_path=test_path, out_dir=out_dir,
+                   plots_dir=Path(plots_dir) if plots_dir else out_dir / "plots")
 
+
+def _load_tuned_model(cfg: EvalConfig, model_name: str):
+    """The base model with the adapter attached (switched off for the base answers), and its
+    tokenizer; an adapter that does not fit the base is refused with what to set."""
+    from .models import ModelLoadError, load_model
     try:
         model, tok = load_model(model_name, quantization=cfg.quantization, adapter=cfg.adapter_dir)
     except ModelLoadError as exc:
@@ -409,9 +434,13 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
         raise
     if not hasattr(model, "disable_adapter"):
         raise EvalError(f"{cfg.adapter_dir} did not load as a LoRA adapter; nothing to switch off for the base model.")
-    style = resolve_style(tok, template)
+    return model, tok
 
-    # context: prompt + answer must fit; longer prompts are truncated (keep the end), skipped, or refused
+
+def _fit_prompts(cfg: EvalConfig, model, tok, rows: list[dict], style: str, system: str | None, log) -> _Prompts:
+    """The prompts, with the LONG_PROMPTS policy applied to those that leave no room for an answer
+    of MAX_NEW_TOKENS: truncated (keep the end, at generation), skipped, or refused."""
+    from .prompts import prompt_text
     model_ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0) or 10**9
     ctx = min(cfg.max_context, model_ctx) if cfg.max_context else model_ctx
     room = ctx - cfg.max_new_tokens
@@ -433,22 +462,32 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
     if long_idx:
         log(f"{len(long_idx)} prompt(s) longer than {room} tokens: "
             + ("skipped." if cfg.long_prompts == "skip" else "truncated from the left (their end is kept)."))
-    refs = [_reference_text(r) for r in rows]
-    seqs = reference_sequences(tok, rows, style, system)
+    return _Prompts(rows=rows, prompts=prompts, ctx=ctx, room=room, long_idx=long_idx)
 
+
+def _run_both_models(cfg: EvalConfig, model, tok, fit: _Prompts, seqs: list[dict], log) -> dict[str, dict]:
+    """For the base (adapter off) and the tuned model: the generated answers and the NLL of the
+    references. ``{"base"|"tuned": {"gen": generate_answers' dict, "nll": [...], "count": [...]}}``."""
+    from .generate import adapter_disabled, generate_answers
     gen_kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, do_sample=cfg.do_sample,
-                  temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_prompt_tokens=room)
+                  temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_prompt_tokens=fit.room)
     results: dict[str, dict] = {}
     for which in ("base", "tuned"):
         ctxm = adapter_disabled(model) if which == "base" else contextlib.nullcontext()
         with ctxm:
-            gen = generate_answers(model, tok, prompts, **gen_kw)
-            nll, cnt, _ = sequence_nll(model, tok, seqs, cfg.ppl_batch_size, max_len=ctx)
+            gen = generate_answers(model, tok, fit.prompts, **gen_kw)
+            nll, cnt, _ = sequence_nll(model, tok, seqs, cfg.ppl_batch_size, max_len=fit.ctx)
         results[which] = {"gen": gen, "nll": nll, "count": cnt}
         log(f"{which}: {sum(gen['new_tokens'])} tokens generated in {gen['seconds']:.1f}s "
             f"({gen['tokens_per_second']} tok/s); reference perplexity {perplexity(nll, cnt):.2f} "
             f"over {sum(cnt)} tokens")
+    return results
 
+
+def _score_answers(cfg: EvalConfig, results: dict[str, dict], rows: list[dict],
+                   refs: list[str]) -> tuple[dict[str, dict[str, list]], str]:
+    """Per-example values of each model: ROUGE, answer length, stopped, copy score and copy flag,
+    and (nll, tokens) pairs for perplexity. Returns them and the ROUGE library used."""
     backend_used = ""
     per: dict[str, dict[str, list]] = {}
     for which in ("base", "tuned"):
@@ -461,7 +500,12 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
                       "copy_rate": [1.0 if is_copy(a, prompt_source(r), cfg.copy_threshold, cfg.copy_min_words) else 0.0
                                     for a, r in zip(ans, rows)],
                       "ppl_pairs": list(zip(results[which]["nll"], results[which]["count"]))}
+    return per, backend_used
 
+
+def _compare_models(cfg: EvalConfig, per: dict[str, dict[str, list]]) -> dict[str, dict]:
+    """Each metric of METRICS for base, tuned and tuned - base with paired bootstrap intervals, and
+    its verdict."""
     metrics = {}
     for name, (label, hib) in METRICS.items():
         if name == "perplexity":
@@ -469,24 +513,36 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
         else:
             bs = paired_bootstrap(per["base"][name], per["tuned"][name], "mean", cfg.bootstrap, cfg.seed)
         metrics[name] = {"label": label, "higher_is_better": hib, **bs, "verdict": verdict(bs["diff"], hib)}
+    return metrics
 
+
+def _answer_rows(fit: _Prompts, refs: list[str], results: dict[str, dict], per: dict[str, dict[str, list]]) -> list[dict]:
+    """One answers.jsonl row per prompt: prompt, reference, both answers and their scores."""
     answers = []
-    for i, (r, p, ref) in enumerate(zip(rows, prompts, refs)):
+    for i, (r, p, ref) in enumerate(zip(fit.rows, fit.prompts, refs)):
         answers.append({"index": i, "id": r.get("id"), "prompt": p, "reference": ref,
                         **{w: results[w]["gen"]["answers"][i] for w in ("base", "tuned")},
                         **{f"{w}_{k}": round(float(per[w][k][i]), 4) for w in ("base", "tuned")
                            for k in ("rouge1", "rouge2", "rougeL", "copy_score")},
                         **{f"{w}_ppl": round(math.exp(per[w]["ppl_pairs"][i][0] / max(1, per[w]["ppl_pairs"][i][1])), 3)
                            for w in ("base", "tuned")}})
-    report = {
-        "model_name": model_name, "adapter_dir": str(cfg.adapter_dir), "test_path": str(test_path),
-        "quantization": cfg.quantization, "template": style, "system_prompt": system,
-        "n_examples": len(rows), "reference_turn": cfg.reference_turn,
+    return answers
+
+
+def _build_report(cfg: EvalConfig, inputs: _Inputs, style: str, missing: list[int], fit: _Prompts, refs: list[str],
+                  results: dict[str, dict], backend_used: str, metrics: dict, answers: list[dict],
+                  t_start: float) -> dict:
+    """The report dict (report.json without its "plots" and "files", which come when written)."""
+    import torch
+    return {
+        "model_name": inputs.model_name, "adapter_dir": str(cfg.adapter_dir), "test_path": str(inputs.test_path),
+        "quantization": cfg.quantization, "template": style, "system_prompt": inputs.system,
+        "n_examples": len(fit.rows), "reference_turn": cfg.reference_turn,
         "rows_without_reference": missing,
         "reference_words": sum(len(words(x)) for x in refs) / len(refs),
         "reference_tokens_scored": sum(results["base"]["count"]),
-        "long_prompts": {"policy": cfg.long_prompts, "count": len(long_idx), "context": ctx,
-                         "max_prompt_tokens": room,
+        "long_prompts": {"policy": cfg.long_prompts, "count": len(fit.long_idx), "context": fit.ctx,
+                         "max_prompt_tokens": fit.room,
                          "what": {"truncate": "prompts longer than the context allows keep their last tokens",
                                   "skip": "prompts longer than the context allows are left out of every metric",
                                   "error": "no prompt was longer than the context allows"}[cfg.long_prompts]},
@@ -504,16 +560,50 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "seconds": round(time.time() - t_start, 1),
     }
-    del model
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_report(report: dict, answers: list[dict], per: dict, refs: list[str], inputs: _Inputs,
+                  plot_prefix: str) -> None:
+    """answers.jsonl, the plots, report.json and report.md in the output folder; adds the
+    "plots" and "files" entries to ``report``."""
     from .data import write_jsonl
+    from .plots import plot_report
+    out_dir = inputs.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "answers.jsonl", answers)
-    report["plots"] = [str(p) for p in plot_report(report, per, refs, plots, plot_prefix) if p]
+    report["plots"] = [str(p) for p in plot_report(report, per, refs, inputs.plots_dir, plot_prefix) if p]
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     (out_dir / "report.md").write_text(report_markdown(report, out_dir))
     report["files"] = {"json": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md"),
                        "answers": str(out_dir / "answers.jsonl")}
-    log(f"Report in {out_dir} ({report['seconds']}s)")
+
+
+def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None, plot_prefix: str = "eval_",
+                     log=print) -> dict:
+    """Base vs tuned on the held-out set; see the module docstring. Returns the report dict
+    (also written to ``output_dir/report.json`` and ``report.md``)."""
+    from .prompts import resolve_style
+
+    t_start = time.time()
+    inputs = _resolve_inputs(cfg, plots_dir)
+    rows, missing = load_references(inputs.test_path, cfg.reference_turn, cfg.max_examples)
+    log(f"Held-out set {inputs.test_path}: {len(rows)} rows with a reference" +
+        (f", {len(missing)} without one skipped" if missing else ""))
+
+    model, tok = _load_tuned_model(cfg, inputs.model_name)
+    style = resolve_style(tok, inputs.template)
+    fit = _fit_prompts(cfg, model, tok, rows, style, inputs.system, log)
+    refs = [_reference_text(r) for r in fit.rows]
+    seqs = reference_sequences(tok, fit.rows, style, inputs.system)
+
+    results = _run_both_models(cfg, model, tok, fit, seqs, log)
+    per, backend_used = _score_answers(cfg, results, fit.rows, refs)
+    metrics = _compare_models(cfg, per)
+    answers = _answer_rows(fit, refs, results, per)
+    report = _build_report(cfg, inputs, style, missing, fit, refs, results, backend_used, metrics, answers, t_start)
+    del model
+    _write_report(report, answers, per, refs, inputs, plot_prefix)
+    log(f"Report in {inputs.out_dir} ({report['seconds']}s)")
     return report
 
 
@@ -523,7 +613,7 @@ def _reference_text(row: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Report: Markdown, table, plots
+# Report: Markdown and table (the plots are helpers.plots.plot_report)
 # ----------------------------------------------------------------------------------------------
 def _fmt(x: float, name: str) -> str:
     if name == "perplexity":
@@ -597,52 +687,3 @@ def report_markdown(report: dict, out_dir: Path | None = None) -> str:
             rel = os.path.relpath(p, out_dir) if out_dir else p
             lines.append(f"![{Path(p).stem}]({rel})")
     return "\n".join(lines) + "\n"
-
-
-def plot_report(report: dict, per: dict, refs: list[str], plots_dir: Path, prefix: str = "eval_") -> list[Path | None]:
-    """Metric bars with 95% CI error bars, and the answer-length histogram."""
-    from .plots import _plt
-    plt = _plt()
-    plots_dir = Path(plots_dir)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    m = report["metrics"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
-    names = ["rouge1", "rouge2", "rougeL", "stop_rate", "copy_rate"]
-    labels = ["ROUGE-1", "ROUGE-2", "ROUGE-L", "stopped", "copies"]
-    w = 0.38
-    for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", "#1f77b4"))):
-        vals = [m[n][which]["value"] for n in names]
-        err = [[max(0.0, v - m[n][which].get("ci", [v, v])[0]) for n, v in zip(names, vals)],
-               [max(0.0, m[n][which].get("ci", [v, v])[1] - v) for n, v in zip(names, vals)]]
-        ax1.bar([i + (k - 0.5) * w for i in range(len(names))], vals, w, yerr=err, capsize=3, label=which, color=color)
-        pv = m["perplexity"][which]
-        pe = [[max(0.0, pv["value"] - pv.get("ci", [pv["value"]] * 2)[0])], [max(0.0, pv.get("ci", [pv["value"]] * 2)[1] - pv["value"])]]
-        ax2.bar([(k - 0.5) * w], [pv["value"]], w, yerr=pe, capsize=3, color=color)
-    ax1.set_xticks(range(len(names)), labels)
-    ax1.set_ylabel("mean over held-out prompts")
-    ax1.set_title(f"base vs tuned, {report['n_examples']} prompts (95% CI)")
-    ax1.legend()
-    ax1.grid(axis="y", alpha=0.3)
-    ax2.set_xticks([-w / 2, w / 2], ["base", "tuned"])
-    ax2.set_title("reference perplexity ↓")
-    ax2.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    p1 = plots_dir / f"{prefix}metrics.png"
-    fig.savefig(p1)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    data = [per["base"]["answer_words"], per["tuned"]["answer_words"], [len(words(r)) for r in refs]]
-    top = max(1, max(max(d) if d else 0 for d in data))
-    bins = list(range(0, top + 2, max(1, (top + 1) // 25)))
-    ax.hist(data, bins=bins, label=["base", "tuned", "reference"], color=["#8c8c8c", "#1f77b4", "#2ca02c"])
-    ax.set_xlabel("answer length (words)")
-    ax.set_ylabel("prompts")
-    ax.set_title("answer length: base, tuned and the references")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    p2 = plots_dir / f"{prefix}lengths.png"
-    fig.savefig(p2)
-    plt.close(fig)
-    return [p1, p2]

@@ -263,18 +263,26 @@ def _read_weights(model_dir: Path) -> dict:
     return weights
 
 
-def export_gguf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, out_type: str = "f16",
-                name: str | None = None, log=print) -> Path:
-    """Write ``<out_dir>/<name>-<type>.gguf`` from a Llama-architecture model folder; returns its path.
+@dataclass(frozen=True)
+class _LlamaShape:
+    """The hyperparameters of a Llama ``config.json`` that the GGUF header and the tensors need."""
+    cfg: dict  # the config.json itself
+    n_head: int
+    n_kv: int
+    hidden: int
+    head_dim: int
+    vocab_size: int
+    tie: bool  # tied embeddings: no output.weight, llama.cpp reuses token_embd
+    rope: dict  # rope parameters (rope_theta and any scaling)
+    rope_type: str  # "default", "linear" or "llama3" are supported
 
-    Norms stay f32 (as llama.cpp writes them); matrices are f16, f32 or Q8_0. With tied embeddings
-    no ``output.weight`` is written and llama.cpp reuses ``token_embd``.
-    """
-    import gguf
-    import numpy as np
-    if out_type not in GGUF_TYPES:
-        raise ExportError(f"out_type={out_type!r}: use one of {', '.join(GGUF_TYPES)}.")
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    @property
+    def n_layers(self) -> int:
+        return int(self.cfg["num_hidden_layers"])
+
+
+def _read_llama_config(model_dir: Path) -> _LlamaShape:
+    """The model folder's config.json, refusing a folder without one or a non-Llama architecture."""
     cfg_path = model_dir / "config.json"
     if not cfg_path.exists():
         raise ExportError(f"{model_dir} holds no config.json: not a model folder. Merge the adapter first "
@@ -284,48 +292,47 @@ def export_gguf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, out_ty
         raise ExportError(f"GGUF export here supports the Llama architecture; {model_dir} is "
                           f"{cfg.get('model_type')!r}. Use llama.cpp's convert_hf_to_gguf.py for other families.")
     n_head = int(cfg["num_attention_heads"])
-    n_kv = int(cfg.get("num_key_value_heads") or n_head)
     hidden = int(cfg["hidden_size"])
-    head_dim = int(cfg.get("head_dim") or hidden // n_head)
-    vocab_size = int(cfg["vocab_size"])
-    tie = bool(cfg.get("tie_word_embeddings", False))
-    rp = _rope_parameters(cfg)
-    name = name or model_dir.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}-{out_type}.gguf"
-    tmp = path.with_suffix(".gguf.partial")
+    rope = _rope_parameters(cfg)
+    return _LlamaShape(cfg=cfg, n_head=n_head, n_kv=int(cfg.get("num_key_value_heads") or n_head), hidden=hidden,
+                       head_dim=int(cfg.get("head_dim") or hidden // n_head), vocab_size=int(cfg["vocab_size"]),
+                       tie=bool(cfg.get("tie_word_embeddings", False)),
+                       rope=rope, rope_type=str(rope.get("rope_type") or rope.get("type") or "default"))
 
-    t0 = time.time()
-    weights = _read_weights(model_dir)
-    tokmeta = _tokenizer_metadata(model_dir, vocab_size)
-    arch = gguf.MODEL_ARCH.LLAMA
-    w = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
+
+def _add_model_metadata(w, shape: _LlamaShape, name: str, out_type: str, n_tokens: int) -> None:
+    """The llama hyperparameters llama.cpp reads: sizes, heads, rope, norm epsilon, file type."""
+    import gguf
+    cfg = shape.cfg
     ftype = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
              "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[out_type]
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name(name)
     w.add_file_type(int(ftype))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    w.add_vocab_size(len(tokmeta["tokens"]))
+    w.add_vocab_size(n_tokens)
     w.add_context_length(int(cfg.get("max_position_embeddings", 2048)))
-    w.add_embedding_length(hidden)
+    w.add_embedding_length(shape.hidden)
     w.add_feed_forward_length(int(cfg["intermediate_size"]))
-    w.add_block_count(int(cfg["num_hidden_layers"]))
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_kv)
-    w.add_rope_dimension_count(head_dim)
-    if head_dim != hidden // n_head:
-        w.add_key_length(head_dim)
-        w.add_value_length(head_dim)
-    w.add_rope_freq_base(float(rp.get("rope_theta", 10000.0)))
+    w.add_block_count(shape.n_layers)
+    w.add_head_count(shape.n_head)
+    w.add_head_count_kv(shape.n_kv)
+    w.add_rope_dimension_count(shape.head_dim)
+    if shape.head_dim != shape.hidden // shape.n_head:
+        w.add_key_length(shape.head_dim)
+        w.add_value_length(shape.head_dim)
+    w.add_rope_freq_base(float(shape.rope.get("rope_theta", 10000.0)))
     w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps", 1e-5)))
-    rope_type = str(rp.get("rope_type") or rp.get("type") or "default")
-    if rope_type == "linear":
+    if shape.rope_type == "linear":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        w.add_rope_scaling_factor(float(rp["factor"]))
-    elif rope_type not in ("default", "llama3"):
-        raise ExportError(f"rope scaling {rope_type!r} is not supported by this exporter.")
-    # tokenizer
+        w.add_rope_scaling_factor(float(shape.rope["factor"]))
+    elif shape.rope_type not in ("default", "llama3"):
+        raise ExportError(f"rope scaling {shape.rope_type!r} is not supported by this exporter.")
+
+
+def _add_tokenizer_metadata(w, model_dir: Path, tokmeta: dict) -> None:
+    """The byte-level BPE tokenizer (tokens, types, merges), special token ids, whether a BOS
+    token is added, and the chat template."""
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(tokmeta["pre"])
     w.add_token_list(tokmeta["tokens"])
@@ -345,47 +352,103 @@ def export_gguf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, out_ty
     if tpl:
         w.add_chat_template(tpl)
 
-    # tensors
-    name_map = gguf.get_tensor_name_map(arch, int(cfg["num_hidden_layers"]))
+
+def _gguf_tensor_name(name_map, hf_name: str) -> str:
+    """llama.cpp's name of a transformers tensor (``model.layers.0.self_attn.q_proj.weight`` ->
+    ``blk.0.attn_q.weight``)."""
+    new = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+    if new is None:
+        raise ExportError(f"Cannot map tensor {hf_name!r} to a GGUF name (not a plain Llama model?).")
+    return new
+
+
+def _add_tensor(w, new: str, data, qtype) -> None:
+    """One tensor in the file's type: vectors (norms) stay f32; matrices f32, f16 or Q8_0 (f16 when
+    a row is not a multiple of 32, which Q8_0 needs)."""
+    import gguf
+    import numpy as np
+    if data.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
+        w.add_tensor(new, np.ascontiguousarray(data, dtype=np.float32))
+    elif qtype == gguf.GGMLQuantizationType.F16:
+        w.add_tensor(new, np.ascontiguousarray(data, dtype=np.float16))
+    else:
+        if data.shape[-1] % 32:
+            w.add_tensor(new, np.ascontiguousarray(data, dtype=np.float16))  # Q8_0 needs rows of 32k
+        else:
+            q = gguf.quants.quantize(np.ascontiguousarray(data), qtype)
+            w.add_tensor(new, q, raw_shape=q.shape, raw_dtype=qtype)
+
+
+def _add_tensors(w, weights: dict, shape: _LlamaShape, out_type: str) -> int:
+    """Every weight under its llama.cpp name, q/k permuted, in the file's type (plus ``rope_freqs``
+    for llama3 rope scaling); skips rotary caches and a tied ``lm_head``. Returns the count."""
+    import gguf
+    import numpy as np
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, shape.n_layers)
     qtype = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
              "q8_0": gguf.GGMLQuantizationType.Q8_0}[out_type]
     written = 0
-    if rope_type == "llama3":
-        w.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS], _llama3_rope_factors(cfg, head_dim))
+    if shape.rope_type == "llama3":
+        # llama.cpp looks the table up as "rope_freqs.weight", the name its own converter writes
+        w.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
+                     _llama3_rope_factors(shape.cfg, shape.head_dim))
         written += 1
     for hf_name, data in weights.items():
         if hf_name.endswith("rotary_emb.inv_freq"):
             continue
-        if hf_name == "lm_head.weight" and tie:
+        if hf_name == "lm_head.weight" and shape.tie:
             continue
-        new = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if new is None:
-            raise ExportError(f"Cannot map tensor {hf_name!r} to a GGUF name (not a plain Llama model?).")
+        new = _gguf_tensor_name(name_map, hf_name)
         data = np.asarray(data, dtype=np.float32)
         if hf_name.endswith("self_attn.q_proj.weight"):
-            data = _permute(data, n_head, n_head)
+            data = _permute(data, shape.n_head, shape.n_head)
         elif hf_name.endswith("self_attn.k_proj.weight"):
-            data = _permute(data, n_head, n_kv)
-        if data.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
-            w.add_tensor(new, np.ascontiguousarray(data, dtype=np.float32))
-        elif qtype == gguf.GGMLQuantizationType.F16:
-            w.add_tensor(new, np.ascontiguousarray(data, dtype=np.float16))
-        else:
-            if data.shape[-1] % 32:
-                w.add_tensor(new, np.ascontiguousarray(data, dtype=np.float16))  # Q8_0 needs rows of 32k
-            else:
-                q = gguf.quants.quantize(np.ascontiguousarray(data), qtype)
-                w.add_tensor(new, q, raw_shape=q.shape, raw_dtype=qtype)
+            data = _permute(data, shape.n_head, shape.n_kv)
+        _add_tensor(w, new, data, qtype)
         written += 1
+    return written
+
+
+def _write_modelfile(out_dir: Path, name: str, gguf_path: Path, vocab: dict[str, int]) -> Path:
+    """An Ollama ``Modelfile`` beside the GGUF file, with the end-of-turn tokens as stops."""
+    stops = sorted({t for t in ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>") if t in vocab})
+    modelfile = out_dir / "Modelfile"
+    modelfile.write_text(f"# Ollama: `ollama create {name} -f Modelfile` then `ollama run {name}`\n"
+                         f"FROM ./{gguf_path.name}\n" + "".join(f'PARAMETER stop "{s}"\n' for s in stops))
+    return modelfile
+
+
+def export_gguf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, out_type: str = "f16",
+                name: str | None = None, log=print) -> Path:
+    """Write ``<out_dir>/<name>-<type>.gguf`` from a Llama-architecture model folder; returns its path.
+
+    Norms stay f32 (as llama.cpp writes them); matrices are f16, f32 or Q8_0. With tied embeddings
+    no ``output.weight`` is written and llama.cpp reuses ``token_embd``. The file is written as
+    ``.gguf.partial`` and renamed when complete.
+    """
+    import gguf
+    if out_type not in GGUF_TYPES:
+        raise ExportError(f"out_type={out_type!r}: use one of {', '.join(GGUF_TYPES)}.")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    shape = _read_llama_config(model_dir)
+    name = name or model_dir.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}-{out_type}.gguf"
+    tmp = path.with_suffix(".gguf.partial")
+
+    t0 = time.time()
+    weights = _read_weights(model_dir)
+    tokmeta = _tokenizer_metadata(model_dir, shape.vocab_size)
+    w = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    _add_model_metadata(w, shape, name, out_type, len(tokmeta["tokens"]))
+    _add_tokenizer_metadata(w, model_dir, tokmeta)
+    written = _add_tensors(w, weights, shape, out_type)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     os.replace(tmp, path)
-    stops = sorted({t for t in ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>") if t in tokmeta["vocab"]})
-    modelfile = out_dir / "Modelfile"
-    modelfile.write_text(f"# Ollama: `ollama create {name} -f Modelfile` then `ollama run {name}`\n"
-                         f"FROM ./{path.name}\n" + "".join(f'PARAMETER stop "{s}"\n' for s in stops))
+    modelfile = _write_modelfile(out_dir, name, path, tokmeta["vocab"])
     log(f"GGUF ({out_type}, {written} tensors, {path.stat().st_size / 2**20:.0f} MiB) written in "
         f"{time.time() - t0:.0f}s: {path}. llama.cpp: `llama-cli -m {path.name} -cnv`; Ollama: see {modelfile.name}.")
     return path

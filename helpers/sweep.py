@@ -49,6 +49,7 @@ from .checkpoints import checkpoint_dirs, resume_point
 from .config import ConfigError, StepConfig, _coerce
 from .data import DataError, read_jsonl, row_hash, validate_rows, write_jsonl
 from .fixtures import chitchat
+from .plots import plot_sweep, run_history as _history
 from .run import RunDir
 
 # TrainConfig fields the sweep sets itself for every run (per run folder, the fixed subset, resume).
@@ -633,124 +634,6 @@ def load_best_config(path: str | os.PathLike) -> dict:
             raise ConfigError(f"{path}: {name!r} is not a TrainConfig field (written by another version?).")
         out[name] = _coerce_value(name, value, hints, str(path))
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Plots
-# ----------------------------------------------------------------------------------------------
-def _history(row: dict) -> list[dict]:
-    return RunDir(row["run_dir"]).history()
-
-
-def _value_key(encoded: str):
-    """Sort hyperparameter values (JSON-encoded) numerically when they are numbers."""
-    v = json.loads(encoded)
-    return (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, encoded)
-
-
-def plot_sweep(rows: list[dict], plots_dir: Path, prefix: str) -> list[Path]:
-    """Overlay plots: one figure per varied hyperparameter (runs that differ only in it side by side),
-    all runs' train and validation loss, and per-epoch averages when runs span two epochs or more."""
-    from .plots import _plt, loss_series, plot_overlay
-    runs = [r for r in rows if r.get("status") in ("done", "pruned")]
-    if not runs:
-        return []
-    plots_dir = Path(plots_dir)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    hist = {r["name"]: _history(r) for r in runs}
-    label = {r["name"]: run_label(r["params"]) + (" (pruned)" if r["status"] == "pruned" else "") for r in runs}
-    written: list[Path] = []
-    for which in ("train", "eval"):
-        p = plot_overlay({label[r["name"]]: hist[r["name"]] for r in runs}, plots_dir / f"{prefix}_{which}_loss.png",
-                         title=f"{prefix}: {'train' if which == 'train' else 'validation'} loss, all runs", which=which)
-        if p:
-            written.append(p)
-    keys: list[str] = []
-    for r in runs:
-        for k in r["params"]:
-            if k not in keys:
-                keys.append(k)
-    varied = [k for k in keys if len({json.dumps(r["params"].get(k)) for r in runs}) > 1]
-    plt = _plt()
-    for param in varied:
-        others = [k for k in varied if k != param]
-        groups: dict[str, list[dict]] = {}
-        for r in runs:
-            g = ", ".join(f"{ABBREV.get(o, o)}={_fmt(r['params'].get(o))}" for o in others) or "all runs"
-            groups.setdefault(g, []).append(r)
-        comparable = {g: rs for g, rs in groups.items() if len({json.dumps(x["params"].get(param)) for x in rs}) > 1}
-        path = plots_dir / f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', param)}.png"
-        if comparable:
-            shown = list(comparable.items())[:6]
-            ncol = min(3, len(shown))
-            nrow = math.ceil(len(shown) / ncol)
-            fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), dpi=110, squeeze=False)
-            values = sorted({json.dumps(r["params"].get(param)) for r in runs}, key=_value_key)
-            colors = {v: (plt.cm.tab10(i) if len(values) <= 10 else plt.cm.viridis(i / max(1, len(values) - 1)))
-                      for i, v in enumerate(values)}
-            for ax, (g, rs) in zip(axes.flat, shown):
-                for r in sorted(rs, key=lambda x: _value_key(json.dumps(x["params"].get(param)))):
-                    s = loss_series(hist[r["name"]])
-                    c = colors[json.dumps(r["params"].get(param))]
-                    lab = f"{ABBREV.get(param, param)}={_fmt(r['params'].get(param))}" + (
-                        " (pruned)" if r["status"] == "pruned" else "")
-                    if s["train"]:
-                        ax.plot([p[0] for p in s["train"]], [p[2] for p in s["train"]], "-", color=c, lw=1.0,
-                                alpha=0.55, label=f"{lab} train")
-                    if s["eval"]:
-                        ax.plot([p[0] for p in s["eval"]], [p[2] for p in s["eval"]], "o--", color=c, lw=1.8,
-                                ms=3.5, label=f"{lab} validation")
-                ax.set_title(g, fontsize=9)
-                ax.set_xlabel("optimizer step")
-                ax.set_ylabel("loss (per trained token)")
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize=7)
-            for ax in list(axes.flat)[len(shown):]:
-                ax.axis("off")
-            more = f" ({len(comparable) - len(shown)} more groups not shown)" if len(comparable) > len(shown) else ""
-            fig.suptitle(f"{prefix}: effect of {param}{more}", fontsize=11)
-        else:
-            # random search or explicit runs: final validation loss against the value
-            fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-            for status, marker in (("done", "o"), ("pruned", "x")):
-                pts = [(r["params"].get(param), r.get("eval_loss")) for r in runs if r["status"] == status
-                       and isinstance(r.get("eval_loss"), (int, float))]
-                pts = [(x, y) for x, y in pts if isinstance(x, (int, float)) and not isinstance(x, bool)] or \
-                      [(str(x), y) for x, y in pts]
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, ls="", label=status, ms=6)
-            nums = [r["params"].get(param) for r in runs if isinstance(r["params"].get(param), (int, float))]
-            if nums and min(nums) > 0 and max(nums) / min(nums) >= 20:
-                ax.set_xscale("log")
-            ax.set_xlabel(param)
-            ax.set_ylabel("final validation loss (per token)")
-            ax.set_title(f"{prefix}: validation loss against {param}")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
-    epochs = {r["name"]: r.get("per_epoch") or per_epoch(hist[r["name"]]) for r in runs}
-    if max((len(e["epoch"]) for e in epochs.values()), default=0) >= 2:
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-        for i, r in enumerate(runs):
-            e = epochs[r["name"]]
-            c = plt.cm.tab10(i % 10)
-            ax.plot(e["epoch"], e["train"], "o-", color=c, label=f"{label[r['name']]} train (mean)")
-            if any(v is not None for v in e["eval"]):
-                ax.plot(e["epoch"], e["eval"], "s--", color=c, label=f"{label[r['name']]} validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss (per trained token)")
-        ax.set_title(f"{prefix}: per-epoch average train loss and end-of-epoch validation loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = plots_dir / f"{prefix}_epochs.png"
-        fig.savefig(p)
-        plt.close(fig)
-        written.append(p)
-    return written
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ real tiny adapter trained with helpers.train, and the bad inputs notebook 05 mus
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +112,14 @@ def test_report(report, adapter):
     assert ppl["base"]["value"] != pytest.approx(ppl["tuned"]["value"], rel=1e-4)  # the adapter is on for "tuned"
     files = report["files"]
     saved = json.loads(open(files["json"]).read())
+    assert list(saved) == ["model_name", "adapter_dir", "test_path", "quantization", "template", "system_prompt",
+                           "n_examples", "reference_turn", "rows_without_reference", "reference_words",
+                           "reference_tokens_scored", "long_prompts", "generation", "rouge_backend", "copy_check",
+                           "bootstrap", "metrics", "examples", "device", "seconds", "plots"]
+    assert list(saved["metrics"]) == ["rouge1", "rouge2", "rougeL", "perplexity", "answer_words", "stop_rate",
+                                      "copy_rate"]
+    out_dir = Path(files["json"]).parent  # the plots go to <output_dir>/plots by default, named <prefix>*.png
+    assert report["plots"] == [str(out_dir / "plots" / "eval_metrics.png"), str(out_dir / "plots" / "eval_lengths.png")]
     assert saved["metrics"]["rougeL"]["tuned"]["value"] == report["metrics"]["rougeL"]["tuned"]["value"]
     md = open(files["markdown"]).read()
     assert "| ROUGE-L F1 ↑ |" in md and "### Example 1" in md and "policy 'truncate'" in md
@@ -153,7 +162,7 @@ def test_adapter_for_another_base(tmp_path, adapter):
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = "meta-llama/Llama-3.2-1B-Instruct"
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(EvalError, match="trained for 'meta-llama/Llama-3.2-1B-Instruct'"):
+    with pytest.raises(EvalError, match="trained on 'meta-llama/Llama-3.2-1B-Instruct'"):
         evaluate_adapter(EvalConfig(adapter_dir=str(other), model_name=EMBEDDED, quantization="none",
                                     test_path=str(chitchat("test"))))
 

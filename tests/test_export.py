@@ -79,6 +79,51 @@ def test_gguf_metadata_is_what_llama_cpp_reads(merged, tmp_path):
     assert "output.weight" not in types  # tied embeddings
 
 
+def _with_config(merged_dir, folder, **changes):
+    """A model folder like the merged one (its files linked) whose config.json has ``changes``."""
+    folder.mkdir()
+    for f in merged_dir.iterdir():
+        if f.name != "config.json":
+            (folder / f.name).symlink_to(f)
+    cfg = json.loads((merged_dir / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, **changes}))
+    return folder
+
+
+def test_gguf_rope_scaling_and_refusals(merged, tmp_path):
+    """llama3 rope scaling writes llama.cpp's rope_freqs tensor, linear scaling its two keys; an
+    unsupported scaling or architecture is refused with its name and leaves no file behind."""
+    import gguf
+    import numpy as np
+    from helpers.export import _llama3_rope_factors
+    out, _ = merged
+    head_dim = 64  # SmolLM2-135M: 576 / 9 heads
+    # the merged config.json keeps rope settings in rope_parameters (transformers 5), with rope_theta
+    llama3 = {"rope_theta": 100000.0, "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+              "original_max_position_embeddings": 1024}
+    m3 = _with_config(out, tmp_path / "llama3", rope_parameters=llama3)
+    r = gguf.GGUFReader(str(export_gguf(m3, tmp_path / "g3", "q8_0", log=lambda *_: None)))
+    freqs = [t for t in r.tensors if t.name == "rope_freqs.weight"]  # the name llama.cpp loads
+    assert len(freqs) == 1 and len(r.tensors) == 1 + len(gguf.GGUFReader(str(
+        export_gguf(out, tmp_path / "g0", "q8_0", log=lambda *_: None))).tensors)
+    freqs = freqs[0]
+    expected = _llama3_rope_factors(json.loads((m3 / "config.json").read_text()), head_dim)
+    assert len(expected) == head_dim // 2 and expected[0] == 1.0 and expected[-1] == 32.0
+    assert np.array_equal(np.asarray(freqs.data).ravel(), expected)
+    lin = _with_config(out, tmp_path / "linear", rope_parameters={"rope_theta": 100000.0, "rope_type": "linear", "factor": 2.0})
+    f = {k: v.contents() for k, v in gguf.GGUFReader(str(export_gguf(lin, tmp_path / "gl", "q8_0",
+                                                                       log=lambda *_: None))).fields.items()}
+    assert f["llama.rope.scaling.type"] == "linear" and f["llama.rope.scaling.factor"] == 2.0
+    yarn = _with_config(out, tmp_path / "yarn", rope_parameters={"rope_theta": 100000.0, "rope_type": "yarn", "factor": 4.0})
+    with pytest.raises(ExportError, match="rope scaling 'yarn' is not supported"):
+        export_gguf(yarn, tmp_path / "gy", "f16")
+    assert list((tmp_path / "gy").iterdir()) == []
+    qwen = _with_config(out, tmp_path / "qwen", model_type="qwen2")
+    with pytest.raises(ExportError, match="supports the Llama architecture; .* is 'qwen2'"):
+        export_gguf(qwen, tmp_path / "gq", "f16")
+    assert not (tmp_path / "gq").exists()
+
+
 def test_adapter_for_another_base_is_refused(adapter, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(adapter, other)

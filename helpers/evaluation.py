@@ -79,6 +79,7 @@ class EvalConfig(StepConfig):
     bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
     seed: int = 0  # seed of the bootstrap and of sampling
     n_show: int = 5  # answers shown side by side in the report
+    run_name: str = "sft"  # notebook 05: notebook 04's run folder under the outputs folder (its adapter; the report goes in its eval/)
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:

@@ -75,13 +75,13 @@ USE_SWEEP_BEST = False  # @param {type:"boolean"}
 
 # %%
 from helpers.train import TrainConfig, train, default_dataset
-cfg = TrainConfig.from_params(globals(), output_dir=str(ws.out(RUN_NAME)),
-                              checkpoint_dir=str(ws.local_dir / RUN_NAME) if ws.drive else "")
+cfg = TrainConfig.from_params(globals())
+cfg = cfg.replace(output_dir=str(ws.out(cfg.run_name)), checkpoint_dir=str(ws.local_dir / cfg.run_name) if ws.drive else "")
 if not cfg.dataset_path:
     cfg = cfg.replace(dataset_path=str(default_dataset(ws)))
 if cfg.init_adapter == "03":
     cfg = cfg.replace(init_adapter=str(ws.out("pretrain", "adapter")))
-if USE_SWEEP_BEST:
+if cfg.use_sweep_best:
     from helpers.sweep import load_best_config
     cfg = cfg.replace(**load_best_config(ws.out("sweep", "best_config.json")))
 print(cfg.describe())
@@ -113,7 +113,7 @@ result = train(cfg)
 # %%
 from IPython.display import Image, display
 from helpers.plots import plot_losses
-plot = plot_losses(result.log_history, ws.plot(f"{RUN_NAME}_loss.png"), title=f"{RUN_NAME}: train and validation loss")
+plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and validation loss")
 if plot:
     display(Image(filename=str(plot)))
 

@@ -60,13 +60,15 @@ N_SHOW = 5  # @param {type:"integer"}
 # %%
 from pathlib import Path
 from helpers.evaluation import EvalConfig, evaluate_adapter, metrics_table, side_by_side, default_test_path
-adapter_dir = ADAPTER_DIR or str(ws.out(RUN_NAME, "adapter"))
-if not (Path(adapter_dir) / "adapter_config.json").exists():
-    raise FileNotFoundError(f"No fine-tuned adapter in {adapter_dir}: run notebook 04 (fine-tune) first, "
+cfg = EvalConfig.from_params(globals())
+if not cfg.adapter_dir:
+    cfg = cfg.replace(adapter_dir=str(ws.out(cfg.run_name, "adapter")))
+if not (Path(cfg.adapter_dir) / "adapter_config.json").exists():
+    raise FileNotFoundError(f"No fine-tuned adapter in {cfg.adapter_dir}: run notebook 04 (fine-tune) first, "
                             "or set ADAPTER_DIR to a LoRA adapter folder.")
-cfg = EvalConfig.from_params(globals(), adapter_dir=adapter_dir, output_dir=str(ws.out(RUN_NAME, "eval")))
+cfg = cfg.replace(output_dir=str(ws.out(cfg.run_name, "eval")))
 if not cfg.test_path:
-    cfg = cfg.replace(test_path=str(default_test_path(adapter_dir, ws)))
+    cfg = cfg.replace(test_path=str(default_test_path(cfg.adapter_dir, ws)))
 print(cfg.describe())
 
 # %% [markdown]
@@ -74,7 +76,7 @@ print(cfg.describe())
 # Both models answer every held-out prompt in batches; then the references are scored under each.
 
 # %%
-report = evaluate_adapter(cfg, plots_dir=ws.plots_dir, plot_prefix=f"{RUN_NAME}_eval_")
+report = evaluate_adapter(cfg, plots_dir=ws.plots_dir, plot_prefix=f"{cfg.run_name}_eval_")
 
 # %% [markdown]
 # ## Metrics: base vs tuned

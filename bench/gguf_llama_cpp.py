@@ -6,7 +6,12 @@ prompt greedily with transformers, then loads each GGUF in llama.cpp (node-llama
 CPU binaries, installed from npm into bench/llama_cpp/node_modules) and compares: the prompt's
 token ids, the greedy answer's token ids, and that the answer stops at <|im_end|>. Prints a table.
 
-    python bench/gguf_llama_cpp.py [--work /tmp/gguf-check] [--new-tokens 24]
+    python bench/gguf_llama_cpp.py [--work /tmp/gguf-check] [--new-tokens 24] [--rope-llama3]
+
+``--rope-llama3`` gives the merged model Llama 3.1/3.2's "llama3" rope scaling (factor 8 over an
+original context of 512 tokens, so it changes the frequencies the prompts use) before the export:
+llama.cpp must then find and apply the exported ``rope_freqs.weight`` table to answer like
+transformers does.
 
 Needs node >= 20 and npm (the registry) once; CPU only.
 """
@@ -30,6 +35,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/gguf-check")
     ap.add_argument("--new-tokens", type=int, default=24)
+    ap.add_argument("--rope-llama3", action="store_true", help="export with llama3 rope scaling (rope_freqs)")
     a = ap.parse_args()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -39,6 +45,12 @@ def main() -> int:
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     merged = merge_adapter(EMBEDDED, tiny_adapter(work), work / "merged", log=lambda *_: None)
+    if a.rope_llama3:
+        cfg = json.loads((merged / "config.json").read_text())
+        theta = (cfg.get("rope_parameters") or {}).get("rope_theta") or cfg.get("rope_theta", 10000.0)
+        cfg["rope_parameters"] = {"rope_theta": theta, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 512}
+        (merged / "config.json").write_text(json.dumps(cfg, indent=2))
     files = [export_gguf(merged, work / "gguf", t, name="tuned") for t in ("f16", "q8_0")]
     tok = AutoTokenizer.from_pretrained(str(merged))
     model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32).eval()

@@ -62,7 +62,7 @@ class EvalConfig(StepConfig):
     output_dir: str = ""  # where the report goes ("" = an "eval" folder beside the adapter)
     model_name: str = ""  # base model ("" = the one the adapter was trained on)
     quantization: str = "auto"  # "4bit", "8bit", "16bit", "none" or "auto" (4bit on GPU, fp32 on CPU)
-    template: str = ""  # prompt format ("" = the one used in training, from the run's metrics.json)
+    template: str = ""  # prompt format ("" = the one used in training, from the run's manifest)
     system_prompt: str = ""  # system message ("" = the one used in training, if any)
     reference_turn: str = "first"  # conversations: "first" or "last" assistant reply is the reference
     max_examples: int = 0  # evaluate only the first N held-out rows (0 = all)
@@ -80,6 +80,7 @@ class EvalConfig(StepConfig):
     bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
     seed: int = 0  # seed of the bootstrap and of sampling
     n_show: int = 5  # answers shown side by side in the report
+    run_name: str = "sft"  # notebook 05: notebook 04's run folder under the outputs folder (its adapter; the report goes in its eval/)
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:

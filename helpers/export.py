@@ -42,7 +42,7 @@ class ExportError(RuntimeError):
 @dataclass
 class ExportConfig(StepConfig):
     """What notebook 06 exports and where it goes."""
-    merge: bool = True  # merge the adapter into the base weights (safetensors; 16-bit on a GPU, fp32 on a CPU) in outputs/sft/merged
+    merge: bool = True  # merge the adapter into the base weights (safetensors; 16-bit on a GPU, fp32 on a CPU) in outputs/<run_name>/merged
     merge_mode: str = "full"  # "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
     gguf: bool = True  # also write a GGUF file for llama.cpp / Ollama from the merged model
     gguf_type: str = "f16"  # "f16", "f32" or "q8_0"

@@ -30,7 +30,6 @@ the same step.
 """
 from __future__ import annotations
 
-import difflib
 import gc
 import hashlib
 import itertools
@@ -40,13 +39,12 @@ import os
 import random
 import re
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .checkpoints import checkpoint_dirs, resume_point
-from .config import ConfigError, StepConfig, _coerce
+from .config import ConfigError, StepConfig, coerce_field, field_types, unknown_field
 from .data import DataError, read_jsonl, row_hash, validate_rows, write_jsonl
 from .fixtures import chitchat
 from .plots import plot_sweep, run_history as _history
@@ -66,6 +64,8 @@ SET_BY_SWEEP = {
     "shard_index": "a sweep run is a single sitting",
     "max_time_minutes": "use MAX_MINUTES_PER_RUN of the sweep",
     "merge": "merge the best adapter in notebook 04/06",
+    "text_sources": "notebook 03 gathers its corpus into DATASET_PATH; give the sweep DATASET_PATH",
+    "use_sweep_best": "it is notebook 04's switch to read a sweep's best configuration",
 }
 # TrainConfig fields that are fields of the sweep too: give them there, not in BASE (GRID may vary them).
 SWEEP_LEVEL = ("model_name", "mode", "quantization", "max_seq_len", "seed")
@@ -110,6 +110,14 @@ class SweepConfig(StepConfig):
     prune_after_evals: int = 0  # stop a run behind the best finished run after this many evaluations (0 = never)
     prune_margin: float = 0.1  # "clearly behind": validation loss above the best run's at the same step by this fraction
     retry_failed: bool = True  # rerun runs that failed last time (done and pruned runs are always skipped)
+
+    @classmethod
+    def notebook_defaults(cls) -> dict[str, dict[str, Any]]:
+        # Notebook 07 starts from a real sweep (a 3x2 grid, pruning on); the dataclass's run
+        # budget (200 steps, no pruning) is what `python -m helpers.sweep` and code get.
+        return {"07": dict(grid={"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]},
+                           base={"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alpha": 16},
+                           max_steps_per_run=150, prune_after_evals=3)}
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
@@ -167,42 +175,22 @@ class SweepResult:
 # ----------------------------------------------------------------------------------------------
 def _train_hints() -> dict[str, Any]:
     from .train import TrainConfig
-    return typing.get_type_hints(TrainConfig)
+    return field_types(TrainConfig)
 
 
 def _check_field(name: str, where: str, hints: dict) -> None:
+    from .train import TrainConfig
     if name not in hints:
-        close = difflib.get_close_matches(name, list(hints), n=3)
-        raise ConfigError(f"{where} names {name!r}, which is not a TrainConfig field"
-                          + (f"; did you mean {', '.join(map(repr, close))}?" if close else
-                             f". Fields: {', '.join(hints)}."))
+        raise unknown_field(TrainConfig, name, where)
     if name in SET_BY_SWEEP:
         raise ConfigError(f"{where} sets {name!r}, which the sweep sets itself: {SET_BY_SWEEP[name]}.")
 
 
 def _coerce_value(name: str, value: Any, hints: dict, where: str) -> Any:
-    """A grid/base value converted to the TrainConfig field's type, or a clear ConfigError."""
-    tp = hints[name]
-    inner = tp
-    if typing.get_origin(tp) is typing.Union:
-        inner = next(a for a in typing.get_args(tp) if a is not type(None))
-    if isinstance(value, str) and inner is not str:
-        return _coerce(value, tp, f"{where}[{name!r}]")
-    if inner is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}[{name!r}]={value!r}: expected true or false.")
-        return value
-    if inner is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-            raise ConfigError(f"{where}[{name!r}]={value!r}: expected a whole number.")
-        return int(value)
-    if inner is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}[{name!r}]={value!r}: expected a number.")
-        return float(value)
-    if inner is str and not isinstance(value, str):
-        raise ConfigError(f"{where}[{name!r}]={value!r}: expected a string.")
-    return value
+    """A grid/base value converted to the TrainConfig field's type, or a clear ConfigError
+    (helpers.config.coerce_field: the one conversion of the kit)."""
+    from .train import TrainConfig
+    return coerce_field(TrainConfig, name, value, where)
 
 
 def _sig3(x: float) -> float:

@@ -90,6 +90,14 @@ class TrainConfig(StepConfig):
     kernels: str = "auto"  # "auto" (fused LoRA layers; Liger's RMSNorm/SwiGLU/RoPE too on a GPU when installed), "liger" or "none"
     auto_fit: bool = True  # on a GPU: choose micro-batch and checkpointing from free memory (effective batch kept)
     max_rows: int = 0  # use only the first N training rows (0 = all), for quick trials
+    text_sources: str = ""  # notebook 03: comma-separated JSONL/text/PDF files or folders for the corpus ("" = notebooks 01 and 02's); train() reads dataset_path
+    use_sweep_best: bool = False  # notebook 04: take the best settings of notebook 07's sweep (outputs/sweep/best_config.json) over the others
+
+    @classmethod
+    def notebook_defaults(cls) -> dict[str, dict[str, Any]]:
+        # 03 pretrains: a larger rank, the embeddings trained, a smaller learning rate (seed 000's recipe)
+        return {"03": dict(run_name="pretrain", lora_r=64, lora_alpha=32, train_embeddings=True, learning_rate=5e-5),
+                "04": dict(run_name="sft", early_stopping_patience=3)}
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:

@@ -51,9 +51,17 @@ def test_notebook_shape_and_install_pins(path):
     assert nb.cells[0].cell_type == "markdown" and "colab.research.google.com" in nb.cells[0].source
 
 
-STEP_CONFIGS = {"01": "helpers.arxiv:ScrapeConfig", "02": "helpers.dataset:DatasetConfig",
-                "03": "helpers.train:TrainConfig", "04": "helpers.train:TrainConfig", "05": "helpers.evaluation:EvalConfig",
-                "06": "helpers.chat:ChatConfig", "07": "helpers.sweep:SweepConfig"}
+def _parameters(path):
+    """The parameters cell of notebook ``path``: its source and the values it assigns."""
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params: dict = {}
+    exec(compile(cell.source, path.name, "exec"), {}, params)
+    return cell.source, params
+
+
+def _owner(classes, name):
+    return next((c for c in classes if name.lower() in c.field_names()), None)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -61,15 +69,12 @@ def test_parameters_are_colab_form_fields_and_still_overridable(path):
     """Each parameter is a Colab form field (`# @param` with a type that fits its value, its
     description as `# @markdown` above), the cell keeps papermill's tag, and the step's
     from_params still reads it, with an environment variable of the same name winning."""
-    import importlib
     import json
     import re
-    nb = nbformat.read(path, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    params: dict = {}
-    exec(compile(cell.source, path.name, "exec"), {}, params)
+    from helpers.config import notebook_configs
+    source, params = _parameters(path)
     assert params, "empty parameters cell"
-    lines = cell.source.splitlines()
+    lines = source.splitlines()
     for i, line in enumerate(lines):
         m = re.match(r"^([A-Z][A-Z0-9_]*) = .*  # @param (.*)$", line)
         if not re.match(r"^[A-Z][A-Z0-9_]* = ", line):
@@ -88,15 +93,102 @@ def test_parameters_are_colab_form_fields_and_still_overridable(path):
                   "number": lambda v: isinstance(v, float), "string": lambda v: isinstance(v, str),
                   "raw": lambda v: isinstance(v, (list, dict, tuple))}[kind]
             assert ok(value), f"{path.name}: {name}={value!r} does not fit type {kind}"
-    module, cls_name = STEP_CONFIGS[path.name[:2]].split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    fields = [n for n in params if n.lower() in cls.field_names()]
-    assert fields, f"{path.name}: no parameter is a field of {cls_name}"
-    name = next(n for n in fields if type(params[n]) is int)
-    cfg = cls.from_params(params, environ={})
-    assert getattr(cfg, name.lower()) == params[name] and cfg._sources[name.lower()] == "parameters"
-    overridden = cls.from_params(params, environ={name: str(params[name] + 1)})
-    assert getattr(overridden, name.lower()) == params[name] + 1 and overridden._sources[name.lower()] == "environment"
+    classes = notebook_configs(path.name)
+    for cls in classes:
+        fields = [n for n in params if n.lower() in cls.field_names()]
+        assert fields, f"{path.name}: no parameter is a field of {cls.__name__}"
+        name = next((n for n in fields if type(params[n]) is int), None)
+        if name is None:  # notebook 06's ExportConfig: booleans and choices only
+            name = [n for n in fields if type(params[n]) is bool][-1]  # HUB_PRIVATE: either value is valid
+        cfg = cls.from_params(params, environ={})
+        assert getattr(cfg, name.lower()) == params[name] and cfg._sources[name.lower()] == "parameters"
+        other = str(params[name] + 1) if type(params[name]) is int else str(not params[name])
+        overridden = cls.from_params(params, environ={name: other})
+        assert str(getattr(overridden, name.lower())) == other and overridden._sources[name.lower()] == "environment"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_cell_matches_its_config_dataclasses(path):
+    """Every parameter is a field of the configs the notebook builds (helpers.config.NOTEBOOK_CONFIGS)
+    with its one-line comment; the cell's value is the dataclass default, or the notebook's own
+    default declared in the config's notebook_defaults(); the form type fits the field's type."""
+    import re
+    import typing
+    from helpers.config import _field_comments, coerce_field, field_types, notebook_configs, notebook_defaults_for
+    source, params = _parameters(path)
+    nb = path.name[:2]
+    classes = notebook_configs(nb)
+    for name, value in params.items():
+        cls = _owner(classes, name)
+        assert cls, (f"{path.name}: {name} is no field of {', '.join(c.__name__ for c in classes)}: add the field "
+                     "(with its trailing comment) or drop the parameter")
+        field = name.lower()
+        assert _field_comments(cls).get(field), f"{path.name}: {cls.__name__}.{field} has no trailing comment"
+        expected = notebook_defaults_for(cls, nb)[field]
+        assert coerce_field(cls, field, value) == expected, (
+            f"{path.name}: {name} = {value!r} but {cls.__name__} says {expected!r} for notebook {nb}: change one, or "
+            f"declare the notebook's own default in {cls.__name__}.notebook_defaults()")
+        tp = field_types(cls)[field]
+        origin = typing.get_origin(tp) or tp
+        ann = re.search(rf"^{name} = .*  # @param (.*)$", source, re.M).group(1)
+        kind = "choice" if ann.startswith("[") else re.match(r'\{type:"(\w+)"', ann).group(1)
+        fits = {"boolean": (bool,), "integer": (int,), "number": (float,), "string": (str, dict, list), "raw": (list, dict),
+                "choice": (str,)}[kind]
+        assert origin in fits, f"{path.name}: {name} is a {kind} form field but {cls.__name__}.{field} is {tp}"
+    for cls in classes:
+        base = notebook_defaults_for(cls, "none")
+        declared = cls.notebook_defaults()
+        assert set(declared) <= {n for n in ("01", "02", "03", "04", "05", "06", "07") if cls in notebook_configs(n)}
+        for field, value in declared.get(nb, {}).items():
+            assert field.upper() in params, f"{cls.__name__}.notebook_defaults()[{nb!r}] names {field}, not in the cell"
+            assert value != base[field], f"{cls.__name__}.notebook_defaults()[{nb!r}][{field!r}] is the dataclass default"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_values_set_in_code_do_not_collide_with_a_smoke_preset(path):
+    """Values a notebook sets in code (``from_params(..., x=...)``, ``cfg.replace(x=...)``) come after
+    the SMOKE preset: none of them is a field the preset sets, so SMOKE=1 runs as it always did."""
+    from helpers.config import notebook_configs
+    nb = nbformat.read(path, as_version=4)
+    preset = {k for cls in notebook_configs(path.name) for k in cls.smoke_preset()}
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(c.source)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("from_params", "replace"):
+                names = {k.arg for k in node.keywords if k.arg}
+                assert not names & preset, f"{path.name}: {sorted(names & preset)} set in code and by the SMOKE preset"
+
+
+NOTEBOOK_CELLS = [
+    ("markdown", "# A notebook"),
+    ("code", 'MAX_STEPS = 5  # @param {type:"integer"}\nRUN_NAME = "sft"  # @param {type:"string"}', ["parameters"]),
+    ("code", "SCRIPTED = [1, 2]  # a constant of a later cell, not a parameter"),
+    ("code", "from helpers.train import TrainConfig\ncfg = TrainConfig.from_params(globals(), environ={})\n"
+             "cfg = TrainConfig.from_params(globals(), environ={})  # run again\nprint('max_steps', cfg.max_steps, cfg.run_name)"),
+]
+
+
+def test_a_misspelt_parameter_fails_the_notebook_with_the_near_miss(tmp_path):
+    """A real kernel through papermill: the parameters are the names of the parameters cell and of
+    papermill's injected cell (another UPPER_CASE global is none); a misspelt one stops the notebook."""
+    from papermill.exceptions import PapermillExecutionError
+    from helpers.pipeline import run_notebook
+    nb = nbformat.v4.new_notebook()
+    for kind, text, *tags in NOTEBOOK_CELLS:
+        cell = nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
+        if tags:
+            cell.metadata["tags"] = tags[0]
+        nb.cells.append(cell)
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    src = tmp_path / "params.ipynb"
+    nbformat.write(nb, src)
+    out = run_notebook(src, tmp_path / "ok", timeout=120, parameters={"MAX_STEPS": 7, "RUN_NAME": "other"})
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+    assert "max_steps 7 other" in text
+    with pytest.raises(PapermillExecutionError, match="The parameters cell names 'MAX_STEP', which is not a "
+                                                       "TrainConfig field; did you mean 'MAX_STEPS'"):
+        run_notebook(src, tmp_path / "bad", timeout=120, parameters={"MAX_STEP": 7})
 
 
 def test_requirements_are_pinned_and_the_package_asks_for_those_pins():

@@ -277,3 +277,28 @@ def test_reference_interpolation_and_per_epoch_averages():
             {"step": 3, "epoch": 1.5, "loss": 0.8}]
     assert sw.per_epoch(hist) == {"epoch": [1, 2], "train": [1.5, 0.8], "eval": [1.5, None]}
     assert not math.isnan(sw.per_epoch(hist)["train"][0])
+
+
+def test_grid_base_and_best_config_values_go_through_the_one_conversion(tmp_path):
+    """GRID, BASE and best_config.json values are converted by helpers.config.coerce_field, the
+    conversion of the parameters cell and the environment: strings read, other values type-checked."""
+    from helpers.config import coerce_field
+    from helpers.train import TrainConfig
+    runs = expand_runs(tiny(tmp_path, grid={"lora_r": ["8", 16.0], "learning_rate": [1, "2e-4"]}))
+    assert runs[0] == {"lora_r": 8, "learning_rate": 1.0} and runs[-1] == {"lora_r": 16, "learning_rate": 2e-4}
+    assert all(type(r["lora_r"]) is int and type(r["learning_rate"]) is float for r in runs)
+    assert sw._coerce_value("gradient_checkpointing", "no", sw._train_hints(), "BASE") is False
+    with pytest.raises(ConfigError, match=r"GRID\['gradient_checkpointing'\]=1: expected true or false"):
+        expand_runs(tiny(tmp_path, grid={"gradient_checkpointing": [1]}))
+    with pytest.raises(ConfigError, match=r"BASE\['lora_alpha'\]='wide': cannot read it as int"):
+        run_sweep(tiny(tmp_path, grid={"lora_r": [4]}, base={"lora_alpha": "wide"}))
+    for name in ("text_sources", "use_sweep_best"):  # notebook switches, not training settings
+        with pytest.raises(ConfigError, match=f"'{name}', which the sweep sets itself"):
+            expand_runs(tiny(tmp_path, grid={name: ["a"] if name == "text_sources" else [True]}))
+    best = tmp_path / "best_config.json"
+    best.write_text(json.dumps({"overrides": {"lora_r": 8.0, "learning_rate": "3e-4"}}))
+    assert load_best_config(best) == {"lora_r": 8, "learning_rate": 3e-4}
+    best.write_text(json.dumps({"overrides": {"lora_r": 8.5}}))
+    with pytest.raises(ConfigError, match=r"\['lora_r'\]=8.5: expected a whole number"):
+        load_best_config(best)
+    assert coerce_field(TrainConfig, "lora_r", "8", "GRID") == sw._coerce_value("lora_r", "8", {}, "GRID") == 8

@@ -61,12 +61,20 @@ SAVE_STEPS = 50  # @param {type:"integer"}
 RESUME = "auto"  # @param {type:"string"}
 
 # %% [markdown]
+# ## Configuration
+# Every parameter above can also be set from the environment (`MAX_STEPS=20`), and `SMOKE=1`
+# shrinks the run to a few steps of the embedded model on a CPU.
+
+# %%
+from helpers.train import TrainConfig, train
+cfg = TrainConfig.from_params(globals(), mode="pretrain")
+
+# %% [markdown]
 # ## Gather the corpus
 
 # %%
-from pathlib import Path
 from helpers.data import read_text_corpus, write_jsonl
-sources = [s.strip() for s in TEXT_SOURCES.split(",") if s.strip()] or [
+sources = [s.strip() for s in cfg.text_sources.split(",") if s.strip()] or [
     p for p in (ws.data("corpus", "pdf_text.jsonl"), ws.data("arxiv", "abstracts.jsonl")) if p.exists()]
 if not sources:
     raise SystemExit("No text to pretrain on: run notebook 01 (abstracts) or 02 (PDF text), or set TEXT_SOURCES.")
@@ -75,14 +83,8 @@ for p in problems:
     print("skipped:", p)
 corpus_path = write_jsonl(ws.data("corpus", "pretrain.jsonl"), docs)
 print(f"{len(docs)} documents, {sum(len(d['text']) for d in docs):,} characters from {len(sources)} source(s) -> {corpus_path}")
-
-# %% [markdown]
-# ## Configuration
-
-# %%
-from helpers.train import TrainConfig, train
-cfg = TrainConfig.from_params(globals(), mode="pretrain", dataset_path=str(corpus_path), output_dir=str(ws.out(RUN_NAME)),
-                              checkpoint_dir=str(ws.local_dir / RUN_NAME) if ws.drive else "")
+cfg = cfg.replace(dataset_path=str(corpus_path), output_dir=str(ws.out(cfg.run_name)),
+                  checkpoint_dir=str(ws.local_dir / cfg.run_name) if ws.drive else "")
 print(cfg.describe())
 
 # %% [markdown]
@@ -106,6 +108,6 @@ print(f"To start notebook 04 from this adapter, set INIT_ADAPTER = \"03\" there 
 # %%
 from IPython.display import Image, display
 from helpers.plots import plot_losses
-plot = plot_losses(result.log_history, ws.plot(f"{RUN_NAME}_loss.png"), title=f"{RUN_NAME}: train and held-out loss")
+plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and held-out loss")
 if plot:
     display(Image(filename=str(plot)))

@@ -76,13 +76,14 @@ USE_SWEEP_BEST = False  # @param {type:"boolean"}
 # %%
 from helpers.dataset import default_dataset
 from helpers.train import TrainConfig, train
-cfg = TrainConfig.from_params(globals(), output_dir=str(ws.out(RUN_NAME)),
-                              checkpoint_dir=str(ws.local_dir / RUN_NAME) if ws.drive else "")
+cfg = TrainConfig.from_params(globals())
+cfg = cfg.replace(output_dir=str(ws.out(cfg.run_name)), checkpoint_dir=str(ws.local_dir / cfg.run_name) if ws.drive else "")
 if not cfg.dataset_path:
     cfg = cfg.replace(dataset_path=str(default_dataset(ws)))
 if cfg.init_adapter == "03":
-    cfg = cfg.replace(init_adapter=str(ws.out("pretrain", "adapter")))
-if USE_SWEEP_BEST:
+    from helpers.run import RunDir
+    cfg = cfg.replace(init_adapter=str(RunDir(ws.out("pretrain")).adapter))  # notebook 03's run
+if cfg.use_sweep_best:
     from helpers.sweep import load_best_config
     cfg = cfg.replace(**load_best_config(ws.out("sweep", "best_config.json")))
 print(cfg.describe())
@@ -114,7 +115,7 @@ result = train(cfg)
 # %%
 from IPython.display import Image, display
 from helpers.plots import plot_losses
-plot = plot_losses(result.log_history, ws.plot(f"{RUN_NAME}_loss.png"), title=f"{RUN_NAME}: train and validation loss")
+plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and validation loss")
 if plot:
     display(Image(filename=str(plot)))
 

@@ -58,15 +58,17 @@ N_SHOW = 5  # @param {type:"integer"}
 # few prompts with short answers on a CPU.
 
 # %%
-from pathlib import Path
-from helpers.evaluation import EvalConfig, evaluate_adapter, metrics_table, side_by_side, default_test_path
-adapter_dir = ADAPTER_DIR or str(ws.out(RUN_NAME, "adapter"))
-if not (Path(adapter_dir) / "adapter_config.json").exists():
-    raise FileNotFoundError(f"No fine-tuned adapter in {adapter_dir}: run notebook 04 (fine-tune) first, "
-                            "or set ADAPTER_DIR to a LoRA adapter folder.")
-cfg = EvalConfig.from_params(globals(), adapter_dir=adapter_dir, output_dir=str(ws.out(RUN_NAME, "eval")))
+from helpers.evaluation import EvalConfig, EvalError, evaluate_adapter, metrics_table, side_by_side, default_test_path
+from helpers.run import RunDir, check_adapter
+cfg = EvalConfig.from_params(globals())
+run = RunDir(ws.out(cfg.run_name))  # notebook 04's run: its adapter, and the report beside it
+if not cfg.adapter_dir:
+    cfg = cfg.replace(adapter_dir=str(run.adapter))
+check_adapter(cfg.adapter_dir, cfg.model_name, error=EvalError)  # a clear message if notebook 04 has not run
+print(RunDir.of(cfg.adapter_dir).describe())
+cfg = cfg.replace(output_dir=str(run.eval_dir))
 if not cfg.test_path:
-    cfg = cfg.replace(test_path=str(default_test_path(adapter_dir, ws)))
+    cfg = cfg.replace(test_path=str(default_test_path(cfg.adapter_dir, ws)))
 print(cfg.describe())
 
 # %% [markdown]
@@ -74,7 +76,7 @@ print(cfg.describe())
 # Both models answer every held-out prompt in batches; then the references are scored under each.
 
 # %%
-report = evaluate_adapter(cfg, plots_dir=ws.plots_dir, plot_prefix=f"{RUN_NAME}_eval_")
+report = evaluate_adapter(cfg, plots_dir=ws.plots_dir, plot_prefix=f"{cfg.run_name}_eval_")
 
 # %% [markdown]
 # ## Metrics: base vs tuned

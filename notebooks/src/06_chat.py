@@ -24,9 +24,11 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("06 chat and export")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: "" = the base model notebook 04 trained (from its metrics.json)
+# @markdown `MODEL_NAME`: "" = the base model notebook 04 trained (from its run manifest)
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `ADAPTER_DIR`: "" = notebook 04's adapter in outputs/sft/adapter
+# @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder: its adapter, and where merged/ and gguf/ go
+RUN_NAME = "sft"  # @param {type:"string"}
+# @markdown `ADAPTER_DIR`: "" = notebook 04's adapter in outputs/<RUN_NAME>/adapter
 ADAPTER_DIR = ""  # @param {type:"string"}
 # @markdown `QUANTIZATION`: how the base is loaded for chatting: "4bit", "16bit", "none" (fp32), "auto"
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
@@ -40,11 +42,11 @@ TOP_P = 0.9  # @param {type:"number"}
 MAX_NEW_TOKENS = 256  # @param {type:"integer"}
 # @markdown `CONTEXT_TOKENS`: context window for the conversation (0 = the model's own); oldest turns are dropped to fit
 CONTEXT_TOKENS = 0  # @param {type:"integer"}
-# @markdown `MERGE`: merge the adapter into the base weights (outputs/sft/merged; 16-bit on a GPU, fp32 on a CPU)
+# @markdown `MERGE`: merge the adapter into the base weights (outputs/<RUN_NAME>/merged; 16-bit on a GPU, fp32 on a CPU)
 MERGE = True  # @param {type:"boolean"}
 # @markdown `MERGE_MODE`: "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; GPU only)
 MERGE_MODE = "full"  # @param ["full", "nf4-dequantized"]
-# @markdown `GGUF`: write a GGUF file for llama.cpp / Ollama (outputs/sft/gguf/)
+# @markdown `GGUF`: write a GGUF file for llama.cpp / Ollama (outputs/<RUN_NAME>/gguf/)
 GGUF = True  # @param {type:"boolean"}
 # @markdown `GGUF_TYPE`: "f16", "f32" or "q8_0"
 GGUF_TYPE = "f16"  # @param ["f16", "f32", "q8_0"]
@@ -64,10 +66,15 @@ HUB_PRIVATE = True  # @param {type:"boolean"}
 # %%
 from helpers.chat import ChatConfig, ChatSession, chat_model_name, load_chat_model
 from helpers.export import ExportConfig
-chat_cfg = ChatConfig.from_params(globals(), adapter_dir=ADAPTER_DIR or str(ws.out("sft", "adapter")))
+from helpers.run import RunDir
+chat_cfg = ChatConfig.from_params(globals())
+run = RunDir(ws.out(chat_cfg.run_name))  # notebook 04's run: its adapter, and the merged model and GGUF beside it
+if not chat_cfg.adapter_dir:
+    chat_cfg = chat_cfg.replace(adapter_dir=str(run.adapter))
 export_cfg = ExportConfig.from_params(globals())
 print(chat_cfg.describe()); print(export_cfg.describe())
 model_name = chat_model_name(chat_cfg.model_name, chat_cfg.adapter_dir)  # a clear message if notebook 04 has not run
+print(RunDir.of(chat_cfg.adapter_dir).describe())
 model, tok = load_chat_model(model_name, chat_cfg.adapter_dir, chat_cfg.quantization)
 session = ChatSession(model, tok, preset=chat_cfg.preset, temperature=chat_cfg.temperature, top_p=chat_cfg.top_p,
                       max_new_tokens=chat_cfg.max_new_tokens, context_tokens=chat_cfg.context_tokens)
@@ -124,7 +131,7 @@ if ws.smoke:
 
 # %%
 from helpers.export import check_gguf, export_gguf, merge_adapter, push_to_hub
-merged_dir = merge_adapter(model_name, chat_cfg.adapter_dir, ws.out("sft", "merged"), mode=export_cfg.merge_mode) \
+merged_dir = merge_adapter(model_name, chat_cfg.adapter_dir, run.merged_dir, mode=export_cfg.merge_mode) \
     if export_cfg.merge else None
 
 # %% [markdown]
@@ -133,7 +140,7 @@ merged_dir = merge_adapter(model_name, chat_cfg.adapter_dir, ws.out("sft", "merg
 
 # %%
 if export_cfg.gguf:
-    gguf_path = export_gguf(merged_dir, ws.out("sft", "gguf"), export_cfg.gguf_type, name="sft")
+    gguf_path = export_gguf(merged_dir, run.gguf_dir, export_cfg.gguf_type, name=run.name)
     roundtrip = check_gguf(merged_dir, gguf_path)
     assert roundtrip["greedy_equal"] and roundtrip["tokenizer_equal"], roundtrip
 

@@ -50,9 +50,9 @@ EVAL_SIZE = 100  # @param {type:"integer"}
 # @markdown `MAX_STEPS_PER_RUN`: step budget of each run (-1 = its epochs)
 MAX_STEPS_PER_RUN = 150  # @param {type:"integer"}
 # @markdown `MAX_MINUTES_PER_RUN`: time budget of each run (0 = none)
-MAX_MINUTES_PER_RUN = 0  # @param {type:"integer"}
+MAX_MINUTES_PER_RUN = 0.0  # @param {type:"number"}
 # @markdown `MAX_MINUTES_TOTAL`: time budget of the whole sweep in this sitting (0 = none); rerun to go on
-MAX_MINUTES_TOTAL = 0  # @param {type:"integer"}
+MAX_MINUTES_TOTAL = 0.0  # @param {type:"number"}
 # @markdown `EVALS_PER_RUN`: validation points per run
 EVALS_PER_RUN = 10  # @param {type:"integer"}
 # @markdown `PRUNE_AFTER_EVALS`: stop runs clearly behind the best finished run after this many evaluations (0 = never)
@@ -68,8 +68,9 @@ PRUNE_MARGIN = 0.1  # @param {type:"number"}
 # %%
 from helpers.sweep import SweepConfig, run_sweep, load_best_config
 from helpers.dataset import default_dataset
-cfg = SweepConfig.from_params(globals(), output_dir=str(ws.out(NAME)), plots_dir=str(ws.plots_dir),
-                              checkpoint_dir=str(ws.local_dir / NAME) if ws.drive else "")
+cfg = SweepConfig.from_params(globals())
+cfg = cfg.replace(output_dir=str(ws.out(cfg.name)), plots_dir=str(ws.plots_dir),
+                  checkpoint_dir=str(ws.local_dir / cfg.name) if ws.drive else "")
 if not cfg.dataset_path:
     cfg = cfg.replace(dataset_path=str(default_dataset(ws)))
 print(cfg.describe())

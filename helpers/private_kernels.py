@@ -108,8 +108,8 @@ class _Dequant4bit:
         self.absmax_ptr, self.absmax_shape, self.absmax_numel = qs.absmax.data_ptr(), qs.absmax.shape, qs.absmax.numel()
         if qs.nested:  # double quantisation: the absmax values are themselves 8-bit blockwise-quantised
             s2 = qs.state2
-            self.absmax_kernel, self.code_ptr, self.absmax2_ptr = kernels.dequant_absmax, s2.code.data_ptr(), s2.absmax.data_ptr()
-            self.absmax_blocksize, self.offset = s2.blocksize, qs.offset
+            self.absmax_kernel, self.absmax_blocksize, self.offset = kernels.dequant_absmax, s2.blocksize, qs.offset
+            self.code_ptr, self.absmax2_ptr = s2.code.data_ptr(), s2.absmax.data_ptr()
         else:
             self.absmax_kernel = self.code_ptr = self.absmax2_ptr = self.absmax_blocksize = self.offset = None
 

@@ -317,7 +317,7 @@ def test_cached_adapter_casts_follow_weight_updates():
 def test_direct_dequantisation_matches_bitsandbytes():
     import bitsandbytes as bnb
     import bitsandbytes.functional as bnbF
-    from helpers.private_kernels import dense_weight as _dense_weight
+    from helpers.private_kernels import dense_weight
     w = torch.randn(384, 256) * 0.05
     for compute in (torch.bfloat16, torch.float32):
         q = bnb.nn.Linear4bit(256, 384, bias=False, compute_dtype=compute, quant_type="nf4")
@@ -325,7 +325,7 @@ def test_direct_dequantisation_matches_bitsandbytes():
         q = q.cuda()
         ref = bnbF.dequantize_4bit(q.weight.data, q.weight.quant_state)
         for dtype in (torch.bfloat16, torch.float32):
-            assert torch.equal(_dense_weight(q, dtype), ref.to(dtype)), (compute, dtype)
+            assert torch.equal(dense_weight(q, dtype), ref.to(dtype)), (compute, dtype)
 
 
 def test_patched_model_survives_merge_and_unload():

@@ -19,7 +19,16 @@ attention kernel. That replaces torch's checkpoint around the layer, which rebui
 autograd graph of each layer in backward. At the sizes QLoRA trains a step is bound by the CPU's
 Python rather than by the GPU (bench/RESULTS.md), so fewer, larger functions are what makes it
 fast; for the same reason the adapters' casts to the compute dtype are made once per step, and
-bitsandbytes' dequantisation kernels are called directly with arguments cached per weight.
+bitsandbytes' dequantisation kernels are called directly with arguments cached per weight
+(``helpers.private_kernels``, which holds every private bitsandbytes and torch call used here).
+
+How the pieces travel: each LoRA layer becomes a ``Proj`` (base layer, the adapter matrices cast to
+the compute dtype, the scale, the parameters' dtypes). The autograd functions take the input, the
+compute dtype, the ``Proj``s and then the adapter parameters themselves, flat (A, B of the first
+projection, A, B of the next, ...): autograd sees only tensors passed directly, and it wants one
+gradient back per argument. The hand-written backward passes return named bundles
+(``AdapterGrads``, ``MLPGrads``, ``LayerGrads``) listing the projections in that same order;
+``_param_grads`` flattens one into what autograd gets.
 
 The math is the same as peft's (tests/test_fast_lora.py compares the loss and all gradients on the
 embedded model, with and without checkpointing, with a padded batch); only the order of
@@ -34,76 +43,70 @@ from __future__ import annotations
 import functools
 import sys
 import types
+from typing import NamedTuple
 
 import torch
 
-__all__ = ["lora_mlp", "lora_shared", "patch_lora_layers", "unpatch_lora_layers"]
+from .private_kernels import dense_weight, drop_cached_plan, fused_rms_norm
+
+__all__ = ["AdapterGrads", "LayerGrads", "MLPGrads", "Proj", "lora_mlp", "lora_shared", "patch_lora_layers",
+           "unpatch_lora_layers"]
 
 
-def _dense_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
-    """The base layer's weight as a dense (out, in) matrix in ``dtype`` (dequantised if 4-bit)."""
-    w = base.weight
-    qs = getattr(w, "quant_state", None)
-    if qs is None:
-        return w.to(dtype)
-    plan = _dequant_plan(base, w, qs, dtype)
-    if plan is None:
-        import bitsandbytes.functional as bnbF
-        return bnbF.dequantize_4bit(w.data, qs).to(dtype)
-    # bitsandbytes' own CUDA kernels, called with the arguments its dequantize_4bit passes them
-    # but without the checks, device switches and op dispatch around them: that Python costs as
-    # much as the kernel at these sizes, and it runs three times per weight per step
-    fn4, fnb, device, a_ptr, qabs, qabs_ptr, s2abs_ptr, code_ptr, bs2, offset, bs, shape, numel = plan
-    stream = torch._C._cuda_getCurrentRawStream(device.index)
-    if fnb is None:
-        absmax_ptr = qabs_ptr
-    else:  # double quantisation: the absmax values are themselves 8-bit blockwise-quantised
-        absmax = torch.empty(qabs.shape, dtype=torch.float32, device=device)
-        fnb(code_ptr, qabs_ptr, s2abs_ptr, absmax.data_ptr(), bs2, qabs.numel(), stream)
-        absmax += offset
-        absmax_ptr = absmax.data_ptr()
-    out = torch.empty(shape, dtype=dtype, device=device)
-    fn4(None, a_ptr, absmax_ptr, out.data_ptr(), bs, numel, stream)
-    return out
+class Proj(NamedTuple):
+    """One LoRA projection as the fused math takes it: ``x W^T + scale (x A^T) B^T``."""
+    base: torch.nn.Module       # the frozen base layer (torch.nn.Linear or bitsandbytes' Linear4bit)
+    lora_a: torch.Tensor | None  # A (r, in) in the compute dtype, this step's cast (no autograd); None on ctx
+    lora_b: torch.Tensor | None  # B (out, r), the same
+    scale: float                # peft's scaling, lora_alpha / r
+    a_dtype: torch.dtype        # the dtype of the A parameter (fp32 as peft makes it): its gradient's
+    b_dtype: torch.dtype
+
+    def without_casts(self) -> Proj:
+        """For ctx: the casts travel in saved_tensors (so saved-tensor hooks see them)."""
+        return Proj(self.base, None, None, self.scale, self.a_dtype, self.b_dtype)
+
+    def with_casts(self, lora_a: torch.Tensor, lora_b: torch.Tensor) -> Proj:
+        return Proj(self.base, lora_a, lora_b, self.scale, self.a_dtype, self.b_dtype)
 
 
-def _dequant_plan(base, w, qs, dtype):
-    """What _dense_weight passes bitsandbytes' CUDA kernels for this 4-bit weight, cached on the
-    layer (keyed by the storages, so a moved or re-quantised weight gets a new plan); None where
-    those kernels cannot be called directly (not on the current CUDA device, another layout)."""
-    if not w.is_cuda or w.device.index != torch.cuda.current_device():
-        return None
-    key = (w.data_ptr(), qs.absmax.data_ptr(), dtype)
-    cached = base.__dict__.get("_kit_deq")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    fns = _bnb_cuda()
-    fn4 = None if fns is None else fns[0].get((dtype, qs.quant_type))
-    if fn4 is None or not w.data.is_contiguous() or not qs.absmax.is_contiguous():
-        return None
-    if qs.nested:
-        s2 = qs.state2
-        plan = (fn4, fns[1], w.device, w.data_ptr(), qs.absmax, qs.absmax.data_ptr(), s2.absmax.data_ptr(),
-                s2.code.data_ptr(), s2.blocksize, qs.offset, qs.blocksize, tuple(qs.shape), qs.shape.numel())
-    else:
-        plan = (fn4, None, w.device, w.data_ptr(), qs.absmax, qs.absmax.data_ptr(), None, None, None, None,
-                qs.blocksize, tuple(qs.shape), qs.shape.numel())
-    base.__dict__["_kit_deq"] = (key, plan)
-    return plan
+class AdapterGrads(NamedTuple):
+    """The gradients of one adapter's parameters, in their dtypes."""
+    d_lora_a: torch.Tensor
+    d_lora_b: torch.Tensor
 
 
-@functools.cache
-def _bnb_cuda():
-    """({(dtype, quant type): bitsandbytes' 4-bit dequantisation kernel}, its fp32 blockwise one),
-    or None without a CUDA build of bitsandbytes."""
-    try:
-        from bitsandbytes.cextension import lib
-        kinds = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
-        fn4 = {(dt, q): getattr(lib, f"cdequantize_blockwise_{name}_{q}") for dt, name in kinds.items()
-               for q in ("nf4", "fp4")}
-        return fn4, lib.cdequantize_blockwise_fp32
-    except Exception:  # another bitsandbytes layout, or no CUDA build: the public function then
-        return None
+class MLPGrads(NamedTuple):
+    gate: AdapterGrads
+    up: AdapterGrads
+    down: AdapterGrads
+
+
+class LayerGrads(NamedTuple):
+    """A decoder layer's adapter gradients, in the order of _LayerCall.projs."""
+    q: AdapterGrads
+    k: AdapterGrads
+    v: AdapterGrads
+    o: AdapterGrads
+    gate: AdapterGrads
+    up: AdapterGrads
+    down: AdapterGrads
+
+
+def _param_grads(bundle) -> list:
+    """A bundle of AdapterGrads flattened in the order the adapter parameters were passed to the
+    autograd function: d A, d B of the first projection, then of the next, ..."""
+    return [t for grads in bundle for t in grads]
+
+
+class _MLPActs(NamedTuple):
+    """What the MLP's backward needs from its forward (_mlp_fwd); ``gate`` and ``up`` may be
+    overwritten by the backward."""
+    gate: torch.Tensor     # e = x W_gate^T + ..., before the activation
+    up: torch.Tensor       # g = x W_up^T + ...
+    gate_xa: torch.Tensor  # x A_gate^T
+    up_xa: torch.Tensor    # x A_up^T
+    down_ha: torch.Tensor  # h A_down^T, h = silu(e) * g
 
 
 # Adapter weights are fp32 (peft's default, for the optimizer's sake) and the matmuls run in bf16:
@@ -130,27 +133,25 @@ def _adapter(layer, name: str, dtype: torch.dtype):
 
 
 class _LoRALinear(torch.autograd.Function):
-    """One LoRA layer; the projection comes as (base layer, A, B, A in dtype, B in dtype, scale)."""
+    """One LoRA layer: apply(x, dtype, proj, A parameter, B parameter)."""
 
     @staticmethod
-    def forward(ctx, x, dtype, base, lora_a, lora_b, a, b, scale):
+    def forward(ctx, x, dtype, proj, lora_a, lora_b):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
-        out, xa = _base_lora_fwd(x2, base, a, b, scale, dtype)
-        ctx.base, ctx.scale, ctx.dtype, ctx.x_dtype = base, scale, dtype, x.dtype
-        ctx.save_for_backward(x2, xa, a, b)
-        ctx.param_dtypes = (lora_a.dtype, lora_b.dtype)
+        out, xa = _base_lora_fwd(x2, proj, dtype)
+        ctx.proj, ctx.dtype, ctx.x_dtype = proj.without_casts(), dtype, x.dtype
+        ctx.save_for_backward(x2, xa, proj.lora_a, proj.lora_b)
         return out.view(*shape[:-1], out.shape[-1]).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         x2, xa, a, b = ctx.saved_tensors
         g = grad.reshape(-1, grad.shape[-1]).to(ctx.dtype)
-        dx, d_a, d_b = _base_lora_bwd(g, x2, xa, ctx.base, a, b, ctx.scale, ctx.dtype, ctx.param_dtypes,
-                                      need_dx=ctx.needs_input_grad[0])
+        dx, d = _base_lora_bwd(g, x2, xa, ctx.proj.with_casts(a, b), ctx.dtype, need_dx=ctx.needs_input_grad[0])
         if dx is not None:
             dx = dx.view(*grad.shape[:-1], x2.shape[-1]).to(ctx.x_dtype)
-        return dx, None, None, d_a, d_b, None, None, None
+        return dx, None, None, d.d_lora_a, d.d_lora_b
 
 
 def _silu_mul(e, g):
@@ -180,117 +181,108 @@ def _liger_swiglu():
         return None
 
 
-def _base_lora_fwd(x2, base, a, b, scale, dtype):
+def _base_lora_fwd(x2, p: Proj, dtype):
     """(x2 W^T + scale (x2 A^T) B^T, x2 A^T) with W dequantised only for this product. The
     adapter's rank-r product is written first and the base matmul accumulates onto it (cuBLAS
     adds it in its epilogue), so the (tokens x out) output is written once rather than written,
     then read and written again by a rank-r update."""
-    xa = x2 @ a.t()
+    base, scale = p.base, p.scale
+    xa = x2 @ p.lora_a.t()
     xs = xa if scale == 1 else xa * scale
-    out = xs @ b.t() if base.bias is None else torch.addmm(base.bias.to(dtype), xs, b.t())
+    out = xs @ p.lora_b.t() if base.bias is None else torch.addmm(base.bias.to(dtype), xs, p.lora_b.t())
     del xs
-    w = _dense_weight(base, dtype)
+    w = dense_weight(base, dtype)
     return out.addmm_(x2, w.t()), xa
 
 
-def _base_lora_bwd(g, x_in, xa, base, a, b, scale, dtype, param_dtypes, dx=None, need_dx=True):
+def _base_lora_bwd(g, x_in, xa, p: Proj, dtype, dx=None, need_dx=True):
     """Backward of _base_lora_fwd for the output gradient g: (input gradient, added into dx when
-    one is given, or None without need_dx; gradient of A; gradient of B). x_in is released
-    before the weight is dequantised, so a caller may pass a temporary."""
-    t = (g @ b).mul_(scale)                               # (tokens, r): dL/d(x A^T)
-    d_a = (t.t() @ x_in).to(param_dtypes[0])
+    one is given, or None without need_dx; the AdapterGrads). x_in is released before the weight
+    is dequantised, so a caller may pass a temporary."""
+    t = (g @ p.lora_b).mul_(p.scale)                      # (tokens, r): dL/d(x A^T)
+    d_a = (t.t() @ x_in).to(p.a_dtype)
     del x_in
-    d_b = (g.t() @ xa).mul_(scale).to(param_dtypes[1])
+    d_b = (g.t() @ xa).mul_(p.scale).to(p.b_dtype)
     if need_dx:
-        dx = t @ a if dx is None else dx.addmm_(t, a)    # rank r first, the full matmul adds onto it
-        w = _dense_weight(base, dtype)
+        dx = t @ p.lora_a if dx is None else dx.addmm_(t, p.lora_a)  # rank r first, the full matmul adds onto it
+        w = dense_weight(p.base, dtype)
         dx.addmm_(g, w)
         del w
-    return dx, d_a, d_b
+    return dx, AdapterGrads(d_a, d_b)
 
 
-def _proj(base, a_p, b_p, a, b, scale):
-    """One projection as the fused functions pass it, (base layer, A, B, A in dtype, B in dtype,
-    scale), in the form the forward/backward helpers take: (base, A in dtype, B in dtype, scale,
-    the dtypes of the A and B parameters, for their gradients)."""
-    return base, a, b, scale, (a_p.dtype, b_p.dtype)
-
-
-def _mlp_fwd(x2, gate, up, down, dtype, keep_out=True):
-    """SwiGLU MLP forward for three projections (as _proj gives them): (output, or None without
-    keep_out, and what _mlp_bwd needs: e, g and the three adapter products). Without keep_out only
-    the down adapter's product is made, not the down matmul: a recomputation for backward needs
-    no output."""
-    e, xga = _base_lora_fwd(x2, *gate[:4], dtype)
-    g, xua = _base_lora_fwd(x2, *up[:4], dtype)
+def _mlp_fwd(x2, gate: Proj, up: Proj, down: Proj, dtype, keep_out=True):
+    """SwiGLU MLP forward: (output, or None without keep_out; the _MLPActs its backward needs).
+    Without keep_out only the down adapter's product is made, not the down matmul: a
+    recomputation for backward needs no output."""
+    e, xga = _base_lora_fwd(x2, gate, dtype)
+    g, xua = _base_lora_fwd(x2, up, dtype)
     h = _silu_mul(e, g)
     if keep_out:
-        out, hda = _base_lora_fwd(h, *down[:4], dtype)
+        out, hda = _base_lora_fwd(h, down, dtype)
     else:
-        out, hda = None, h @ down[1].t()
-    return out, (e, g, xga, xua, hda)
+        out, hda = None, h @ down.lora_a.t()
+    return out, _MLPActs(e, g, xga, xua, hda)
 
 
-def _mlp_bwd(dy, x2, saved, gate, up, down, dtype, need_dx=True, dx=None):
+def _mlp_bwd(dy, x2, acts: _MLPActs, gate: Proj, up: Proj, down: Proj, dtype, need_dx=True, dx=None):
     """Backward of _mlp_fwd for the output gradient dy: (input gradient, added into dx when one is
-    given; gradients of gate A, B, up A, B, down A, B). h = silu(e) * g is recomputed and released
-    inside; e and g may be overwritten."""
-    e, g, xga, xua, hda = saved
-    dh, d_da, d_db = _base_lora_bwd(dy, _silu_mul(e, g), hda, *down[:4], dtype, down[4])
+    given; the MLPGrads). h = silu(e) * g is recomputed and released inside; acts.gate and acts.up
+    may be overwritten."""
+    e, g = acts.gate, acts.up
+    dh, d_down = _base_lora_bwd(dy, _silu_mul(e, g), acts.down_ha, down, dtype)
     de, dg = _silu_mul_backward(e, g, dh)
     del dh
-    dx, d_ga, d_gb = _base_lora_bwd(de, x2, xga, *gate[:4], dtype, gate[4], dx, need_dx=need_dx)
+    dx, d_gate = _base_lora_bwd(de, x2, acts.gate_xa, gate, dtype, dx, need_dx=need_dx)
     del de
-    dx, d_ua, d_ub = _base_lora_bwd(dg, x2, xua, *up[:4], dtype, up[4], dx, need_dx=need_dx)
-    return dx, (d_ga, d_gb, d_ua, d_ub, d_da, d_db)
+    dx, d_up = _base_lora_bwd(dg, x2, acts.up_xa, up, dtype, dx, need_dx=need_dx)
+    return dx, MLPGrads(d_gate, d_up, d_down)
 
 
 class _LoRAMLP(torch.autograd.Function):
     """down(silu(gate(x)) * up(x)) for three LoRA layers, forward and backward in one function:
     saves x, the two (tokens x intermediate) projections and three (tokens x r) adapter products;
     the (tokens x intermediate) product h is recomputed in backward instead of being kept.
-    Each projection comes as (base layer, A, B, A in dtype, B in dtype, scale)."""
+    apply(x, dtype, [gate, up, down Proj], then the six adapter parameters)."""
 
     @staticmethod
-    def forward(ctx, x, dtype, *specs):
+    def forward(ctx, x, dtype, projs, *adapter_params):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
-        projs = [_proj(*specs[i:i + 6]) for i in (0, 6, 12)]
-        out, saved = _mlp_fwd(x2, *projs, dtype)
-        ctx.projs = [(p[0], None, None, p[3], p[4]) for p in projs]  # the casts go in saved_tensors
+        out, acts = _mlp_fwd(x2, *projs, dtype)
+        ctx.projs = [p.without_casts() for p in projs]
         ctx.dtype, ctx.x_dtype = dtype, x.dtype
-        ctx.save_for_backward(x2, *saved, *(t for p in projs for t in p[1:3]))
+        ctx.save_for_backward(x2, *acts, *(t for p in projs for t in (p.lora_a, p.lora_b)))
         return out.view(*shape[:-1], out.shape[-1]).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        x2, e, g, xga, xua, hda, *casts = ctx.saved_tensors
-        projs = [(p[0], casts[2 * i], casts[2 * i + 1], p[3], p[4]) for i, p in enumerate(ctx.projs)]
+        x2, *saved = ctx.saved_tensors
+        n = len(_MLPActs._fields)
+        acts, casts = _MLPActs(*saved[:n]), saved[n:]
+        projs = [p.with_casts(casts[2 * i], casts[2 * i + 1]) for i, p in enumerate(ctx.projs)]
         dy = grad.reshape(-1, grad.shape[-1]).to(ctx.dtype)
-        dx, (d_ga, d_gb, d_ua, d_ub, d_da, d_db) = _mlp_bwd(dy, x2, (e, g, xga, xua, hda), *projs, ctx.dtype,
-                                                            need_dx=ctx.needs_input_grad[0])
+        dx, grads = _mlp_bwd(dy, x2, acts, *projs, ctx.dtype, need_dx=ctx.needs_input_grad[0])
         if dx is not None:
             dx = dx.view(*grad.shape[:-1], x2.shape[-1]).to(ctx.x_dtype)
-        return (dx, None, None, d_ga, d_gb, None, None, None, None, d_ua, d_ub, None, None, None,
-                None, d_da, d_db, None, None, None)
+        return (dx, None, None, *_param_grads(grads))
 
 
 class _LoRAShared(torch.autograd.Function):
     """Several LoRA layers reading the same input (an attention block's q, k and v projections)
-    in one function: one backward node, one input gradient summed in place. Each projection comes
-    as (base layer, A, B, A in dtype, B in dtype, scale)."""
+    in one function: one backward node, one input gradient summed in place.
+    apply(x, dtype, [Proj per layer], then A, B of each layer)."""
 
     @staticmethod
-    def forward(ctx, x, dtype, *specs):
+    def forward(ctx, x, dtype, projs, *adapter_params):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
-        projs = [_proj(*specs[i:i + 6]) for i in range(0, len(specs), 6)]
         outs, saved = [], [x2]
         for p in projs:
-            out, xa = _base_lora_fwd(x2, *p[:4], dtype)
+            out, xa = _base_lora_fwd(x2, p, dtype)
             outs.append(out.view(*shape[:-1], out.shape[-1]).to(x.dtype))
-            saved += [xa, p[1], p[2]]
-        ctx.projs = [(p[0], None, None, p[3], p[4]) for p in projs]  # the casts go in saved_tensors
+            saved += [xa, p.lora_a, p.lora_b]
+        ctx.projs = [p.without_casts() for p in projs]
         ctx.dtype, ctx.x_dtype = dtype, x.dtype
         ctx.save_for_backward(*saved)
         return tuple(outs)
@@ -299,27 +291,26 @@ class _LoRAShared(torch.autograd.Function):
     def backward(ctx, *grads):
         x2, *saved = ctx.saved_tensors
         dtype = ctx.dtype
-        dx, out = None, [None, None]
+        dx, param_grads = None, []
         for j, grad in enumerate(grads):
             if grad is None:
-                out += [None] * 6
+                param_grads += (None, None)
                 continue
             xa, a, b = saved[3 * j:3 * j + 3]
-            base, _, _, scale, pdtypes = ctx.projs[j]
             g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-            dx, d_a, d_b = _base_lora_bwd(g, x2, xa, base, a, b, scale, dtype, pdtypes, dx,
-                                          need_dx=ctx.needs_input_grad[0])
-            out += [None, d_a, d_b, None, None, None]
+            dx, d = _base_lora_bwd(g, x2, xa, ctx.projs[j].with_casts(a, b), dtype, dx,
+                                   need_dx=ctx.needs_input_grad[0])
+            param_grads += d
         if dx is not None:
             dx = dx.view(*grads[0].shape[:-1] if grads[0] is not None else x2.shape[:-1], x2.shape[-1])
-            out[0] = dx.to(ctx.x_dtype)
-        return tuple(out)
+            dx = dx.to(ctx.x_dtype)
+        return (dx, None, None, *param_grads)
 
 
 def _rms_norm(x2, w, eps):
     """(w * x / rms(x), 1 / rms(x)) as Llama computes it; torch's fused kernel on a GPU."""
-    if x2.is_cuda and w.dtype == x2.dtype and _fused_rms_norm() is not None:
-        return _fused_rms_norm()[0](x2, [x2.shape[-1]], w, eps)
+    if x2.is_cuda and w.dtype == x2.dtype and fused_rms_norm() is not None:
+        return fused_rms_norm().forward(x2, [x2.shape[-1]], w, eps)
     xf = x2.float()
     rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True).add_(eps))
     return w * (xf * rstd).to(x2.dtype), rstd
@@ -327,25 +318,17 @@ def _rms_norm(x2, w, eps):
 
 def _rms_norm_bwd(dy, x2, rstd, w):
     """Input gradient of _rms_norm (the weight is frozen)."""
-    if x2.is_cuda and w.dtype == x2.dtype and _fused_rms_norm() is not None:
-        return _fused_rms_norm()[1](dy.to(x2.dtype), x2, [x2.shape[-1]], rstd, w, [True, False])[0]
+    if x2.is_cuda and w.dtype == x2.dtype and fused_rms_norm() is not None:
+        return fused_rms_norm().backward(dy.to(x2.dtype), x2, [x2.shape[-1]], rstd, w, [True, False])[0]
     xhat = x2.float() * rstd
     gw = dy.float() * w.float()
     return (rstd * (gw - xhat * (gw * xhat).mean(-1, keepdim=True))).to(x2.dtype)
 
 
-@functools.cache
-def _fused_rms_norm():
-    ops = torch.ops.aten
-    if hasattr(ops, "_fused_rms_norm") and hasattr(ops, "_fused_rms_norm_backward"):
-        return ops._fused_rms_norm, ops._fused_rms_norm_backward
-    return None
-
-
 class _LayerCall:
     """What one decoder-layer call needs besides its input and the adapter parameters: the layer,
-    the compute dtype, its seven projections (as _proj gives them: q, k, v, o, gate, up, down),
-    the rotary cos/sin, the attention mask and the attention function's keyword arguments."""
+    the compute dtype, its seven projections (Proj: q, k, v, o, gate, up, down), the rotary
+    cos/sin, the attention mask and the attention function's keyword arguments."""
     __slots__ = ("layer", "dtype", "projs", "cos", "sin", "mask", "kwargs", "rope", "attend")
 
 
@@ -368,14 +351,15 @@ def _same(t):
 
 def _layer_fwd(x2, c: _LayerCall, shape, for_backward=False):
     """A Llama decoder layer on the (tokens, hidden) input x2. Returns the output, or, with
-    for_backward, everything the backward pass needs (the recomputation: attention kept as an
-    autograd graph from q, k, v; the MLP's down matmul skipped)."""
+    for_backward, a dict of everything the backward pass needs (the recomputation: attention kept
+    as an autograd graph from q, k, v; the MLP's down matmul skipped), from which _layer_bwd pops
+    each entry as soon as it is done with it."""
     layer, dtype, (q_p, k_p, v_p, o_p, g_p, u_p, d_p) = c.layer, c.dtype, c.projs
     n1, rstd1 = _rms_norm(x2, layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
     n1c = n1.to(dtype)
-    q, xq = _base_lora_fwd(n1c, *q_p[:4], dtype)
-    k, xk = _base_lora_fwd(n1c, *k_p[:4], dtype)
-    v, xv = _base_lora_fwd(n1c, *v_p[:4], dtype)
+    q, xq = _base_lora_fwd(n1c, q_p, dtype)
+    k, xk = _base_lora_fwd(n1c, k_p, dtype)
+    v, xv = _base_lora_fwd(n1c, v_p, dtype)
     if for_backward:
         q, k, v = (t.requires_grad_() for t in (q, k, v))
         # the recomputed attention keeps what its backward needs on the GPU: the saved-tensor
@@ -386,42 +370,42 @@ def _layer_fwd(x2, c: _LayerCall, shape, for_backward=False):
         a = a_graph.detach()
     else:
         a = _attention(c, q, k, v, shape)
-    o, xo = _base_lora_fwd(a, *o_p[:4], dtype)
+    o, xo = _base_lora_fwd(a, o_p, dtype)
     h = x2 + o
     del o
     n2, rstd2 = _rms_norm(h, layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
     n2c = n2.to(dtype)
     del n2
-    m, mlp_saved = _mlp_fwd(n2c, g_p, u_p, d_p, dtype, keep_out=not for_backward)
+    m, mlp_acts = _mlp_fwd(n2c, g_p, u_p, d_p, dtype, keep_out=not for_backward)
     if not for_backward:
         return h.add_(m)
     return dict(rstd1=rstd1, n1c=n1c, xqkv=(xq, xk, xv), qkv=(q, k, v), a_graph=a_graph, a=a, xo=xo, h=h,
-                rstd2=rstd2, n2c=n2c, mlp=mlp_saved)
+                rstd2=rstd2, n2c=n2c, mlp=mlp_acts)
 
 
-def _layer_bwd(dy2, x2, c: _LayerCall, shape, need_dx=True):
-    """Gradients of a Llama decoder layer: (input gradient, the 14 adapter gradients in the order
-    of c.projs), from the layer input and the output gradient, recomputing the forward pass."""
+def _layer_bwd(dy2, x2, c: _LayerCall, shape, need_dx=True) -> tuple[torch.Tensor | None, LayerGrads]:
+    """Gradients of a Llama decoder layer: (input gradient, the LayerGrads), from the layer input
+    and the output gradient, recomputing the forward pass."""
     layer, dtype, (q_p, k_p, v_p, o_p, g_p, u_p, d_p) = c.layer, c.dtype, c.projs
     with torch.no_grad():
         s = _layer_fwd(x2, c, shape, for_backward=True)
-        dn2, mlp_grads = _mlp_bwd(dy2.to(dtype), s["n2c"], s["mlp"], g_p, u_p, d_p, dtype)
+        dn2, mlp = _mlp_bwd(dy2.to(dtype), s["n2c"], s["mlp"], g_p, u_p, d_p, dtype)
         del s["mlp"], s["n2c"]
         post = layer.post_attention_layernorm
         dh = _rms_norm_bwd(dn2, s.pop("h"), s["rstd2"], post.weight).add_(dy2)
         del dn2
-        d_a, d_oa, d_ob = _base_lora_bwd(dh.to(dtype), s.pop("a"), s["xo"], *o_p[:4], dtype, o_p[4])
+        d_a, d_o = _base_lora_bwd(dh.to(dtype), s.pop("a"), s["xo"], o_p, dtype)
     d_q, d_k, d_v = torch.autograd.grad(s.pop("a_graph"), s.pop("qkv"), d_a)
     del d_a
     with torch.no_grad():
         n1c, (xq, xk, xv) = s["n1c"], s["xqkv"]
-        dn1, d_qa, d_qb = _base_lora_bwd(d_q, n1c, xq, *q_p[:4], dtype, q_p[4])
-        dn1, d_ka, d_kb = _base_lora_bwd(d_k, n1c, xk, *k_p[:4], dtype, k_p[4], dn1)
-        dn1, d_va, d_vb = _base_lora_bwd(d_v, n1c, xv, *v_p[:4], dtype, v_p[4], dn1)
+        dn1, d_qp = _base_lora_bwd(d_q, n1c, xq, q_p, dtype)
+        dn1, d_kp = _base_lora_bwd(d_k, n1c, xk, k_p, dtype, dn1)
+        dn1, d_vp = _base_lora_bwd(d_v, n1c, xv, v_p, dtype, dn1)
         dx = None
         if need_dx:
             dx = _rms_norm_bwd(dn1, x2, s["rstd1"], layer.input_layernorm.weight).add_(dh)
-    return dx, (d_qa, d_qb, d_ka, d_kb, d_va, d_vb, d_oa, d_ob, *mlp_grads)
+    return dx, LayerGrads(d_qp, d_kp, d_vp, d_o, mlp.gate, mlp.up, mlp.down)
 
 
 class _LoRADecoderLayer(torch.autograd.Function):
@@ -430,7 +414,8 @@ class _LoRADecoderLayer(torch.autograd.Function):
     layer (without the MLP's down matmul, whose output backward does not need) and computes the
     gradients by hand, with autograd only through RoPE and the attention. What this replaces is
     torch's checkpoint around the layer: its recomputation rebuilds an autograd graph of some
-    twenty nodes per layer and the backward walks it, all Python at these sizes."""
+    twenty nodes per layer and the backward walks it, all Python at these sizes.
+    apply(x, _LayerCall, then the 14 adapter parameters in the order of its projs)."""
 
     @staticmethod
     def forward(ctx, x, c, *adapter_params):
@@ -446,7 +431,7 @@ class _LoRADecoderLayer(torch.autograd.Function):
         dx, grads = _layer_bwd(dy.reshape(x2.shape), x2, ctx.c, ctx.shape, need_dx=ctx.needs_input_grad[0])
         if dx is not None:
             dx = dx.view(dy.shape)
-        return (dx, None, *grads)
+        return (dx, None, *_param_grads(grads))
 
 
 def _autocast_dtype(x, base):
@@ -455,31 +440,39 @@ def _autocast_dtype(x, base):
     return getattr(base, "compute_dtype", None) or x.dtype
 
 
-def _fused_args(x: torch.Tensor, layers) -> list | None:
-    """[x, dtype, then per layer: base layer, A, B, A in dtype, B in dtype, scale], the arguments
-    of the fused functions; None when one of the layers cannot take the fused path."""
+def _fused_args(x: torch.Tensor, layers) -> tuple[torch.dtype, list[Proj], list[torch.Tensor]] | None:
+    """(compute dtype, a Proj per layer, the adapter parameters A, B of each layer in order): what
+    the fused functions take after x; None when one of the layers cannot take the fused path."""
     names = [_fusable(m, (), {}) for m in layers]
     if None in names:
         return None
     dtype = _autocast_dtype(x, layers[0].get_base_layer())
-    args = [x, dtype]
+    projs, params = [], []
     for m, n in zip(layers, names):
-        args += [m.get_base_layer(), *_adapter(m, n, dtype), float(m.scaling[n])]
-    return args
+        a, b, a_cast, b_cast = _adapter(m, n, dtype)
+        projs.append(Proj(m.get_base_layer(), a_cast, b_cast, float(m.scaling[n]), a.dtype, b.dtype))
+        params += (a, b)
+    return dtype, projs, params
 
 
 def lora_mlp(x: torch.Tensor, gate, up, down) -> torch.Tensor | None:
     """A SwiGLU MLP whose three projections are peft LoRA layers, in one fused function; None
     when one of the layers cannot take the fused path (the caller then runs the module as is)."""
     args = _fused_args(x, (gate, up, down))
-    return None if args is None else _LoRAMLP.apply(*args)
+    if args is None:
+        return None
+    dtype, projs, params = args
+    return _LoRAMLP.apply(x, dtype, projs, *params)
 
 
 def lora_shared(x: torch.Tensor, *layers) -> tuple | None:
     """The outputs of several peft LoRA layers applied to the same ``x``, in one fused function;
     None when one of them cannot take the fused path."""
     args = _fused_args(x, layers)
-    return None if args is None else _LoRAShared.apply(*args)
+    if args is None:
+        return None
+    dtype, projs, params = args
+    return _LoRAShared.apply(x, dtype, projs, *params)
 
 
 def _fusable(layer, args, kwargs) -> str | None:
@@ -510,7 +503,8 @@ def _fused_forward(self, x, *args, **kwargs):
     fused = None if args or kwargs else _fused_args(x, (self,))
     if fused is None:
         return self._kit_forward(x, *args, **kwargs)
-    return _LoRALinear.apply(*fused)
+    dtype, (proj,), params = fused
+    return _LoRALinear.apply(x, dtype, proj, *params)
 
 
 def _fused_mlp_forward(self, x, *args, **kwargs):
@@ -584,9 +578,8 @@ def _layer_call(layer, x, kwargs) -> tuple[_LayerCall, list] | None:
     if args is None:
         return None
     c = _LayerCall()
-    c.layer, c.dtype, specs = layer, args[1], args[2:]
-    c.projs = [_proj(*specs[i:i + 6]) for i in range(0, len(specs), 6)]
-    adapter_params = [t for i in range(0, len(specs), 6) for t in specs[i + 1:i + 3]]
+    c.layer = layer
+    c.dtype, c.projs, adapter_params = args
     cos, sin = kwargs["position_embeddings"]
     c.cos, c.sin, c.mask = cos.to(c.dtype), sin.to(c.dtype), kwargs.get("attention_mask")
     c.kwargs = {k: kwargs[k] for k in ("position_ids", "cache_position") if k in kwargs}
@@ -673,7 +666,7 @@ def unpatch_lora_layers(model) -> int:
     n = 0
     for module in model.modules():
         module.__dict__.pop("_kit_cast", None)
-        module.__dict__.pop("_kit_deq", None)
+        drop_cached_plan(module)
         if "_kit_ckpt" in module.__dict__:
             module.gradient_checkpointing = module.__dict__.pop("_kit_ckpt")
             module.__dict__.pop("_kit_ckpt_func")

@@ -110,26 +110,26 @@ class _Retry(Exception):
 class ScrapeConfig(StepConfig):
     """What notebook 01 searches for and how it talks to arXiv."""
 
-    arxiv_api_url: str = ARXIV_API_URL  # the export API; a mirror or the local fixture server for tests
-    pdf_base_url: str = ""  # "" = auto: arXiv's PDF links for arXiv, else <API server>/pdf/<id>
-    query: str = ""  # raw arXiv search_query (e.g. 'all:testing'), ANDed with the filters below
-    category: str = "cs.CL"  # arXiv category, several comma-separated are ORed; "" = any
+    arxiv_api_url: str = ARXIV_API_URL  # the arXiv export API; or a mirror, or a local test server
+    pdf_base_url: str = ""  # "" = arXiv's own PDF links (another API server: its /pdf/ID); else where PDFs are fetched from
+    query: str = ""  # raw arXiv search_query, ANDed with the other filters, e.g. 'abs:"instruction tuning"' or 'all:testing'
+    category: str = "cs.CL"  # arXiv category, e.g. "cs.CL"; several comma-separated are ORed; "" = any
     date_from: str = "2024-04-18"  # submitted on or after (YYYY-MM-DD; Llama 3 came out 2024-04-18); "" = any
     date_to: str = ""  # submitted on or before (YYYY-MM-DD); "" = today
-    keywords: list[str] = field(default_factory=lambda: ["llama", "large language model"])  # any, in title/abstract
-    authors: list[str] = field(default_factory=list)  # any of these authors (arXiv au: syntax)
-    id_list: list[str] = field(default_factory=list)  # explicit ids (2404.12345, 2404.12345v2, hep-th/9901001)
+    keywords: list[str] = field(default_factory=lambda: ["llama", "large language model"])  # any of them in the title or abstract; [] = no filter
+    authors: list[str] = field(default_factory=list)  # any of these authors (arXiv au: syntax), e.g. ["Touvron"]; [] = any
+    id_list: list[str] = field(default_factory=list)  # arXiv ids instead of (or within) a search, e.g. ["2407.21783"]; also 2404.12345v2, hep-th/9901001
     sort_by: str = "submittedDate"  # "submittedDate", "relevance" or "lastUpdatedDate"
-    sort_order: str = "descending"  # "descending" or "ascending"
+    sort_order: str = "descending"  # "descending" (newest first) or "ascending" (oldest first)
     max_results: int = 50  # papers to fetch in all (arXiv serves at most 30000 per query)
     page_size: int = 50  # papers per API request (at most 2000)
-    delay_seconds: float = ARXIV_MIN_DELAY  # at least this long between requests (arXiv asks for 3 s)
-    max_retries: int = 4  # retries of one request after 5xx, 429, timeouts or a broken body
+    delay_seconds: float = ARXIV_MIN_DELAY  # seconds between requests, at least (arXiv's terms of use ask for 3)
+    max_retries: int = 4  # retries of one request when arXiv is busy (429, 5xx) or the connection breaks (timeout, cut body)
     backoff_seconds: float = 5.0  # wait before the first retry, doubled each time (a longer Retry-After wins)
     max_retry_after: float = 300.0  # stop rather than wait when the server asks for longer than this
     max_consecutive_failures: int = 3  # stop after this many PDFs in a row could not be downloaded
-    timeout: float = 60.0  # seconds to connect and between bytes read
-    abstracts_only: bool = False  # True: no PDFs, only manifest.jsonl and abstracts.jsonl (for notebook 03)
+    timeout: float = 60.0  # seconds to wait for arXiv (to connect, and between bytes read) before retrying
+    abstracts_only: bool = False  # True: skip the PDFs, keep only manifest.jsonl and abstracts.jsonl (a corpus for notebook 03)
     user_agent: str = DEFAULT_USER_AGENT  # who is asking (arXiv wants a descriptive User-Agent)
 
     @classmethod

@@ -44,15 +44,15 @@ class ChatError(ValueError):
 @dataclass
 class ChatConfig(StepConfig):
     """Which model notebook 06 chats with, and how it samples."""
-    model_name: str = ""  # base model ("" = the one notebook 04 trained, from its run's manifest, else the default)
-    adapter_dir: str = ""  # LoRA adapter ("" = outputs/<run_name>/adapter from notebook 04)
-    quantization: str = "auto"  # how the base is loaded for chatting: "4bit", "16bit", "none" (fp32), "auto"
+    model_name: str = ""  # base model; "" = the one notebook 04 trained (from its run's manifest), else the default
+    adapter_dir: str = ""  # LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
+    quantization: str = "auto"  # how the base is loaded for chatting: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
     preset: str = "assistant"  # system prompt preset: "assistant" or "storymaker"
     temperature: float = 0.7  # sampling temperature (0 = greedy)
     top_p: float = 0.9  # nucleus sampling mass
     max_new_tokens: int = 256  # longest reply, in tokens (always bounded)
-    context_tokens: int = 0  # context window used for the conversation (0 = the model's own)
-    run_name: str = "sft"  # notebook 06: notebook 04's run folder under the outputs folder (its adapter; merged/ and gguf/ go there)
+    context_tokens: int = 0  # context window in tokens (0 = the model's own); the oldest turns are dropped to fit
+    run_name: str = "sft"  # notebook 04's run folder under the outputs folder: its adapter; merged/ and gguf/ go there
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:

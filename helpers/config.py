@@ -5,7 +5,11 @@ module on top of :class:`StepConfig`. One field per line, with a trailing commen
 does. Every name in a notebook's ``parameters`` cell is a field of the configs that notebook builds
 (:data:`NOTEBOOK_CONFIGS`); where a notebook's cell starts from another value than the dataclass
 default (notebook 03 pretrains with ``LORA_R = 64``), the config's ``notebook_defaults()`` says so,
-and ``tests/test_notebooks.py`` checks every cell against the dataclass and that table.
+and ``tests/test_notebooks.py`` checks every cell against the dataclass and that table. Each
+parameter's Colab form description (the ``# @markdown `NAME`: ...`` line above it) is the field's
+comment, written there by ``tools/sync_notebooks.py`` (:func:`notebook_comments_for`): the form and
+``describe()`` say one thing. A notebook that needs its own sentence for a field declares it in the
+config's ``notebook_comments()``, the one place the tooling reads.
 
 ``XConfig.from_params(globals(), **in_code)`` decides each value in this order, later wins:
 
@@ -249,6 +253,14 @@ def notebook_defaults_for(cls, notebook: str) -> dict[str, Any]:
     return values
 
 
+def notebook_comments_for(cls, notebook: str) -> dict[str, str]:
+    """Each field's description in notebook ``notebook``'s parameters cell (its ``# @markdown`` line):
+    the field's trailing comment, or the notebook's own sentence from ``cls.notebook_comments()``."""
+    comments = _field_comments(cls)
+    comments.update(cls.notebook_comments().get(str(notebook)[:2], {}))
+    return comments
+
+
 def parameters_cell_names(source: str) -> list[str]:
     """UPPER_CASE names a parameters cell assigns, in order."""
     names: list[str] = []
@@ -298,7 +310,7 @@ def _check_environment(cls, environ: Mapping[str, str]) -> None:
 
 
 def _field_comments(cls) -> dict[str, str]:
-    """Trailing ``# comment`` of each field line in the class source (for ``describe``)."""
+    """Trailing ``# comment`` of each field line in the class source (``describe()``, the notebooks' forms)."""
     out: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
@@ -331,6 +343,13 @@ class StepConfig:
     def notebook_defaults(cls) -> dict[str, dict[str, Any]]:
         """Per notebook ("03"), the values its parameters cell starts from where they are not the
         dataclass defaults (checked by tests/test_notebooks.py). Subclasses override."""
+        return {}
+
+    @classmethod
+    def notebook_comments(cls) -> dict[str, dict[str, str]]:
+        """Per notebook ("03"), {field: description} where its parameters cell must describe a field
+        otherwise than the field's trailing comment (which the other notebooks and ``describe()``
+        show). tools/sync_notebooks.py writes them; tests/test_notebooks.py checks them. Subclasses override."""
         return {}
 
     @classmethod

@@ -34,28 +34,28 @@ from .config import ConfigError, StepConfig
 
 @dataclasses.dataclass
 class DatasetConfig(StepConfig):
-    pdf_dir: str = ""  # folder of PDFs; "" = notebook 01's ws.data("arxiv/pdfs")
+    pdf_dir: str = ""  # a folder of your own PDFs; "" = notebook 01's (arxiv/pdfs in the data folder)
     max_pdfs: int = 0  # read at most this many PDFs (0 = all)
     tokenizer: str = ""  # model whose tokenizer measures chunks; "" = the default model (the one you will tune)
     chunk_tokens: int = 512  # tokens per chunk
     chunk_overlap: int = 64  # tokens shared by consecutive chunks
     max_chunks: int = 0  # ask the teacher about at most this many chunks (0 = all)
-    teacher: str = "auto"  # "http", "local", or "auto" (http when TEACHER_BASE_URL is set)
-    teacher_base_url: str = ""  # OpenAI-compatible endpoint, e.g. https://api.groq.com/openai/v1
-    teacher_model: str = ""  # model name at that endpoint, e.g. llama-3.3-70b-versatile
-    local_teacher_model: str = ""  # transformers model for teacher="local"; "" = the default model
-    prompt_file: str = ""  # a text file with your own prompt ({text}, {source}, {n}); "" = ours
+    teacher: str = "auto"  # "http" (an API), "local" (a transformers model), "auto" (http when TEACHER_BASE_URL is set, else local)
+    teacher_base_url: str = ""  # OpenAI-compatible API, e.g. https://api.groq.com/openai/v1; its key: the TEACHER_API_KEY secret, never here
+    teacher_model: str = ""  # model name at that endpoint, e.g. "llama-3.3-70b-versatile"
+    local_teacher_model: str = ""  # transformers model for TEACHER="local"; "" = the default model
+    prompt_file: str = ""  # a text file with your own prompt ({text}, {source}, {n}); "" = ours (notebook 02 prints it)
     pairs_per_chunk: int = 3  # examples asked for per chunk
     max_new_tokens: int = 1024  # longest teacher answer, in tokens
     temperature: float = 0.2  # teacher sampling temperature
-    concurrency: int = 4  # requests in flight at once (http)
+    concurrency: int = 4  # API requests in flight at once (TEACHER="http")
     request_timeout: float = 120.0  # seconds before a request is retried
     max_retries: int = 5  # retries per request on 429, 5xx and timeouts
-    price_input_per_m: float = 0.0  # USD per million prompt tokens (Groq Llama 3.3 70B: 0.59)
-    price_output_per_m: float = 0.0  # USD per million completion tokens (Groq Llama 3.3 70B: 0.79)
-    reask_rejected: bool = False  # on a rerun, ask again about chunks whose stored answer gave no usable example
-    near_dup_threshold: float = 0.8  # Jaccard similarity above which two examples are near duplicates
-    test_fraction: float = 0.1  # share of examples held out for testing (whole documents when they allow it)
+    price_input_per_m: float = 0.0  # USD per million prompt tokens, for the cost estimate (Groq Llama 3.3 70B: 0.59)
+    price_output_per_m: float = 0.0  # USD per million completion tokens, for the cost estimate (Groq Llama 3.3 70B: 0.79)
+    reask_rejected: bool = False  # on a rerun, ask again about chunks whose stored answer gave no usable example (more requests)
+    near_dup_threshold: float = 0.8  # Jaccard similarity above which two examples count as near duplicates
+    test_fraction: float = 0.1  # share of examples held out for testing: whole documents, or their last chunks if too few documents
     seed: int = 0  # decides which documents go to the test split
 
     @classmethod

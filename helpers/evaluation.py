@@ -57,30 +57,30 @@ class EvalError(ValueError):
 @dataclass
 class EvalConfig(StepConfig):
     """One base-vs-tuned evaluation. Defaults suit a Colab GPU."""
-    adapter_dir: str = ""  # LoRA adapter to evaluate (notebook 04 writes outputs/sft/adapter)
-    test_path: str = ""  # held-out JSONL with references ("" = test.jsonl beside the training dataset)
+    adapter_dir: str = ""  # LoRA adapter to evaluate; "" = the one notebook 04 wrote (outputs/RUN_NAME/adapter)
+    test_path: str = ""  # held-out JSONL with references; "" = test.jsonl beside the dataset the adapter was trained on
     output_dir: str = ""  # where the report goes ("" = an "eval" folder beside the adapter)
-    model_name: str = ""  # base model ("" = the one the adapter was trained on)
-    quantization: str = "auto"  # "4bit", "8bit", "16bit", "none" or "auto" (4bit on GPU, fp32 on CPU)
+    model_name: str = ""  # base model; "" = the one the adapter was trained on
+    quantization: str = "auto"  # "4bit" (an 8B model fits a T4), "8bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
     template: str = ""  # prompt format ("" = the one used in training, from the run's manifest)
     system_prompt: str = ""  # system message ("" = the one used in training, if any)
     reference_turn: str = "first"  # conversations: "first" or "last" assistant reply is the reference
-    max_examples: int = 0  # evaluate only the first N held-out rows (0 = all)
-    max_new_tokens: int = 256  # longest answer
+    max_examples: int = 0  # evaluate only the first N held-out prompts (0 = all)
+    max_new_tokens: int = 256  # longest answer, in tokens
     batch_size: int = 16  # prompts per generation batch
     ppl_batch_size: int = 8  # sequences per perplexity batch
-    do_sample: bool = False  # sample instead of greedy decoding
-    temperature: float = 0.7  # sampling temperature (do_sample only)
-    top_p: float = 0.9  # nucleus sampling (do_sample only)
+    do_sample: bool = False  # False = greedy decoding (reproducible); True = sampling with TEMPERATURE and TOP_P
+    temperature: float = 0.7  # sampling temperature (DO_SAMPLE only)
+    top_p: float = 0.9  # nucleus sampling mass (DO_SAMPLE only)
     max_context: int = 0  # tokens the model may see (0 = the model's own context length)
-    long_prompts: str = "truncate"  # prompt + answer longer than the context: "truncate" (keep the end), "skip", "error"
+    long_prompts: str = "truncate"  # prompt + answer longer than the context: "truncate" (keep the end), "skip" or "error"
     rouge_backend: str = "auto"  # "auto" (evaluate if it loads, else rouge-score), "rouge-score", "evaluate"
     copy_threshold: float = 0.6  # an answer copies the prompt when this share of its words is one run copied from it
     copy_min_words: int = 4  # shorter answers are never counted as copies
-    bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
+    bootstrap: int = 1000  # bootstrap resamples for the 95% confidence intervals
     seed: int = 0  # seed of the bootstrap and of sampling
     n_show: int = 5  # answers shown side by side in the report
-    run_name: str = "sft"  # notebook 05: notebook 04's run folder under the outputs folder (its adapter; the report goes in its eval/)
+    run_name: str = "sft"  # notebook 04's run folder under the outputs folder: the adapter evaluated, the report in its eval/
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:

@@ -42,13 +42,13 @@ class ExportError(RuntimeError):
 @dataclass
 class ExportConfig(StepConfig):
     """What notebook 06 exports and where it goes."""
-    merge: bool = True  # merge the adapter into the base weights (safetensors; 16-bit on a GPU, fp32 on a CPU) in outputs/<run_name>/merged
+    merge: bool = True  # merge the adapter into the base weights: outputs/RUN_NAME/merged (safetensors; 16-bit on GPU, fp32 on CPU)
     merge_mode: str = "full"  # "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
-    gguf: bool = True  # also write a GGUF file for llama.cpp / Ollama from the merged model
+    gguf: bool = True  # also write a GGUF file for llama.cpp / Ollama from the merged model (outputs/RUN_NAME/gguf/)
     gguf_type: str = "f16"  # "f16", "f32" or "q8_0"
-    push_to_hub: bool = False  # upload to the Hugging Face Hub (needs HF_TOKEN); off by default
+    push_to_hub: bool = False  # upload to the Hugging Face Hub (needs an HF_TOKEN secret); off by default
     hub_repo_id: str = ""  # "your-name/model-name" on the Hub
-    push_what: str = "adapter"  # "adapter" (small) or "merged" (the full model)
+    push_what: str = "adapter"  # "adapter" (small: a few MB) or "merged" (the whole model)
     hub_private: bool = True  # create the Hub repository as private
 
     @classmethod

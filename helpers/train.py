@@ -42,32 +42,32 @@ from .run import RunDir
 @dataclass
 class TrainConfig(StepConfig):
     """Everything one training run needs. Defaults are the QLoRA recipe for a Colab GPU."""
-    model_name: str = ""  # base model: Hub id, local folder or embedded name ("" = default for this machine)
+    model_name: str = ""  # base model (Hub id, folder or embedded name); "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
     mode: str = "sft"  # "sft" (instruction tuning, loss on replies) or "pretrain" (raw text, loss on every token)
-    dataset_path: str = ""  # JSONL: instruction rows or messages (sft), or {"text": ...} rows (pretrain)
+    dataset_path: str = ""  # JSONL of instruction/messages rows (sft) or {"text"} rows (pretrain); "" = notebook 02's (an error under 20 rows) or the bundled chats
     eval_path: str = ""  # validation JSONL; "" = hold out eval_fraction of the training rows
-    eval_fraction: float = 0.05  # share of training rows held out for validation when eval_path is ""
+    eval_fraction: float = 0.05  # share of training rows (pretrain: documents) held out for validation when EVAL_PATH is ""
     output_dir: str = "outputs/run"  # durable folder (Drive on Colab): adapter, metrics, checkpoint copies
     checkpoint_dir: str = ""  # fast local folder for checkpoints while training ("" = output_dir/local-checkpoints)
-    run_name: str = ""  # label in logs and plots ("" = the output folder's name)
-    finetune: str = "lora"  # "lora" (adapter on a frozen base) or "full" (every weight; no quantization)
-    quantization: str = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none" (fp32) or "auto" (4bit on GPU, fp32 on CPU)
-    lora_r: int = 16  # LoRA rank
-    lora_alpha: int = 16  # LoRA scale numerator (scale = alpha / r)
+    run_name: str = ""  # this run's name: its folder under the outputs folder in notebooks 03 and 04; its label in logs and plots ("" = OUTPUT_DIR's name)
+    finetune: str = "lora"  # "lora" (an adapter on a frozen base) or "full" (every weight; no 4bit/8bit quantization)
+    quantization: str = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
+    lora_r: int = 16  # LoRA rank: the adapter's size
+    lora_alpha: int = 16  # LoRA scale numerator (scale = LORA_ALPHA / LORA_R)
     lora_dropout: float = 0.0  # dropout on the LoRA input (0 is fastest and usually as good)
     target_modules: str = "all-linear"  # "all-linear" or comma-separated names, e.g. "q_proj,v_proj"
-    train_embeddings: bool = False  # also train embed_tokens and lm_head in full (domain pretraining)
-    embedding_lr_ratio: float = 0.1  # learning rate of embed_tokens/lm_head relative to learning_rate
-    init_adapter: str = ""  # start from this adapter (e.g. notebook 03's) instead of a fresh LoRA
-    template: str = "auto"  # "auto" (chat template if the model has one), "chat" or "alpaca"
+    train_embeddings: bool = False  # also train embed_tokens and lm_head in full (domain pretraining: the domain's use of the vocabulary)
+    embedding_lr_ratio: float = 0.1  # learning rate of embed_tokens and lm_head relative to LEARNING_RATE
+    init_adapter: str = ""  # "" = a fresh LoRA; else the adapter folder to start from, or "03" = notebook 03's (domain pretraining), wherever it is
+    template: str = "auto"  # "auto" (the model's chat template, else alpaca), "chat", or "alpaca" (our instruction template)
     system_prompt: str = ""  # system message added to conversations without one ("" = none)
-    max_seq_len: int = 1024  # tokens per example (sft) or per packed block (pretrain)
+    max_seq_len: int = 1024  # tokens per example (sft; longer ones are cut) or per packed block (pretrain)
     packing: bool = False  # pack several short examples into one sequence (padding-free, needs flash-attn for best speed)
-    num_train_epochs: float = 1.0  # passes over the training data (ignored when max_steps > 0)
-    max_steps: int = -1  # stop after this many optimizer steps (-1 = use epochs)
-    per_device_batch_size: int = 4  # examples per GPU per micro-step
-    gradient_accumulation_steps: int = 4  # micro-steps per optimizer step
-    learning_rate: float = 2e-4  # peak learning rate of the LoRA weights
+    num_train_epochs: float = 1.0  # passes over the training data (ignored when MAX_STEPS > 0)
+    max_steps: int = -1  # > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
+    per_device_batch_size: int = 4  # examples (pretrain: packed blocks) per GPU per micro-batch
+    gradient_accumulation_steps: int = 4  # micro-batches per optimizer step
+    learning_rate: float = 2e-4  # peak learning rate of the LoRA weights (of every weight with FINETUNE="full")
     lr_scheduler: str = "linear"  # "linear", "cosine", "constant", "constant_with_warmup", ...
     warmup_ratio: float = 0.03  # share of steps spent warming the learning rate up
     weight_decay: float = 0.01  # AdamW weight decay
@@ -77,11 +77,11 @@ class TrainConfig(StepConfig):
     offload_activations: bool = True  # with checkpointing on a GPU: keep the checkpointed layer inputs in CPU memory
     logging_steps: int = 10  # log train loss every N steps
     eval_steps: int = 50  # validate every N steps (0 = only at the end)
-    save_steps: int = 50  # checkpoint every N steps
+    save_steps: int = 50  # checkpoint every N steps (copied to Drive on Colab)
     save_total_limit: int = 3  # checkpoints kept (local and on Drive)
-    early_stopping_patience: int = 0  # stop after N evaluations without a better eval loss (0 = off)
-    resume: str = "auto"  # "auto" (newest complete checkpoint), "never", or a checkpoint folder
-    num_shards: int = 1  # cut the training data into N shards, one trained per sitting
+    early_stopping_patience: int = 0  # stop after N evaluations without a better validation loss (0 = off)
+    resume: str = "auto"  # "auto" continues from the newest complete checkpoint, "never" starts over; or a checkpoint folder
+    num_shards: int = 1  # > 1: cut the training data into N shards and train one per sitting
     shard_index: int = -1  # which shard to train now (-1 = the next untrained one)
     max_time_minutes: float = 0.0  # stop (after a checkpoint) when this much time has passed (0 = no limit)
     seed: int = 42  # seed for LoRA init, data order and dropout
@@ -90,14 +90,19 @@ class TrainConfig(StepConfig):
     kernels: str = "auto"  # "auto" (fused LoRA layers; Liger's RMSNorm/SwiGLU/RoPE too on a GPU when installed), "liger" or "none"
     auto_fit: bool = True  # on a GPU: choose micro-batch and checkpointing from free memory (effective batch kept)
     max_rows: int = 0  # use only the first N training rows (0 = all), for quick trials
-    text_sources: str = ""  # notebook 03: comma-separated JSONL/text/PDF files or folders for the corpus ("" = notebooks 01 and 02's); train() reads dataset_path
-    use_sweep_best: bool = False  # notebook 04: take the best settings of notebook 07's sweep (outputs/sweep/best_config.json) over the others
+    text_sources: str = ""  # comma-separated JSONL/text/PDF files or folders: notebook 03's corpus ("" = notebooks 01 and 02's), gathered into DATASET_PATH
+    use_sweep_best: bool = False  # True: notebook 04 trains with notebook 07's best settings (run 07 first; outputs/sweep/best_config.json) over the others
 
     @classmethod
     def notebook_defaults(cls) -> dict[str, dict[str, Any]]:
         # 03 pretrains: a larger rank, the embeddings trained, a smaller learning rate (seed 000's recipe)
         return {"03": dict(run_name="pretrain", lora_r=64, lora_alpha=32, train_embeddings=True, learning_rate=5e-5),
                 "04": dict(run_name="sft", early_stopping_patience=3)}
+
+    @classmethod
+    def notebook_comments(cls) -> dict[str, dict[str, str]]:
+        # 03's form says why its rank is larger than the default (its notebook_defaults() above)
+        return {"03": dict(lora_r="LoRA rank: larger than for instruction tuning (notebook 04), as there is more to learn")}
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:

@@ -148,6 +148,23 @@ def test_describe_shows_value_source_and_comment():
     assert "steps" in text and "parameters" in text and "how many" in text
 
 
+def test_notebook_comments_for_is_the_field_comment_unless_the_notebook_declares_its_own():
+    from helpers.config import notebook_comments_for
+
+    @dataclass
+    class OwnWords(DemoConfig):
+        @classmethod
+        def notebook_comments(cls):
+            return {"04": {"steps": "how many, in notebook 04's words"}}
+
+    assert notebook_comments_for(OwnWords, "04_finetune")["steps"] == "how many, in notebook 04's words"
+    assert notebook_comments_for(OwnWords, "04")["rate"] == "a rate"
+    assert notebook_comments_for(OwnWords, "05") == {"name": "a name", "steps": "how many", "rate": "a rate",
+                                                     "on": "a switch", "tags": "a list"}
+    assert "how many, in" not in OwnWords.from_params({"STEPS": 3}, environ={}).describe()  # describe() shows the field comment
+    assert notebook_comments_for(TrainConfig, "03")["lora_r"] != notebook_comments_for(TrainConfig, "04")["lora_r"]
+
+
 def test_train_config_validation_messages():
     with pytest.raises(ConfigError, match="Full fine-tuning"):
         TrainConfig.from_params({"FINETUNE": "full", "QUANTIZATION": "4bit"}, environ={})

@@ -110,12 +110,16 @@ def test_parameters_are_colab_form_fields_and_still_overridable(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_parameters_cell_matches_its_config_dataclasses(path):
     """Every parameter is a field of the configs the notebook builds (helpers.config.NOTEBOOK_CONFIGS)
-    with its one-line comment; the cell's value is the dataclass default, or the notebook's own
-    default declared in the config's notebook_defaults(); the form type fits the field's type."""
+    with its one-line comment, and its form description is that comment (or the notebook's own
+    sentence declared in the config's notebook_comments()); the cell's value is the dataclass
+    default, or the notebook's own default declared in the config's notebook_defaults(); the form
+    type fits the field's type."""
     import re
     import typing
-    from helpers.config import _field_comments, coerce_field, field_types, notebook_configs, notebook_defaults_for
+    from helpers.config import (_field_comments, coerce_field, field_types, notebook_comments_for, notebook_configs,
+                                notebook_defaults_for)
     source, params = _parameters(path)
+    lines = source.splitlines()
     nb = path.name[:2]
     classes = notebook_configs(nb)
     for name, value in params.items():
@@ -124,6 +128,11 @@ def test_parameters_cell_matches_its_config_dataclasses(path):
                      "(with its trailing comment) or drop the parameter")
         field = name.lower()
         assert _field_comments(cls).get(field), f"{path.name}: {cls.__name__}.{field} has no trailing comment"
+        above = lines[next(i for i, line in enumerate(lines) if line.startswith(f"{name} = ")) - 1]
+        assert above == f"# @markdown `{name}`: {notebook_comments_for(cls, nb)[field]}", (
+            f"{path.name}: {name}'s form description {above!r} is not {cls.__name__}.{field}'s comment: the sync writes "
+            f"it from the comment (a notebook's own sentence: {cls.__name__}.notebook_comments()); run "
+            "tools/sync_notebooks.py")
         expected = notebook_defaults_for(cls, nb)[field]
         assert coerce_field(cls, field, value) == expected, (
             f"{path.name}: {name} = {value!r} but {cls.__name__} says {expected!r} for notebook {nb}: change one, or "
@@ -142,6 +151,48 @@ def test_parameters_cell_matches_its_config_dataclasses(path):
         for field, value in declared.get(nb, {}).items():
             assert field.upper() in params, f"{cls.__name__}.notebook_defaults()[{nb!r}] names {field}, not in the cell"
             assert value != base[field], f"{cls.__name__}.notebook_defaults()[{nb!r}][{field!r}] is the dataclass default"
+        comments = cls.notebook_comments()
+        assert set(comments) <= {n for n in ("01", "02", "03", "04", "05", "06", "07") if cls in notebook_configs(n)}
+        for field, text in comments.get(nb, {}).items():
+            where = f"{cls.__name__}.notebook_comments()[{nb!r}][{field!r}]"
+            assert field.upper() in params, f"{where} names {field}, not in the cell"
+            assert text.strip() and "\n" not in text and text != _field_comments(cls)[field], (
+                f"{where} must be one line that differs from the field's comment")
+
+
+def _sync_tool():
+    """tools/sync_notebooks.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sync_notebooks", ROOT / "tools" / "sync_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sync_writes_each_form_description_from_its_field_comment():
+    """tools/sync_notebooks.py writes the `# @markdown` line above each parameter from the config
+    field's comment: a drifted description is rewritten, a missing one written, one for a parameter
+    that is gone dropped; notebook 03's own sentence for LORA_R (TrainConfig.notebook_comments())
+    is written there and only there; a parameter that is no field stops the sync, naming it."""
+    from helpers.config import _field_comments
+    from helpers.train import TrainConfig
+    sync = _sync_tool()
+    src = ROOT / "notebooks" / "src" / "04_finetune.py"
+    good = sync.synced_source(src)
+    assert good == src.read_text()
+    comment = _field_comments(TrainConfig)["max_steps"]
+    line = f"# @markdown `MAX_STEPS`: {comment}\n"
+    assert line in good
+    drifted = (good.replace(line, "")
+               .replace(f"# @markdown `LORA_R`: {_field_comments(TrainConfig)['lora_r']}", "# @markdown `LORA_R`: rank")
+               .replace("# @markdown `LORA_ALPHA`:", "# @markdown `GONE`: an old parameter\n# @markdown `LORA_ALPHA`:"))
+    assert drifted != good and "MAX_STEPS = -1" in drifted
+    assert sync.sync_descriptions(drifted, "04") == good
+    pretrain = sync.synced_source(ROOT / "notebooks" / "src" / "03_pretrain.py")
+    own = TrainConfig.notebook_comments()["03"]["lora_r"]
+    assert f"# @markdown `LORA_R`: {own}\nLORA_R = 64" in pretrain and own not in good
+    with pytest.raises(SystemExit, match="parameter MAX_STEP is no field of TrainConfig"):
+        sync.sync_descriptions(good.replace("MAX_STEPS = -1", "MAX_STEP = -1"), "04")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

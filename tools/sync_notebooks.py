@@ -1,6 +1,10 @@
 """Build notebooks/NN_name.ipynb from their py:percent sources in notebooks/src/ (outputs empty), and
 pyproject.toml's dependency lists and app/requirements.txt from requirements.txt (where pins live).
 
+In the sources it writes the setup cell (one template) and each parameter's Colab form description,
+the `# @markdown `NAME`: ...` line above `NAME = value  # @param ...`, from the config field's
+trailing comment (a notebook's own sentence for a field: the config's notebook_comments()).
+
 The .py files are what we edit and review (readable diffs); the .ipynb files are what Colab opens.
     python tools/sync_notebooks.py          # write every .ipynb
     python tools/sync_notebooks.py --check  # exit 1 if any .ipynb differs from its source
@@ -14,6 +18,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this script runs from the checkout, before or without an install
+from helpers.config import notebook_comments_for, notebook_configs  # noqa: E402
 from helpers.setup import requirement_pins  # noqa: E402
 SRC = ROOT / "notebooks" / "src"
 DST = ROOT / "notebooks"
@@ -84,11 +89,52 @@ def sync_setup_cell(text: str) -> str:
     return text[:start] + SETUP_CELL.replace("TITLE", title) + text[end:]
 
 
+PARAMETERS_CELL = '# %% tags=["parameters"]'
+DESCRIPTION = re.compile(r"# @markdown `([A-Z][A-Z0-9_]*)`: ")
+ASSIGNMENT = re.compile(r"([A-Z][A-Z0-9_]*) = ")
+
+
+def sync_descriptions(text: str, notebook: str) -> str:
+    """The source ``text`` of notebook ``notebook`` ("04") with each parameter's description line
+    written from its config field's comment (helpers.config.notebook_comments_for), so that the Colab
+    form and cfg.describe() say the same: the one line above each ``NAME = value`` of the parameters
+    cell is ``# @markdown `NAME`: <comment>``. Other lines are kept as they are."""
+    start = text.find(PARAMETERS_CELL)
+    if start < 0:
+        raise SystemExit(f"notebook {notebook}: no parameters cell ({PARAMETERS_CELL})")
+    end = text.find("\n# %%", start + len(PARAMETERS_CELL))
+    end = len(text) if end < 0 else end
+    classes = notebook_configs(notebook)
+    out: list[str] = []
+    for line in text[start:end].split("\n"):
+        if DESCRIPTION.match(line):
+            continue  # written again above its parameter
+        m = ASSIGNMENT.match(line)
+        if m:
+            name = m.group(1)
+            owner = next((c for c in classes if name.lower() in c.field_names()), None)
+            if owner is None:
+                raise SystemExit(f"notebook {notebook}: parameter {name} is no field of "
+                                 f"{' or '.join(c.__name__ for c in classes)}; add the field with its comment")
+            comment = notebook_comments_for(owner, notebook).get(name.lower())
+            if not comment:
+                raise SystemExit(f"notebook {notebook}: {owner.__name__}.{name.lower()} has no trailing comment "
+                                 "to describe it with")
+            out.append(f"# @markdown `{name}`: {comment}")
+        out.append(line)
+    return text[:start] + "\n".join(out) + text[end:]
+
+
+def synced_source(src: Path) -> str:
+    """The notebook source as it should be: the one setup cell, descriptions from the field comments."""
+    return sync_descriptions(sync_setup_cell(src.read_text()), src.stem[:2])
+
+
 CPU_NOTEBOOKS = {"01"}  # scraping needs no GPU: Colab opens it on its default CPU runtime
 
 
 def build(src: Path) -> nbformat.NotebookNode:
-    nb = jupytext.reads(sync_setup_cell(src.read_text()), fmt="py:percent")
+    nb = jupytext.reads(synced_source(src), fmt="py:percent")
     nb.metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
@@ -112,10 +158,12 @@ def main(check: bool) -> int:
         dst = DST / (src.stem + ".ipynb")
         text = nbformat.writes(build(src)) + "\n"
         if check:
-            if not dst.exists() or dst.read_text() != text or src.read_text() != sync_setup_cell(src.read_text()):
+            if src.read_text() != synced_source(src):  # its setup cell, or a description not its field's comment
+                stale.append(str(src.relative_to(ROOT)))
+            if not dst.exists() or dst.read_text() != text:
                 stale.append(dst.name)
         else:
-            src.write_text(sync_setup_cell(src.read_text()))
+            src.write_text(synced_source(src))
             dst.write_text(text)
             print("wrote", dst.relative_to(ROOT))
     generated = {ROOT / "pyproject.toml": synced_pyproject(), ROOT / "app" / "requirements.txt": app_requirements()}

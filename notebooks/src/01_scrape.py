@@ -27,41 +27,41 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("01 scrape")
 
 # %% tags=["parameters"]
-# @markdown `CATEGORY`: arXiv category (several comma-separated are ORed), "" = any
+# @markdown `CATEGORY`: arXiv category, e.g. "cs.CL"; several comma-separated are ORed; "" = any
 CATEGORY = "cs.CL"  # @param {type:"string"}
-# @markdown `DATE_FROM`: submitted on or after (Llama 3's release); "" = any
+# @markdown `DATE_FROM`: submitted on or after (YYYY-MM-DD; Llama 3 came out 2024-04-18); "" = any
 DATE_FROM = "2024-04-18"  # @param {type:"string"}
-# @markdown `DATE_TO`: submitted on or before; "" = today
+# @markdown `DATE_TO`: submitted on or before (YYYY-MM-DD); "" = today
 DATE_TO = ""  # @param {type:"string"}
 # @markdown `KEYWORDS`: any of them in the title or abstract; [] = no filter
 KEYWORDS = ["llama", "large language model"]  # @param {type:"raw"}
-# @markdown `AUTHORS`: any of these authors, e.g. ["Touvron"]
+# @markdown `AUTHORS`: any of these authors (arXiv au: syntax), e.g. ["Touvron"]; [] = any
 AUTHORS = []  # @param {type:"raw"}
-# @markdown `ID_LIST`: explicit arXiv ids instead of (or within) a search, e.g. ["2407.21783"]
+# @markdown `ID_LIST`: arXiv ids instead of (or within) a search, e.g. ["2407.21783"]; also 2404.12345v2, hep-th/9901001
 ID_LIST = []  # @param {type:"raw"}
-# @markdown `QUERY`: raw arXiv search_query ANDed with the above, e.g. 'abs:"instruction tuning"'
+# @markdown `QUERY`: raw arXiv search_query, ANDed with the other filters, e.g. 'abs:"instruction tuning"' or 'all:testing'
 QUERY = ""  # @param {type:"string"}
 # @markdown `SORT_BY`: "submittedDate", "relevance" or "lastUpdatedDate"
 SORT_BY = "submittedDate"  # @param ["submittedDate", "relevance", "lastUpdatedDate"]
-# @markdown `SORT_ORDER`: newest first; "ascending" for oldest first
+# @markdown `SORT_ORDER`: "descending" (newest first) or "ascending" (oldest first)
 SORT_ORDER = "descending"  # @param ["descending", "ascending"]
-# @markdown `MAX_RESULTS`: papers to fetch in all
+# @markdown `MAX_RESULTS`: papers to fetch in all (arXiv serves at most 30000 per query)
 MAX_RESULTS = 50  # @param {type:"integer"}
 # @markdown `PAGE_SIZE`: papers per API request (at most 2000)
 PAGE_SIZE = 50  # @param {type:"integer"}
-# @markdown `ABSTRACTS_ONLY`: True: skip the PDFs, keep the abstracts as a corpus for notebook 03
+# @markdown `ABSTRACTS_ONLY`: True: skip the PDFs, keep only manifest.jsonl and abstracts.jsonl (a corpus for notebook 03)
 ABSTRACTS_ONLY = False  # @param {type:"boolean"}
-# @markdown `DELAY_SECONDS`: seconds between requests; arXiv's terms of use ask for at least 3
+# @markdown `DELAY_SECONDS`: seconds between requests, at least (arXiv's terms of use ask for 3)
 DELAY_SECONDS = 3.0  # @param {type:"number"}
-# @markdown `MAX_RETRIES`: retries of one request when arXiv is busy or the connection breaks
+# @markdown `MAX_RETRIES`: retries of one request when arXiv is busy (429, 5xx) or the connection breaks (timeout, cut body)
 MAX_RETRIES = 4  # @param {type:"integer"}
-# @markdown `TIMEOUT`: seconds to wait for arXiv before retrying
+# @markdown `TIMEOUT`: seconds to wait for arXiv (to connect, and between bytes read) before retrying
 TIMEOUT = 60.0  # @param {type:"number"}
-# @markdown `ARXIV_API_URL`: the arXiv export API (a mirror or a local test server)
+# @markdown `ARXIV_API_URL`: the arXiv export API; or a mirror, or a local test server
 ARXIV_API_URL = "http://export.arxiv.org/api/query"  # @param {type:"string"}
-# @markdown `PDF_BASE_URL`: "" = arXiv's own PDF links (or the API server's /pdf/ for a mirror)
+# @markdown `PDF_BASE_URL`: "" = arXiv's own PDF links (another API server: its /pdf/ID); else where PDFs are fetched from
 PDF_BASE_URL = ""  # @param {type:"string"}
-# @markdown `USER_AGENT`: say who is asking
+# @markdown `USER_AGENT`: who is asking (arXiv wants a descriptive User-Agent)
 USER_AGENT = "llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebook-kit; fine-tuning notebooks; at most 1 request every 3 s)"  # @param {type:"string"}
 
 # %% [markdown]

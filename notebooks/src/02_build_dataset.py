@@ -24,7 +24,7 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("02 build dataset")
 
 # %% tags=["parameters"]
-# @markdown `PDF_DIR`: "" = notebook 01's PDFs; or a folder of your own PDFs
+# @markdown `PDF_DIR`: a folder of your own PDFs; "" = notebook 01's (arxiv/pdfs in the data folder)
 PDF_DIR = ""  # @param {type:"string"}
 # @markdown `MAX_PDFS`: read at most this many PDFs (0 = all)
 MAX_PDFS = 0  # @param {type:"integer"}
@@ -36,15 +36,15 @@ CHUNK_TOKENS = 512  # @param {type:"integer"}
 CHUNK_OVERLAP = 64  # @param {type:"integer"}
 # @markdown `MAX_CHUNKS`: ask the teacher about at most this many chunks (0 = all)
 MAX_CHUNKS = 0  # @param {type:"integer"}
-# @markdown `TEACHER`: "http" (an API), "local" (a transformers model), "auto" = http when TEACHER_BASE_URL is set
+# @markdown `TEACHER`: "http" (an API), "local" (a transformers model), "auto" (http when TEACHER_BASE_URL is set, else local)
 TEACHER = "auto"  # @param ["auto", "http", "local"]
-# @markdown `TEACHER_BASE_URL`: e.g. "https://api.groq.com/openai/v1"; the key goes in the TEACHER_API_KEY secret, never here
+# @markdown `TEACHER_BASE_URL`: OpenAI-compatible API, e.g. https://api.groq.com/openai/v1; its key: the TEACHER_API_KEY secret, never here
 TEACHER_BASE_URL = ""  # @param {type:"string"}
-# @markdown `TEACHER_MODEL`: e.g. "llama-3.3-70b-versatile"
+# @markdown `TEACHER_MODEL`: model name at that endpoint, e.g. "llama-3.3-70b-versatile"
 TEACHER_MODEL = ""  # @param {type:"string"}
-# @markdown `LOCAL_TEACHER_MODEL`: for TEACHER="local"; "" = the default model
+# @markdown `LOCAL_TEACHER_MODEL`: transformers model for TEACHER="local"; "" = the default model
 LOCAL_TEACHER_MODEL = ""  # @param {type:"string"}
-# @markdown `PROMPT_FILE`: your own prompt ({text}, {source}, {n}); "" = ours, printed below
+# @markdown `PROMPT_FILE`: a text file with your own prompt ({text}, {source}, {n}); "" = ours (notebook 02 prints it)
 PROMPT_FILE = ""  # @param {type:"string"}
 # @markdown `PAIRS_PER_CHUNK`: examples asked for per chunk
 PAIRS_PER_CHUNK = 3  # @param {type:"integer"}
@@ -52,19 +52,19 @@ PAIRS_PER_CHUNK = 3  # @param {type:"integer"}
 MAX_NEW_TOKENS = 1024  # @param {type:"integer"}
 # @markdown `TEMPERATURE`: teacher sampling temperature
 TEMPERATURE = 0.2  # @param {type:"number"}
-# @markdown `CONCURRENCY`: API requests in flight at once
+# @markdown `CONCURRENCY`: API requests in flight at once (TEACHER="http")
 CONCURRENCY = 4  # @param {type:"integer"}
 # @markdown `PRICE_INPUT_PER_M`: USD per million prompt tokens, for the cost estimate (Groq Llama 3.3 70B: 0.59)
 PRICE_INPUT_PER_M = 0.0  # @param {type:"number"}
-# @markdown `PRICE_OUTPUT_PER_M`: USD per million completion tokens (Groq Llama 3.3 70B: 0.79)
+# @markdown `PRICE_OUTPUT_PER_M`: USD per million completion tokens, for the cost estimate (Groq Llama 3.3 70B: 0.79)
 PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
-# @markdown `REASK_REJECTED`: rerun: ask again about chunks whose answer gave no usable example (costs requests)
+# @markdown `REASK_REJECTED`: on a rerun, ask again about chunks whose stored answer gave no usable example (more requests)
 REASK_REJECTED = False  # @param {type:"boolean"}
-# @markdown `NEAR_DUP_THRESHOLD`: Jaccard similarity above which two examples count as duplicates
+# @markdown `NEAR_DUP_THRESHOLD`: Jaccard similarity above which two examples count as near duplicates
 NEAR_DUP_THRESHOLD = 0.8  # @param {type:"number"}
-# @markdown `TEST_FRACTION`: share of examples held out: by whole documents, or their last chunks when documents are too few
+# @markdown `TEST_FRACTION`: share of examples held out for testing: whole documents, or their last chunks if too few documents
 TEST_FRACTION = 0.1  # @param {type:"number"}
-# @markdown `SEED`: decides which documents are held out
+# @markdown `SEED`: decides which documents go to the test split
 SEED = 0  # @param {type:"integer"}
 
 # %% [markdown]

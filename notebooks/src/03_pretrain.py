@@ -23,41 +23,41 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("03 domain pretraining")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
+# @markdown `MODEL_NAME`: base model (Hub id, folder or embedded name); "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `TEXT_SOURCES`: comma-separated JSONL/text/PDF files or folders; "" = notebooks 01 and 02's corpora
+# @markdown `TEXT_SOURCES`: comma-separated JSONL/text/PDF files or folders: notebook 03's corpus ("" = notebooks 01 and 02's), gathered into DATASET_PATH
 TEXT_SOURCES = ""  # @param {type:"string"}
-# @markdown `RUN_NAME`: folder name of this run under the outputs folder
+# @markdown `RUN_NAME`: this run's name: its folder under the outputs folder in notebooks 03 and 04; its label in logs and plots ("" = OUTPUT_DIR's name)
 RUN_NAME = "pretrain"  # @param {type:"string"}
-# @markdown `QUANTIZATION`: "4bit" (QLoRA), "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
+# @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
-# @markdown `LORA_R`: a larger rank than for instruction tuning: there is more to learn
+# @markdown `LORA_R`: LoRA rank: larger than for instruction tuning (notebook 04), as there is more to learn
 LORA_R = 64  # @param {type:"integer"}
-# @markdown `LORA_ALPHA`: adapter scale numerator
+# @markdown `LORA_ALPHA`: LoRA scale numerator (scale = LORA_ALPHA / LORA_R)
 LORA_ALPHA = 32  # @param {type:"integer"}
-# @markdown `TRAIN_EMBEDDINGS`: also train embed_tokens and lm_head (new vocabulary usage of the domain)
+# @markdown `TRAIN_EMBEDDINGS`: also train embed_tokens and lm_head in full (domain pretraining: the domain's use of the vocabulary)
 TRAIN_EMBEDDINGS = True  # @param {type:"boolean"}
-# @markdown `EMBEDDING_LR_RATIO`: their learning rate relative to LEARNING_RATE
+# @markdown `EMBEDDING_LR_RATIO`: learning rate of embed_tokens and lm_head relative to LEARNING_RATE
 EMBEDDING_LR_RATIO = 0.1  # @param {type:"number"}
-# @markdown `MAX_SEQ_LEN`: tokens per packed block
+# @markdown `MAX_SEQ_LEN`: tokens per example (sft; longer ones are cut) or per packed block (pretrain)
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
-# @markdown `EVAL_FRACTION`: share of documents held out for perplexity
+# @markdown `EVAL_FRACTION`: share of training rows (pretrain: documents) held out for validation when EVAL_PATH is ""
 EVAL_FRACTION = 0.05  # @param {type:"number"}
-# @markdown `NUM_TRAIN_EPOCHS`: passes over the corpus
+# @markdown `NUM_TRAIN_EPOCHS`: passes over the training data (ignored when MAX_STEPS > 0)
 NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
-# @markdown `MAX_STEPS`: > 0 stops after that many steps
+# @markdown `MAX_STEPS`: > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
 MAX_STEPS = -1  # @param {type:"integer"}
-# @markdown `PER_DEVICE_BATCH_SIZE`: blocks per micro-batch
+# @markdown `PER_DEVICE_BATCH_SIZE`: examples (pretrain: packed blocks) per GPU per micro-batch
 PER_DEVICE_BATCH_SIZE = 4  # @param {type:"integer"}
 # @markdown `GRADIENT_ACCUMULATION_STEPS`: micro-batches per optimizer step
 GRADIENT_ACCUMULATION_STEPS = 4  # @param {type:"integer"}
-# @markdown `LEARNING_RATE`: peak learning rate of the LoRA weights
+# @markdown `LEARNING_RATE`: peak learning rate of the LoRA weights (of every weight with FINETUNE="full")
 LEARNING_RATE = 5e-5  # @param {type:"number"}
-# @markdown `EVAL_STEPS`: validate every N steps
+# @markdown `EVAL_STEPS`: validate every N steps (0 = only at the end)
 EVAL_STEPS = 50  # @param {type:"integer"}
 # @markdown `SAVE_STEPS`: checkpoint every N steps (copied to Drive on Colab)
 SAVE_STEPS = 50  # @param {type:"integer"}
-# @markdown `RESUME`: "auto" continues from the newest complete checkpoint; "never" starts over
+# @markdown `RESUME`: "auto" continues from the newest complete checkpoint, "never" starts over; or a checkpoint folder
 RESUME = "auto"  # @param {type:"string"}
 
 # %% [markdown]

@@ -22,47 +22,47 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("04 fine-tune")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
+# @markdown `MODEL_NAME`: base model (Hub id, folder or embedded name); "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `DATASET_PATH`: "" = notebook 02's dataset (an error if it has fewer than 20 examples); without one, the bundled real conversations
+# @markdown `DATASET_PATH`: JSONL of instruction/messages rows (sft) or {"text"} rows (pretrain); "" = notebook 02's (an error under 20 rows) or the bundled chats
 DATASET_PATH = ""  # @param {type:"string"}
-# @markdown `RUN_NAME`: folder name of this run under the outputs folder
+# @markdown `RUN_NAME`: this run's name: its folder under the outputs folder in notebooks 03 and 04; its label in logs and plots ("" = OUTPUT_DIR's name)
 RUN_NAME = "sft"  # @param {type:"string"}
-# @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
+# @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
-# @markdown `FINETUNE`: "lora" or "full"
+# @markdown `FINETUNE`: "lora" (an adapter on a frozen base) or "full" (every weight; no 4bit/8bit quantization)
 FINETUNE = "lora"  # @param ["lora", "full"]
-# @markdown `LORA_R`: adapter rank
+# @markdown `LORA_R`: LoRA rank: the adapter's size
 LORA_R = 16  # @param {type:"integer"}
-# @markdown `LORA_ALPHA`: adapter scale numerator
+# @markdown `LORA_ALPHA`: LoRA scale numerator (scale = LORA_ALPHA / LORA_R)
 LORA_ALPHA = 16  # @param {type:"integer"}
-# @markdown `TEMPLATE`: "auto" = the model's chat template, else our instruction template
+# @markdown `TEMPLATE`: "auto" (the model's chat template, else alpaca), "chat", or "alpaca" (our instruction template)
 TEMPLATE = "auto"  # @param ["auto", "chat", "alpaca"]
-# @markdown `MAX_SEQ_LEN`: tokens per example
+# @markdown `MAX_SEQ_LEN`: tokens per example (sft; longer ones are cut) or per packed block (pretrain)
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
-# @markdown `NUM_TRAIN_EPOCHS`: passes over the data
+# @markdown `NUM_TRAIN_EPOCHS`: passes over the training data (ignored when MAX_STEPS > 0)
 NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
-# @markdown `MAX_STEPS`: > 0 stops after that many steps
+# @markdown `MAX_STEPS`: > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
 MAX_STEPS = -1  # @param {type:"integer"}
-# @markdown `PER_DEVICE_BATCH_SIZE`: examples per micro-batch
+# @markdown `PER_DEVICE_BATCH_SIZE`: examples (pretrain: packed blocks) per GPU per micro-batch
 PER_DEVICE_BATCH_SIZE = 4  # @param {type:"integer"}
 # @markdown `GRADIENT_ACCUMULATION_STEPS`: micro-batches per optimizer step
 GRADIENT_ACCUMULATION_STEPS = 4  # @param {type:"integer"}
-# @markdown `LEARNING_RATE`: peak learning rate
+# @markdown `LEARNING_RATE`: peak learning rate of the LoRA weights (of every weight with FINETUNE="full")
 LEARNING_RATE = 2e-4  # @param {type:"number"}
-# @markdown `EVAL_STEPS`: validate every N steps
+# @markdown `EVAL_STEPS`: validate every N steps (0 = only at the end)
 EVAL_STEPS = 50  # @param {type:"integer"}
 # @markdown `SAVE_STEPS`: checkpoint every N steps (copied to Drive on Colab)
 SAVE_STEPS = 50  # @param {type:"integer"}
-# @markdown `EARLY_STOPPING_PATIENCE`: evaluations without improvement before stopping (0 = off)
+# @markdown `EARLY_STOPPING_PATIENCE`: stop after N evaluations without a better validation loss (0 = off)
 EARLY_STOPPING_PATIENCE = 3  # @param {type:"integer"}
-# @markdown `INIT_ADAPTER`: "" = a fresh LoRA; "03" = start from notebook 03's adapter (domain pretraining), wherever it was written; or an adapter folder
+# @markdown `INIT_ADAPTER`: "" = a fresh LoRA; else the adapter folder to start from, or "03" = notebook 03's (domain pretraining), wherever it is
 INIT_ADAPTER = ""  # @param {type:"string"}
-# @markdown `NUM_SHARDS`: > 1: train one shard of the data per sitting
+# @markdown `NUM_SHARDS`: > 1: cut the training data into N shards and train one per sitting
 NUM_SHARDS = 1  # @param {type:"integer"}
-# @markdown `RESUME`: "auto" continues from the newest complete checkpoint; "never" starts over
+# @markdown `RESUME`: "auto" continues from the newest complete checkpoint, "never" starts over; or a checkpoint folder
 RESUME = "auto"  # @param {type:"string"}
-# @markdown `USE_SWEEP_BEST`: True: take the best settings of notebook 07's sweep (run 07 before this notebook; they override the values above)
+# @markdown `USE_SWEEP_BEST`: True: notebook 04 trains with notebook 07's best settings (run 07 first; outputs/sweep/best_config.json) over the others
 USE_SWEEP_BEST = False  # @param {type:"boolean"}
 
 # %% [markdown]

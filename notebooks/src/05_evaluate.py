@@ -23,33 +23,33 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("05 evaluate")
 
 # %% tags=["parameters"]
-# @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder
+# @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder: the adapter evaluated, the report in its eval/
 RUN_NAME = "sft"  # @param {type:"string"}
-# @markdown `ADAPTER_DIR`: "" = the adapter notebook 04 wrote (outputs/<RUN_NAME>/adapter)
+# @markdown `ADAPTER_DIR`: LoRA adapter to evaluate; "" = the one notebook 04 wrote (outputs/RUN_NAME/adapter)
 ADAPTER_DIR = ""  # @param {type:"string"}
-# @markdown `TEST_PATH`: "" = test.jsonl beside the dataset the adapter was trained on
+# @markdown `TEST_PATH`: held-out JSONL with references; "" = test.jsonl beside the dataset the adapter was trained on
 TEST_PATH = ""  # @param {type:"string"}
-# @markdown `MODEL_NAME`: "" = the base model the adapter was trained on
+# @markdown `MODEL_NAME`: base model; "" = the one the adapter was trained on
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `QUANTIZATION`: "4bit" (an 8B model fits a T4), "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
+# @markdown `QUANTIZATION`: "4bit" (an 8B model fits a T4), "8bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
-# @markdown `MAX_EXAMPLES`: evaluate the first N held-out prompts (0 = all)
+# @markdown `MAX_EXAMPLES`: evaluate only the first N held-out prompts (0 = all)
 MAX_EXAMPLES = 0  # @param {type:"integer"}
-# @markdown `MAX_NEW_TOKENS`: longest answer
+# @markdown `MAX_NEW_TOKENS`: longest answer, in tokens
 MAX_NEW_TOKENS = 256  # @param {type:"integer"}
 # @markdown `BATCH_SIZE`: prompts per generation batch
 BATCH_SIZE = 16  # @param {type:"integer"}
-# @markdown `DO_SAMPLE`: False = greedy (reproducible); True = sampling with TEMPERATURE and TOP_P
+# @markdown `DO_SAMPLE`: False = greedy decoding (reproducible); True = sampling with TEMPERATURE and TOP_P
 DO_SAMPLE = False  # @param {type:"boolean"}
-# @markdown `TEMPERATURE`: sampling temperature
+# @markdown `TEMPERATURE`: sampling temperature (DO_SAMPLE only)
 TEMPERATURE = 0.7  # @param {type:"number"}
-# @markdown `TOP_P`: nucleus sampling
+# @markdown `TOP_P`: nucleus sampling mass (DO_SAMPLE only)
 TOP_P = 0.9  # @param {type:"number"}
-# @markdown `LONG_PROMPTS`: prompts longer than the context: "truncate" (keep the end), "skip" or "error"
+# @markdown `LONG_PROMPTS`: prompt + answer longer than the context: "truncate" (keep the end), "skip" or "error"
 LONG_PROMPTS = "truncate"  # @param ["truncate", "skip", "error"]
-# @markdown `BOOTSTRAP`: bootstrap resamples for the 95% intervals
+# @markdown `BOOTSTRAP`: bootstrap resamples for the 95% confidence intervals
 BOOTSTRAP = 1000  # @param {type:"integer"}
-# @markdown `N_SHOW`: answers shown side by side
+# @markdown `N_SHOW`: answers shown side by side in the report
 N_SHOW = 5  # @param {type:"integer"}
 
 # %% [markdown]

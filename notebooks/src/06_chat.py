@@ -24,13 +24,13 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("06 chat and export")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: "" = the base model notebook 04 trained (from its run manifest)
+# @markdown `MODEL_NAME`: base model; "" = the one notebook 04 trained (from its run's manifest), else the default
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder: its adapter, and where merged/ and gguf/ go
+# @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder: its adapter; merged/ and gguf/ go there
 RUN_NAME = "sft"  # @param {type:"string"}
-# @markdown `ADAPTER_DIR`: "" = notebook 04's adapter in outputs/<RUN_NAME>/adapter
+# @markdown `ADAPTER_DIR`: LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
 ADAPTER_DIR = ""  # @param {type:"string"}
-# @markdown `QUANTIZATION`: how the base is loaded for chatting: "4bit", "16bit", "none" (fp32), "auto"
+# @markdown `QUANTIZATION`: how the base is loaded for chatting: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
 # @markdown `PRESET`: system prompt preset: "assistant" or "storymaker"
 PRESET = "assistant"  # @param ["assistant", "storymaker"]
@@ -38,23 +38,23 @@ PRESET = "assistant"  # @param ["assistant", "storymaker"]
 TEMPERATURE = 0.7  # @param {type:"number"}
 # @markdown `TOP_P`: nucleus sampling mass
 TOP_P = 0.9  # @param {type:"number"}
-# @markdown `MAX_NEW_TOKENS`: longest reply in tokens (always bounded)
+# @markdown `MAX_NEW_TOKENS`: longest reply, in tokens (always bounded)
 MAX_NEW_TOKENS = 256  # @param {type:"integer"}
-# @markdown `CONTEXT_TOKENS`: context window for the conversation (0 = the model's own); oldest turns are dropped to fit
+# @markdown `CONTEXT_TOKENS`: context window in tokens (0 = the model's own); the oldest turns are dropped to fit
 CONTEXT_TOKENS = 0  # @param {type:"integer"}
-# @markdown `MERGE`: merge the adapter into the base weights (outputs/<RUN_NAME>/merged; 16-bit on a GPU, fp32 on a CPU)
+# @markdown `MERGE`: merge the adapter into the base weights: outputs/RUN_NAME/merged (safetensors; 16-bit on GPU, fp32 on CPU)
 MERGE = True  # @param {type:"boolean"}
-# @markdown `MERGE_MODE`: "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; GPU only)
+# @markdown `MERGE_MODE`: "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
 MERGE_MODE = "full"  # @param ["full", "nf4-dequantized"]
-# @markdown `GGUF`: write a GGUF file for llama.cpp / Ollama (outputs/<RUN_NAME>/gguf/)
+# @markdown `GGUF`: also write a GGUF file for llama.cpp / Ollama from the merged model (outputs/RUN_NAME/gguf/)
 GGUF = True  # @param {type:"boolean"}
 # @markdown `GGUF_TYPE`: "f16", "f32" or "q8_0"
 GGUF_TYPE = "f16"  # @param ["f16", "f32", "q8_0"]
-# @markdown `PUSH_TO_HUB`: upload to the Hugging Face Hub (needs a HF_TOKEN secret); off by default
+# @markdown `PUSH_TO_HUB`: upload to the Hugging Face Hub (needs an HF_TOKEN secret); off by default
 PUSH_TO_HUB = False  # @param {type:"boolean"}
-# @markdown `HUB_REPO_ID`: "your-name/model-name"
+# @markdown `HUB_REPO_ID`: "your-name/model-name" on the Hub
 HUB_REPO_ID = ""  # @param {type:"string"}
-# @markdown `PUSH_WHAT`: "adapter" (a few MB) or "merged" (the whole model)
+# @markdown `PUSH_WHAT`: "adapter" (small: a few MB) or "merged" (the whole model)
 PUSH_WHAT = "adapter"  # @param ["adapter", "merged"]
 # @markdown `HUB_PRIVATE`: create the Hub repository as private
 HUB_PRIVATE = True  # @param {type:"boolean"}

@@ -25,39 +25,39 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("07 sweep")
 
 # %% tags=["parameters"]
-# @markdown `NAME`: folder under the outputs folder (use a new name for a sweep on other data or another model)
+# @markdown `NAME`: sweep folder under the outputs folder and its plots' prefix (a new one for other data or another model)
 NAME = "sweep"  # @param {type:"string"}
-# @markdown `MODEL_NAME`: "" = default: a Llama 3.2 1B Instruct on a GPU, the embedded SmolLM2-135M offline
+# @markdown `MODEL_NAME`: base model of every run; "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `DATASET_PATH`: "" = notebook 02's dataset (an error if it has fewer than 20 examples); without one, the bundled real conversations
+# @markdown `DATASET_PATH`: JSONL the fixed subset is drawn from; "" = notebook 02's dataset (an error under 20 rows) or the bundled chats
 DATASET_PATH = ""  # @param {type:"string"}
-# @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none"; "auto" = 4bit on GPU, fp32 on CPU
+# @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
 # @markdown `MAX_SEQ_LEN`: tokens per example
 MAX_SEQ_LEN = 512  # @param {type:"integer"}
-# @markdown `GRID`: JSON: {field: [values]}, every combination
+# @markdown `GRID`: JSON {"field": [values]}: every combination (SEARCH="random": values to draw from)
 GRID = '{"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]}'  # @param {type:"string"}
-# @markdown `SEARCH`: "grid", or "random": NUM_SAMPLES draws; GRID values may then be {"log_uniform": [1e-5, 1e-3]}
+# @markdown `SEARCH`: "grid" (every combination of GRID) or "random" (NUM_SAMPLES draws; GRID may give {"log_uniform": [lo, hi]})
 SEARCH = "grid"  # @param ["grid", "random"]
-# @markdown `NUM_SAMPLES`: random search: how many configurations
+# @markdown `NUM_SAMPLES`: random search: how many configurations to draw
 NUM_SAMPLES = 8  # @param {type:"integer"}
-# @markdown `BASE`: JSON: settings shared by every run
+# @markdown `BASE`: JSON: training settings (TrainConfig fields) shared by every run, e.g. {"lora_alpha": 32}
 BASE = '{"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alpha": 16}'  # @param {type:"string"}
-# @markdown `SUBSET_SIZE`: training rows of the fixed subset
+# @markdown `SUBSET_SIZE`: training rows of the fixed subset (the same rows, same order, for every run)
 SUBSET_SIZE = 1000  # @param {type:"integer"}
-# @markdown `EVAL_SIZE`: validation rows, held out once and never trained on
+# @markdown `EVAL_SIZE`: validation rows carved once from the dataset, never trained on
 EVAL_SIZE = 100  # @param {type:"integer"}
-# @markdown `MAX_STEPS_PER_RUN`: step budget of each run (-1 = its epochs)
+# @markdown `MAX_STEPS_PER_RUN`: step budget of each run, also capping num_train_epochs/max_steps in BASE or GRID (-1 = their epochs)
 MAX_STEPS_PER_RUN = 150  # @param {type:"integer"}
 # @markdown `MAX_MINUTES_PER_RUN`: time budget of each run (0 = none)
 MAX_MINUTES_PER_RUN = 0.0  # @param {type:"number"}
 # @markdown `MAX_MINUTES_TOTAL`: time budget of the whole sweep in this sitting (0 = none); rerun to go on
 MAX_MINUTES_TOTAL = 0.0  # @param {type:"number"}
-# @markdown `EVALS_PER_RUN`: validation points per run
+# @markdown `EVALS_PER_RUN`: validation points per run (sets eval_steps unless BASE gives it)
 EVALS_PER_RUN = 10  # @param {type:"integer"}
-# @markdown `PRUNE_AFTER_EVALS`: stop runs clearly behind the best finished run after this many evaluations (0 = never)
+# @markdown `PRUNE_AFTER_EVALS`: stop a run clearly behind the best finished run after this many evaluations (0 = never)
 PRUNE_AFTER_EVALS = 3  # @param {type:"integer"}
-# @markdown `PRUNE_MARGIN`: "clearly behind": 10% above the best run's validation loss at the same step
+# @markdown `PRUNE_MARGIN`: "clearly behind": validation loss above the best run's at the same step by this fraction (0.1 = 10%)
 PRUNE_MARGIN = 0.1  # @param {type:"number"}
 
 # %% [markdown]

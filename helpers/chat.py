@@ -46,7 +46,7 @@ class ChatConfig(StepConfig):
     """Which model notebook 06 chats with, and how it samples."""
     model_name: str = ""  # base model; "" = the one notebook 04 trained (from its run's manifest), else the default
     adapter_dir: str = ""  # LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
-    quantization: str = "auto"  # how the base is loaded for chatting: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
+    quantization: str = "auto"  # how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
     preset: str = "assistant"  # system prompt preset: "assistant" or "storymaker"
     temperature: float = 0.7  # sampling temperature (0 = greedy)
     top_p: float = 0.9  # nucleus sampling mass

@@ -40,8 +40,8 @@ class DatasetConfig(StepConfig):
     chunk_tokens: int = 512  # tokens per chunk
     chunk_overlap: int = 64  # tokens shared by consecutive chunks
     max_chunks: int = 0  # ask the teacher about at most this many chunks (0 = all)
-    teacher: str = "auto"  # "http" (an API), "local" (a transformers model), "auto" (http when TEACHER_BASE_URL is set, else local)
-    teacher_base_url: str = ""  # OpenAI-compatible API, e.g. https://api.groq.com/openai/v1; its key: the TEACHER_API_KEY secret, never here
+    teacher: str = "auto"  # "http" (an API), "local" (a transformers model), "auto" (http if TEACHER_BASE_URL is set, else local)
+    teacher_base_url: str = ""  # OpenAI-compatible API, e.g. https://api.groq.com/openai/v1 (key: the TEACHER_API_KEY secret, never here)
     teacher_model: str = ""  # model name at that endpoint, e.g. "llama-3.3-70b-versatile"
     local_teacher_model: str = ""  # transformers model for TEACHER="local"; "" = the default model
     prompt_file: str = ""  # a text file with your own prompt ({text}, {source}, {n}); "" = ours (notebook 02 prints it)
@@ -55,7 +55,7 @@ class DatasetConfig(StepConfig):
     price_output_per_m: float = 0.0  # USD per million completion tokens, for the cost estimate (Groq Llama 3.3 70B: 0.79)
     reask_rejected: bool = False  # on a rerun, ask again about chunks whose stored answer gave no usable example (more requests)
     near_dup_threshold: float = 0.8  # Jaccard similarity above which two examples count as near duplicates
-    test_fraction: float = 0.1  # share of examples held out for testing: whole documents, or their last chunks if too few documents
+    test_fraction: float = 0.1  # share of examples held out for testing: whole documents, or their last chunks when too few
     seed: int = 0  # decides which documents go to the test split
 
     @classmethod

@@ -42,7 +42,7 @@ class ExportError(RuntimeError):
 @dataclass
 class ExportConfig(StepConfig):
     """What notebook 06 exports and where it goes."""
-    merge: bool = True  # merge the adapter into the base weights: outputs/RUN_NAME/merged (safetensors; 16-bit on GPU, fp32 on CPU)
+    merge: bool = True  # merge the adapter into the base: safetensors in outputs/RUN_NAME/merged (16-bit on GPU, fp32 on CPU)
     merge_mode: str = "full"  # "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
     gguf: bool = True  # also write a GGUF file for llama.cpp / Ollama from the merged model (outputs/RUN_NAME/gguf/)
     gguf_type: str = "f16"  # "f16", "f32" or "q8_0"

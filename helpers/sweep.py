@@ -84,31 +84,31 @@ STATUSES = ("done", "pruned", "failed")
 @dataclass
 class SweepConfig(StepConfig):
     """A hyperparameter sweep: which runs, on which subset, within which budget."""
-    name: str = "sweep"  # sweep folder under the outputs folder and its plots' prefix (a new one for other data or another model)
+    name: str = "sweep"  # sweep folder under the outputs folder, and its plots' prefix (use a new name for other data or model)
     output_dir: str = ""  # the sweep folder ("" = outputs/<name>; notebooks pass ws.out(name))
     plots_dir: str = ""  # where the overlay plots go ("" = <sweep folder>/plots; notebooks pass ws.plots_dir)
     checkpoint_dir: str = ""  # fast local disk for checkpoints while training ("" = inside each run folder)
-    model_name: str = ""  # base model of every run; "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
-    dataset_path: str = ""  # JSONL the fixed subset is drawn from; "" = notebook 02's dataset (an error under 20 rows) or the bundled chats
+    model_name: str = ""  # base model of every run; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
+    dataset_path: str = ""  # JSONL the fixed subset is drawn from; "" = notebook 02's dataset (needs 20 rows), else bundled chats
     mode: str = "sft"  # "sft" or "pretrain", as in TrainConfig
     quantization: str = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
     max_seq_len: int = 512  # tokens per example
-    grid: dict = field(default_factory=dict)  # JSON {"field": [values]}: every combination (SEARCH="random": values to draw from)
+    grid: dict = field(default_factory=dict)  # JSON {"field": [values]}: every combination (SEARCH="random": values to draw)
     runs: list = field(default_factory=list)  # explicit configurations [{"field": value}, ...], run as listed (instead of GRID)
-    search: str = "grid"  # "grid" (every combination of GRID) or "random" (NUM_SAMPLES draws; GRID may give {"log_uniform": [lo, hi]})
+    search: str = "grid"  # "grid": every combination of GRID; "random": NUM_SAMPLES draws (GRID may give {"log_uniform": [lo, hi]})
     num_samples: int = 8  # random search: how many configurations to draw
     search_seed: int = 0  # random search: seed of the draws
-    base: dict = field(default_factory=dict)  # JSON: training settings (TrainConfig fields) shared by every run, e.g. {"lora_alpha": 32}
+    base: dict = field(default_factory=dict)  # JSON: TrainConfig settings shared by every run, e.g. {"lora_alpha": 32}
     subset_size: int = 1000  # training rows of the fixed subset (the same rows, same order, for every run)
     eval_size: int = 100  # validation rows carved once from the dataset, never trained on
     subset_seed: int = 42  # seed of the subset draw
     seed: int = 42  # training seed of every run: LoRA init, data order, dropout
-    max_steps_per_run: int = 200  # step budget of each run, also capping num_train_epochs/max_steps in BASE or GRID (-1 = their epochs)
+    max_steps_per_run: int = 200  # steps of each run; caps num_train_epochs/max_steps given in BASE or GRID (-1 = their epochs)
     max_minutes_per_run: float = 0.0  # time budget of each run (0 = none)
     max_minutes_total: float = 0.0  # time budget of the whole sweep in this sitting (0 = none); rerun to go on
     evals_per_run: int = 10  # validation points per run (sets eval_steps unless BASE gives it)
     prune_after_evals: int = 0  # stop a run clearly behind the best finished run after this many evaluations (0 = never)
-    prune_margin: float = 0.1  # "clearly behind": validation loss above the best run's at the same step by this fraction (0.1 = 10%)
+    prune_margin: float = 0.1  # "clearly behind": validation loss this fraction above the best run's at the same step (0.1 = 10%)
     retry_failed: bool = True  # rerun runs that failed last time (done and pruned runs are always skipped)
 
     @classmethod

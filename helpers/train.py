@@ -42,23 +42,23 @@ from .run import RunDir
 @dataclass
 class TrainConfig(StepConfig):
     """Everything one training run needs. Defaults are the QLoRA recipe for a Colab GPU."""
-    model_name: str = ""  # base model (Hub id, folder or embedded name); "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
+    model_name: str = ""  # base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
     mode: str = "sft"  # "sft" (instruction tuning, loss on replies) or "pretrain" (raw text, loss on every token)
-    dataset_path: str = ""  # JSONL of instruction/messages rows (sft) or {"text"} rows (pretrain); "" = notebook 02's (an error under 20 rows) or the bundled chats
+    dataset_path: str = ""  # JSONL: instruction/messages rows (sft), {"text"} rows (pretrain); "" = notebook 02's (needs 20 rows), else bundled chats
     eval_path: str = ""  # validation JSONL; "" = hold out eval_fraction of the training rows
     eval_fraction: float = 0.05  # share of training rows (pretrain: documents) held out for validation when EVAL_PATH is ""
     output_dir: str = "outputs/run"  # durable folder (Drive on Colab): adapter, metrics, checkpoint copies
     checkpoint_dir: str = ""  # fast local folder for checkpoints while training ("" = output_dir/local-checkpoints)
-    run_name: str = ""  # this run's name: its folder under the outputs folder in notebooks 03 and 04; its label in logs and plots ("" = OUTPUT_DIR's name)
+    run_name: str = ""  # the run's folder under the outputs folder (notebooks 03, 04), its label in logs and plots ("" = OUTPUT_DIR's name)
     finetune: str = "lora"  # "lora" (an adapter on a frozen base) or "full" (every weight; no 4bit/8bit quantization)
     quantization: str = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
     lora_r: int = 16  # LoRA rank: the adapter's size
     lora_alpha: int = 16  # LoRA scale numerator (scale = LORA_ALPHA / LORA_R)
     lora_dropout: float = 0.0  # dropout on the LoRA input (0 is fastest and usually as good)
     target_modules: str = "all-linear"  # "all-linear" or comma-separated names, e.g. "q_proj,v_proj"
-    train_embeddings: bool = False  # also train embed_tokens and lm_head in full (domain pretraining: the domain's use of the vocabulary)
+    train_embeddings: bool = False  # also train embed_tokens and lm_head in full (domain pretraining: the domain's vocabulary use)
     embedding_lr_ratio: float = 0.1  # learning rate of embed_tokens and lm_head relative to LEARNING_RATE
-    init_adapter: str = ""  # "" = a fresh LoRA; else the adapter folder to start from, or "03" = notebook 03's (domain pretraining), wherever it is
+    init_adapter: str = ""  # "" = a fresh LoRA; else an adapter folder to start from, or "03" = notebook 03's (domain pretraining)
     template: str = "auto"  # "auto" (the model's chat template, else alpaca), "chat", or "alpaca" (our instruction template)
     system_prompt: str = ""  # system message added to conversations without one ("" = none)
     max_seq_len: int = 1024  # tokens per example (sft; longer ones are cut) or per packed block (pretrain)
@@ -90,8 +90,8 @@ class TrainConfig(StepConfig):
     kernels: str = "auto"  # "auto" (fused LoRA layers; Liger's RMSNorm/SwiGLU/RoPE too on a GPU when installed), "liger" or "none"
     auto_fit: bool = True  # on a GPU: choose micro-batch and checkpointing from free memory (effective batch kept)
     max_rows: int = 0  # use only the first N training rows (0 = all), for quick trials
-    text_sources: str = ""  # comma-separated JSONL/text/PDF files or folders: notebook 03's corpus ("" = notebooks 01 and 02's), gathered into DATASET_PATH
-    use_sweep_best: bool = False  # True: notebook 04 trains with notebook 07's best settings (run 07 first; outputs/sweep/best_config.json) over the others
+    text_sources: str = ""  # notebook 03's corpus, read into DATASET_PATH: comma-separated JSONL/text/PDF files or folders ("" = notebooks 01 and 02's)
+    use_sweep_best: bool = False  # True: notebook 04 takes notebook 07's best settings over the others (run 07 first; sweep/best_config.json)
 
     @classmethod
     def notebook_defaults(cls) -> dict[str, dict[str, Any]]:

@@ -36,9 +36,9 @@ CHUNK_TOKENS = 512  # @param {type:"integer"}
 CHUNK_OVERLAP = 64  # @param {type:"integer"}
 # @markdown `MAX_CHUNKS`: ask the teacher about at most this many chunks (0 = all)
 MAX_CHUNKS = 0  # @param {type:"integer"}
-# @markdown `TEACHER`: "http" (an API), "local" (a transformers model), "auto" (http when TEACHER_BASE_URL is set, else local)
+# @markdown `TEACHER`: "http" (an API), "local" (a transformers model), "auto" (http if TEACHER_BASE_URL is set, else local)
 TEACHER = "auto"  # @param ["auto", "http", "local"]
-# @markdown `TEACHER_BASE_URL`: OpenAI-compatible API, e.g. https://api.groq.com/openai/v1; its key: the TEACHER_API_KEY secret, never here
+# @markdown `TEACHER_BASE_URL`: OpenAI-compatible API, e.g. https://api.groq.com/openai/v1 (key: the TEACHER_API_KEY secret, never here)
 TEACHER_BASE_URL = ""  # @param {type:"string"}
 # @markdown `TEACHER_MODEL`: model name at that endpoint, e.g. "llama-3.3-70b-versatile"
 TEACHER_MODEL = ""  # @param {type:"string"}
@@ -62,7 +62,7 @@ PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
 REASK_REJECTED = False  # @param {type:"boolean"}
 # @markdown `NEAR_DUP_THRESHOLD`: Jaccard similarity above which two examples count as near duplicates
 NEAR_DUP_THRESHOLD = 0.8  # @param {type:"number"}
-# @markdown `TEST_FRACTION`: share of examples held out for testing: whole documents, or their last chunks if too few documents
+# @markdown `TEST_FRACTION`: share of examples held out for testing: whole documents, or their last chunks when too few
 TEST_FRACTION = 0.1  # @param {type:"number"}
 # @markdown `SEED`: decides which documents go to the test split
 SEED = 0  # @param {type:"integer"}

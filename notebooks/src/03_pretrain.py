@@ -23,11 +23,11 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("03 domain pretraining")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: base model (Hub id, folder or embedded name); "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
+# @markdown `MODEL_NAME`: base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `TEXT_SOURCES`: comma-separated JSONL/text/PDF files or folders: notebook 03's corpus ("" = notebooks 01 and 02's), gathered into DATASET_PATH
+# @markdown `TEXT_SOURCES`: notebook 03's corpus, read into DATASET_PATH: comma-separated JSONL/text/PDF files or folders ("" = notebooks 01 and 02's)
 TEXT_SOURCES = ""  # @param {type:"string"}
-# @markdown `RUN_NAME`: this run's name: its folder under the outputs folder in notebooks 03 and 04; its label in logs and plots ("" = OUTPUT_DIR's name)
+# @markdown `RUN_NAME`: the run's folder under the outputs folder (notebooks 03, 04), its label in logs and plots ("" = OUTPUT_DIR's name)
 RUN_NAME = "pretrain"  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
@@ -35,7 +35,7 @@ QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
 LORA_R = 64  # @param {type:"integer"}
 # @markdown `LORA_ALPHA`: LoRA scale numerator (scale = LORA_ALPHA / LORA_R)
 LORA_ALPHA = 32  # @param {type:"integer"}
-# @markdown `TRAIN_EMBEDDINGS`: also train embed_tokens and lm_head in full (domain pretraining: the domain's use of the vocabulary)
+# @markdown `TRAIN_EMBEDDINGS`: also train embed_tokens and lm_head in full (domain pretraining: the domain's vocabulary use)
 TRAIN_EMBEDDINGS = True  # @param {type:"boolean"}
 # @markdown `EMBEDDING_LR_RATIO`: learning rate of embed_tokens and lm_head relative to LEARNING_RATE
 EMBEDDING_LR_RATIO = 0.1  # @param {type:"number"}

@@ -22,11 +22,11 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("04 fine-tune")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: base model (Hub id, folder or embedded name); "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
+# @markdown `MODEL_NAME`: base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `DATASET_PATH`: JSONL of instruction/messages rows (sft) or {"text"} rows (pretrain); "" = notebook 02's (an error under 20 rows) or the bundled chats
+# @markdown `DATASET_PATH`: JSONL: instruction/messages rows (sft), {"text"} rows (pretrain); "" = notebook 02's (needs 20 rows), else bundled chats
 DATASET_PATH = ""  # @param {type:"string"}
-# @markdown `RUN_NAME`: this run's name: its folder under the outputs folder in notebooks 03 and 04; its label in logs and plots ("" = OUTPUT_DIR's name)
+# @markdown `RUN_NAME`: the run's folder under the outputs folder (notebooks 03, 04), its label in logs and plots ("" = OUTPUT_DIR's name)
 RUN_NAME = "sft"  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
@@ -56,13 +56,13 @@ EVAL_STEPS = 50  # @param {type:"integer"}
 SAVE_STEPS = 50  # @param {type:"integer"}
 # @markdown `EARLY_STOPPING_PATIENCE`: stop after N evaluations without a better validation loss (0 = off)
 EARLY_STOPPING_PATIENCE = 3  # @param {type:"integer"}
-# @markdown `INIT_ADAPTER`: "" = a fresh LoRA; else the adapter folder to start from, or "03" = notebook 03's (domain pretraining), wherever it is
+# @markdown `INIT_ADAPTER`: "" = a fresh LoRA; else an adapter folder to start from, or "03" = notebook 03's (domain pretraining)
 INIT_ADAPTER = ""  # @param {type:"string"}
 # @markdown `NUM_SHARDS`: > 1: cut the training data into N shards and train one per sitting
 NUM_SHARDS = 1  # @param {type:"integer"}
 # @markdown `RESUME`: "auto" continues from the newest complete checkpoint, "never" starts over; or a checkpoint folder
 RESUME = "auto"  # @param {type:"string"}
-# @markdown `USE_SWEEP_BEST`: True: notebook 04 trains with notebook 07's best settings (run 07 first; outputs/sweep/best_config.json) over the others
+# @markdown `USE_SWEEP_BEST`: True: notebook 04 takes notebook 07's best settings over the others (run 07 first; sweep/best_config.json)
 USE_SWEEP_BEST = False  # @param {type:"boolean"}
 
 # %% [markdown]

@@ -30,7 +30,7 @@ MODEL_NAME = ""  # @param {type:"string"}
 RUN_NAME = "sft"  # @param {type:"string"}
 # @markdown `ADAPTER_DIR`: LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
 ADAPTER_DIR = ""  # @param {type:"string"}
-# @markdown `QUANTIZATION`: how the base is loaded for chatting: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
+# @markdown `QUANTIZATION`: how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
 # @markdown `PRESET`: system prompt preset: "assistant" or "storymaker"
 PRESET = "assistant"  # @param ["assistant", "storymaker"]
@@ -42,7 +42,7 @@ TOP_P = 0.9  # @param {type:"number"}
 MAX_NEW_TOKENS = 256  # @param {type:"integer"}
 # @markdown `CONTEXT_TOKENS`: context window in tokens (0 = the model's own); the oldest turns are dropped to fit
 CONTEXT_TOKENS = 0  # @param {type:"integer"}
-# @markdown `MERGE`: merge the adapter into the base weights: outputs/RUN_NAME/merged (safetensors; 16-bit on GPU, fp32 on CPU)
+# @markdown `MERGE`: merge the adapter into the base: safetensors in outputs/RUN_NAME/merged (16-bit on GPU, fp32 on CPU)
 MERGE = True  # @param {type:"boolean"}
 # @markdown `MERGE_MODE`: "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
 MERGE_MODE = "full"  # @param ["full", "nf4-dequantized"]

@@ -25,29 +25,29 @@ from helpers.setup import setup_notebook
 ws = setup_notebook("07 sweep")
 
 # %% tags=["parameters"]
-# @markdown `NAME`: sweep folder under the outputs folder and its plots' prefix (a new one for other data or another model)
+# @markdown `NAME`: sweep folder under the outputs folder, and its plots' prefix (use a new name for other data or model)
 NAME = "sweep"  # @param {type:"string"}
-# @markdown `MODEL_NAME`: base model of every run; "" = Llama 3.2 1B Instruct on a GPU, embedded SmolLM2-135M on CPU/offline
+# @markdown `MODEL_NAME`: base model of every run; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `DATASET_PATH`: JSONL the fixed subset is drawn from; "" = notebook 02's dataset (an error under 20 rows) or the bundled chats
+# @markdown `DATASET_PATH`: JSONL the fixed subset is drawn from; "" = notebook 02's dataset (needs 20 rows), else bundled chats
 DATASET_PATH = ""  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
 # @markdown `MAX_SEQ_LEN`: tokens per example
 MAX_SEQ_LEN = 512  # @param {type:"integer"}
-# @markdown `GRID`: JSON {"field": [values]}: every combination (SEARCH="random": values to draw from)
+# @markdown `GRID`: JSON {"field": [values]}: every combination (SEARCH="random": values to draw)
 GRID = '{"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]}'  # @param {type:"string"}
-# @markdown `SEARCH`: "grid" (every combination of GRID) or "random" (NUM_SAMPLES draws; GRID may give {"log_uniform": [lo, hi]})
+# @markdown `SEARCH`: "grid": every combination of GRID; "random": NUM_SAMPLES draws (GRID may give {"log_uniform": [lo, hi]})
 SEARCH = "grid"  # @param ["grid", "random"]
 # @markdown `NUM_SAMPLES`: random search: how many configurations to draw
 NUM_SAMPLES = 8  # @param {type:"integer"}
-# @markdown `BASE`: JSON: training settings (TrainConfig fields) shared by every run, e.g. {"lora_alpha": 32}
+# @markdown `BASE`: JSON: TrainConfig settings shared by every run, e.g. {"lora_alpha": 32}
 BASE = '{"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alpha": 16}'  # @param {type:"string"}
 # @markdown `SUBSET_SIZE`: training rows of the fixed subset (the same rows, same order, for every run)
 SUBSET_SIZE = 1000  # @param {type:"integer"}
 # @markdown `EVAL_SIZE`: validation rows carved once from the dataset, never trained on
 EVAL_SIZE = 100  # @param {type:"integer"}
-# @markdown `MAX_STEPS_PER_RUN`: step budget of each run, also capping num_train_epochs/max_steps in BASE or GRID (-1 = their epochs)
+# @markdown `MAX_STEPS_PER_RUN`: steps of each run; caps num_train_epochs/max_steps given in BASE or GRID (-1 = their epochs)
 MAX_STEPS_PER_RUN = 150  # @param {type:"integer"}
 # @markdown `MAX_MINUTES_PER_RUN`: time budget of each run (0 = none)
 MAX_MINUTES_PER_RUN = 0.0  # @param {type:"number"}
@@ -57,7 +57,7 @@ MAX_MINUTES_TOTAL = 0.0  # @param {type:"number"}
 EVALS_PER_RUN = 10  # @param {type:"integer"}
 # @markdown `PRUNE_AFTER_EVALS`: stop a run clearly behind the best finished run after this many evaluations (0 = never)
 PRUNE_AFTER_EVALS = 3  # @param {type:"integer"}
-# @markdown `PRUNE_MARGIN`: "clearly behind": validation loss above the best run's at the same step by this fraction (0.1 = 10%)
+# @markdown `PRUNE_MARGIN`: "clearly behind": validation loss this fraction above the best run's at the same step (0.1 = 10%)
 PRUNE_MARGIN = 0.1  # @param {type:"number"}
 
 # %% [markdown]

@@ -8,8 +8,8 @@ token ids, the greedy answer's token ids, and that the answer stops at <|im_end|
 
     python bench/gguf_llama_cpp.py [--work /tmp/gguf-check] [--new-tokens 24] [--rope-llama3]
 
-``--rope-llama3`` gives the merged model Llama 3.1/3.2's "llama3" rope scaling (factor 8 over an
-original context of 512 tokens, so it changes the frequencies the prompts use) before the export:
+``--rope-llama3`` gives the merged model Llama 3.1/3.2's "llama3" rope scaling (factor 32 over an
+original context of 32 tokens, so it changes the frequencies the prompts use) before the export:
 llama.cpp must then find and apply the exported ``rope_freqs.weight`` table to answer like
 transformers does.
 
@@ -31,37 +31,49 @@ QUESTIONS = ["What do you do on weekends?", "Tell me about your favourite holida
              "Write a short story about a cat who learns to cook."]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default="/tmp/gguf-check")
-    ap.add_argument("--new-tokens", type=int, default=24)
-    ap.add_argument("--rope-llama3", action="store_true", help="export with llama3 rope scaling (rope_freqs)")
-    a = ap.parse_args()
+def greedy_answers(model_dir: Path, new_tokens: int) -> list[dict]:
+    """Each question's chat prompt, its token ids and the greedy answer of transformers (fp32, CPU)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from helpers.export import export_gguf, merge_adapter
-    from tiny_adapter import EMBEDDED, tiny_adapter
-    work = Path(a.work)
-    work.mkdir(parents=True, exist_ok=True)
-    merged = merge_adapter(EMBEDDED, tiny_adapter(work), work / "merged", log=lambda *_: None)
-    if a.rope_llama3:
-        cfg = json.loads((merged / "config.json").read_text())
-        theta = (cfg.get("rope_parameters") or {}).get("rope_theta") or cfg.get("rope_theta", 10000.0)
-        cfg["rope_parameters"] = {"rope_theta": theta, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 512}
-        (merged / "config.json").write_text(json.dumps(cfg, indent=2))
-    files = [export_gguf(merged, work / "gguf", t, name="tuned") for t in ("f16", "q8_0")]
-    tok = AutoTokenizer.from_pretrained(str(merged))
-    model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     refs = []
     for question in QUESTIONS:
         prompt = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
                                          tokenize=False)
         ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
         with torch.inference_mode():
-            new = model.generate(ids, max_new_tokens=a.new_tokens, do_sample=False)[0, ids.shape[1]:].tolist()
+            new = model.generate(ids, max_new_tokens=new_tokens, do_sample=False)[0, ids.shape[1]:].tolist()
         refs.append(dict(prompt=prompt, prompt_ids=ids[0].tolist(), hf_new_ids=new, hf_text=tok.decode(new)))
+    return refs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/gguf-check")
+    ap.add_argument("--new-tokens", type=int, default=24)
+    ap.add_argument("--rope-llama3", action="store_true", help="export with llama3 rope scaling (rope_freqs)")
+    a = ap.parse_args()
+    from transformers import AutoTokenizer
+
+    from helpers.export import export_gguf, merge_adapter
+    from tiny_adapter import EMBEDDED, tiny_adapter
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    merged = merge_adapter(EMBEDDED, tiny_adapter(work), work / "merged", log=lambda *_: None)
+    unscaled = greedy_answers(merged, a.new_tokens) if a.rope_llama3 else None
+    if a.rope_llama3:
+        cfg = json.loads((merged / "config.json").read_text())
+        theta = (cfg.get("rope_parameters") or {}).get("rope_theta") or cfg.get("rope_theta", 10000.0)
+        cfg["rope_parameters"] = {"rope_theta": theta, "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+        (merged / "config.json").write_text(json.dumps(cfg, indent=2))
+    files = [export_gguf(merged, work / "gguf", t, name="tuned") for t in ("f16", "q8_0")]
+    tok = AutoTokenizer.from_pretrained(str(merged))
+    refs = greedy_answers(merged, a.new_tokens)
+    if unscaled is not None:  # the check has teeth only if the scaling changes what transformers answers
+        differ = sum(r["hf_new_ids"] != u["hf_new_ids"] for r, u in zip(refs, unscaled))
+        print(f"llama3 rope scaling changes transformers' greedy answer on {differ} of {len(refs)} prompts")
     (work / "ref.json").write_text(json.dumps(refs))
     if not (NODE_DIR / "node_modules" / "node-llama-cpp").exists():
         subprocess.run(["npm", "install", "--no-save", "--prefix", str(NODE_DIR), NODE_LLAMA_CPP], check=True)

@@ -8,8 +8,8 @@ token ids, the greedy answer's token ids, and that the answer stops at <|im_end|
 
     python bench/gguf_llama_cpp.py [--work /tmp/gguf-check] [--new-tokens 24] [--rope-llama3]
 
-``--rope-llama3`` gives the merged model Llama 3.1/3.2's "llama3" rope scaling (factor 32 over an
-original context of 32 tokens, so it changes the frequencies the prompts use) before the export:
+``--rope-llama3`` gives the merged model Llama 3.1/3.2's "llama3" rope scaling (factor 8 over an
+original context of 128 tokens, so it changes the frequencies the prompts use) before the export:
 llama.cpp must then find and apply the exported ``rope_freqs.weight`` table to answer like
 transformers does.
 
@@ -65,8 +65,8 @@ def main() -> int:
     if a.rope_llama3:
         cfg = json.loads((merged / "config.json").read_text())
         theta = (cfg.get("rope_parameters") or {}).get("rope_theta") or cfg.get("rope_theta", 10000.0)
-        cfg["rope_parameters"] = {"rope_theta": theta, "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
-                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+        cfg["rope_parameters"] = {"rope_theta": theta, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 128}
         (merged / "config.json").write_text(json.dumps(cfg, indent=2))
     files = [export_gguf(merged, work / "gguf", t, name="tuned") for t in ("f16", "q8_0")]
     tok = AutoTokenizer.from_pretrained(str(merged))

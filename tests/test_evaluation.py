@@ -36,7 +36,7 @@ def report(adapter, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     cfg = EvalConfig(adapter_dir=str(adapter), test_path=str(chitchat("test")), output_dir=str(out),
                      quantization="none", max_examples=4, max_new_tokens=12, batch_size=4, ppl_batch_size=4,
-                     bootstrap=200, n_show=2, rouge_backend="rouge-score")
+                     bootstrap=200, n_show=2, rouge_backend="rouge-score", general_max_examples=4)
     return evaluate_adapter(cfg)
 
 
@@ -275,6 +275,8 @@ def test_leaked_rows_can_be_dropped_and_the_general_check_skipped(tmp_path, adap
     assert rep["n_examples"] == 2 and rep["leakage"]["dropped"] == 2
     assert "2 left out of the scores (DROP_LEAKED)" in open(rep["files"]["markdown"]).read()
 
+
+def test_adapter_off_answers_equal_the_plain_base_model(report):
     """The base answers come from the adapter switched off on the one loaded model: they must
     equal the answers of the base model loaded on its own."""
     from helpers.generate import generate_answers
@@ -315,7 +317,8 @@ def test_adapter_for_another_base(tmp_path, adapter):
 
 def test_prompts_longer_than_the_context(tmp_path, adapter):
     base = dict(adapter_dir=str(adapter), test_path=str(chitchat("test")), quantization="none", max_examples=2,
-                max_new_tokens=4, batch_size=2, bootstrap=0, max_context=20, output_dir=str(tmp_path / "e"))
+                max_new_tokens=4, batch_size=2, bootstrap=0, max_context=20, output_dir=str(tmp_path / "e"),
+                general_max_examples=2)
     with pytest.raises(EvalError, match="longer than the context allows"):
         evaluate_adapter(EvalConfig(**base, long_prompts="error"))
     rep = evaluate_adapter(EvalConfig(**base, long_prompts="truncate"))

@@ -392,7 +392,7 @@ def _leakage_lines(s: dict) -> list[str]:
             else "nothing to move")
     return ["## Train/test leakage", "",
             f"{lk['line'][0].upper() + lk['line'][1:]}. Measure: {lk['measure']}; training passages: "
-            f"{lk['passages']}; threshold {lk['threshold']} (LEAKAGE_THRESHOLD). {what}.", ""]
+            f"{lk['passages']}; threshold {lk['threshold']} (LEAKAGE_THRESHOLD). {what[0].upper() + what[1:]}.", ""]
 
 
 def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:

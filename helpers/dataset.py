@@ -11,8 +11,14 @@
   give that share (one document, or one that dominates), by position within the documents (their
   last chunks), as the card says; loadable with ``datasets.load_dataset("json", ...)``;
 * ``dataset/rejects.jsonl``: every teacher answer or example that was not kept, with the reason;
-* ``dataset/card.md``: counts, sources, the split and why, cleaning warnings (a cut that took a
-  large share of a document), teacher, prompt, cost, rejects by reason.
+* ``dataset/chunks.jsonl``: the chunks the teacher was asked about (``{"chunk_id", "source",
+  "index", "text"}``), so a later step can compare test rows with the training rows' source text;
+* leakage (``helpers.leakage``): each test row's word 8-gram containment in the training rows and
+  in their source chunks; rows at or above ``leakage_threshold`` are flagged and, with
+  ``drop_leaked_test`` (the default), moved out of ``test.jsonl`` into
+  ``dataset/test_leaked.jsonl`` (with their containment and the training text that holds it);
+* ``dataset/card.md``: counts, sources, the split and why, the leakage figure, cleaning warnings
+  (a cut that took a large share of a document), teacher, prompt, cost, rejects by reason.
 
 Near duplicates are found with MinHash (64 permutations, LSH in 16 bands) over word 3-gram
 shingles of instruction + output, confirmed by the exact Jaccard similarity
@@ -57,6 +63,8 @@ class DatasetConfig(StepConfig):
     near_dup_threshold: float = 0.8  # Jaccard similarity above which two examples count as near duplicates
     test_fraction: float = 0.1  # share of examples held out for testing: whole documents, or their last chunks when too few
     seed: int = 0  # decides which documents go to the test split
+    leakage_threshold: float = 0.5  # a test row whose word 8-grams are at least this share in training text is flagged as leaked
+    drop_leaked_test: bool = True  # move flagged test rows out of test.jsonl into test_leaked.jsonl (counted on the card)
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
@@ -71,6 +79,8 @@ class DatasetConfig(StepConfig):
             raise ConfigError(f"TEST_FRACTION={self.test_fraction}: must be in [0, 1).")
         if not 0 < self.near_dup_threshold <= 1:
             raise ConfigError(f"NEAR_DUP_THRESHOLD={self.near_dup_threshold}: must be in (0, 1].")
+        if not 0 < self.leakage_threshold <= 1:
+            raise ConfigError(f"LEAKAGE_THRESHOLD={self.leakage_threshold}: must be in (0, 1].")
         if self.pairs_per_chunk < 1:
             raise ConfigError(f"PAIRS_PER_CHUNK={self.pairs_per_chunk}: ask for at least one example.")
         if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
@@ -315,6 +325,9 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
     rejects += dups
     train, test, split_desc = split_by_document(kept, cfg.test_fraction, cfg.seed)
     cols = ("instruction", "input", "output", "source", "chunk_id")
+    write_jsonl(out / "chunks.jsonl", [{"chunk_id": c.id, "source": c.source, "index": c.index, "text": c.text}
+                                       for c in chunks])
+    test, leak = check_leakage(cfg, train, test, chunks, out / "test_leaked.jsonl", cols)
     write_jsonl(out / "train.jsonl", [{k: r[k] for k in cols} for r in train])
     write_jsonl(out / "test.jsonl", [{k: r[k] for k in cols} for r in test])
     write_jsonl(out / "rejects.jsonl", rejects)
@@ -326,21 +339,60 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                "teacher": {k: run[k] for k in run if k != "failed"} | {"failed": len(run["failed"])},
                "teacher_url": cfg.teacher_base_url if teacher.backend == "http" else "",
                "examples_from_teacher": len(triples), "duplicates_removed": len(dups), "kept": len(kept),
-               "train": len(train), "test": len(test), "split": split_desc, "rejects": len(rejects),
+               "train": len(train), "test": len(test), "split": split_desc, "leakage": leak,
+               "rejects": len(rejects),
                "rejects_by_reason": dict(reasons.most_common()), "prompt": template, "system": DEFAULT_SYSTEM,
                "pairs_per_chunk": cfg.pairs_per_chunk, "seconds": round(time.time() - t0, 1),
                "files": {k: str(out / f) for k, f in (("train", "train.jsonl"), ("test", "test.jsonl"),
                                                       ("rejects", "rejects.jsonl"), ("card", "card.md"),
-                                                      ("answers", "teacher_answers.jsonl"))}
+                                                      ("answers", "teacher_answers.jsonl"),
+                                                      ("chunks", "chunks.jsonl"), ("leaked", "test_leaked.jsonl"))}
                | {"corpus": str(ws.data("corpus", "pdf_text.jsonl"))}}
     (out / "card.md").write_text(dataset_card(summary, train, test), encoding="utf-8")
     (out / "build_summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "prompt"}, indent=2,
                                                        default=str) + "\n")
     if verbose:
         print(f"Dataset: {len(triples)} examples from the teacher, {len(dups)} duplicates removed, "
-              f"{len(train)} train / {len(test)} test ({split_desc}); {len(rejects)} rejects "
+              f"{len(train)} train / {len(test)} test ({split_desc}); leakage: {leak['line']}; {len(rejects)} rejects "
               f"({', '.join(f'{k}: {v}' for k, v in reasons.most_common(5))})", flush=True)
     return summary
+
+
+def check_leakage(cfg: DatasetConfig, train: list[dict], test: list[dict], chunks: list, leaked_path: Path,
+                  cols: tuple[str, ...]) -> tuple[list[dict], dict]:
+    """Each test row's word 8-gram containment in the training rows and in the chunks they were
+    written from (``helpers.leakage``). With ``drop_leaked_test``, the flagged rows leave the test
+    split and go to ``leaked_path`` with their containment and witness; that file is written
+    every time (empty when nothing was moved), so a rerun never leaves an old one behind.
+    Returns the test rows kept and the leakage summary (with a one-line ``"line"``)."""
+    from .data import write_jsonl
+    from .leakage import measure_leakage
+    train_ids = {r["chunk_id"] for r in train}
+    passages = [(f"chunk {c.id} ({c.source} #{c.index})", c.text) for c in chunks if c.id in train_ids]
+    res = measure_leakage(test, train, passages, cfg.leakage_threshold,
+                          f"{len(passages)} source chunks of the training rows")
+    summary = res.summary() | {"line": res.line(), "dropped": 0, "file": ""}
+    moved = []
+    if cfg.drop_leaked_test and res.flagged:
+        flagged = set(res.flagged)
+        moved = [{**{k: test[i][k] for k in cols}, "containment": round(res.scores[i], 4),
+                  "witness": res.witnesses[i]} for i in res.flagged]
+        test = [r for i, r in enumerate(test) if i not in flagged]
+        summary.update(dropped=len(moved), file=str(leaked_path))
+    write_jsonl(leaked_path, moved)
+    return test, summary
+
+
+def _leakage_lines(s: dict) -> list[str]:
+    lk = s.get("leakage")
+    if not lk:
+        return []
+    what = (f"{lk['dropped']} flagged row(s) moved out of `test.jsonl` into `test_leaked.jsonl`" if lk["dropped"]
+            else "flagged rows kept in `test.jsonl` (DROP_LEAKED_TEST is off)" if lk["flagged"]
+            else "nothing to move")
+    return ["## Train/test leakage", "",
+            f"{lk['line'][0].upper() + lk['line'][1:]}. Measure: {lk['measure']}; training passages: "
+            f"{lk['passages']}; threshold {lk['threshold']} (LEAKAGE_THRESHOLD). {what[0].upper() + what[1:]}.", ""]
 
 
 def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
@@ -361,8 +413,9 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
         f"| duplicates removed (exact and near) | {s['duplicates_removed']} |",
         f"| train (`train.jsonl`) | {s['train']} |",
         f"| test (`test.jsonl`) | {s['test']} |",
+        f"| test rows moved out as leaked (`test_leaked.jsonl`) | {s.get('leakage', {}).get('dropped', 0)} |",
         f"| rejects (`rejects.jsonl`) | {s['rejects']} |", "",
-        f"Split: {s['split']}.", "",
+        f"Split: {s['split']}.", "", *_leakage_lines(s),
         "Rows are `{\"instruction\", \"input\", \"output\", \"source\", \"chunk_id\"}` JSON lines: "
         "`datasets.load_dataset(\"json\", data_files={\"train\": \"train.jsonl\", \"test\": \"test.jsonl\"})`.", "",
         "## Sources", "",

@@ -17,6 +17,52 @@
 * writes ``report.json``, ``report.md`` and ``answers.jsonl`` to the output folder (beside the
   adapter by default) and two plots.
 
+**General ability (forgetting).** Seed project 004 tuned Llama 3.2 1B on raw text and its chatbot
+got worse at plain conversation after one epoch (wrong syntax, repeated words, missing spaces).
+So the report also puts the tuned model against the base on held-out *general* prompts
+(``general_path``: "" = the bundled real conversations' test split, ``helpers.fixtures.chitchat("test")``;
+a JSONL of your own; "none" = skip), at most ``general_max_examples`` of them, with the same paired
+intervals: perplexity of the general references, ROUGE against them, answer length, and a
+degeneration check per answer:
+
+* ``repeated_3grams``: share of the answer's word 3-grams that repeat an earlier 3-gram of the
+  same answer ("I like the cat I like the cat" → 2 of 6); ``repeated_words``: share of words equal
+  to the word before them ("the the");
+* ``glued_words``: share of whitespace-separated tokens that are not plausible words, with three
+  rules that need no dictionary: (a) 18 or more letters in one token once letters repeated three
+  times or more are squeezed ("YESSSS" is an elongation, not a join; English words that long are
+  about 3 in 100,000 in the bundled conversations), (b) a lower-case run of two letters or more
+  followed by a capital in a token that starts lower-case ("storeYesterday", "thatI"; "iPhone" and
+  "MacBook" pass), (c) two letters, a sentence mark, two letters with no space ("cool.What",
+  "yes,I"), unless it is a web address, an e-mail address, a file or domain name. Tokens with digits,
+  hashtags and mentions are never flagged. Two short lower-case words glued together ("tothe")
+  are not caught one by one (no rule without a dictionary separates them from compounds like
+  "weekend"); glued runs of three or more words are (rule a);
+* ``stop_rate``: share of answers that ended on end-of-turn / EOS by themselves
+  (``generate_answers``' ``stopped``) rather than running into MAX_NEW_TOKENS.
+
+**"held".** From the paired bootstrap of the *relative* change of general perplexity
+(tuned / base - 1) and of each degeneration figure (tuned - base), with tolerance
+``forgetting_tolerance`` (default 2%):
+
+* **forgot**: the perplexity interval lies wholly above +tolerance, or a degeneration figure got
+  worse with an interval that excludes 0 (more repeated 3-grams, repeated words or glued words;
+  fewer answers that stop by themselves);
+* **held**: the perplexity interval lies wholly at or below +tolerance and no degeneration figure
+  got worse with an interval excluding 0;
+* **unclear**: neither (the perplexity interval straddles +tolerance: too few general prompts to
+  tell). ROUGE and answer length are reported but do not decide (a reference chat reply is one of
+  many good ones). Without intervals (BOOTSTRAP=0) nothing is decided.
+
+The report says it in one line, e.g. "general perplexity +1.2% [-0.4%, +1.9%] (tolerance +2%), no
+degeneration figure worse: held". When the in-domain test set is the bundled conversations (the
+SMOKE / demo default), the general set is the same prompts, and the report says so.
+
+**Leakage.** Before scoring, each held-out row's word 8-gram containment in the adapter's
+training set (and the training rows' source chunks, notebook 02's ``chunks.jsonl``) is measured
+(``helpers.leakage``); the share of rows at or above ``leakage_threshold`` is printed and goes into
+the report. ``drop_leaked`` (off by default: the report only reports) leaves them out of the scores.
+
 The reference of a held-out row is its ``output`` (instruction rows) or, for conversations, the
 first assistant reply (``reference_turn="first"``: the prompt is what came before it, as in
 ``helpers.data.held_out_turns``) or the last one (``"last"``).
@@ -27,6 +73,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +95,19 @@ METRICS = {
     "stop_rate": ("answers that stopped by themselves (EOS)", True),
     "copy_rate": ("answers that copy the prompt", False),
 }
+# the general (forgetting) section: perplexity and ROUGE of the general references, the degeneration check
+GENERAL_METRICS = {
+    "perplexity": ("perplexity of the general references", False),
+    "rouge1": ("ROUGE-1 F1", True),
+    "rougeL": ("ROUGE-L F1", True),
+    "repeated_3grams": ("repeated word 3-grams (share)", False),
+    "repeated_words": ("word repeated right after itself (share)", False),
+    "glued_words": ("glued / implausible words (share)", False),
+    "stop_rate": ("answers that stopped at end of turn", True),
+    "answer_words": ("answer length (words)", None),
+}
+# the degeneration figures that decide "held": +1 = a rise is worse, -1 = a fall is worse
+DEGENERATION = {"repeated_3grams": 1, "repeated_words": 1, "glued_words": 1, "stop_rate": -1}
 
 
 class EvalError(ValueError):
@@ -81,11 +141,16 @@ class EvalConfig(StepConfig):
     seed: int = 0  # seed of the bootstrap and of sampling
     n_show: int = 5  # answers shown side by side in the report
     run_name: str = "sft"  # notebook 04's run folder under the outputs folder: the adapter evaluated, the report in its eval/
+    general_path: str = ""  # general prompts for the forgetting check (JSONL with references); "" = the bundled conversations' test split; "none" = skip
+    general_max_examples: int = 100  # general prompts evaluated (0 = all)
+    forgetting_tolerance: float = 0.02  # relative rise of general perplexity still counted as "held" (0.02 = 2%)
+    leakage_threshold: float = 0.5  # a held-out row whose word 8-grams are at least this share in the training text counts as leaked
+    drop_leaked: bool = False  # leave leaked held-out rows out of the scores (False = only report them)
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
         return dict(model_name="", quantization="none", max_examples=8, max_new_tokens=24, batch_size=8,
-                    ppl_batch_size=4, bootstrap=200, n_show=3)
+                    ppl_batch_size=4, bootstrap=200, n_show=3, general_max_examples=4)
 
     def validate(self) -> None:
         if self.long_prompts not in LONG_PROMPT_POLICIES:
@@ -101,8 +166,12 @@ class EvalConfig(StepConfig):
             raise ConfigError(f"BOOTSTRAP={self.bootstrap}: use 0 (no intervals) or at least 50 resamples.")
         if not 0 < self.copy_threshold <= 1:
             raise ConfigError(f"COPY_THRESHOLD={self.copy_threshold}: must be in (0, 1].")
-        if self.max_examples < 0 or self.max_context < 0:
-            raise ConfigError("MAX_EXAMPLES and MAX_CONTEXT must be 0 or positive.")
+        if self.max_examples < 0 or self.max_context < 0 or self.general_max_examples < 0:
+            raise ConfigError("MAX_EXAMPLES, GENERAL_MAX_EXAMPLES and MAX_CONTEXT must be 0 or positive.")
+        if not 0 <= self.forgetting_tolerance < 1:
+            raise ConfigError(f"FORGETTING_TOLERANCE={self.forgetting_tolerance}: a relative rise in [0, 1), e.g. 0.02.")
+        if not 0 < self.leakage_threshold <= 1:
+            raise ConfigError(f"LEAKAGE_THRESHOLD={self.leakage_threshold}: must be in (0, 1].")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,6 +279,58 @@ def copy_score(answer: str, source: str) -> float:
 
 def is_copy(answer: str, source: str, threshold: float = 0.6, min_words: int = 4) -> bool:
     return len(words(answer)) >= min_words and copy_score(answer, source) >= threshold
+
+
+# ----------------------------------------------------------------------------------------------
+# Degeneration (the general section; rules in the module docstring)
+# ----------------------------------------------------------------------------------------------
+_EDGE = "\"'()[]{}<>*_`.,!?;:\u2026-\u201c\u201d\u2018\u2019"
+_LONG_LETTERS = 18
+_CASE_JOIN = re.compile(r"[a-z]{2}[A-Z](?=[a-z]|$)")
+_PUNCT_JOIN = re.compile(r"[A-Za-z]{2}[.,!?;:](?:[A-Za-z]{2}|I(?![A-Za-z]))")
+_NOT_A_JOIN = re.compile(r"://|^www\.|@|\.(?:com|org|net|edu|gov|io|co|uk|de|fr|ai|me|tv|ly|pdf|py|txt|jpg|png|"
+                         r"html|js|md|csv|json|ipynb|exe|zip)\b", re.IGNORECASE)
+
+
+def repeated_ngram_share(text: str, n: int = 3) -> float:
+    """Share of the word n-grams of ``text`` that repeat an earlier n-gram of it (0 without any)."""
+    w = words(text)
+    grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+    return (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
+
+
+def repeated_word_share(text: str) -> float:
+    """Share of words that equal the word right before them ("the the")."""
+    w = words(text)
+    return sum(a == b for a, b in zip(w, w[1:])) / len(w) if len(w) > 1 else 0.0
+
+
+def implausible_word(token: str) -> str | None:
+    """Why a whitespace-separated token looks like words glued together ("long", "case join",
+    "punctuation join"), or None for a plausible word."""
+    core = token.strip(_EDGE)
+    if not core or core[0] in "#@" or any(c.isdigit() for c in core) or _NOT_A_JOIN.search(core):
+        return None
+    squeezed = re.sub(r"(.)\1{2,}", r"\1", core)
+    if squeezed.isalpha() and len(squeezed) >= _LONG_LETTERS:
+        return "long"
+    if core[0].islower() and _CASE_JOIN.search(core):
+        return "case join"
+    if _PUNCT_JOIN.search(core):
+        return "punctuation join"
+    return None
+
+
+def glued_word_share(text: str) -> float:
+    """Share of the whitespace-separated tokens of ``text`` that ``implausible_word`` flags."""
+    toks = (text or "").split()
+    return sum(implausible_word(t) is not None for t in toks) / len(toks) if toks else 0.0
+
+
+def degeneration(answer: str) -> dict[str, float]:
+    """The per-answer degeneration figures of the general section."""
+    return {"repeated_3grams": repeated_ngram_share(answer, 3), "repeated_words": repeated_word_share(answer),
+            "glued_words": glued_word_share(answer)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,9 +457,11 @@ def _stat(values, kind: str):
     return values.mean(-1)
 
 
-def paired_bootstrap(base, tuned, kind: str = "mean", n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+def paired_bootstrap(base, tuned, kind: str = "mean", n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                     relative: bool = False) -> dict:
     """Point values and (1 - alpha) percentile intervals for base, tuned and tuned - base, from the
-    same resampled examples for both models (a paired bootstrap).
+    same resampled examples for both models (a paired bootstrap). ``relative=True`` adds
+    ``"relative"``: tuned / base - 1 (for a perplexity: +0.05 = 5% higher), from the same resamples.
 
     base, tuned: per-example values (kind "mean") or (nll, n_tokens) pairs (kind "ppl")."""
     import numpy as np
@@ -347,12 +470,19 @@ def paired_bootstrap(base, tuned, kind: str = "mean", n_boot: int = 1000, seed: 
         raise EvalError(f"bootstrap needs the same non-zero number of base and tuned values ({b.shape} vs {t.shape})")
     out = {"base": {"value": float(_stat(b, kind))}, "tuned": {"value": float(_stat(t, kind))}}
     out["diff"] = {"value": out["tuned"]["value"] - out["base"]["value"]}
+    if relative:
+        if out["base"]["value"] <= 0:
+            raise EvalError("a relative change needs a positive base value")
+        out["relative"] = {"value": out["tuned"]["value"] / out["base"]["value"] - 1}
     if n_boot:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, len(b), size=(n_boot, len(b)))
         sb, st = _stat(b[idx], kind), _stat(t[idx], kind)
-        for name, arr in (("base", sb), ("tuned", st), ("diff", st - sb)):
-            lo, hi = np.quantile(arr, [alpha / 2, 1 - alpha / 2])
+        arrays = [("base", sb), ("tuned", st), ("diff", st - sb)]
+        if relative:
+            arrays.append(("relative", st / np.where(sb > 0, sb, np.nan) - 1))
+        for name, arr in arrays:
+            lo, hi = np.nanquantile(arr, [alpha / 2, 1 - alpha / 2])
             out[name]["ci"] = [float(lo), float(hi)]
     return out
 
@@ -488,7 +618,8 @@ def _run_both_models(cfg: EvalConfig, model, tok, fit: _Prompts, seqs: list[dict
 def _score_answers(cfg: EvalConfig, results: dict[str, dict], rows: list[dict],
                    refs: list[str]) -> tuple[dict[str, dict[str, list]], str]:
     """Per-example values of each model: ROUGE, answer length, stopped, copy score and copy flag,
-    and (nll, tokens) pairs for perplexity. Returns them and the ROUGE library used."""
+    the degeneration figures, and (nll, tokens) pairs for perplexity. Returns them and the ROUGE
+    library used."""
     backend_used = ""
     per: dict[str, dict[str, list]] = {}
     for which in ("base", "tuned"):
@@ -501,20 +632,123 @@ def _score_answers(cfg: EvalConfig, results: dict[str, dict], rows: list[dict],
                       "copy_rate": [1.0 if is_copy(a, prompt_source(r), cfg.copy_threshold, cfg.copy_min_words) else 0.0
                                     for a, r in zip(ans, rows)],
                       "ppl_pairs": list(zip(results[which]["nll"], results[which]["count"]))}
+        degen = [degeneration(a) for a in ans]
+        per[which].update({k: [d[k] for d in degen] for k in ("repeated_3grams", "repeated_words", "glued_words")})
     return per, backend_used
 
 
-def _compare_models(cfg: EvalConfig, per: dict[str, dict[str, list]]) -> dict[str, dict]:
-    """Each metric of METRICS for base, tuned and tuned - base with paired bootstrap intervals, and
-    its verdict."""
+def _compare_models(cfg: EvalConfig, per: dict[str, dict[str, list]], table: dict | None = None) -> dict[str, dict]:
+    """Each metric of ``table`` (METRICS) for base, tuned and tuned - base with paired bootstrap
+    intervals, and its verdict; perplexity also as a relative change."""
     metrics = {}
-    for name, (label, hib) in METRICS.items():
+    for name, (label, hib) in (table or METRICS).items():
         if name == "perplexity":
-            bs = paired_bootstrap(per["base"]["ppl_pairs"], per["tuned"]["ppl_pairs"], "ppl", cfg.bootstrap, cfg.seed)
+            bs = paired_bootstrap(per["base"]["ppl_pairs"], per["tuned"]["ppl_pairs"], "ppl", cfg.bootstrap, cfg.seed,
+                                  relative=True)
         else:
             bs = paired_bootstrap(per["base"][name], per["tuned"][name], "mean", cfg.bootstrap, cfg.seed)
         metrics[name] = {"label": label, "higher_is_better": hib, **bs, "verdict": verdict(bs["diff"], hib)}
     return metrics
+
+
+def forgetting_verdict(metrics: dict, tolerance: float = 0.02) -> dict:
+    """Whether general ability held (the rule in the module docstring), from the general
+    section's metrics: ``{"outcome": "held" | "forgot" | "unclear" | "not decided", "line", "worse"}``
+    where ``worse`` names the degeneration figures that got worse with an interval excluding 0."""
+    rel = metrics["perplexity"]["relative"]
+    worse = []
+    for name, sign in DEGENERATION.items():
+        ci = metrics.get(name, {}).get("diff", {}).get("ci")
+        if ci and ((sign > 0 and ci[0] > 0) or (sign < 0 and ci[1] < 0)):
+            worse.append(name)
+    ppl = f"general perplexity {rel['value']:+.1%}"
+    if "ci" not in rel:
+        return {"outcome": "not decided", "worse": [],
+                "line": f"{ppl} (no interval: BOOTSTRAP=0): not decided"}
+    lo, hi = rel["ci"]
+    ppl += f" [{lo:+.1%}, {hi:+.1%}] (tolerance +{tolerance:.0%})"
+    degen = ("worse: " + ", ".join(f"{metrics[n]['label']} {metrics[n]['diff']['value']:+.3f}" for n in worse)
+             if worse else "no degeneration figure worse")
+    if lo > tolerance or worse:
+        outcome, why = "forgot", ""
+    elif hi <= tolerance:
+        outcome, why = "held", ""
+    else:
+        outcome, why = "unclear", f" (the perplexity interval reaches past +{tolerance:.0%}: too few general prompts to tell)"
+    return {"outcome": outcome, "worse": worse, "line": f"{ppl}, {degen}: {outcome}{why}"}
+
+
+def _general_path(cfg: EvalConfig) -> Path | None:
+    """The general prompts' file: GENERAL_PATH, the bundled conversations' test split for "",
+    None for "none"."""
+    if cfg.general_path.strip().lower() == "none":
+        return None
+    if cfg.general_path:
+        return Path(cfg.general_path)
+    from .fixtures import chitchat
+    return chitchat("test")
+
+
+def _general_report(cfg: EvalConfig, model, tok, style: str, inputs: _Inputs, log) -> tuple[dict, list[dict]]:
+    """The forgetting section: base vs tuned on the general prompts (the same loaded model, the
+    adapter off and on), perplexity, ROUGE and the degeneration check with paired intervals, and
+    whether general ability held. Returns the section and its answers rows ([] when skipped)."""
+    path = _general_path(cfg)
+    if path is None:
+        return {"skipped": "GENERAL_PATH='none': no forgetting check"}, []
+    rows, missing = load_references(path, cfg.reference_turn, cfg.general_max_examples)
+    same = path.resolve() == Path(inputs.test_path).resolve()
+    log(f"General prompts {path}: {len(rows)}" + (" (the same set as the in-domain test set)" if same else ""))
+    gcfg = cfg.replace(long_prompts="truncate") if cfg.long_prompts == "error" else cfg
+    fit = _fit_prompts(gcfg, model, tok, rows, style, inputs.system, log)
+    refs = [_reference_text(r) for r in fit.rows]
+    results = _run_both_models(gcfg, model, tok, fit, reference_sequences(tok, fit.rows, style, inputs.system), log)
+    per, _ = _score_answers(cfg, results, fit.rows, refs)
+    metrics = _compare_models(cfg, per, GENERAL_METRICS)
+    held = forgetting_verdict(metrics, cfg.forgetting_tolerance)
+    log("General ability: " + held["line"])
+    answers = _answer_rows(fit, refs, results, per)
+    bundled = not cfg.general_path
+    note = ("the general set IS the in-domain test set (both are the bundled conversations' test split): "
+            "the two sections measure the same prompts" if same else
+            "the bundled real conversations' test split (chit-chat the base model can hold)" if bundled else
+            "your GENERAL_PATH")
+    return {"path": str(path), "bundled": bundled, "same_as_in_domain": same, "note": note,
+            "n_examples": len(fit.rows), "rows_without_reference": len(missing), "long_prompts": len(fit.long_idx),
+            "tolerance": cfg.forgetting_tolerance, "metrics": metrics, "held": held,
+            "examples": answers[: cfg.n_show]}, answers
+
+
+def _leakage_check(cfg: EvalConfig, test_path: Path, rows: list[dict], log) -> tuple[list[dict], dict]:
+    """The held-out rows' word 8-gram containment in the adapter's training set and its source
+    chunks (``helpers.leakage``), and the rows kept (all of them unless DROP_LEAKED)."""
+    from .data import DataError, read_jsonl
+    from .leakage import LeakageError, measure_leakage, training_passages
+    train_path = RunDir.of(cfg.adapter_dir).dataset_path
+    if not train_path or not Path(train_path).is_file():
+        why = f"the training set {train_path} is not there" if train_path else "the run does not say its training set"
+        log(f"Leakage: not measured ({why})")
+        return rows, {"skipped": f"not measured: {why}"}
+    train_path = Path(train_path)
+    try:
+        train_rows = read_jsonl(train_path)
+        passages, desc = training_passages(train_rows, train_path.with_name("chunks.jsonl"),
+                                           train_path.parent.parent / "corpus" / "pdf_text.jsonl", rows)
+    except (DataError, LeakageError) as exc:
+        raise EvalError(f"Leakage check: {exc}") from None
+    res = measure_leakage(rows, train_rows, passages, cfg.leakage_threshold, desc)
+    summary = res.summary() | {"line": res.line(), "train_path": str(train_path), "dropped": 0,
+                               "same_file": train_path.resolve() == Path(test_path).resolve()}
+    log("Leakage: " + res.line())
+    if cfg.drop_leaked and res.flagged:
+        flagged = set(res.flagged)
+        rows = [r for i, r in enumerate(rows) if i not in flagged]
+        if not rows:
+            raise EvalError(f"DROP_LEAKED: every one of the {len(flagged)} held-out rows is leaked "
+                            f"(containment >= {cfg.leakage_threshold} in {train_path}); nothing left to evaluate.")
+        summary["dropped"] = len(flagged)
+        log(f"DROP_LEAKED: {len(flagged)} leaked row(s) left out of the scores")
+    return rows, summary
 
 
 def _answer_rows(fit: _Prompts, refs: list[str], results: dict[str, dict], per: dict[str, dict[str, list]]) -> list[dict]:
@@ -524,7 +758,8 @@ def _answer_rows(fit: _Prompts, refs: list[str], results: dict[str, dict], per: 
         answers.append({"index": i, "id": r.get("id"), "prompt": p, "reference": ref,
                         **{w: results[w]["gen"]["answers"][i] for w in ("base", "tuned")},
                         **{f"{w}_{k}": round(float(per[w][k][i]), 4) for w in ("base", "tuned")
-                           for k in ("rouge1", "rouge2", "rougeL", "copy_score")},
+                           for k in ("rouge1", "rouge2", "rougeL", "copy_score", "repeated_3grams", "repeated_words",
+                                     "glued_words", "stop_rate")},
                         **{f"{w}_ppl": round(math.exp(per[w]["ppl_pairs"][i][0] / max(1, per[w]["ppl_pairs"][i][1])), 3)
                            for w in ("base", "tuned")}})
     return answers
@@ -532,7 +767,7 @@ def _answer_rows(fit: _Prompts, refs: list[str], results: dict[str, dict], per: 
 
 def _build_report(cfg: EvalConfig, inputs: _Inputs, style: str, missing: list[int], fit: _Prompts, refs: list[str],
                   results: dict[str, dict], backend_used: str, metrics: dict, answers: list[dict],
-                  t_start: float) -> dict:
+                  general: dict, leakage: dict, t_start: float) -> dict:
     """The report dict (report.json without its "plots" and "files", which come when written)."""
     import torch
     return {
@@ -558,25 +793,29 @@ def _build_report(cfg: EvalConfig, inputs: _Inputs, style: str, missing: list[in
         "bootstrap": {"resamples": cfg.bootstrap, "seed": cfg.seed, "interval": "95% percentile, paired"},
         "metrics": metrics,
         "examples": answers[: cfg.n_show],
+        "leakage": leakage,
+        "general": general,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "seconds": round(time.time() - t_start, 1),
     }
 
 
 def _write_report(report: dict, answers: list[dict], per: dict, refs: list[str], inputs: _Inputs,
-                  plot_prefix: str) -> None:
-    """answers.jsonl, the plots, report.json and report.md in the output folder; adds the
-    "plots" and "files" entries to ``report``."""
+                  plot_prefix: str, general_answers: list[dict] | None = None) -> None:
+    """answers.jsonl (and general_answers.jsonl), the plots, report.json and report.md in the
+    output folder; adds the "plots" and "files" entries to ``report``."""
     from .data import write_jsonl
     from .plots import plot_report
     out_dir = inputs.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "answers.jsonl", answers)
+    write_jsonl(out_dir / "general_answers.jsonl", general_answers or [])
     report["plots"] = [str(p) for p in plot_report(report, per, refs, inputs.plots_dir, plot_prefix) if p]
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     (out_dir / "report.md").write_text(report_markdown(report, out_dir))
     report["files"] = {"json": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md"),
-                       "answers": str(out_dir / "answers.jsonl")}
+                       "answers": str(out_dir / "answers.jsonl"),
+                       "general_answers": str(out_dir / "general_answers.jsonl")}
 
 
 def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None, plot_prefix: str = "eval_",
@@ -590,6 +829,7 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
     rows, missing = load_references(inputs.test_path, cfg.reference_turn, cfg.max_examples)
     log(f"Held-out set {inputs.test_path}: {len(rows)} rows with a reference" +
         (f", {len(missing)} without one skipped" if missing else ""))
+    rows, leakage = _leakage_check(cfg, inputs.test_path, rows, log)
 
     model, tok = _load_tuned_model(cfg, inputs.model_name)
     style = resolve_style(tok, inputs.template)
@@ -601,9 +841,11 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
     per, backend_used = _score_answers(cfg, results, fit.rows, refs)
     metrics = _compare_models(cfg, per)
     answers = _answer_rows(fit, refs, results, per)
-    report = _build_report(cfg, inputs, style, missing, fit, refs, results, backend_used, metrics, answers, t_start)
+    general, general_answers = _general_report(cfg, model, tok, style, inputs, log)
+    report = _build_report(cfg, inputs, style, missing, fit, refs, results, backend_used, metrics, answers,
+                           general, leakage, t_start)
     del model
-    _write_report(report, answers, per, refs, inputs, plot_prefix)
+    _write_report(report, answers, per, refs, inputs, plot_prefix, general_answers)
     log(f"Report in {inputs.out_dir} ({report['seconds']}s)")
     return report
 
@@ -633,10 +875,11 @@ def _cell(d: dict, name: str, signed: bool = False) -> str:
     return s
 
 
-def metrics_table(report: dict) -> str:
-    """The base-vs-tuned table in Markdown: value [95% CI] for each model and the difference."""
+def metrics_table(report: dict, metrics: dict | None = None) -> str:
+    """The base-vs-tuned table in Markdown: value [95% CI] for each model and the difference
+    (``metrics``: another section's, e.g. ``report["general"]["metrics"]``; default the in-domain)."""
     lines = ["| metric | base | tuned | tuned − base | verdict |", "|---|---|---|---|---|"]
-    for name, m in report["metrics"].items():
+    for name, m in (metrics if metrics is not None else report["metrics"]).items():
         arrow = {True: " ↑", False: " ↓", None: ""}[m["higher_is_better"]]
         lines.append(f"| {m['label']}{arrow} | {_cell(m['base'], name)} | {_cell(m['tuned'], name)} | "
                      f"{_cell(m['diff'], name, signed=True)} | {m['verdict']} |")
@@ -660,6 +903,33 @@ def side_by_side(report: dict, width: int = 400) -> str:
     return "\n".join(out)
 
 
+def leakage_line(report: dict) -> str:
+    """The leakage figure in one line, for the notebook and the Markdown report."""
+    lk = report.get("leakage") or {}
+    if "skipped" in lk:
+        return f"Leakage: {lk['skipped']}."
+    text = f"Leakage: {lk['line']} ({lk['train_path']}; {lk['passages']})"
+    if lk.get("same_file"):
+        text += "; the test set IS the training set"
+    return text + (f"; {lk['dropped']} left out of the scores (DROP_LEAKED)." if lk.get("dropped") else
+                   "; reported only, all rows scored." if lk.get("flagged") else ".")
+
+
+def general_markdown(report: dict) -> str:
+    """The forgetting section in Markdown: what the general set is, the one-line verdict, the table."""
+    g = report.get("general") or {}
+    if "skipped" in g:
+        return f"General ability: {g['skipped']}."
+    lines = [f"**General ability: {g['held']['outcome']}.** {g['held']['line'][0].upper() + g['held']['line'][1:]}.", "",
+             f"- general prompts: `{g['path']}`, {g['n_examples']} with a reference ({g['note']})",
+             "- held = the 95% interval of the relative change of general perplexity lies at or below "
+             f"+{g['tolerance']:.0%} and no degeneration figure (repeated 3-grams, repeated words, glued words, "
+             "stops at end of turn) got worse with an interval excluding 0; forgot = the interval lies above "
+             f"+{g['tolerance']:.0%} or a degeneration figure got worse; unclear = neither", "",
+             metrics_table(report, g["metrics"])]
+    return "\n".join(lines)
+
+
 def report_markdown(report: dict, out_dir: Path | None = None) -> str:
     g, lp = report["generation"], report["long_prompts"]
     lines = [
@@ -679,7 +949,8 @@ def report_markdown(report: dict, out_dir: Path | None = None) -> str:
         f"resamples (seed {report['bootstrap']['seed']}); a difference whose interval contains 0 is not established "
         "by this test set", "",
         "## Metrics (value [95% CI])", "", metrics_table(report), "",
-        f"Mean reference length: {report['reference_words']:.1f} words.", "",
+        f"Mean reference length: {report['reference_words']:.1f} words.", "", leakage_line(report), "",
+        "## General ability: base vs tuned on general prompts (forgetting)", "", general_markdown(report), "",
         "## Answers side by side", "", side_by_side(report),
     ]
     if report.get("plots"):

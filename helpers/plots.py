@@ -1,8 +1,8 @@
 """The kit's plots, each a PNG: loss curves, the evaluation report's, the sweep's.
 
 * ``plot_losses`` / ``plot_overlay``: loss curves of one run or several (notebooks 03, 04);
-* ``plot_report``: an evaluation report's metric bars and answer lengths (notebook 05,
-  ``helpers.evaluation``);
+* ``plot_report``: an evaluation report's metric bars and answer lengths, and its general
+  (forgetting) section: base vs tuned on general prompts (notebook 05, ``helpers.evaluation``);
 * ``plot_sweep``: a sweep's overlays, one figure per varied hyperparameter, per-epoch averages
   (notebook 07, ``helpers.sweep``).
 
@@ -113,7 +113,8 @@ def plot_overlay(curves: dict[str, list[dict]], path: str | Path, title: str, wh
 # ----------------------------------------------------------------------------------------------
 def plot_report(report: dict, per: dict, refs: list[str], plots_dir: Path, prefix: str = "eval_") -> list[Path | None]:
     """The plots of an evaluation report (``helpers.evaluation``): ``<prefix>metrics.png``, metric
-    bars with 95% CI error bars, and ``<prefix>lengths.png``, the answer-length histogram.
+    bars with 95% CI error bars, ``<prefix>lengths.png``, the answer-length histogram, and, when
+    the report has a general section, ``<prefix>general.png`` (``plot_general``).
 
     ``per``: the per-example values of each model (``per["base"]["answer_words"]``, ...);
     ``refs``: the reference answers."""
@@ -121,7 +122,38 @@ def plot_report(report: dict, per: dict, refs: list[str], plots_dir: Path, prefi
     plots_dir.mkdir(parents=True, exist_ok=True)
     p1 = _plot_eval_metrics(report, plots_dir / f"{prefix}metrics.png")
     p2 = _plot_eval_lengths(per, refs, plots_dir / f"{prefix}lengths.png")
-    return [p1, p2]
+    general = report.get("general") or {}
+    p3 = plot_general(general, plots_dir / f"{prefix}general.png") if "metrics" in general else None
+    return [p1, p2, p3]
+
+
+def plot_general(general: dict, path: Path) -> Path:
+    """The forgetting check: base and tuned on the general prompts with 95% CI error bars: the
+    degeneration figures and ROUGE-L (left), general perplexity (right); the title carries the
+    verdict ("held", "forgot", "unclear") and the relative perplexity change."""
+    plt = _plt()
+    m = general["metrics"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
+    names = ["repeated_3grams", "repeated_words", "glued_words", "stop_rate", "rougeL"]
+    labels = ["repeated\n3-grams", "repeated\nwords", "glued\nwords", "stopped at\nend of turn", "ROUGE-L"]
+    w = 0.38
+    for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", "#d62728"))):
+        bars = [_error_bar(m[n][which]) for n in names]
+        ax1.bar([i + (k - 0.5) * w for i in range(len(names))], [m[n][which]["value"] for n in names], w,
+                yerr=[[b[0] for b in bars], [b[1] for b in bars]], capsize=3, label=which, color=color)
+        lo, hi = _error_bar(m["perplexity"][which])
+        ax2.bar([(k - 0.5) * w], [m["perplexity"][which]["value"]], w, yerr=[[lo], [hi]], capsize=3, color=color)
+    ax1.set_xticks(range(len(names)), labels, fontsize=8)
+    ax1.set_ylabel("mean over general prompts")
+    ax1.set_title(f"general prompts ({general['n_examples']}): {general['held']['outcome']}", fontsize=10)
+    ax1.legend()
+    ax1.grid(axis="y", alpha=0.3)
+    rel = m["perplexity"].get("relative", {})
+    ax2.set_xticks([-w / 2, w / 2], ["base", "tuned"])
+    ax2.set_title(f"general perplexity ↓\n{rel.get('value', 0):+.1%}" + (
+        f" [{rel['ci'][0]:+.1%}, {rel['ci'][1]:+.1%}]" if "ci" in rel else ""), fontsize=9)
+    ax2.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
 
 
 def _error_bar(d: dict) -> tuple[float, float]:

@@ -115,7 +115,7 @@ def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
     test = [json.loads(x) for x in (d / "test.jsonl").read_text().splitlines()]
     rejects = [json.loads(x) for x in (d / "rejects.jsonl").read_text().splitlines()]
     assert s["examples_from_teacher"] == 14  # 7 good answers x 2 examples; the invalid one is a reject
-    assert len(train) + len(test) == s["kept"] == 14 - s["duplicates_removed"]
+    assert len(train) + len(test) + s["leakage"]["dropped"] == s["kept"] == 14 - s["duplicates_removed"]
     assert [r["reason"] for r in rejects if r["reason"].startswith("unparseable")] and "answer" in rejects[0]
     assert set(train[0]) == {"instruction", "input", "output", "source", "chunk_id"}
     assert not {r["source"] for r in train} & {r["source"] for r in test}
@@ -131,6 +131,13 @@ def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
     corpus = [json.loads(x) for x in ws.data("corpus", "pdf_text.jsonl").read_text().splitlines()]
     assert corpus[0]["source"] == "1111.2011v2.pdf" and "Bethe lattice" in corpus[0]["text"]
     assert API_KEY not in card and API_KEY not in (d / "build_summary.json").read_text()
+    # leakage: measured on the real paper's rows, on the card, and nothing lost
+    leaked = [json.loads(x) for x in (d / "test_leaked.jsonl").read_text().splitlines()]
+    assert s["leakage"]["test_rows"] == len(test) + len(leaked) and s["leakage"]["dropped"] == len(leaked)
+    assert "## Train/test leakage" in card and s["leakage"]["line"][1:] in card
+    assert f"| test rows moved out as leaked (`test_leaked.jsonl`) | {len(leaked)} |" in card
+    chunk_rows = [json.loads(x) for x in (d / "chunks.jsonl").read_text().splitlines()]
+    assert len(chunk_rows) == 8 and {r["chunk_id"] for r in train} <= {c["chunk_id"] for c in chunk_rows}
 
 
 def test_no_pdfs_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch, capsys):
@@ -153,3 +160,42 @@ def test_no_pdfs_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch, caps
     monkeypatch.setenv("SMOKE", "1")  # a smoke run falls back to the paper that ships with the kit, and says so
     assert input_pdfs(DatasetConfig(), workspace(use_drive=False)) == [PAPER]
     assert "using the arXiv paper that ships with the kit" in capsys.readouterr().out
+
+
+def test_leaked_test_rows_are_moved_out_and_counted_on_the_card(tmp_path):
+    """The by-position split of the real paper: a test row whose answer repeats the overlap its
+    chunk shares with the last training chunk is flagged and moved to test_leaked.jsonl; a test
+    row written from its own passage is kept."""
+    from helpers.chunking import chunk_text
+    from helpers.dataset import check_leakage, dataset_card
+    from helpers.models import load_tokenizer
+    from helpers.pdf import read_pdf
+    chunks = chunk_text(read_pdf(PAPER).text, load_tokenizer("embedded/smollm2-135m-instruct"), 160, 32, PAPER.name)
+    cols = ("instruction", "input", "output", "source", "chunk_id")
+    mk = lambda c, text: {"instruction": f"What does passage {c.index} say?", "input": "", "output": text,  # noqa: E731
+                          "source": c.source, "chunk_id": c.id}
+    train = [mk(c, c.text.split(". ")[0]) for c in chunks[:8]]
+    w8 = chunks[8].text.split()  # the start of chunk 8: the overlap it shares with chunk 7
+    k = max(k for k in range(1, len(w8)) if " ".join(w8[:k]) in chunks[7].text)
+    assert k >= 15
+    head = " ".join(w8[:k])
+    test = [mk(chunks[8], head), mk(chunks[9], " ".join(chunks[9].text.split()[60:100]))]
+    kept, leak = check_leakage(DatasetConfig(), train, test, chunks, tmp_path / "test_leaked.jsonl", cols)
+    assert [r["output"] for r in kept] == [test[1]["output"]]
+    assert leak["flagged"] == 1 and leak["dropped"] == 1 and leak["flagged_rows"][0]["witness"].startswith(
+        f"chunk {chunks[7].id}")
+    moved = [json.loads(x) for x in (tmp_path / "test_leaked.jsonl").read_text().splitlines()]
+    assert len(moved) == 1 and moved[0]["output"] == head and moved[0]["containment"] >= 0.5
+    kept2, leak2 = check_leakage(DatasetConfig(drop_leaked_test=False), train, test, chunks,
+                                 tmp_path / "t2.jsonl", cols)
+    assert len(kept2) == 2 and leak2["flagged"] == 1 and leak2["dropped"] == 0
+    card = dataset_card({"pdfs": 1, "documents": [], "pdf_problems": [], "tokenizer": "t", "chunk_tokens": 160,
+                         "chunk_overlap": 32, "chunks": 10, "chunks_per_source": {}, "kept": 3,
+                         "examples_from_teacher": 3, "duplicates_removed": 0, "train": 8, "test": 1,
+                         "split": "x", "leakage": leak, "rejects": 0, "rejects_by_reason": {}, "prompt": "p",
+                         "system": "s", "pairs_per_chunk": 1, "teacher_url": "",
+                         "teacher": {"teacher": "t", "backend": "local", "total_prompt_tokens": 0,
+                                     "total_completion_tokens": 0, "total_cost_usd": 0.0, "answered": 0,
+                                     "resumed": 0, "failed": 0}}, train, kept)
+    assert "| test rows moved out as leaked (`test_leaked.jsonl`) | 1 |" in card
+    assert "## Train/test leakage" in card and "1 of 2 test rows (50%)" in card

@@ -13,9 +13,9 @@ import torch  # noqa: E402
 torch.set_num_threads(1)  # the CI box is shared: one thread is ~10x faster than two fighting
 
 from helpers.fixtures import chitchat  # noqa: E402
-from helpers.evaluation import (EvalConfig, EvalError, copy_score, evaluate_adapter, is_copy,  # noqa: E402
-                                load_references, paired_bootstrap, reference_sequences, rouge_scores,
-                                sequence_nll, verdict)
+from helpers.evaluation import (GENERAL_METRICS, EvalConfig, EvalError, copy_score, degeneration,  # noqa: E402
+                                evaluate_adapter, forgetting_verdict, implausible_word, is_copy, load_references,
+                                paired_bootstrap, reference_sequences, rouge_scores, sequence_nll, verdict)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,7 @@ def report(adapter, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     cfg = EvalConfig(adapter_dir=str(adapter), test_path=str(chitchat("test")), output_dir=str(out),
                      quantization="none", max_examples=4, max_new_tokens=12, batch_size=4, ppl_batch_size=4,
-                     bootstrap=200, n_show=2, rouge_backend="rouge-score")
+                     bootstrap=200, n_show=2, rouge_backend="rouge-score", general_max_examples=4)
     return evaluate_adapter(cfg)
 
 
@@ -115,17 +115,165 @@ def test_report(report, adapter):
     assert list(saved) == ["model_name", "adapter_dir", "test_path", "quantization", "template", "system_prompt",
                            "n_examples", "reference_turn", "rows_without_reference", "reference_words",
                            "reference_tokens_scored", "long_prompts", "generation", "rouge_backend", "copy_check",
-                           "bootstrap", "metrics", "examples", "device", "seconds", "plots"]
+                           "bootstrap", "metrics", "examples", "leakage", "general", "device", "seconds", "plots"]
     assert list(saved["metrics"]) == ["rouge1", "rouge2", "rougeL", "perplexity", "answer_words", "stop_rate",
                                       "copy_rate"]
     out_dir = Path(files["json"]).parent  # the plots go to <output_dir>/plots by default, named <prefix>*.png
-    assert report["plots"] == [str(out_dir / "plots" / "eval_metrics.png"), str(out_dir / "plots" / "eval_lengths.png")]
+    assert report["plots"] == [str(out_dir / "plots" / f"eval_{n}.png") for n in ("metrics", "lengths", "general")]
     assert saved["metrics"]["rougeL"]["tuned"]["value"] == report["metrics"]["rougeL"]["tuned"]["value"]
     md = open(files["markdown"]).read()
     assert "| ROUGE-L F1 ↑ |" in md and "### Example 1" in md and "policy 'truncate'" in md
     assert all(open(p, "rb").read(4) == b"\x89PNG" for p in report["plots"])
     answers = [json.loads(l) for l in open(files["answers"])]
     assert len(answers) == 4 and all("base" in a and "tuned" in a for a in answers)
+
+
+def test_report_has_the_general_section_with_intervals(report):
+    """The forgetting check on the tiny adapter: the bundled conversations' test split (here also the
+    in-domain set, and the report says so), base vs tuned with paired intervals, the verdict line."""
+    g = report["general"]
+    assert g["bundled"] and g["same_as_in_domain"] and "IS the in-domain test set" in g["note"]
+    assert g["n_examples"] == 4 and list(g["metrics"]) == list(GENERAL_METRICS)
+    for name, m in g["metrics"].items():
+        for which in ("base", "tuned", "diff"):
+            assert len(m[which]["ci"]) == 2, name
+    rel = g["metrics"]["perplexity"]["relative"]
+    assert rel["ci"][0] <= rel["value"] <= rel["ci"][1]
+    assert rel["value"] == pytest.approx(g["metrics"]["perplexity"]["tuned"]["value"]
+                                         / g["metrics"]["perplexity"]["base"]["value"] - 1)
+    # the general prompts are the in-domain ones here: the same base perplexity, computed again
+    assert g["metrics"]["perplexity"]["base"]["value"] == pytest.approx(report["metrics"]["perplexity"]["base"]["value"],
+                                                                         rel=1e-6)
+    assert g["held"]["outcome"] in ("held", "forgot", "unclear")
+    assert g["held"]["line"].startswith("general perplexity ") and g["held"]["line"].endswith(g["held"]["outcome"]) \
+        or "too few general prompts" in g["held"]["line"]
+    md = open(report["files"]["markdown"]).read()
+    assert "## General ability" in md and f"**General ability: {g['held']['outcome']}.**" in md
+    assert "| glued / implausible words (share) ↓ |" in md and "Leakage: 0 of 4 test rows (0%)" in md
+    lk = report["leakage"]
+    assert lk["flagged"] == 0 and lk["train_path"] == str(chitchat("train")) and lk["measured"] == 4
+    general_answers = [json.loads(l) for l in open(report["files"]["general_answers"])]
+    assert len(general_answers) == 4 and "tuned_glued_words" in general_answers[0]
+    assert open(report["plots"][2], "rb").read(4) == b"\x89PNG"
+
+
+def _conversation_messages(split="test"):
+    return [m["content"] for l in open(chitchat(split), encoding="utf-8") for m in json.loads(l)["messages"]]
+
+
+def test_degeneration_figures_stay_quiet_on_real_conversations():
+    msgs = _conversation_messages("test") + _conversation_messages("train")
+    figs = [degeneration(m) for m in msgs]
+    for k in ("repeated_3grams", "repeated_words", "glued_words"):
+        vals = [f[k] for f in figs]
+        assert sum(vals) / len(vals) < 0.003, k  # real text: almost never
+        assert sum(v > 0 for v in vals) / len(vals) < 0.04, k
+    tokens = [t for m in msgs for t in m.split()]
+    flagged = [t for t in tokens if implausible_word(t)]
+    assert len(flagged) / len(tokens) < 0.0005
+    for ok in ("iPhone", "MacBook", "google.com", "https://x.org/a,b", "#tidepodchallenge", "e.g.", "YESSSSSSSSSSSSSSSSSS",
+               "procrastinating", "3.14", "don't", "(really?)", "Hello!"):
+        assert implausible_word(ok) is None, ok
+
+
+def test_degeneration_figures_fire_on_constructed_degenerate_text():
+    """Seed 004's symptoms built from real messages: words glued / spaces lost, repeated phrases and words."""
+    import random
+    rnd = random.Random(0)
+    msgs = [m for m in _conversation_messages("test") if len(m.split()) >= 12][:60]
+    assert len(msgs) >= 40
+
+    def glue(text):  # lose the spaces inside runs of 3-5 words, and after sentence marks
+        w, out = text.split(), []
+        while w:
+            k = rnd.randint(3, 5)
+            out.append("".join(w[:k]))
+            w = w[k:]
+        return " ".join(out).replace(". ", ".").replace("? ", "?")
+
+    def repeat(text):  # a phrase said again and again
+        w = text.split()
+        return " ".join(w[:6] + w[2:6] * 4)
+
+    def stutter(text):
+        return " ".join(x for t in text.split() for x in (t, t))
+
+    real = [degeneration(m) for m in msgs]
+    glued = [degeneration(glue(m))["glued_words"] for m in msgs]
+    assert sum(glued) / len(glued) > 0.3 and sum(g > 0 for g in glued) / len(glued) > 0.9
+    assert sum(degeneration(repeat(m))["repeated_3grams"] for m in msgs) / len(msgs) > 0.4
+    assert min(degeneration(stutter(m))["repeated_words"] for m in msgs) >= 0.3
+    assert max(r["glued_words"] for r in real) < 0.1 and max(r["repeated_words"] for r in real) < 0.1
+    assert implausible_word("storeYesterday") == "case join" and implausible_word("thatI") == "case join"
+    assert implausible_word("cool.What") == "punctuation join" and implausible_word("yes,I") == "punctuation join"
+    assert implausible_word("Iwenttothestoreyesterday") == "long"
+
+
+def _general_metrics(ppl_base, ppl_tuned, degen_base=None, degen_tuned=None, n_boot=300):
+    """A general section's metrics from constructed paired values (as _compare_models builds them)."""
+    out = {"perplexity": {"label": GENERAL_METRICS["perplexity"][0],
+                          **paired_bootstrap(ppl_base, ppl_tuned, "ppl", n_boot, 0, relative=True)}}
+    for name in ("repeated_3grams", "repeated_words", "glued_words", "stop_rate"):
+        b = (degen_base or {}).get(name, [0.0] * len(ppl_base))
+        t = (degen_tuned or {}).get(name, b)
+        out[name] = {"label": GENERAL_METRICS[name][0], **paired_bootstrap(b, t, "mean", n_boot, 0)}
+    return out
+
+
+def test_forgetting_verdict_wording():
+    import random
+    rnd = random.Random(1)
+    base = [(rnd.uniform(20, 60), 20) for _ in range(40)]  # (nll, tokens) of 40 general references
+    same = _general_metrics(base, base)
+    v = forgetting_verdict(same, 0.02)
+    assert v == {"outcome": "held", "worse": [],
+                 "line": "general perplexity +0.0% [+0.0%, +0.0%] (tolerance +2%), no degeneration figure worse: held"}
+    # every reference 0.1 nats per token less likely: perplexity x e^0.1 = +10.5%, interval far above 2%
+    worse = _general_metrics(base, [(n + 0.1 * t, t) for n, t in base])
+    v = forgetting_verdict(worse, 0.02)
+    assert v["outcome"] == "forgot" and v["line"].startswith("general perplexity +10.5% [+10.5%, +10.5%]")
+    # a 1% rise: held at a 2% tolerance, forgot at 0.5%
+    slight = _general_metrics(base, [(n + 0.00995 * t, t) for n, t in base])
+    assert forgetting_verdict(slight, 0.02)["outcome"] == "held"
+    assert forgetting_verdict(slight, 0.005)["outcome"] == "forgot"
+    # noisy: some references much better, some much worse, about 2% on the whole: the interval straddles 2%
+    noisy = _general_metrics(base, [(n + t * (0.02 + rnd.choice([-0.3, 0.3])), t) for n, t in base])
+    v = forgetting_verdict(noisy, 0.02)
+    assert v["outcome"] == "unclear" and "too few general prompts to tell" in v["line"]
+    # perplexity held, but the tuned answers repeat themselves and stop less: forgot, and says which
+    rep_b, rep_t = [0.0] * 40, [0.2 + 0.01 * (i % 5) for i in range(40)]
+    stop_b, stop_t = [1.0] * 40, [1.0 if i % 2 else 0.0 for i in range(40)]
+    degen = _general_metrics(base, base, {"repeated_3grams": rep_b, "stop_rate": stop_b},
+                             {"repeated_3grams": rep_t, "stop_rate": stop_t})
+    v = forgetting_verdict(degen, 0.02)
+    assert v["outcome"] == "forgot" and v["worse"] == ["repeated_3grams", "stop_rate"]
+    assert "worse: repeated word 3-grams (share) +0.220, answers that stopped at end of turn -0.500: forgot" in v["line"]
+    # a repetition rise whose interval contains 0 does not count
+    blip = _general_metrics(base, base, {"repeated_3grams": rep_b}, {"repeated_3grams": [0.5] + [0.0] * 39})
+    assert forgetting_verdict(blip, 0.02)["outcome"] == "held"
+    none = _general_metrics(base, base, n_boot=0)
+    assert forgetting_verdict(none, 0.02)["outcome"] == "not decided"
+
+
+def test_leaked_rows_can_be_dropped_and_the_general_check_skipped(tmp_path, adapter):
+    """A held-out set with two near copies of training conversations: flagged, and left out with
+    DROP_LEAKED; GENERAL_PATH='none' skips the forgetting section."""
+    train = [json.loads(l) for l in open(chitchat("train"), encoding="utf-8")]
+    test = [json.loads(l) for l in open(chitchat("test"), encoding="utf-8")][:2]
+    leaked = [dict(train[5], id="copy-5"), dict(train[9], id="copy-9")]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in test + leaked))
+    base = dict(adapter_dir=str(adapter), test_path=str(path), quantization="none", max_new_tokens=4, batch_size=4,
+                bootstrap=0, general_path="none", rouge_backend="rouge-score")
+    rep = evaluate_adapter(EvalConfig(**base, output_dir=str(tmp_path / "a")))
+    assert rep["leakage"]["flagged"] == 2 and rep["n_examples"] == 4 and rep["leakage"]["dropped"] == 0
+    assert [r["row"] for r in rep["leakage"]["flagged_rows"]] == [2, 3]
+    assert rep["general"] == {"skipped": "GENERAL_PATH='none': no forgetting check"}
+    md = open(rep["files"]["markdown"]).read()
+    assert "Leakage: 2 of 4 test rows (50%)" in md and "reported only" in md and "no forgetting check" in md
+    rep = evaluate_adapter(EvalConfig(**base, output_dir=str(tmp_path / "b"), drop_leaked=True))
+    assert rep["n_examples"] == 2 and rep["leakage"]["dropped"] == 2
+    assert "2 left out of the scores (DROP_LEAKED)" in open(rep["files"]["markdown"]).read()
 
 
 def test_adapter_off_answers_equal_the_plain_base_model(report):
@@ -169,7 +317,8 @@ def test_adapter_for_another_base(tmp_path, adapter):
 
 def test_prompts_longer_than_the_context(tmp_path, adapter):
     base = dict(adapter_dir=str(adapter), test_path=str(chitchat("test")), quantization="none", max_examples=2,
-                max_new_tokens=4, batch_size=2, bootstrap=0, max_context=20, output_dir=str(tmp_path / "e"))
+                max_new_tokens=4, batch_size=2, bootstrap=0, max_context=20, output_dir=str(tmp_path / "e"),
+                general_max_examples=2)
     with pytest.raises(EvalError, match="longer than the context allows"):
         evaluate_adapter(EvalConfig(**base, long_prompts="error"))
     rep = evaluate_adapter(EvalConfig(**base, long_prompts="truncate"))
@@ -185,3 +334,7 @@ def test_config_checks():
         EvalConfig(long_prompts="cut").validate()
     with pytest.raises(ConfigError, match="BOOTSTRAP"):
         EvalConfig(bootstrap=10).validate()
+    with pytest.raises(ConfigError, match="FORGETTING_TOLERANCE"):
+        EvalConfig(forgetting_tolerance=-0.1).validate()
+    with pytest.raises(ConfigError, match="LEAKAGE_THRESHOLD"):
+        EvalConfig(leakage_threshold=0).validate()

@@ -66,6 +66,10 @@ NEAR_DUP_THRESHOLD = 0.8  # @param {type:"number"}
 TEST_FRACTION = 0.1  # @param {type:"number"}
 # @markdown `SEED`: decides which documents go to the test split
 SEED = 0  # @param {type:"integer"}
+# @markdown `LEAKAGE_THRESHOLD`: a test row whose word 8-grams are at least this share in training text is flagged as leaked
+LEAKAGE_THRESHOLD = 0.5  # @param {type:"number"}
+# @markdown `DROP_LEAKED_TEST`: move flagged test rows out of test.jsonl into test_leaked.jsonl (counted on the card)
+DROP_LEAKED_TEST = True  # @param {type:"boolean"}
 
 # %% [markdown]
 # ## Configuration
@@ -94,6 +98,20 @@ print(load_prompt(cfg.prompt_file))
 
 # %%
 summary = build_dataset(cfg, ws, pdfs=pdfs)
+
+# %% [markdown]
+# ## Train/test leakage
+# A teacher writes several examples from each chunk and consecutive chunks overlap, so a test
+# answer can repeat training text word for word. Each test row's word 8-gram containment in the
+# training rows and their source chunks is measured; rows at or above `LEAKAGE_THRESHOLD` are
+# flagged and, with `DROP_LEAKED_TEST`, moved to `test_leaked.jsonl` (counted on the card).
+
+# %%
+print("Leakage:", summary["leakage"]["line"])
+for r in summary["leakage"]["flagged_rows"][:5]:
+    print(f"  test row {r['row']}: containment {r['containment']:.2f}, most of it in {r['witness']}")
+if summary["leakage"]["dropped"]:
+    print(f"{summary['leakage']['dropped']} row(s) moved to {summary['leakage']['file']}")
 
 # %% [markdown]
 # ## Look at the result

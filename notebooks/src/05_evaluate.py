@@ -5,8 +5,10 @@
 # (prompts never trained on): answers from both (the base model loaded once, the adapter switched
 # off and on), ROUGE-1/2/L against the references, perplexity of the references on the reply
 # tokens only, answer length, a copy check, and 95% bootstrap confidence intervals on every number
-# and every difference, so a small test set does not oversell a result. The report (JSON +
-# Markdown) is saved beside the adapter.
+# and every difference, so a small test set does not oversell a result. Beside the in-domain
+# scores: what tuning cost on general prompts (forgetting), and how much of the test set the
+# training set already held word for word (leakage). The report (JSON + Markdown) is saved beside
+# the adapter.
 #
 # <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/05_evaluate.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 
@@ -51,6 +53,16 @@ LONG_PROMPTS = "truncate"  # @param ["truncate", "skip", "error"]
 BOOTSTRAP = 1000  # @param {type:"integer"}
 # @markdown `N_SHOW`: answers shown side by side in the report
 N_SHOW = 5  # @param {type:"integer"}
+# @markdown `GENERAL_PATH`: general prompts for the forgetting check (JSONL with references); "" = the bundled conversations' test split; "none" = skip
+GENERAL_PATH = ""  # @param {type:"string"}
+# @markdown `GENERAL_MAX_EXAMPLES`: general prompts evaluated (0 = all)
+GENERAL_MAX_EXAMPLES = 100  # @param {type:"integer"}
+# @markdown `FORGETTING_TOLERANCE`: relative rise of general perplexity still counted as "held" (0.02 = 2%)
+FORGETTING_TOLERANCE = 0.02  # @param {type:"number"}
+# @markdown `LEAKAGE_THRESHOLD`: a held-out row whose word 8-grams are at least this share in the training text counts as leaked
+LEAKAGE_THRESHOLD = 0.5  # @param {type:"number"}
+# @markdown `DROP_LEAKED`: leave leaked held-out rows out of the scores (False = only report them)
+DROP_LEAKED = False  # @param {type:"boolean"}
 
 # %% [markdown]
 # ## Configuration
@@ -58,7 +70,8 @@ N_SHOW = 5  # @param {type:"integer"}
 # few prompts with short answers on a CPU.
 
 # %%
-from helpers.evaluation import EvalConfig, EvalError, evaluate_adapter, metrics_table, side_by_side, default_test_path
+from helpers.evaluation import (EvalConfig, EvalError, evaluate_adapter, general_markdown, leakage_line, metrics_table,
+                                side_by_side, default_test_path)
 from helpers.run import RunDir, check_adapter
 cfg = EvalConfig.from_params(globals())
 run = RunDir(ws.out(cfg.run_name))  # notebook 04's run: its adapter, and the report beside it
@@ -86,6 +99,21 @@ report = evaluate_adapter(cfg, plots_dir=ws.plots_dir, plot_prefix=f"{cfg.run_na
 # %%
 from IPython.display import Image, Markdown, display
 display(Markdown(metrics_table(report)))
+print(leakage_line(report))
+
+# %% [markdown]
+# ## General ability: did tuning cost it? (forgetting)
+# The same two models on general prompts (`GENERAL_PATH`; "" = the bundled real conversations'
+# test split): perplexity of the references, ROUGE, and a degeneration check per answer for the
+# symptoms of over-tuning (repeated 3-grams, words repeated right after themselves, glued words
+# and lost spaces, answers that no longer stop at end of turn), each with a paired 95% interval.
+# **held**: the interval of the relative change of general perplexity lies at or below
+# +`FORGETTING_TOLERANCE` and no degeneration figure got worse with an interval excluding 0;
+# **forgot**: the interval lies above the tolerance or a degeneration figure got worse;
+# **unclear**: neither (more general prompts would tell). ROUGE and length are shown, not decisive.
+
+# %%
+display(Markdown(general_markdown(report)))
 
 # %% [markdown]
 # ## Answers side by side

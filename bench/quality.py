@@ -12,11 +12,23 @@ bootstrap intervals (``helpers.evaluation``):
    The usual recipe's figures (BENCHMARKS.md): ppl 55.46 → 26.67, ROUGE-L 0.060 → 0.069, 125 s.
 2. R manuals: continued pretraining (``mode="pretrain"``) on the pages of the R manuals, every
    10th page of each manual held out; perplexity of the held-out pages (every token).
+3. Replay (``--replay``, issue 20: forgetting): the R-manual protocol with notebook 03's recipe
+   (``TrainConfig.notebook_defaults()["03"]``: r=64, alpha=32, embeddings trained, lr 5e-5) at
+   each replay share of ``--replay`` (default 0, 0.1, 0.2, 0.4; the bundled conversations' train
+   split, ``REPLAY_SHARE`` of the packed blocks) and each epoch count of ``--replay-epochs``
+   (default 1 and 3). For each run, base vs tuned: held-out R-page perplexity; general perplexity
+   of the replies of the bundled conversations' test split (100, never trained on nor drawn for
+   replay); and degeneration of the greedy first replies to those conversations (at most
+   ``--replay-max-new`` tokens): repeated word 3-gram share, answer length in words, the share of
+   answers that end their turn, and the share of glued words (over 20 letters: the "missing
+   spaces" of seed 004). One table, and one JSON line per run appended to ``replay.jsonl``.
 
     python bench/quality.py --experiment chat --out /tmp/q           # GPU
     python bench/quality.py --extract-r-manuals r_pages.jsonl        # here: PDFs -> page text
     python bench/quality.py --experiment rdocs --r-text r_pages.jsonl --out /tmp/q   # GPU
     python bench/quality.py --smoke                                  # tiny CPU check of both
+    python bench/quality.py --replay --r-text r_pages.jsonl --out /tmp/q          # GPU: 4 shares x 1, 3 epochs
+    python bench/quality.py --replay 0,0.2 --replay-epochs 1 --r-text r_pages.jsonl --smoke   # tiny CPU check
 
 The GPU machine has no R manuals: extract the page text here (needs ``apt-get install
 r-doc-pdf``; uses helpers.pdf, else pypdf) and carry the JSONL. Prints a table last and writes
@@ -221,6 +233,153 @@ def rdocs(a, work: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# Experiment 3: replay against forgetting (R manuals + general conversations)
+# ----------------------------------------------------------------------------------------------
+GLUED = 20  # letters: a "word" this long is words whose spaces went missing
+
+
+def repeated_ngram_share(text: str, n: int = 3) -> float:
+    """Share of an answer's word n-grams that repeat an earlier n-gram of the same answer."""
+    w = text.lower().split()
+    grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+    if not grams:
+        return 0.0
+    seen: set = set()
+    repeats = 0
+    for g in grams:
+        repeats += g in seen
+        seen.add(g)
+    return repeats / len(grams)
+
+
+def degeneration(answers: list[str], stopped: list[bool]) -> dict:
+    """Per-answer figures (for the bootstrap) of greedy answers: repeated 3-grams, length in words,
+    whether the answer ended its turn, share of glued words."""
+    words = [a.split() for a in answers]
+    return {"rep3": [repeated_ngram_share(a) for a in answers], "words": [float(len(w)) for w in words],
+            "ended": [1.0 if s else 0.0 for s in stopped],
+            "glued": [sum(len(x) > GLUED and x.isalpha() for x in w) / max(1, len(w)) for w in words]}
+
+
+def replay_figures(model_name: str, adapter_dir: str, quant: str, r_seqs: list[dict], general_seqs: list[dict],
+                   prompts: list[str], max_new: int, ppl_batch: int, gen_batch: int, boot: int) -> dict:
+    """R-page and general perplexity, and degeneration of greedy general answers, adapter off and on."""
+    from helpers.evaluation import paired_bootstrap, sequence_nll
+    from helpers.generate import adapter_disabled, generate_answers
+    from helpers.models import load_model
+    model, tok = load_model(model_name, quantization=quant, adapter=adapter_dir)
+    per: dict = {}
+    for which in ("base", "tuned"):
+        with adapter_disabled(model) if which == "base" else contextlib.nullcontext():
+            r_nll, r_cnt, _ = sequence_nll(model, tok, r_seqs, batch_size=ppl_batch)
+            g_nll, g_cnt, _ = sequence_nll(model, tok, general_seqs, batch_size=ppl_batch)
+            g = generate_answers(model, tok, prompts, max_new_tokens=max_new, batch_size=gen_batch)
+        per[which] = {"r": list(zip(r_nll, r_cnt)), "general": list(zip(g_nll, g_cnt)),
+                      **degeneration(g["answers"], g["stopped"]), "examples": g["answers"][:3]}
+    del model
+    out = {"r_perplexity": paired_bootstrap(per["base"]["r"], per["tuned"]["r"], "ppl", boot),
+           "general_perplexity": paired_bootstrap(per["base"]["general"], per["tuned"]["general"], "ppl", boot),
+           "r_tokens": sum(c for _, c in per["base"]["r"]), "general_tokens": sum(c for _, c in per["base"]["general"]),
+           "examples": {w: per[w]["examples"] for w in ("base", "tuned")}}
+    for key in ("rep3", "words", "ended", "glued"):
+        out[key] = paired_bootstrap(per["base"][key], per["tuned"][key], "mean", boot)
+    return out
+
+
+def _page_pieces(tok, pages: list[dict], max_len: int) -> list[dict]:
+    """Each page on its own, every token scored, cut into max_len pieces."""
+    seqs = []
+    for p in pages:
+        ids = tok(p["text"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        for s in range(0, len(ids), max_len):
+            piece = ids[s:s + max_len]
+            if len(piece) >= 16:
+                seqs.append({"input_ids": piece, "completion_mask": [1] * len(piece)})
+    return seqs
+
+
+def replay(a, work: Path) -> list[dict]:
+    from helpers.config import notebook_defaults_for
+    from helpers.data import held_out_turns, read_jsonl, write_jsonl
+    from helpers.fixtures import chitchat
+    from helpers.models import load_tokenizer
+    from helpers.prompts import encode, prompt_text
+    from helpers.train import TrainConfig, train
+    if not a.r_text:
+        raise SystemExit("--replay needs --r-text (page text from --extract-r-manuals).")
+    shares = [float(x) for x in a.replay.split(",") if x.strip()]
+    epochs = [float(x) for x in a.replay_epochs.split(",") if x.strip()]
+    pages = read_jsonl(a.r_text)
+    if a.smoke:
+        pages = pages[:40]
+    test = [p for p in pages if p["page"] % 10 == 0]  # every 10th page of each manual, never trained on
+    train_pages = [p for p in pages if p["page"] % 10 != 0]
+    write_jsonl(work / "replay" / "train.jsonl", [{"text": p["text"]} for p in train_pages])
+    general = read_jsonl(chitchat("test"))[: 8 if a.smoke else None]
+    tok = load_tokenizer(a.model)
+    r_seqs = _page_pieces(tok, test, a.max_len)
+    general_seqs = [{k: e[k] for k in ("input_ids", "completion_mask")}
+                    for e in (encode(tok, r, "auto", a.max_len) for r in general)]
+    prompts = [prompt_text(tok, r) for r in held_out_turns(general)]
+    recipe = {k: v for k, v in notebook_defaults_for(TrainConfig, "03").items()
+              if k in ("lora_r", "lora_alpha", "train_embeddings", "embedding_lr_ratio", "learning_rate")}
+    results = []
+    for ep in epochs:
+        for share in shares:
+            name = f"replay{share:g}_ep{ep:g}"
+            cfg = TrainConfig(model_name=a.model, mode="pretrain", dataset_path=str(work / "replay" / "train.jsonl"),
+                              output_dir=str(work / "replay" / name), quantization=a.quantization, **recipe,
+                              max_seq_len=a.max_len, num_train_epochs=ep, max_steps=a.max_steps,
+                              per_device_batch_size=a.batch, gradient_accumulation_steps=1, warmup_ratio=0.03,
+                              eval_fraction=0.0, eval_steps=0, save_steps=100000, logging_steps=10, report_to="none",
+                              resume="never", seed=a.seed, gradient_checkpointing=not a.smoke, replay_share=share)
+            t = time.time()
+            result = train(cfg)
+            wall = time.time() - t
+            res = replay_figures(a.model, str(result.adapter_dir), a.quantization, r_seqs, general_seqs, prompts,
+                                 a.replay_max_new, a.ppl_batch, a.gen_batch, a.bootstrap)
+            m = result.metrics
+            rep = m["data"].get("replay") or {}
+            row = {"experiment": "replay", "model": a.model, "replay_share": share, "epochs": ep,
+                   "train_pages": len(train_pages), "test_pages": len(test), "general_conversations": len(general),
+                   "domain_blocks": m["data"]["train"]["blocks"], "replay_blocks": rep.get("replay", 0),
+                   "replay_passes": rep.get("passes", 0), "steps": m["steps"], "train_seconds": m["train_seconds"],
+                   "train_wall_seconds": round(wall, 1), "train_loss": m["train_loss"],
+                   "peak_memory_gib": m["peak_memory_gib"], "recipe": recipe, "max_len": a.max_len,
+                   "batch": a.batch, "quantization": a.quantization, "seed": a.seed, "device": _device(),
+                   "command": " ".join(sys.argv), **res}
+            with open(work / "replay.jsonl", "a") as fh:
+                fh.write(json.dumps(row, default=str) + "\n")
+            results.append(row)
+            print(f"{name}: R-page ppl {res['r_perplexity']['base']['value']:.2f} -> "
+                  f"{res['r_perplexity']['tuned']['value']:.2f}, general ppl {res['general_perplexity']['base']['value']:.2f}"
+                  f" -> {res['general_perplexity']['tuned']['value']:.2f}", flush=True)
+    return results
+
+
+def _device() -> str:
+    import torch
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _rel(d: dict) -> str:
+    b, t = d["base"]["value"], d["tuned"]["value"]
+    return f"{b:.2f} → {t:.2f} ({100 * (t - b) / b:+.1f}%)" if b else f"{b:.2f} → {t:.2f}"
+
+
+def replay_table(results: list[dict]) -> str:
+    lines = ["| replay share | epochs | steps (replay blocks) | train s | R-page ppl base → tuned | general ppl base → tuned "
+             "| repeated 3-grams | answer words | ended turn | glued words |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        fig = lambda k, f: f"{format(r[k]['base']['value'], f)} → {format(r[k]['tuned']['value'], f)}"  # noqa: E731
+        lines.append(f"| {r['replay_share']:g} | {r['epochs']:g} | {r['steps']} ({r['replay_blocks']}) | "
+                     f"{r['train_seconds']} | {_rel(r['r_perplexity'])} | {_rel(r['general_perplexity'])} | "
+                     f"{fig('rep3', '.3f')} | {fig('words', '.1f')} | {fig('ended', '.2f')} | {fig('glued', '.3f')} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
 def _ci(d: dict, f: str) -> str:
     s = format(d["value"], f)
     return s + (f" [{format(d['ci'][0], f)}, {format(d['ci'][1], f)}]" if "ci" in d else "")
@@ -251,7 +410,7 @@ def main(argv=None) -> int:
                     help="baseline: the baseline's exact 3,000/300 conversations; kit: helpers.data.split_chitchat")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=512)
-    ap.add_argument("--max-steps", type=int, default=-1, help="-1 = one epoch")
+    ap.add_argument("--max-steps", "--steps", type=int, default=-1, help="-1 = the epochs (one; --replay-epochs)")
     ap.add_argument("--max-new", type=int, default=48)
     ap.add_argument("--ppl-batch", type=int, default=32)
     ap.add_argument("--gen-batch", type=int, default=64)
@@ -261,6 +420,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--extract-r-manuals", default="", help="write the R manuals' page text to this JSONL and exit")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run of the script")
+    ap.add_argument("--model", default=EMBEDDED, help="base model of the replay runs (Hub id, folder or embedded name)")
+    ap.add_argument("--replay", nargs="?", const="0,0.1,0.2,0.4", default="",
+                    help="run the replay grid (experiment 3) at these comma-separated shares instead of experiments 1-2")
+    ap.add_argument("--replay-epochs", default="1,3", help="comma-separated epoch counts of the replay grid")
+    ap.add_argument("--replay-max-new", type=int, default=128, help="new tokens of the greedy general answers")
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if a.extract_r_manuals:
@@ -270,9 +434,14 @@ def main(argv=None) -> int:
         import torch
         torch.set_num_threads(1)
         a.quantization, a.n_train, a.n_test, a.batch, a.max_len, a.max_steps = "none", 8, 4, 2, 96, 2
-        a.max_new, a.ppl_batch, a.gen_batch, a.bootstrap = 8, 4, 4, 100
+        a.max_new, a.ppl_batch, a.gen_batch, a.bootstrap, a.replay_max_new = 8, 4, 4, 100, 16
     work = Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
+    if a.replay:
+        results = replay(a, work)
+        print(replay_table(results), flush=True)
+        print(f"JSON lines appended to {work / 'replay.jsonl'}")
+        return 0
     results = []
     if a.experiment in ("all", "chat"):
         results.append(chat(a, work))

@@ -39,7 +39,10 @@ SECTIONS = ("signature", "start_eval", "metrics", "shards", "sweep")
 LEGACY_FILES = {"signature": "run_signature.json", "start_eval": "start_eval.json", "metrics": "metrics.json",
                 "shards": "shards.json", "sweep": "sweep_run.json"}
 SIGNATURE_FIELDS = ("model_name", "mode", "finetune", "quantization", "lora_r", "lora_alpha", "target_modules",
-                    "train_embeddings", "template", "max_seq_len", "dataset_path", "seed", "num_shards")
+                    "train_embeddings", "template", "max_seq_len", "dataset_path", "seed", "num_shards",
+                    "replay_share", "replay_path")
+# fields added to the signature later: a signature written before them ran with these values (no replay)
+SIGNATURE_BEFORE = {"replay_share": 0.0, "replay_path": ""}
 ADAPTER_CONFIG = "adapter_config.json"
 
 
@@ -222,6 +225,7 @@ class RunDir:
         mine = {k: getattr(cfg, k) for k in SIGNATURE_FIELDS}
         theirs = self.get("signature")
         if theirs and resuming:
+            theirs = {**SIGNATURE_BEFORE, **theirs}
             diff = {k: (theirs.get(k), mine[k]) for k in SIGNATURE_FIELDS if k in theirs and theirs.get(k) != mine[k]}
             if diff:
                 lines = "; ".join(f"{k}: folder has {a!r}, this run {b!r}" for k, (a, b) in diff.items())

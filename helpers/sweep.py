@@ -76,7 +76,8 @@ MECHANICS = {"logging_steps", "eval_steps", "save_steps", "save_total_limit", "r
 ABBREV = {"learning_rate": "lr", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "drop",
           "weight_decay": "wd", "per_device_batch_size": "bs", "gradient_accumulation_steps": "ga",
           "num_train_epochs": "ep", "lr_scheduler": "sched", "warmup_ratio": "warm", "max_seq_len": "len",
-          "max_grad_norm": "clip", "target_modules": "mod", "max_steps": "steps", "quantization": "q"}
+          "max_grad_norm": "clip", "target_modules": "mod", "max_steps": "steps", "quantization": "q",
+          "replay_share": "replay"}
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int_uniform")
 STATUSES = ("done", "pruned", "failed")
 

@@ -17,6 +17,36 @@ Resuming restores weights, optimizer, scheduler, RNG state and the position in t
 manifest's ``train_loss`` is the mean over the whole run, every sitting included. A long dataset
 can be trained in shards, one per sitting, with a ledger in the manifest so no shard is trained
 twice or skipped.
+
+Replay (against forgetting: tuned on a narrow corpus alone, a chat model loses its syntax and
+repeats itself): with ``REPLAY_SHARE`` = s > 0, general data makes up the share s of the training
+examples, counted after encoding: SFT examples (rows), or pretraining blocks of MAX_SEQ_LEN
+tokens. For N domain examples, round(N * s / (1 - s)) replay examples join them, spread evenly
+among them; the Trainer shuffles them all as usual. Epochs and steps count them: one epoch is
+N + R examples.
+
+* The rows: ``REPLAY_PATH``, a JSONL of conversations (``{"messages"}``), instruction rows or (for
+  pretraining) ``{"text"}`` rows; "" = the bundled conversations' train split
+  (``helpers.fixtures.chitchat("train")``). A missing file or a row that is none of those is an
+  error naming the file and row. They are drawn in an order fixed by SEED; rows whose content is
+  a validation row of the run or a conversation of the bundled test split (notebook 05 measures
+  general loss there) are never drawn. When the rows run out before the share is reached they are
+  drawn again in the same order, and the data report warns.
+* SFT: a replay row is trained like any row (the run's TEMPLATE and SYSTEM_PROMPT, loss on the
+  replies, cut at MAX_SEQ_LEN).
+* Pretraining: a conversation is rendered to text with the model's chat template, as SFT renders
+  it (a model without one: plain ``User: ...`` / ``Assistant: ...`` lines), a ``{"text"}`` row is
+  taken as it is; the replay texts are packed among themselves into full blocks, so no block
+  holds both a domain document and a replay conversation.
+* Validation stays in-domain: replay joins the training examples only, after the validation rows
+  (or blocks) are set aside. The general loss is notebook 05's forgetting report.
+* Shards: each shard gets its own replay, the share of its own examples, drawn starting at its
+  own part (1/NUM_SHARDS) of the ordered rows.
+* Resume: REPLAY_SHARE and REPLAY_PATH are part of the run's signature (``helpers.run``): a run
+  resumed with another share or file is refused. The draw depends on SEED only, so a resumed
+  run trains on the same examples.
+* The data report (``metrics["data"]["replay"]``, printed): how many replay examples and tokens
+  went in, from which file, from how many of its rows, and the share reached.
 """
 from __future__ import annotations
 
@@ -47,6 +77,8 @@ class TrainConfig(StepConfig):
     dataset_path: str = ""  # JSONL: instruction/messages rows (sft), {"text"} rows (pretrain); "" = notebook 02's (needs 20 rows), else bundled chats
     eval_path: str = ""  # validation JSONL; "" = hold out eval_fraction of the training rows
     eval_fraction: float = 0.05  # share of training rows (pretrain: documents) held out for validation when EVAL_PATH is ""
+    replay_share: float = 0.0  # share of the training stream that is general data, against forgetting (0 = off; sft: examples, pretrain: blocks)
+    replay_path: str = ""  # general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows (pretrain); "" = bundled chats
     output_dir: str = "outputs/run"  # durable folder (Drive on Colab): adapter, metrics, checkpoint copies
     checkpoint_dir: str = ""  # fast local folder for checkpoints while training ("" = output_dir/local-checkpoints)
     run_name: str = ""  # the run's folder under the outputs folder (notebooks 03, 04), its label in logs and plots ("" = OUTPUT_DIR's name)
@@ -96,13 +128,17 @@ class TrainConfig(StepConfig):
     @classmethod
     def notebook_defaults(cls) -> dict[str, dict[str, Any]]:
         # 03 pretrains: a larger rank, the embeddings trained, a smaller learning rate (seed 000's recipe)
-        return {"03": dict(run_name="pretrain", lora_r=64, lora_alpha=32, train_embeddings=True, learning_rate=5e-5),
+        # and a fifth of the blocks general conversations (replay, against forgetting; bench/quality.py --replay)
+        return {"03": dict(run_name="pretrain", lora_r=64, lora_alpha=32, train_embeddings=True, learning_rate=5e-5,
+                           replay_share=0.2),
                 "04": dict(run_name="sft", early_stopping_patience=3)}
 
     @classmethod
     def notebook_comments(cls) -> dict[str, dict[str, str]]:
         # 03's form says why its rank is larger than the default (its notebook_defaults() above)
-        return {"03": dict(lora_r="LoRA rank: larger than for instruction tuning (notebook 04), as there is more to learn")}
+        return {"03": dict(lora_r="LoRA rank: larger than for instruction tuning (notebook 04), as there is more to learn",
+                           replay_share="share of the packed blocks that are general conversations, so the model keeps "
+                                        "its chat skills (0 = off)")}
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
@@ -121,6 +157,9 @@ class TrainConfig(StepConfig):
                               "use QUANTIZATION='16bit' (GPU) or 'none', or FINETUNE='lora' for QLoRA.")
         if not 0 <= self.eval_fraction < 0.5:
             raise ConfigError(f"EVAL_FRACTION={self.eval_fraction}: must be in [0, 0.5).")
+        if not 0 <= self.replay_share < 1:
+            raise ConfigError(f"REPLAY_SHARE={self.replay_share}: must be in [0, 1) (the share of general data in the "
+                              "training stream; 0 = no replay, 0.2 = one example in five).")
         if self.num_shards < 1 or self.shard_index >= self.num_shards:
             raise ConfigError(f"SHARD_INDEX={self.shard_index} with NUM_SHARDS={self.num_shards}: index must be < shards.")
         for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_seq_len", "lora_r", "logging_steps",
@@ -157,18 +196,23 @@ def split_rows(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
     return [r for i, r in enumerate(rows) if i not in ev], [r for i, r in enumerate(rows) if i in ev]
 
 
+def document_ids(tokenizer, text: str, add_bos: bool) -> list[int]:
+    """One document's tokens as the packed stream holds them: BOS first where the model expects
+    one (``helpers.prompts.adds_bos``), EOS last."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if add_bos:
+        ids = [tokenizer.bos_token_id] + ids
+    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
 def pack_texts(tokenizer, texts: list[str], block_size: int) -> tuple[list[dict], dict]:
     """Documents tokenized, joined with EOS between them, cut into blocks of ``block_size`` tokens
     (the tail shorter than a block is kept as a last, shorter block)."""
     from .prompts import adds_bos
-    eos = tokenizer.eos_token_id
     stream: list[int] = []
     add_bos = adds_bos(tokenizer)
     for t in texts:
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
-        if add_bos:
-            ids = [tokenizer.bos_token_id] + ids
-        stream += ids + ([eos] if eos is not None else [])
+        stream += document_ids(tokenizer, t, add_bos)
     blocks = [stream[i:i + block_size] for i in range(0, len(stream), block_size)]
     blocks = [b for b in blocks if len(b) >= 16]
     return [{"input_ids": b, "completion_mask": [1] * len(b)} for b in blocks], {
@@ -211,6 +255,187 @@ def encode_rows(tokenizer, rows: list[dict], cfg: TrainConfig, source: str):
     if not enc:
         raise DataError(f"{source}: no usable rows (see the reasons above).")
     return enc, rep
+
+
+# -- Replay: general data mixed into the training stream, so the model keeps what it could do --
+BUNDLED_REPLAY = "the bundled conversations (helpers.fixtures.chitchat('train'))"
+
+
+@dataclass
+class ReplayPool:
+    """The rows replay draws from, read and checked before the model loads."""
+    rows: list[dict]
+    source: str  # the file, or BUNDLED_REPLAY
+    start: int  # where this run (shard) starts in the seeded order of the rows
+
+
+def read_replay(cfg: TrainConfig, shard: int | None = None) -> ReplayPool | None:
+    """REPLAY_PATH's rows ("" = the bundled conversations' train split), None when REPLAY_SHARE
+    is 0. A missing or empty file, or a row that is no conversation, instruction row or (pretrain
+    only) ``{"text"}`` row, is a DataError naming the file and the rows."""
+    if cfg.replay_share <= 0:
+        return None
+    from .fixtures import chitchat
+    path = Path(cfg.replay_path) if cfg.replay_path else chitchat("train")
+    source = str(path) if cfg.replay_path else BUNDLED_REPLAY
+    if not path.is_file():
+        raise DataError(f"REPLAY_PATH {str(path)!r} does not exist: point it at a JSONL of general conversations "
+                        '({"messages"}), instruction rows or {"text"} rows, or leave it "" for the bundled '
+                        "conversations.")
+    rows = read_jsonl(path)  # a line that is no JSON object: DataError naming the file and line
+    if not rows:
+        raise DataError(f"REPLAY_PATH {str(path)!r} holds no rows.")
+    problems = validate_rows(rows, f"replay file {path}")
+    if cfg.mode == "sft":
+        problems += [f"replay file {path} row {i}: a raw 'text' row has no reply to train on; SFT replay needs "
+                     "conversations or instruction rows" for i, r in enumerate(rows)
+                     if "text" in r and "messages" not in r and "instruction" not in r and "output" not in r]
+    if problems:
+        raise DataError(f"{len(problems)} row(s) of the replay file {path} cannot be used (fix or remove them):\n  "
+                        + "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else ""))
+    start = (len(rows) * shard) // cfg.num_shards if shard is not None else 0
+    return ReplayPool(rows, source, start)
+
+
+def replay_count(n_domain: int, share: float) -> int:
+    """Replay examples to add to ``n_domain`` domain examples so that they are ``share`` of all."""
+    return int(round(n_domain * share / (1 - share))) if share > 0 else 0
+
+
+def content_key(row: dict) -> str | None:
+    """What a row says, whatever its other keys (ids, sources): its messages, or its text."""
+    from .prompts import PromptError, row_kind, to_messages
+    try:
+        if row_kind(row) == "text":
+            return json.dumps(["text", str(row["text"]).strip()])
+        return json.dumps([[m["role"], str(m["content"]).strip()] for m in to_messages(row)])
+    except (PromptError, KeyError, TypeError):
+        return None
+
+
+def replay_text(tokenizer, row: dict, system: str | None = None) -> str:
+    """A replay row as pretraining text: a ``{"text"}`` row as it is; a conversation (or an
+    instruction row, as its two turns) rendered with the model's chat template, or as plain
+    ``User: ...`` / ``Assistant: ...`` lines when the model has none. The template's own BOS is
+    left out: the packing adds it where the model expects one, as for every document."""
+    from .prompts import has_chat_template, row_kind, to_messages
+    if row_kind(row) == "text":
+        return str(row["text"])
+    msgs = to_messages(row, system)
+    if not has_chat_template(tokenizer):
+        return "\n".join(f"{m['role'].capitalize()}: {str(m['content']).strip()}" for m in msgs)
+    text = tokenizer.apply_chat_template(msgs, tokenize=False)
+    if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
+        text = text[len(tokenizer.bos_token):]
+    return text
+
+
+def _replay_order(pool: ReplayPool, seed: int):
+    """Row indices in a seeded order, from the pool's start, round and round (pass, index)."""
+    order = list(range(len(pool.rows)))
+    random.Random(f"replay-{seed}").shuffle(order)
+    n, k = len(order), 0
+    while True:
+        yield k // n, order[(pool.start + k) % n]
+        k += 1
+
+
+def replay_examples(tokenizer, pool: ReplayPool, cfg: TrainConfig, n_domain: int,
+                    exclude: set[str]) -> tuple[list[dict], dict]:
+    """The replay examples for ``n_domain`` domain examples (SFT rows, or pretraining blocks), and
+    their report. Rows are drawn in a seeded order (SEED), never those whose content is in
+    ``exclude`` (the validation rows, the bundled test conversations); when the pool runs out before
+    the share is reached it is drawn again in the same order (the report counts the passes).
+
+    SFT: each row encoded as any training row (the run's template, loss on the replies). Pretrain:
+    each row rendered with :func:`replay_text`, and the rows packed among themselves into blocks of
+    MAX_SEQ_LEN, so no block holds both a domain document and a replay conversation."""
+    from .prompts import PromptError, adds_bos, encode
+    want = replay_count(n_domain, cfg.replay_share)
+    rep = {"source": pool.source, "share": cfg.replay_share, "unit": "blocks" if cfg.mode == "pretrain" else "examples",
+           "domain": n_domain, "replay": 0, "tokens": 0, "rows_drawn": 0, "distinct_rows": 0,
+           "pool_rows": len(pool.rows), "excluded": 0, "skipped": 0, "passes": 0}
+    if want == 0:
+        return [], rep
+    system = cfg.system_prompt or None
+    block = cfg.max_seq_len
+    add_bos = adds_bos(tokenizer)
+    out: list[dict] = []
+    stream: list[int] = []
+    used: set[int] = set()
+    excluded = {i for i, row in enumerate(pool.rows) if content_key(row) in exclude}
+    skipped: dict[int, str] = {}
+
+    def enough() -> bool:
+        return len(stream) >= want * block if cfg.mode == "pretrain" else len(out) >= want
+
+    for passes, i in _replay_order(pool, cfg.seed):
+        if enough():
+            break
+        if passes > 0 and not used:
+            break  # a whole pass gave nothing usable (rows left out stay out: each later pass uses one at least)
+        if i in excluded or i in skipped:
+            continue
+        row = pool.rows[i]
+        if cfg.mode == "pretrain":
+            stream += document_ids(tokenizer, replay_text(tokenizer, row, system), add_bos)
+        else:
+            try:
+                e = encode(tokenizer, row, cfg.template, cfg.max_seq_len, system)
+            except PromptError as exc:
+                skipped[i] = str(exc)
+                continue
+            if sum(e["completion_mask"]) == 0:
+                skipped[i] = f"no reply tokens left within max_len={cfg.max_seq_len}"
+                continue
+            out.append({"input_ids": e["input_ids"], "completion_mask": e["completion_mask"]})
+        used.add(i)
+        rep["rows_drawn"] += 1
+        rep["passes"] = passes + 1
+    if not used:
+        raise DataError(f"Replay: no row of {pool.source} can be used ({len(excluded)} are validation or test rows, "
+                        f"{len(skipped)} cannot be encoded" + (f", e.g. row {next(iter(skipped))}: "
+                                                               f"{next(iter(skipped.values()))}" if skipped else "")
+                        + "); give REPLAY_PATH other rows, or REPLAY_SHARE=0.")
+    if cfg.mode == "pretrain":
+        out = [{"input_ids": stream[k:k + block], "completion_mask": [1] * block} for k in range(0, want * block, block)]
+    rep.update(replay=len(out), tokens=sum(len(e["input_ids"]) for e in out), distinct_rows=len(used),
+               excluded=len(excluded), skipped=len(skipped), skipped_rows=sorted(skipped.items())[:10])
+    if cfg.mode != "pretrain":
+        rep["trained_tokens"] = sum(sum(e["completion_mask"]) for e in out)
+    return out, rep
+
+
+def mix_replay(domain: list[dict], replay: list[dict]) -> list[dict]:
+    """The domain examples in their order with the replay examples spread evenly among them."""
+    if not replay:
+        return list(domain)
+    if not domain:
+        return list(replay)
+    out: list[dict] = []
+    r = 0
+    for i, ex in enumerate(domain):
+        out.append(ex)
+        target = round((i + 1) * len(replay) / len(domain))
+        out += replay[r:target]
+        r = max(r, target)
+    return out + replay[r:]
+
+
+def describe_replay(rep: dict) -> str:
+    """The replay line of the data report."""
+    total = rep["domain"] + rep["replay"]
+    line = (f"Replay: {rep['replay']} {rep['unit']} ({rep['tokens']:,} tokens) of general data from {rep['distinct_rows']} "
+            f"of {rep['pool_rows']} rows of {rep['source']}: {100 * rep['replay'] / max(1, total):.1f}% of {total} "
+            f"training {rep['unit']} (REPLAY_SHARE={rep['share']})")
+    if rep["excluded"]:
+        line += f"; {rep['excluded']} rows of it are validation or test rows and never drawn"
+    if rep["skipped"]:
+        line += f"; {rep['skipped']} rows skipped (e.g. row {rep['skipped_rows'][0][0]}: {rep['skipped_rows'][0][1]})"
+    if rep["passes"] > 1:
+        line += (f". WARNING: the replay rows were used {rep['passes']} times over to reach the share; give "
+                 "REPLAY_PATH more general rows")
+    return line
 
 
 def shard_rows(rows: list, num_shards: int, index: int) -> list:
@@ -439,9 +664,9 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
     t_start = time.time()
     with _datasets_progress_off():
         cfg, quant, root, run, shard = _plan(cfg, log)
-        rows, eval_loaded = _read_data(cfg, shard)
+        rows, eval_loaded, replay = _read_data(cfg, shard)
         local_ckpt, durable_ckpt, resume_from = _resume_from(cfg, root, run, shard, log)
-        model, tok, data = _load_and_encode(cfg, quant, rows, eval_loaded, log)
+        model, tok, data = _load_and_encode(cfg, quant, rows, eval_loaded, replay, log)
         model, cfg, plan, kernels, trainable = _prepare_model(model, cfg, quant, log)
         trainer = _build_trainer(cfg, model, tok, data, root, run, local_ckpt, durable_ckpt, t_start,
                                  list(callbacks or []), log)
@@ -471,12 +696,14 @@ class _datasets_progress_off:
 
 @dataclass
 class _Data:
-    """The encoded training and validation examples, with their reports."""
+    """The encoded training and validation examples, with their reports (``train_enc`` holds the
+    replay examples too, spread among the domain ones; ``train_rep`` is the domain's report)."""
     train_rows: list
     train_enc: list
     eval_enc: list
     train_rep: dict
     eval_rep: dict | None
+    replay_rep: dict | None = None
 
     @property
     def has_eval(self) -> bool:
@@ -503,6 +730,7 @@ def _plan(cfg: TrainConfig, log) -> tuple[TrainConfig, str, RunDir, RunDir, int 
     import torch
 
     from .models import check_quantization, default_model_name, resolve_model_path
+    cfg.validate()  # a config built directly (TrainConfig(...)) is checked too
     if not cfg.model_name:
         cfg = cfg.replace(model_name=default_model_name())
     resolve_model_path(cfg.model_name)  # unknown names fail here, before any data work
@@ -524,14 +752,15 @@ def _plan(cfg: TrainConfig, log) -> tuple[TrainConfig, str, RunDir, RunDir, int 
     return cfg, quant, root, root.shard(shard), shard
 
 
-def _read_data(cfg: TrainConfig, shard: int | None) -> tuple[list[dict], list[dict] | None]:
-    """The training rows (capped by MAX_ROWS, cut to the shard) and the validation rows of EVAL_PATH."""
+def _read_data(cfg: TrainConfig, shard: int | None) -> tuple[list[dict], list[dict] | None, ReplayPool | None]:
+    """The training rows (capped by MAX_ROWS, cut to the shard), the validation rows of EVAL_PATH,
+    and the replay rows (REPLAY_SHARE > 0; each shard starts at its own part of them)."""
     rows = load_rows(cfg.dataset_path, cfg.mode)
     if cfg.max_rows:
         rows = rows[: cfg.max_rows]
     if shard is not None:
         rows = shard_rows(rows, cfg.num_shards, shard)
-    return rows, (load_rows(cfg.eval_path, cfg.mode) if cfg.eval_path else None)
+    return rows, (load_rows(cfg.eval_path, cfg.mode) if cfg.eval_path else None), read_replay(cfg, shard)
 
 
 def _resume_from(cfg: TrainConfig, root: RunDir, run: RunDir, shard: int | None, log):
@@ -550,11 +779,13 @@ def _resume_from(cfg: TrainConfig, root: RunDir, run: RunDir, shard: int | None,
     return local_ckpt, durable_ckpt, resume_from
 
 
-def _load_and_encode(cfg: TrainConfig, quant: str, rows: list[dict], eval_loaded: list[dict] | None, log):
+def _load_and_encode(cfg: TrainConfig, quant: str, rows: list[dict], eval_loaded: list[dict] | None,
+                     replay: ReplayPool | None, log):
     """The model and tokenizer (seeded), and the examples encoded with the run's template.
 
     Validation: EVAL_PATH's rows, else EVAL_FRACTION of the rows; a pretraining corpus of fewer
-    than 4 documents holds out its last blocks instead."""
+    than 4 documents holds out its last blocks instead. Validation is in-domain only: the replay
+    examples (:func:`replay_examples`) join the training examples after it is set aside."""
     from transformers import set_seed
 
     from .models import load_model
@@ -573,7 +804,14 @@ def _load_and_encode(cfg: TrainConfig, quant: str, rows: list[dict], eval_loaded
         train_enc, eval_enc = train_enc[:-n_eval], train_enc[-n_eval:]
         eval_rep = {"source": "validation", "blocks": n_eval, "note": "the last blocks of the corpus (fewer than 4 documents)"}
         log(f"Fewer than 4 documents: the last {n_eval} of {n_eval + len(train_enc)} blocks are held out for perplexity.")
-    return model, tok, _Data(train_rows, train_enc, eval_enc, train_rep, eval_rep)
+    replay_rep = None
+    if replay is not None:
+        from .fixtures import chitchat
+        exclude = {k for k in map(content_key, list(eval_rows or []) + read_jsonl(chitchat("test"))) if k}
+        replay_enc, replay_rep = replay_examples(tok, replay, cfg, len(train_enc), exclude)
+        train_enc = mix_replay(train_enc, replay_enc)
+        log(describe_replay(replay_rep))
+    return model, tok, _Data(train_rows, train_enc, eval_enc, train_rep, eval_rep, replay_rep)
 
 
 def _prepare_model(model, cfg: TrainConfig, quant: str, log):
@@ -757,7 +995,7 @@ def _metrics(cfg: TrainConfig, trainer, data: _Data, run: RunDir, fit: _Fit, his
         "tokens_per_second": round(tokens_seen / fit.seconds, 1) if fit.seconds > 0 and tokens_seen else None,
         "peak_memory_gib": peak_memory_gib(), "trainable_parameters": fit.trainable,
         "kernels": fit.kernels, "resumed_from": str(fit.resume_from) if fit.resume_from else None,
-        "data": {"train": data.train_rep, "validation": data.eval_rep}, "shard": fit.shard,
+        "data": {"train": data.train_rep, "validation": data.eval_rep, "replay": data.replay_rep}, "shard": fit.shard,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "memory_plan": dataclasses.asdict(fit.plan) if fit.plan else None,
         "config": cfg.to_dict(),

@@ -8,6 +8,12 @@
 # which adapted Llama 3.1 8B to astronomy abstracts). Held-out documents give the perplexity
 # before and after. Notebook 04 can start from this adapter (`INIT_ADAPTER`).
 #
+# Reading only your domain, a chat model forgets how to chat (seed 004: after one epoch on a
+# small corpus its answers had wrong syntax, repeated words and missing spaces). So a share of
+# the blocks is general conversations (*replay*, `REPLAY_SHARE`, a fifth by default; 0 = off): the
+# bundled conversations, or your own JSONL (`REPLAY_PATH`), rendered with the model's chat
+# template and packed into blocks of their own, never mixed with a domain document in one block.
+#
 # <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/03_pretrain.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 
 # %% cellView="form"
@@ -43,6 +49,10 @@ EMBEDDING_LR_RATIO = 0.1  # @param {type:"number"}
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
 # @markdown `EVAL_FRACTION`: share of training rows (pretrain: documents) held out for validation when EVAL_PATH is ""
 EVAL_FRACTION = 0.05  # @param {type:"number"}
+# @markdown `REPLAY_SHARE`: share of the packed blocks that are general conversations, so the model keeps its chat skills (0 = off)
+REPLAY_SHARE = 0.2  # @param {type:"number"}
+# @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows (pretrain); "" = bundled chats
+REPLAY_PATH = ""  # @param {type:"string"}
 # @markdown `NUM_TRAIN_EPOCHS`: passes over the training data (ignored when MAX_STEPS > 0)
 NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
 # @markdown `MAX_STEPS`: > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
@@ -96,6 +106,9 @@ result = train(cfg)
 
 # %% [markdown]
 # ## Held-out perplexity, before and after
+# The held-out documents are your domain only (replay is training data, never validation); what
+# the model still knows in general is notebook 05's forgetting report. The data report above says
+# how many replay blocks went in (`result.metrics["data"]["replay"]`).
 
 # %%
 import math

@@ -7,6 +7,11 @@
 # disconnect: rerun the notebook after the runtime died and it carries on from the newest
 # complete checkpoint on your Drive.
 #
+# Tuned on a narrow dataset alone, a chat model can lose its general skills (wrong syntax,
+# repeated words). `REPLAY_SHARE` > 0 mixes that share of general conversations into the training
+# examples (*replay*): the bundled ones, or your JSONL of conversations or instruction rows
+# (`REPLAY_PATH`), trained like your rows (loss on the replies); validation stays your data only.
+#
 # <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/04_finetune.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 
 # %% cellView="form"
@@ -40,6 +45,10 @@ LORA_ALPHA = 16  # @param {type:"integer"}
 TEMPLATE = "auto"  # @param ["auto", "chat", "alpaca"]
 # @markdown `MAX_SEQ_LEN`: tokens per example (sft; longer ones are cut) or per packed block (pretrain)
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
+# @markdown `REPLAY_SHARE`: share of the training stream that is general data, against forgetting (0 = off; sft: examples, pretrain: blocks)
+REPLAY_SHARE = 0.0  # @param {type:"number"}
+# @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows (pretrain); "" = bundled chats
+REPLAY_PATH = ""  # @param {type:"string"}
 # @markdown `NUM_TRAIN_EPOCHS`: passes over the training data (ignored when MAX_STEPS > 0)
 NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
 # @markdown `MAX_STEPS`: > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS

@@ -111,10 +111,10 @@ def plot_overlay(curves: dict[str, list[dict]], path: str | Path, title: str, wh
 # ----------------------------------------------------------------------------------------------
 # Evaluation report (notebook 05)
 # ----------------------------------------------------------------------------------------------
-def plot_report(report: dict, per: dict, refs: list[str], plots_dir: Path, prefix: str = "eval_") -> list[Path | None]:
-    """The plots of an evaluation report (``helpers.evaluation``): ``<prefix>metrics.png``, metric
-    bars with 95% CI error bars, ``<prefix>lengths.png``, the answer-length histogram, and, when
-    the report has a general section, ``<prefix>general.png`` (``plot_general``).
+def plot_report(report: dict, per: dict, refs: list[str], plots_dir: Path, prefix: str = "eval_") -> list[Path]:
+    """The plots of an evaluation report (``helpers.evaluation``), those written: ``<prefix>metrics.png``,
+    metric bars with 95% CI error bars, ``<prefix>lengths.png``, the answer-length histogram, and,
+    when the report has a general section, ``<prefix>general.png`` (``plot_general``).
 
     ``per``: the per-example values of each model (``per["base"]["answer_words"]``, ...);
     ``refs``: the reference answers."""
@@ -124,7 +124,7 @@ def plot_report(report: dict, per: dict, refs: list[str], plots_dir: Path, prefi
     p2 = _plot_eval_lengths(per, refs, plots_dir / f"{prefix}lengths.png")
     general = report.get("general") or {}
     p3 = plot_general(general, plots_dir / f"{prefix}general.png") if "metrics" in general else None
-    return [p1, p2, p3]
+    return [p for p in (p1, p2, p3) if p is not None]
 
 
 def plot_general(general: dict, path: Path) -> Path:

@@ -138,9 +138,7 @@ def plot_general(general: dict, path: Path) -> Path:
     labels = ["repeated\n3-grams", "repeated\nwords", "glued\nwords", "stopped at\nend of turn", "ROUGE-L"]
     w = 0.38
     for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", "#d62728"))):
-        bars = [_error_bar(m[n][which]) for n in names]
-        ax1.bar([i + (k - 0.5) * w for i in range(len(names))], [m[n][which]["value"] for n in names], w,
-                yerr=[[b[0] for b in bars], [b[1] for b in bars]], capsize=3, label=which, color=color)
+        _paired_bars(ax1, m, names, which, k, w, color)
         lo, hi = _error_bar(m["perplexity"][which])
         ax2.bar([(k - 0.5) * w], [m["perplexity"][which]["value"]], w, yerr=[[lo], [hi]], capsize=3, color=color)
     ax1.set_xticks(range(len(names)), labels, fontsize=8)
@@ -154,6 +152,14 @@ def plot_general(general: dict, path: Path) -> Path:
         f" [{rel['ci'][0]:+.1%}, {rel['ci'][1]:+.1%}]" if "ci" in rel else ""), fontsize=9)
     ax2.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def _paired_bars(ax, m: dict, names: list[str], which: str, k: int, w: float, color: str) -> None:
+    """One model's bars (``which``: base or tuned, ``k``: its slot 0 or 1) for the metrics ``names``,
+    with their 95% CI error bars."""
+    bars = [_error_bar(m[n][which]) for n in names]
+    ax.bar([i + (k - 0.5) * w for i in range(len(names))], [m[n][which]["value"] for n in names], w,
+           yerr=[[b[0] for b in bars], [b[1] for b in bars]], capsize=3, label=which, color=color)
 
 
 def _error_bar(d: dict) -> tuple[float, float]:
@@ -172,10 +178,7 @@ def _plot_eval_metrics(report: dict, path: Path) -> Path:
     labels = ["ROUGE-1", "ROUGE-2", "ROUGE-L", "stopped", "copies"]
     w = 0.38
     for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", "#1f77b4"))):
-        vals = [m[n][which]["value"] for n in names]
-        bars = [_error_bar(m[n][which]) for n in names]
-        err = [[b[0] for b in bars], [b[1] for b in bars]]
-        ax1.bar([i + (k - 0.5) * w for i in range(len(names))], vals, w, yerr=err, capsize=3, label=which, color=color)
+        _paired_bars(ax1, m, names, which, k, w, color)
         pv = m["perplexity"][which]
         lo, hi = _error_bar(pv)
         ax2.bar([(k - 0.5) * w], [pv["value"]], w, yerr=[[lo], [hi]], capsize=3, color=color)

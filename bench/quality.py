@@ -196,18 +196,25 @@ def extract_r_manuals(out: str, folder: str = "/usr/share/R/doc/manual") -> int:
     return len(rows)
 
 
-def rdocs(a, work: Path) -> dict:
+def r_pages_split(a, folder: Path) -> tuple[list[dict], list[dict]]:
+    """(training pages, held-out pages) of --r-text: every 10th page of each manual is held out and
+    never trained on; the training pages are written to ``folder/train.jsonl`` as {"text"} rows."""
     from helpers.data import read_jsonl, write_jsonl
+    pages = read_jsonl(a.r_text)
+    if a.smoke:
+        pages = pages[:40]
+    test = [p for p in pages if p["page"] % 10 == 0]
+    train_pages = [p for p in pages if p["page"] % 10 != 0]
+    write_jsonl(folder / "train.jsonl", [{"text": p["text"]} for p in train_pages])
+    return train_pages, test
+
+
+def rdocs(a, work: Path) -> dict:
     from helpers.models import load_tokenizer
     from helpers.train import TrainConfig, train
     if not a.r_text:
         raise SystemExit("--experiment rdocs needs --r-text (page text from --extract-r-manuals).")
-    pages = read_jsonl(a.r_text)
-    if a.smoke:
-        pages = pages[:40]
-    test = [p for p in pages if p["page"] % 10 == 0]  # every 10th page of each manual, never trained on
-    train_pages = [p for p in pages if p["page"] % 10 != 0]
-    write_jsonl(work / "rdocs" / "train.jsonl", [{"text": p["text"]} for p in train_pages])
+    train_pages, test = r_pages_split(a, work / "rdocs")
     cfg = TrainConfig(model_name=EMBEDDED, mode="pretrain", dataset_path=str(work / "rdocs" / "train.jsonl"),
                       output_dir=str(work / "rdocs" / "run"), quantization=a.quantization, lora_r=16, lora_alpha=16,
                       max_seq_len=a.max_len, num_train_epochs=a.r_epochs, max_steps=a.max_steps,
@@ -227,7 +234,7 @@ def rdocs(a, work: Path) -> dict:
                 seqs.append({"input_ids": piece, "completion_mask": [1] * len(piece)})
     res = base_vs_tuned(str(result.adapter_dir), a.quantization, seqs, None, 0, a.ppl_batch, a.gen_batch, a.bootstrap)
     return {"experiment": "rdocs", "train_pages": len(train_pages), "test_pages": len(test),
-            "manuals": sorted({p["source"] for p in pages}), "steps": result.metrics["steps"],
+            "manuals": sorted({p["source"] for p in train_pages + test}), "steps": result.metrics["steps"],
             "train_seconds": result.metrics["train_seconds"], "train_wall_seconds": round(wall, 1),
             "train_loss": result.metrics["train_loss"], "peak_memory_gib": result.metrics["peak_memory_gib"], **res}
 
@@ -300,7 +307,7 @@ def _page_pieces(tok, pages: list[dict], max_len: int) -> list[dict]:
 
 def replay(a, work: Path) -> list[dict]:
     from helpers.config import notebook_defaults_for
-    from helpers.data import held_out_turns, read_jsonl, write_jsonl
+    from helpers.data import held_out_turns, read_jsonl
     from helpers.fixtures import chitchat
     from helpers.models import load_tokenizer
     from helpers.prompts import encode, prompt_text
@@ -309,12 +316,7 @@ def replay(a, work: Path) -> list[dict]:
         raise SystemExit("--replay needs --r-text (page text from --extract-r-manuals).")
     shares = [float(x) for x in a.replay.split(",") if x.strip()]
     epochs = [float(x) for x in a.replay_epochs.split(",") if x.strip()]
-    pages = read_jsonl(a.r_text)
-    if a.smoke:
-        pages = pages[:40]
-    test = [p for p in pages if p["page"] % 10 == 0]  # every 10th page of each manual, never trained on
-    train_pages = [p for p in pages if p["page"] % 10 != 0]
-    write_jsonl(work / "replay" / "train.jsonl", [{"text": p["text"]} for p in train_pages])
+    train_pages, test = r_pages_split(a, work / "replay")
     general = read_jsonl(chitchat("test"))[: 8 if a.smoke else None]
     tok = load_tokenizer(a.model)
     r_seqs = _page_pieces(tok, test, a.max_len)

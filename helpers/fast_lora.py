@@ -35,8 +35,11 @@ embedded model, with and without checkpointing, with a padded batch); only the o
 floating-point sums differs. ``patch_lora_layers`` swaps the forward of each peft LoRA layer, MLP,
 attention block and Llama decoder layer on the instance; anything the fused path does not cover
 (several or mixed adapters, dropout > 0, DoRA and other variants, LoRA bias, merged or disabled
-adapters, 8-bit bases, a KV cache, padding-free packing's arguments) takes peft's and
-transformers' own forward, so it is always safe to call.
+adapters, 8-bit bases, a KV cache, output_attentions) takes peft's and transformers' own forward,
+so it is always safe to call. Packed batches (``helpers.packing``) keep the fused path: the
+per-document mask arrives as the layer's ``attention_mask`` and the varlen kernels' document bounds
+(``cu_seq_lens_q/k``, ``max_length_q/k``) are passed on to the attention call, in the forward and in
+the recomputation of backward alike.
 """
 from __future__ import annotations
 
@@ -563,6 +566,8 @@ def _take_over_checkpointing(layer) -> None:
 
 _LAYER_KWARGS = {"attention_mask", "position_ids", "past_key_values", "use_cache", "cache_position",
                  "position_embeddings"}
+# A packed batch's document bounds, for the varlen attention kernels (helpers.packing): passed on as they are
+_PACKING_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
 def _layer_call(layer, x, kwargs) -> tuple[_LayerCall, list] | None:
@@ -570,8 +575,9 @@ def _layer_call(layer, x, kwargs) -> tuple[_LayerCall, list] | None:
     down), or None when it cannot take the fused layer path."""
     if kwargs.get("past_key_values") is not None or kwargs.get("position_embeddings") is None:
         return None
-    if any(v is not None and v is not False for k, v in kwargs.items() if k not in _LAYER_KWARGS):
-        return None  # output_attentions, padding-free packing's cu_seq_lens and the like: the layer's own forward
+    if any(v is not None and v is not False for k, v in kwargs.items()
+           if k not in _LAYER_KWARGS and k not in _PACKING_KWARGS):
+        return None  # output_attentions, a linear-attention seq_idx and the like: the layer's own forward
     attn, mlp = layer.self_attn, layer.mlp
     args = _fused_args(x, (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj,
                            mlp.down_proj))
@@ -582,7 +588,8 @@ def _layer_call(layer, x, kwargs) -> tuple[_LayerCall, list] | None:
     c.dtype, c.projs, adapter_params = args
     cos, sin = kwargs["position_embeddings"]
     c.cos, c.sin, c.mask = cos.to(c.dtype), sin.to(c.dtype), kwargs.get("attention_mask")
-    c.kwargs = {k: kwargs[k] for k in ("position_ids", "cache_position") if k in kwargs}
+    c.kwargs = {k: kwargs[k] for k in ("position_ids", "cache_position", *_PACKING_KWARGS)
+                if kwargs.get(k) is not None}
     module = sys.modules[type(attn).__module__]
     c.rope = module.apply_rotary_pos_emb  # Liger's when it patched the model
     impl = attn.config._attn_implementation

@@ -13,7 +13,11 @@ optional kernel packages are installed) and returns a :class:`Choice`:
   (its kernels fail in bf16 on sm75, which has none, and pass in fp16 there: Liger-Kernel issue 51);
   off below 7.0;
 * the kit's fused LoRA layers and whole-layer function (``helpers/fast_lora.py``): PyTorch ops and
-  bitsandbytes' dequantisation only, no Triton, so on every GPU and on the CPU.
+  bitsandbytes' dequantisation only, no Triton, so on every GPU and on the CPU;
+* packing (``PACKING``, ``helpers/packing.py``): the documents of a packed micro-batch in one row
+  through a varlen flash kernel, FlashAttention-2's when the model runs it, else PyTorch's own
+  (``torch.nn.attention.varlen``, flash kernels from compute capability 8.0); below 8.0 (a T4) and
+  on the CPU the rows stay rows and attention takes a per-document causal mask.
 
 ``gpu_caps()`` reads the caps of this process's GPU. ``LLAMA_KIT_EMULATE_T4=1`` makes a bigger GPU
 behave as a T4 for the kit, to rerun Colab's free tier anywhere: ``torch.cuda.is_bf16_supported``
@@ -38,6 +42,7 @@ class GpuCaps:
     memory_gib: float
     flash_attn: bool = False  # the flash_attn package is installed
     liger: bool = False  # the liger_kernel package is installed
+    torch_varlen: bool = False  # torch.nn.attention.varlen.varlen_attn exists (torch 2.10+)
     emulated: str = ""  # "" or what is emulated ("T4 on NVIDIA H200")
 
 
@@ -48,6 +53,7 @@ class Choice:
     liger: bool  # Liger's RMSNorm/SwiGLU/RoPE kernels
     fused_lora: bool  # helpers.fast_lora's fused LoRA layers and whole-layer function
     reasons: list[str] = field(default_factory=list)
+    packing: str = "mask"  # packed batches: "flash_attention_2", "varlen" (PyTorch's) or "mask" (per-document mask)
 
     def describe(self) -> str:
         return "; ".join(self.reasons)
@@ -58,7 +64,8 @@ def choose(caps: GpuCaps | None) -> Choice:
     if caps is None:
         return Choice("float32", "sdpa", False, True, [
             "no GPU: fp32 on the CPU", "attention: PyTorch SDPA",
-            "fused LoRA layers on (PyTorch ops)", "Liger off (needs a CUDA GPU)"])
+            "fused LoRA layers on (PyTorch ops)", "Liger off (needs a CUDA GPU)",
+            "packing: a per-document causal mask (no varlen kernel on the CPU)"], "mask")
     major, minor = caps.capability
     cc = f"{major}.{minor}"
     gpu = f"{caps.name} (compute capability {cc}{', ' + caps.emulated if caps.emulated else ''})"
@@ -88,7 +95,18 @@ def choose(caps: GpuCaps | None) -> Choice:
         liger = False
         reasons.append(f"Liger off (its Triton kernels need compute capability 7.0; this GPU has {cc})")
     reasons.append("fused LoRA layers on (PyTorch ops and bitsandbytes, every GPU)")
-    return Choice(dtype, attention, liger, True, reasons)
+    if attention == "flash_attention_2":
+        packing = "flash_attention_2"
+        reasons.append("packing: FlashAttention-2's varlen kernel")
+    elif major >= 8 and caps.torch_varlen:
+        packing = "varlen"
+        reasons.append("packing: PyTorch's varlen attention (torch.nn.attention.varlen)")
+    else:
+        packing = "mask"
+        why = (f"varlen flash kernels need compute capability 8.0; this GPU has {cc}" if major < 8
+               else "this torch has no torch.nn.attention.varlen (2.10+) and flash_attn is not installed")
+        reasons.append(f"packing: a per-document causal mask ({why})")
+    return Choice(dtype, attention, liger, True, reasons, packing)
 
 
 def emulating_t4() -> bool:
@@ -117,8 +135,10 @@ def gpu_caps() -> GpuCaps | None:
     import torch
     if not torch.cuda.is_available():
         return None
+    from .packing import torch_varlen
     installed = dict(flash_attn=importlib.util.find_spec("flash_attn") is not None,
-                     liger=importlib.util.find_spec("liger_kernel") is not None)
+                     liger=importlib.util.find_spec("liger_kernel") is not None,
+                     torch_varlen=torch_varlen() is not None)
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     if emulating_t4():
         apply_t4_emulation()

@@ -94,7 +94,7 @@ class TrainConfig(StepConfig):
     template: str = "auto"  # "auto" (the model's chat template, else alpaca), "chat", or "alpaca" (our instruction template)
     system_prompt: str = ""  # system message added to conversations without one ("" = none)
     max_seq_len: int = 1024  # tokens per example (sft; longer ones are cut) or per packed block (pretrain)
-    packing: bool = False  # pack several short examples into one sequence (padding-free, needs flash-attn for best speed)
+    packing: bool = False  # sft: pack short examples into rows of MAX_SEQ_LEN tokens, each attending only to itself (less padding)
     num_train_epochs: float = 1.0  # passes over the training data (ignored when MAX_STEPS > 0)
     max_steps: int = -1  # > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
     per_device_batch_size: int = 4  # examples (pretrain: packed blocks) per GPU per micro-batch
@@ -667,9 +667,9 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         rows, eval_loaded, replay = _read_data(cfg, shard)
         local_ckpt, durable_ckpt, resume_from = _resume_from(cfg, root, run, shard, log)
         model, tok, data = _load_and_encode(cfg, quant, rows, eval_loaded, replay, log)
-        model, cfg, plan, kernels, trainable = _prepare_model(model, cfg, quant, log)
+        model, cfg, plan, kernels, trainable, packing = _prepare_model(model, cfg, quant, log)
         trainer = _build_trainer(cfg, model, tok, data, root, run, local_ckpt, durable_ckpt, t_start,
-                                 list(callbacks or []), log)
+                                 list(callbacks or []), log, packing)
         start_eval = _evaluate_start(trainer, run, data.has_eval, resume_from, log)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -816,8 +816,8 @@ def _load_and_encode(cfg: TrainConfig, quant: str, rows: list[dict], eval_loaded
 
 def _prepare_model(model, cfg: TrainConfig, quant: str, log):
     """The memory plan (AUTO_FIT on a GPU: micro-batch, accumulation, checkpointing), gradient
-    checkpointing, fast kernels and the LoRA adapter. Returns (model, cfg as planned, plan, kernels,
-    trainable parameters)."""
+    checkpointing, fast kernels, the LoRA adapter and the packing kernel. Returns (model, cfg as
+    planned, plan, kernels, trainable parameters, packing kernel or None)."""
     import torch
 
     from .models import count_parameters
@@ -836,9 +836,26 @@ def _prepare_model(model, cfg: TrainConfig, quant: str, log):
     if cfg.finetune == "lora":
         model = add_lora(model, cfg)
         kernels = fuse_lora(model, cfg.kernels, kernels, log)
+    packing = _prepare_packing(model, cfg, log)
     trainable, total = count_parameters(model, trainable_only=True), count_parameters(model)
     log(f"Trainable parameters: {trainable / 1e6:.2f}M of {total / 1e6:.1f}M ({100 * trainable / max(1, total):.2f}%)")
-    return model, cfg, plan, kernels, trainable
+    return model, cfg, plan, kernels, trainable, packing
+
+
+def _prepare_packing(model, cfg: TrainConfig, log) -> str | None:
+    """PACKING (SFT): the kernel for packed batches by capability (helpers.hardware, helpers.packing)
+    and the model set up for it; None when not packing. Pretraining blocks are already full."""
+    if not cfg.packing:
+        return None
+    if cfg.mode != "sft":
+        log("PACKING=True has no effect when pretraining: its blocks are already MAX_SEQ_LEN tokens of text")
+        return None
+    from .hardware import current_choice
+    from .packing import packing_kernel, prepare_model_for_packing
+    kernel, why = packing_kernel(model, current_choice())
+    prepare_model_for_packing(model, kernel)
+    log(f"Packing kernel: {kernel} ({why})")
+    return kernel
 
 
 def _optimizer_name(cfg: TrainConfig, cuda: bool) -> str:
@@ -900,8 +917,10 @@ def sft_arguments(cfg: TrainConfig, run: RunDir, local_ckpt: Path, has_eval: boo
         seed=cfg.seed,
         data_seed=cfg.seed,
         max_length=cfg.max_seq_len,
-        packing=cfg.packing,
-        padding_free=cfg.packing,
+        # PACKING is the kit's own (helpers.packing: its rows and collator, the attention per kernel);
+        # TRL's padding-free batches are right only when whoever runs them turns the cache off
+        packing=False,
+        padding_free=False,
         completion_only_loss=True,
         dataset_num_proc=None,
         activation_checkpointing=False,  # already enabled (without the up-cast) in prepare_for_training
@@ -920,13 +939,23 @@ def sft_arguments(cfg: TrainConfig, run: RunDir, local_ckpt: Path, has_eval: boo
 
 
 def _build_trainer(cfg: TrainConfig, model, tok, data: _Data, root: RunDir, run: RunDir, local_ckpt: Path,
-                   durable_ckpt: Path, t_start: float, extra_callbacks: list, log):
-    """The trainer with the run's arguments and callbacks; trainable weights kept in fp32 under fp16."""
+                   durable_ckpt: Path, t_start: float, extra_callbacks: list, log, packing: str | None = None):
+    """The trainer with the run's arguments and callbacks; trainable weights kept in fp32 under fp16.
+    With ``packing`` (a kernel of helpers.packing) the examples are packed into rows of MAX_SEQ_LEN
+    tokens and collated for that kernel."""
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
 
     args = sft_arguments(cfg, run, local_ckpt, data.has_eval)
+    train_enc, eval_enc, collator = data.train_enc, data.eval_enc, None
+    if packing:
+        from .packing import PackedCollator, describe_packing, pack_examples
+        train_enc, rep = pack_examples(train_enc, cfg.max_seq_len)
+        eval_enc = pack_examples(eval_enc, cfg.max_seq_len)[0] if data.has_eval else eval_enc
+        data.train_rep["packing"] = dict(rep, kernel=packing)
+        collator = PackedCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, packing)
+        log(describe_packing(rep, packing))
     if _report_to(cfg) == "tensorboard":
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")  # durable (Drive on Colab)
     if args.n_gpu > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
@@ -940,9 +969,9 @@ def _build_trainer(cfg: TrainConfig, model, tok, data: _Data, root: RunDir, run:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     Trainer = _make_trainer_class()
     Trainer.embedding_lr_ratio = cfg.embedding_lr_ratio if cfg.train_embeddings else 1.0
-    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(data.train_enc),
-                      eval_dataset=Dataset.from_list(data.eval_enc) if data.has_eval else None,
-                      processing_class=tok, callbacks=callbacks)
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(train_enc),
+                      eval_dataset=Dataset.from_list(eval_enc) if data.has_eval else None,
+                      processing_class=tok, callbacks=callbacks, data_collator=collator)
     recast = keep_master_weights_fp32(trainer.model, fp16=args.fp16)
     if recast:
         log(f"fp16 training: {recast} trainable tensors kept in fp32 for the gradient scaler")

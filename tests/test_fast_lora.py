@@ -449,3 +449,24 @@ def test_direct_dequantisation_falls_back_to_bitsandbytes():
     finally:
         pk._BNB = kernels
         pk.drop_cached_plan(q)
+
+
+def test_fused_layer_passes_packed_document_bounds_to_attention():
+    """A packed batch's varlen bounds (helpers.packing: cu_seq_lens_q/k, max_length_q/k) keep the
+    fused whole-layer path and reach its attention call; an argument it does not know still falls
+    back to the layer's own forward."""
+    from helpers.fast_lora import _layer_call
+    model, tok = _lora_model(False)
+    patch_lora_layers(model)
+    layer = model.base_model.model.model.layers[0]
+    x = torch.zeros(1, 6, model.config.hidden_size)
+    cos_sin = model.base_model.model.model.rotary_emb(x, torch.arange(6)[None])
+    cu = torch.tensor([0, 2, 6], dtype=torch.int32)
+    kw = dict(attention_mask=None, position_ids=torch.tensor([[0, 1, 0, 1, 2, 3]]), position_embeddings=cos_sin,
+              cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=4, max_length_k=4, use_cache=False)
+    call = _layer_call(layer, x, kw)
+    assert call is not None
+    c, params = call
+    assert c.kwargs["cu_seq_lens_q"] is cu and c.kwargs["max_length_k"] == 4 and len(params) == 14
+    assert _layer_call(layer, x, dict(kw, output_attentions=True)) is None
+    unpatch_lora_layers(model)

@@ -90,3 +90,32 @@ def test_liger_module_patches_run_on_cuda_tensors_only_and_never_nest():
         assert modeling.LlamaRMSNorm is Norm  # classes put back
         assert modeling.apply_rotary_pos_emb._kit_plain is rope  # one level, whatever the run
         assert modeling.apply_rotary_pos_emb(torch.zeros(2), torch.zeros(2)) == "plain"
+
+
+def test_packing_kernel_by_capability():
+    """(d) Packed batches: a T4 (7.5) takes the per-document mask even with flash_attn and torch's
+    varlen installed; 8.0+ takes FlashAttention-2's varlen kernel when installed, else PyTorch's
+    varlen (torch 2.10+), else the mask; the CPU the mask. Each choice says why."""
+    t4 = choose(GpuCaps(**{**T4.__dict__, "flash_attn": True, "torch_varlen": True}))
+    assert t4.packing == "mask" and "varlen flash kernels need compute capability 8.0; this GPU has 7.5" in t4.describe()
+    for caps in (A100, H100):
+        assert choose(GpuCaps(**{**caps.__dict__, "flash_attn": True, "torch_varlen": True})).packing == "flash_attention_2"
+        varlen = choose(GpuCaps(**{**caps.__dict__, "torch_varlen": True}))
+        assert varlen.packing == "varlen" and "PyTorch's varlen attention" in varlen.describe()
+        old_torch = choose(caps)
+        assert old_torch.packing == "mask" and "no torch.nn.attention.varlen" in old_torch.describe()
+    cpu = choose(None)
+    assert cpu.packing == "mask" and "per-document causal mask" in cpu.describe()
+
+
+def test_packing_kernel_of_a_model_on_the_cpu(embedded_dir):
+    """What train() picks for the embedded model here: the mask path, even when the choice says
+    varlen (the model is not on a GPU); a model running flash attention keeps it."""
+    from helpers.hardware import Choice
+    from helpers.models import load_model
+    from helpers.packing import packing_kernel
+    model, _ = load_model("embedded/smollm2-135m-instruct", quantization="none", for_training=True, verbose=False)
+    assert packing_kernel(model, choose(None))[0] == "mask"
+    assert packing_kernel(model, Choice("bfloat16", "sdpa", False, True, [], "varlen"))[0] == "mask"
+    model.config._attn_implementation = "flash_attention_2"  # as a model loaded with it reports
+    assert packing_kernel(model, choose(None))[0] == "flash_attention_2"

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -139,10 +140,8 @@ def baseline_split(n_train: int, n_test: int) -> tuple[list[dict], list[dict]]:
     return out[:n_train], out[-n_test:]
 
 
-def chat(a, work: Path) -> dict:
+def chat(a, work: Path, epochs: float = 1.0) -> dict:
     from helpers.data import held_out_turns, split_chitchat, write_jsonl
-    from helpers.models import load_tokenizer
-    from helpers.prompts import encode
     from helpers.train import TrainConfig, train
     if a.split == "baseline":
         train_rows, test_rows = baseline_split(a.n_train, a.n_test)
@@ -152,25 +151,90 @@ def chat(a, work: Path) -> dict:
     assert not any(r["id"] in train_ids for r in test_rows), "a held-out conversation is in the training set"
     write_jsonl(work / "chat" / "train.jsonl", train_rows)
     write_jsonl(work / "chat" / "test.jsonl", test_rows)
-    cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(work / "chat" / "train.jsonl"), output_dir=str(work / "chat" / "run"),
+    packing = a.packing == "on"
+    cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(work / "chat" / "train.jsonl"),
+                      output_dir=str(work / "chat" / f"run_{'packed' if packing else 'padded'}_e{epochs:g}"),
                       quantization=a.quantization, lora_r=16, lora_alpha=16, lora_dropout=0.0, max_seq_len=a.max_len,
-                      num_train_epochs=1.0, max_steps=a.max_steps, per_device_batch_size=a.batch,
+                      packing=packing, num_train_epochs=epochs, max_steps=a.max_steps, per_device_batch_size=a.batch,
                       gradient_accumulation_steps=1, learning_rate=2e-4, warmup_ratio=10 if a.max_steps < 0 or a.max_steps > 20 else 0,
                       eval_fraction=0.0, eval_steps=0, save_steps=100000, logging_steps=10, report_to="none",
                       resume="never", seed=a.seed, gradient_checkpointing=not a.smoke)
     t = time.time()
     result = train(cfg)
     wall = time.time() - t
-    tok = load_tokenizer(EMBEDDED)
-    ppl_seqs = [encode(tok, r, "auto", a.max_len) for r in test_rows]
-    ppl_seqs = [{"input_ids": e["input_ids"], "completion_mask": e["completion_mask"]} for e in ppl_seqs]
-    res = base_vs_tuned(str(result.adapter_dir), a.quantization, ppl_seqs, held_out_turns(test_rows), a.max_new,
-                        a.ppl_batch, a.gen_batch, a.bootstrap)
-    return {"experiment": "chat", "split": a.split, "n_train": len(train_rows), "n_test": len(test_rows),
+    res = base_vs_tuned(str(result.adapter_dir), a.quantization, held_out_sequences(test_rows, a.max_len),
+                        held_out_turns(test_rows), a.max_new, a.ppl_batch, a.gen_batch, a.bootstrap)
+    return {"experiment": f"chat ({'packed' if packing else 'padded'}, {epochs:g} epoch{'s' if epochs != 1 else ''})",
+            "split": a.split, "n_train": len(train_rows), "n_test": len(test_rows), "packing": packing, "epochs": epochs,
             "steps": result.metrics["steps"], "train_seconds": result.metrics["train_seconds"],
             "train_wall_seconds": round(wall, 1), "train_loss": result.metrics["train_loss"],
             "peak_memory_gib": result.metrics["peak_memory_gib"], "tokens_per_second": result.metrics["tokens_per_second"],
             **res}
+
+
+def held_out_sequences(test_rows: list[dict], max_len: int) -> list[dict]:
+    """The held-out conversations encoded as in training (loss mask on the replies), for perplexity."""
+    from helpers.models import load_tokenizer
+    from helpers.prompts import encode
+    tok = load_tokenizer(EMBEDDED)
+    return [{"input_ids": e["input_ids"], "completion_mask": e["completion_mask"]}
+            for e in (encode(tok, r, "auto", max_len) for r in test_rows)]
+
+
+def packing_match(a, work: Path) -> list[dict]:
+    """Packed vs padded training on the same conversations (experiment "packing"): one epoch over the
+    first ``--match-examples`` training conversations of the chat protocol, padded at ``--match-batch``
+    conversations per step (``--match-examples / --match-batch`` steps: 300 by default) and packed
+    at ``--match-batch / 2`` rows of MAX_SEQ_LEN per step (about as many conversations per step:
+    a 512-token row holds 2.3 of them on average), with the same learning-rate schedule, for each seed of
+    ``--match-seeds``; the held-out loss per reply token (the log of the perplexity) of every run. The
+    spread between seeds of the padded runs is the noise the packed run's difference is read against."""
+    from helpers.data import write_jsonl
+    from helpers.evaluation import perplexity, sequence_nll
+    from helpers.models import load_model
+    from helpers.train import TrainConfig, train
+    train_rows, test_rows = baseline_split(a.n_train, a.n_test)
+    rows = train_rows[:a.match_examples]
+    write_jsonl(work / "match" / "train.jsonl", rows)
+    seqs = held_out_sequences(test_rows, a.max_len)
+    out = []
+    for seed in [int(x) for x in a.match_seeds.split(",") if x.strip()]:
+        for packing in (False, True):
+            name = f"{'packed' if packing else 'padded'}_s{seed}"
+            cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(work / "match" / "train.jsonl"),
+                              output_dir=str(work / "match" / name), quantization=a.quantization, lora_r=16, lora_alpha=16,
+                              lora_dropout=0.0, max_seq_len=a.max_len, packing=packing, num_train_epochs=1.0,
+                              max_steps=-1, per_device_batch_size=max(1, a.match_batch // 2) if packing else a.match_batch,
+                              gradient_accumulation_steps=1, learning_rate=2e-4, warmup_ratio=10, eval_fraction=0.0,
+                              eval_steps=0, save_steps=100000, logging_steps=10, report_to="none", resume="never",
+                              seed=seed, gradient_checkpointing=not a.smoke)
+            result = train(cfg)
+            model, tok = load_model(EMBEDDED, quantization=a.quantization, adapter=str(result.adapter_dir))
+            nll, cnt, _ = sequence_nll(model, tok, seqs, batch_size=a.ppl_batch)
+            del model
+            ppl = perplexity(nll, cnt)
+            m = result.metrics
+            out.append({"experiment": "packing", "packing": packing, "seed": seed, "examples": len(rows),
+                        "steps": m["steps"], "train_seconds": m["train_seconds"], "train_loss": m["train_loss"],
+                        "tokens_per_second": m["tokens_per_second"], "held_out_tokens": sum(cnt),
+                        "held_out_loss": round(math.log(ppl), 4), "held_out_ppl": round(ppl, 3),
+                        "packed_rows": (m.get("data", {}).get("train", {}).get("packing") or {}).get("rows")})
+            print(f"packing match: {name}: {m['steps']} steps, {m['train_seconds']} s, held-out loss {math.log(ppl):.4f} "
+                  f"(ppl {ppl:.2f})", flush=True)
+    return out
+
+
+def packing_table(results: list[dict]) -> str:
+    lines = ["| run | seed | steps | train s | held-out loss per reply token | perplexity |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {'packed' if r['packing'] else 'padded'} | {r['seed']} | {r['steps']} | {r['train_seconds']} | "
+                     f"{r['held_out_loss']:.4f} | {r['held_out_ppl']:.2f} |")
+    pad = [r["held_out_loss"] for r in results if not r["packing"]]
+    pk = [r["held_out_loss"] for r in results if r["packing"]]
+    if pad and pk:
+        lines.append(f"\npacked − padded, mean over seeds: {sum(pk) / len(pk) - sum(pad) / len(pad):+.4f}"
+                     + (f"; padded seed-to-seed spread: {max(pad) - min(pad):.4f}" if len(pad) > 1 else ""))
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,7 +467,7 @@ def table(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--experiment", default="all", choices=["all", "chat", "rdocs"])
+    ap.add_argument("--experiment", default="all", choices=["all", "chat", "rdocs", "packing"])
     ap.add_argument("--out", default="bench/quality_out", help="work folder; quality.json goes here")
     ap.add_argument("--quantization", default="4bit")
     ap.add_argument("--n-train", type=int, default=3000)
@@ -414,6 +478,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-len", type=int, default=512)
     ap.add_argument("--max-steps", "--steps", type=int, default=-1, help="-1 = the epochs (one; --replay-epochs)")
     ap.add_argument("--max-new", type=int, default=48)
+    ap.add_argument("--packing", default="on", choices=["on", "off"], help="chat: PACKING (the kit's default: on)")
+    ap.add_argument("--epochs", default="1", help="chat: comma-separated epoch counts, one run each")
+    ap.add_argument("--match-examples", type=int, default=1200, help="packing: conversations of the packed/padded runs")
+    ap.add_argument("--match-batch", type=int, default=4, help="packing: conversations per padded step")
+    ap.add_argument("--match-seeds", default="42,43", help="packing: comma-separated seeds")
     ap.add_argument("--ppl-batch", type=int, default=32)
     ap.add_argument("--gen-batch", type=int, default=64)
     ap.add_argument("--bootstrap", type=int, default=1000)
@@ -436,6 +505,7 @@ def main(argv=None) -> int:
         import torch
         torch.set_num_threads(1)
         a.quantization, a.n_train, a.n_test, a.batch, a.max_len, a.max_steps = "none", 8, 4, 2, 96, 2
+        a.match_examples = 8
         a.max_new, a.ppl_batch, a.gen_batch, a.bootstrap, a.replay_max_new = 8, 4, 4, 100, 16
     work = Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -445,8 +515,14 @@ def main(argv=None) -> int:
         print(f"JSON lines appended to {work / 'replay.jsonl'}")
         return 0
     results = []
+    if a.experiment == "packing":
+        results = packing_match(a, work)
+        (work / "packing.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(packing_table(results), flush=True)
+        return 0
     if a.experiment in ("all", "chat"):
-        results.append(chat(a, work))
+        for ep in [float(x) for x in a.epochs.split(",") if x.strip()]:
+            results.append(chat(a, work, ep))
     if a.experiment in ("all", "rdocs") and (a.r_text or a.experiment == "rdocs"):
         results.append(rdocs(a, work))
     import torch

@@ -53,8 +53,15 @@ def gpu_memory_budget_gib() -> float:
     return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**30
 
 
-def plan_memory(model, cfg, quantized: bool, budget_gib: float | None = None) -> MemoryPlan:
+def plan_memory(model, cfg, quantized: bool, budget_gib: float | None = None, row_tokens: int | None = None,
+                document_mask: bool = False) -> MemoryPlan:
     """Pick micro-batch, gradient accumulation and checkpointing so the run fits with margin.
+
+    Sized by tokens: a micro-batch is ``per_device_batch_size`` rows of ``row_tokens`` tokens (the
+    longest row the data can make: a packed row's budget, MAX_SEQ_LEN, or with PACKING=False the
+    longest example; default MAX_SEQ_LEN). ``document_mask``: the packed rows run on the per-document
+    mask path (helpers.packing "mask": a T4, the CPU), which adds the (rows, tokens, tokens) mask
+    and its additive copy, 4 bytes per entry; the varlen kernels need no mask.
 
     Activation bytes per token, fitted on an H100 to our path's measured peaks (bench/RESULTS.md,
     Llama-3.1-8B and 3.2-1B shapes, bf16, fused LoRA, tiled LM head): without checkpointing about
@@ -78,10 +85,10 @@ def plan_memory(model, cfg, quantized: bool, budget_gib: float | None = None) ->
     free = budget * 0.85 - 1.0 - weights - trainable
     want_b, accum = cfg.per_device_batch_size, cfg.gradient_accumulation_steps
     effective = want_b * accum
-    seq = cfg.max_seq_len
+    seq = min(cfg.max_seq_len, row_tokens) if row_tokens else cfg.max_seq_len
 
     def act(b, per_tok):
-        return b * seq * per_tok / 2**30
+        return (b * seq * per_tok + (4 * b * seq * seq if document_mask else 0)) / 2**30
 
     if free <= 0:
         raise ConfigError(f"The model alone ({weights:.1f} GiB) does not fit in {budget:.1f} GiB of GPU memory with "

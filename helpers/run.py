@@ -40,9 +40,12 @@ LEGACY_FILES = {"signature": "run_signature.json", "start_eval": "start_eval.jso
                 "shards": "shards.json", "sweep": "sweep_run.json"}
 SIGNATURE_FIELDS = ("model_name", "mode", "finetune", "quantization", "lora_r", "lora_alpha", "target_modules",
                     "train_embeddings", "template", "max_seq_len", "dataset_path", "seed", "num_shards",
-                    "replay_share", "replay_path")
-# fields added to the signature later: a signature written before them ran with these values (no replay)
-SIGNATURE_BEFORE = {"replay_share": 0.0, "replay_path": ""}
+                    "replay_share", "replay_path", "packing", "separate_documents")
+# fields added to the signature later: a signature written before them ran with these values (no
+# replay, one example per row, pretraining blocks as one stream)
+SIGNATURE_BEFORE = {"replay_share": 0.0, "replay_path": "", "packing": False, "separate_documents": False}
+# fields that shape the data of one mode only (PACKING: SFT rows; SEPARATE_DOCUMENTS: pretraining blocks)
+SIGNATURE_MODE = {"packing": "sft", "separate_documents": "pretrain"}
 ADAPTER_CONFIG = "adapter_config.json"
 
 
@@ -226,7 +229,8 @@ class RunDir:
         theirs = self.get("signature")
         if theirs and resuming:
             theirs = {**SIGNATURE_BEFORE, **theirs}
-            diff = {k: (theirs.get(k), mine[k]) for k in SIGNATURE_FIELDS if k in theirs and theirs.get(k) != mine[k]}
+            diff = {k: (theirs.get(k), mine[k]) for k in SIGNATURE_FIELDS if k in theirs and theirs.get(k) != mine[k]
+                    and SIGNATURE_MODE.get(k, cfg.mode) == cfg.mode}
             if diff:
                 lines = "; ".join(f"{k}: folder has {a!r}, this run {b!r}" for k, (a, b) in diff.items())
                 raise ConfigError(f"{self.path} holds checkpoints of another run ({lines}). Use another OUTPUT_DIR, "

@@ -94,10 +94,11 @@ class TrainConfig(StepConfig):
     template: str = "auto"  # "auto" (the model's chat template, else alpaca), "chat", or "alpaca" (our instruction template)
     system_prompt: str = ""  # system message added to conversations without one ("" = none)
     max_seq_len: int = 1024  # tokens per example (sft; longer ones are cut) or per packed block (pretrain)
-    packing: bool = False  # sft: pack short examples into rows of MAX_SEQ_LEN tokens, each attending only to itself (less padding)
+    packing: bool = True  # sft: pack examples into rows of MAX_SEQ_LEN tokens, each attending only to itself (no padding)
+    separate_documents: bool = False  # pretrain: documents sharing a block attend only to themselves (False: one stream)
     num_train_epochs: float = 1.0  # passes over the training data (ignored when MAX_STEPS > 0)
     max_steps: int = -1  # > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
-    per_device_batch_size: int = 4  # examples (pretrain: packed blocks) per GPU per micro-batch
+    per_device_batch_size: int = 4  # rows per GPU per micro-batch: packed rows, examples (PACKING=False) or blocks
     gradient_accumulation_steps: int = 4  # micro-batches per optimizer step
     learning_rate: float = 2e-4  # peak learning rate of the LoRA weights (of every weight with FINETUNE="full")
     lr_scheduler: str = "linear"  # "linear", "cosine", "constant", "constant_with_warmup", ...
@@ -205,18 +206,45 @@ def document_ids(tokenizer, text: str, add_bos: bool) -> list[int]:
     return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
 
 
-def pack_texts(tokenizer, texts: list[str], block_size: int) -> tuple[list[dict], dict]:
+def cut_blocks(docs: list[list[int]], block_size: int, separate: bool = False) -> list[dict]:
+    """Documents' tokens back to back, cut into blocks of ``block_size`` tokens (the last one may
+    be shorter). With ``separate`` each block also records the lengths of the document pieces it
+    holds (``seq_lengths``), so that they are trained apart (helpers.packing)."""
+    blocks: list[dict] = []
+    cur: list[int] = []
+    lens: list[int] = []
+
+    def emit():
+        b = {"input_ids": cur, "completion_mask": [1] * len(cur)}
+        if separate:
+            b["seq_lengths"] = lens
+        blocks.append(b)
+
+    for d in docs:
+        k = 0
+        while k < len(d):
+            take = min(block_size - len(cur), len(d) - k)
+            cur = cur + d[k:k + take]
+            lens = lens + [take]
+            k += take
+            if len(cur) == block_size:
+                emit()
+                cur, lens = [], []
+    if cur:
+        emit()
+    return blocks
+
+
+def pack_texts(tokenizer, texts: list[str], block_size: int, separate: bool = False) -> tuple[list[dict], dict]:
     """Documents tokenized, joined with EOS between them, cut into blocks of ``block_size`` tokens
-    (the tail shorter than a block is kept as a last, shorter block)."""
+    (the tail shorter than a block is kept as a last, shorter block); ``separate``: see
+    :func:`cut_blocks` (SEPARATE_DOCUMENTS)."""
     from .prompts import adds_bos
-    stream: list[int] = []
     add_bos = adds_bos(tokenizer)
-    for t in texts:
-        stream += document_ids(tokenizer, t, add_bos)
-    blocks = [stream[i:i + block_size] for i in range(0, len(stream), block_size)]
-    blocks = [b for b in blocks if len(b) >= 16]
-    return [{"input_ids": b, "completion_mask": [1] * len(b)} for b in blocks], {
-        "documents": len(texts), "tokens": len(stream), "blocks": len(blocks), "block_size": block_size}
+    docs = [document_ids(tokenizer, t, add_bos) for t in texts]
+    blocks = [b for b in cut_blocks(docs, block_size, separate) if len(b["input_ids"]) >= 16]
+    return blocks, {"documents": len(texts), "tokens": sum(map(len, docs)), "blocks": len(blocks),
+                    "block_size": block_size, "separate_documents": separate}
 
 
 def load_rows(path: str, mode: str) -> list[dict]:
@@ -246,7 +274,7 @@ def load_rows(path: str, mode: str) -> list[dict]:
 def encode_rows(tokenizer, rows: list[dict], cfg: TrainConfig, source: str):
     from .prompts import describe_report, encode_many
     if cfg.mode == "pretrain":
-        enc, rep = pack_texts(tokenizer, [str(r["text"]) for r in rows], cfg.max_seq_len)
+        enc, rep = pack_texts(tokenizer, [str(r["text"]) for r in rows], cfg.max_seq_len, cfg.separate_documents)
         print(f"{source}: {rep['documents']} documents, {rep['tokens']:,} tokens -> {rep['blocks']} blocks of "
               f"{rep['block_size']}")
         return enc, dict(rep, source=source)
@@ -361,13 +389,14 @@ def replay_examples(tokenizer, pool: ReplayPool, cfg: TrainConfig, n_domain: int
     block = cfg.max_seq_len
     add_bos = adds_bos(tokenizer)
     out: list[dict] = []
-    stream: list[int] = []
+    docs: list[list[int]] = []
+    n_stream = 0
     used: set[int] = set()
     excluded = {i for i, row in enumerate(pool.rows) if content_key(row) in exclude}
     skipped: dict[int, str] = {}
 
     def enough() -> bool:
-        return len(stream) >= want * block if cfg.mode == "pretrain" else len(out) >= want
+        return n_stream >= want * block if cfg.mode == "pretrain" else len(out) >= want
 
     for passes, i in _replay_order(pool, cfg.seed):
         if enough():
@@ -378,7 +407,8 @@ def replay_examples(tokenizer, pool: ReplayPool, cfg: TrainConfig, n_domain: int
             continue
         row = pool.rows[i]
         if cfg.mode == "pretrain":
-            stream += document_ids(tokenizer, replay_text(tokenizer, row, system), add_bos)
+            docs.append(document_ids(tokenizer, replay_text(tokenizer, row, system), add_bos))
+            n_stream += len(docs[-1])
         else:
             try:
                 e = encode(tokenizer, row, cfg.template, cfg.max_seq_len, system)
@@ -398,7 +428,7 @@ def replay_examples(tokenizer, pool: ReplayPool, cfg: TrainConfig, n_domain: int
                                                                f"{next(iter(skipped.values()))}" if skipped else "")
                         + "); give REPLAY_PATH other rows, or REPLAY_SHARE=0.")
     if cfg.mode == "pretrain":
-        out = [{"input_ids": stream[k:k + block], "completion_mask": [1] * block} for k in range(0, want * block, block)]
+        out = cut_blocks(docs, block, cfg.separate_documents)[:want]
     rep.update(replay=len(out), tokens=sum(len(e["input_ids"]) for e in out), distinct_rows=len(used),
                excluded=len(excluded), skipped=len(skipped), skipped_rows=sorted(skipped.items())[:10])
     if cfg.mode != "pretrain":
@@ -667,7 +697,7 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         rows, eval_loaded, replay = _read_data(cfg, shard)
         local_ckpt, durable_ckpt, resume_from = _resume_from(cfg, root, run, shard, log)
         model, tok, data = _load_and_encode(cfg, quant, rows, eval_loaded, replay, log)
-        model, cfg, plan, kernels, trainable, packing = _prepare_model(model, cfg, quant, log)
+        model, cfg, plan, kernels, trainable, packing = _prepare_model(model, cfg, quant, log, _row_tokens(cfg, data))
         trainer = _build_trainer(cfg, model, tok, data, root, run, local_ckpt, durable_ckpt, t_start,
                                  list(callbacks or []), log, packing)
         start_eval = _evaluate_start(trainer, run, data.has_eval, resume_from, log)
@@ -814,7 +844,7 @@ def _load_and_encode(cfg: TrainConfig, quant: str, rows: list[dict], eval_loaded
     return model, tok, _Data(train_rows, train_enc, eval_enc, train_rep, eval_rep, replay_rep)
 
 
-def _prepare_model(model, cfg: TrainConfig, quant: str, log):
+def _prepare_model(model, cfg: TrainConfig, quant: str, log, row_tokens: int | None = None):
     """The memory plan (AUTO_FIT on a GPU: micro-batch, accumulation, checkpointing), gradient
     checkpointing, fast kernels, the LoRA adapter and the packing kernel. Returns (model, cfg as
     planned, plan, kernels, trainable parameters, packing kernel or None)."""
@@ -824,7 +854,10 @@ def _prepare_model(model, cfg: TrainConfig, quant: str, log):
     quantized = quant in ("4bit", "8bit")
     plan = None
     if cfg.auto_fit and torch.cuda.is_available():
-        plan = plan_memory(model, cfg, quantized)
+        from .hardware import current_choice
+        packed = packs_documents(cfg)
+        plan = plan_memory(model, cfg, quantized, row_tokens=row_tokens,
+                           document_mask=packed and current_choice().packing == "mask")
         cfg = cfg.replace(per_device_batch_size=plan.per_device_batch_size,
                           gradient_accumulation_steps=plan.gradient_accumulation_steps,
                           gradient_checkpointing=plan.gradient_checkpointing)
@@ -842,13 +875,22 @@ def _prepare_model(model, cfg: TrainConfig, quant: str, log):
     return model, cfg, plan, kernels, trainable, packing
 
 
+def _row_tokens(cfg: TrainConfig, data: "_Data") -> int:
+    """The longest row the training data makes, for the memory plan: MAX_SEQ_LEN for packed rows
+    and pretraining blocks (full but the last), else the longest example."""
+    longest = max((len(e["input_ids"]) for e in data.train_enc), default=cfg.max_seq_len)
+    if cfg.mode == "sft" and cfg.packing:
+        return min(cfg.max_seq_len, sum(len(e["input_ids"]) for e in data.train_enc))
+    return longest
+
+
 def _prepare_packing(model, cfg: TrainConfig, log) -> str | None:
-    """PACKING (SFT): the kernel for packed batches by capability (helpers.hardware, helpers.packing)
-    and the model set up for it; None when not packing. Pretraining blocks are already full."""
-    if not cfg.packing:
-        return None
-    if cfg.mode != "sft":
-        log("PACKING=True has no effect when pretraining: its blocks are already MAX_SEQ_LEN tokens of text")
+    """The kernel for packed batches by capability (helpers.hardware, helpers.packing) and the model
+    set up for it, when rows hold several documents trained apart: SFT with PACKING, pretraining
+    with SEPARATE_DOCUMENTS. None otherwise."""
+    if not packs_documents(cfg):
+        if cfg.mode == "sft":
+            log("Packing off (PACKING=False): one example per row, padded to the longest of its micro-batch")
         return None
     from .hardware import current_choice
     from .packing import packing_kernel, prepare_model_for_packing
@@ -856,6 +898,12 @@ def _prepare_packing(model, cfg: TrainConfig, log) -> str | None:
     prepare_model_for_packing(model, kernel)
     log(f"Packing kernel: {kernel} ({why})")
     return kernel
+
+
+def packs_documents(cfg: TrainConfig) -> bool:
+    """Whether the run's rows hold several documents, each trained as if alone (PACKING for SFT,
+    SEPARATE_DOCUMENTS for pretraining, whose blocks otherwise are one stream of text)."""
+    return cfg.packing if cfg.mode == "sft" else cfg.separate_documents
 
 
 def _optimizer_name(cfg: TrainConfig, cuda: bool) -> str:
@@ -950,12 +998,17 @@ def _build_trainer(cfg: TrainConfig, model, tok, data: _Data, root: RunDir, run:
     args = sft_arguments(cfg, run, local_ckpt, data.has_eval)
     train_enc, eval_enc, collator = data.train_enc, data.eval_enc, None
     if packing:
+        # The validation examples stay one per row (collated for the same kernel): the validation
+        # loss is then the same figure with PACKING on or off, and the same as before packing
         from .packing import PackedCollator, describe_packing, pack_examples
-        train_enc, rep = pack_examples(train_enc, cfg.max_seq_len)
-        eval_enc = pack_examples(eval_enc, cfg.max_seq_len)[0] if data.has_eval else eval_enc
-        data.train_rep["packing"] = dict(rep, kernel=packing)
+        if cfg.mode == "sft":
+            train_enc, rep = pack_examples(train_enc, cfg.max_seq_len)
+            data.train_rep["packing"] = dict(rep, kernel=packing)
+            log(describe_packing(rep, packing))
+        else:
+            data.train_rep["separate_documents"] = {"kernel": packing}
+            log(f"Documents sharing a block trained apart (SEPARATE_DOCUMENTS, {packing} path)")
         collator = PackedCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, packing)
-        log(describe_packing(rep, packing))
     if _report_to(cfg) == "tensorboard":
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")  # durable (Drive on Colab)
     if args.n_gpu > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:

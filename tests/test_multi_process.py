@@ -26,12 +26,13 @@ def launch(cfg_path, nproc):
     return p.stdout + p.stderr
 
 
-def write_cfg(tmp, name, out, steps):
+def write_cfg(tmp, name, out, steps, **extra):
     cfg = dict(MODEL_NAME="embedded/smollm2-135m-instruct", QUANTIZATION="none", MAX_SEQ_LEN=64,
                PER_DEVICE_BATCH_SIZE=2, GRADIENT_ACCUMULATION_STEPS=1, LEARNING_RATE=1e-3, WARMUP_RATIO=0.0,
                LOGGING_STEPS=1, REPORT_TO="none", GRADIENT_CHECKPOINTING=False, LORA_R=4, LORA_ALPHA=8,
                TARGET_MODULES="q_proj,v_proj", EVAL_STEPS=0, EVAL_FRACTION=0.0, SAVE_STEPS=2, MAX_STEPS=steps,
                DATASET_PATH=str(tmp / "train.jsonl"), OUTPUT_DIR=str(out))
+    cfg.update(extra)
     p = tmp / f"{name}.json"
     p.write_text(json.dumps(cfg))
     return p
@@ -63,3 +64,14 @@ def test_checkpoint_moves_between_world_sizes(tmp, first, second):
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     steps = [json.loads(l)["step"] for l in (out / "log_history.jsonl").read_text().splitlines() if '"loss"' in l]
     assert steps[:4] == [1, 2, 3, 4] and steps[-2:] == [5, 6]  # steps 5-6 trained after the move, not 1-6 again
+
+
+def test_packed_rows_under_ddp(tmp):
+    """PACKING (on by default) under DDP: every rank packs the same rows and collates its own
+    micro-batches for the per-document mask; the run trains and reports the packing."""
+    out = tmp / "run_packed"
+    log = launch(write_cfg(tmp, "packed", out, 2, MAX_SEQ_LEN=256, SAVE_STEPS=100), 2)
+    metrics = json.loads((out / "run.json").read_text())["metrics"]
+    pk = metrics["data"]["train"]["packing"]
+    assert metrics["world_size"] == 2 and metrics["steps"] == 2 and pk["kernel"] == "mask"
+    assert pk["rows"] < pk["examples"] == 40 and log.count("Packing kernel: mask") == 2  # each rank chose it

@@ -209,22 +209,62 @@ def test_pack_examples_keeps_every_document_and_names_a_bad_one(tok):
                       + [{"input_ids": list(range(21)), "completion_mask": [1] * 21}], 20)
 
 
-def test_training_with_packing_lowers_validation_loss(tmp_path, tok):
-    """PACKING=True through train(): packed rows (fewer than examples), the mask kernel on the CPU,
-    the fused layers on, the validation loss falls."""
+def _run_params(tmp_path, **extra):
+    return {**dict(MODEL_NAME=EMB, QUANTIZATION="none", MAX_SEQ_LEN=256, PER_DEVICE_BATCH_SIZE=2,
+                   GRADIENT_ACCUMULATION_STEPS=1, LEARNING_RATE=1e-3, WARMUP_RATIO=0.0, LOGGING_STEPS=1,
+                   REPORT_TO="none", GRADIENT_CHECKPOINTING=True, LORA_R=4, LORA_ALPHA=8, EVAL_STEPS=0, MAX_STEPS=6,
+                   EVAL_FRACTION=0.2, DATASET_PATH=str(tmp_path / "train.jsonl")), **extra}
+
+
+def test_training_packs_by_default_and_validation_loss_is_the_same_figure(tmp_path, tok):
+    """PACKING is on by default through train(): packed rows (fewer than examples), the mask kernel
+    on the CPU, the fused layers on, the validation loss falls. The validation examples stay one per
+    row, so the loss before training is the same figure with PACKING=False; that run pads."""
     from helpers.data import chitchat_conversations, write_jsonl
     from helpers.train import train
+    assert TrainConfig().packing is True and TrainConfig().separate_documents is False
     write_jsonl(tmp_path / "train.jsonl", chitchat_conversations()[:40])
-    cfg = TrainConfig.from_params(dict(MODEL_NAME=EMB, QUANTIZATION="none", MAX_SEQ_LEN=256, PER_DEVICE_BATCH_SIZE=2,
-                                       GRADIENT_ACCUMULATION_STEPS=1, LEARNING_RATE=1e-3, WARMUP_RATIO=0.0,
-                                       LOGGING_STEPS=1, REPORT_TO="none", GRADIENT_CHECKPOINTING=True, LORA_R=4,
-                                       LORA_ALPHA=8, EVAL_STEPS=0, MAX_STEPS=6, EVAL_FRACTION=0.2, PACKING=True,
-                                       DATASET_PATH=str(tmp_path / "train.jsonl"), OUTPUT_DIR=str(tmp_path / "run")),
-                                  environ={})
+    cfg = TrainConfig.from_params(_run_params(tmp_path, OUTPUT_DIR=str(tmp_path / "run")), environ={})
     m = train(cfg).metrics
     pk = m["data"]["train"]["packing"]
-    assert pk["kernel"] == "mask" and pk["examples"] == 32 and pk["rows"] < 32
+    assert pk["kernel"] == "mask" and pk["examples"] == 32 and pk["rows"] < 32 and pk["budget"] == 256
     assert "fused-lora" in m["kernels"] and m["eval_loss"] < m["start_eval_loss"], m
+    logs = []
+    off = TrainConfig.from_params(_run_params(tmp_path, OUTPUT_DIR=str(tmp_path / "off"), PACKING=False, MAX_STEPS=1),
+                                  environ={})
+    m_off = train(off, log=logs.append).metrics
+    assert "packing" not in m_off["data"]["train"] and any("Packing off (PACKING=False)" in str(x) for x in logs)
+    assert m_off["start_eval_loss"] == pytest.approx(m["start_eval_loss"], abs=1e-4)
+    # a packed step holds more examples: the same 6 steps saw more tokens than 6 padded ones would
+    assert m["tokens_seen"] > 6 * 2 * 200
+
+
+def test_pretraining_keeps_documents_apart_when_asked(tmp_path, tok):
+    """SEPARATE_DOCUMENTS (pretraining): blocks record the document pieces they hold, the collator
+    trains them apart (positions restart at each piece, no label crosses into the next one); off,
+    a block is one stream. The run's manifest says which."""
+    from helpers.data import write_jsonl
+    from helpers.train import cut_blocks, pack_texts, train
+    assert cut_blocks([[1, 2, 3], [4, 5, 6, 7, 8], [9]], 4) == [
+        {"input_ids": [1, 2, 3, 4], "completion_mask": [1] * 4}, {"input_ids": [5, 6, 7, 8], "completion_mask": [1] * 4},
+        {"input_ids": [9], "completion_mask": [1]}]
+    assert [b["seq_lengths"] for b in cut_blocks([[1, 2, 3], [4, 5, 6, 7, 8], [9]], 4, separate=True)] == [[3, 1], [4], [1]]
+    texts = [" ".join(m["content"] for m in r["messages"]) for r in read_jsonl(chitchat("train"))[:30]]
+    blocks, rep = pack_texts(tok, texts, 128, separate=True)
+    one, _ = pack_texts(tok, texts, 128)
+    assert [b["input_ids"] for b in blocks] == [b["input_ids"] for b in one] and rep["separate_documents"]
+    assert all(sum(b["seq_lengths"]) == len(b["input_ids"]) for b in blocks)
+    multi = next(b for b in blocks if len(b["seq_lengths"]) > 1)
+    batch = PackedCollator(tok.pad_token_id, "mask")([multi])
+    first = multi["seq_lengths"][0]
+    assert batch["position_ids"][0, first].item() == 0 and batch["labels"][0, first].item() == -100
+    write_jsonl(tmp_path / "train.jsonl", [{"text": t} for t in texts])
+    for sep in (True, False):
+        cfg = TrainConfig.from_params(_run_params(tmp_path, OUTPUT_DIR=str(tmp_path / f"pt{sep}"), MODE="pretrain",
+                                                  MAX_SEQ_LEN=128, MAX_STEPS=2, SEPARATE_DOCUMENTS=sep), environ={})
+        m = train(cfg).metrics
+        assert (m["data"]["train"].get("separate_documents") == {"kernel": "mask"}) is sep
+        assert m["steps"] == 2 and m["train_loss"] == m["train_loss"]  # trained, not NaN
 
 
 def test_collator_rejects_an_unknown_kernel_and_a_wrong_row():

@@ -326,6 +326,13 @@ def test_memory_plan_fits_t4_and_h100_like_the_measured_peaks():
     tight = plan_memory(l8, TrainConfig(per_device_batch_size=8, gradient_accumulation_steps=2, max_seq_len=2048),
                         True, 10.0)
     assert tight.per_device_batch_size < 8 and tight.per_device_batch_size * tight.gradient_accumulation_steps >= 16
+    # sized by tokens: rows of at most 256 tokens (short examples, PACKING=False) keep micro-batch 8
+    short = plan_memory(l8, TrainConfig(per_device_batch_size=8, gradient_accumulation_steps=2, max_seq_len=2048),
+                        True, 10.0, row_tokens=256)
+    assert short.per_device_batch_size == 8 and "8 x 256 tokens" in short.reason
+    # the per-document mask of packed rows on a T4 (4 bytes per entry) counts: 2 rows x 2048^2 x 4 B = 32 MiB
+    masked = plan_memory(l8, cfg, True, 15.0, row_tokens=2048, document_mask=True)
+    assert abs((masked.activations_gib - t4.activations_gib) - 2 * 2048 ** 2 * 4 / 2**30) < 1e-6
     with pytest.raises(ConfigError, match="does not fit"):
         plan_memory(Shape(l8.config, 30.0), cfg, True, 16.0)
 

@@ -6,7 +6,10 @@
 # packed into fixed-length blocks with EOS between documents, and a LoRA adapter learns it, with
 # `lm_head` and `embed_tokens` trained too at a 10× smaller learning rate (the recipe of seed 000,
 # which adapted Llama 3.1 8B to astronomy abstracts). Held-out documents give the perplexity
-# before and after. Notebook 04 can start from this adapter (`INIT_ADAPTER`).
+# before and after. Notebook 04 can start from this adapter (`INIT_ADAPTER`). A block is one stream
+# of text by default, as pretraining usually is (a document may read the one before it);
+# `SEPARATE_DOCUMENTS = True` keeps the documents of a block apart instead: each attends only to
+# itself, with its own positions, as notebook 04's packed examples do.
 #
 # Reading only your domain, a chat model forgets how to chat (seed 004: after one epoch on a
 # small corpus its answers had wrong syntax, repeated words and missing spaces). So a share of
@@ -47,6 +50,8 @@ TRAIN_EMBEDDINGS = True  # @param {type:"boolean"}
 EMBEDDING_LR_RATIO = 0.1  # @param {type:"number"}
 # @markdown `MAX_SEQ_LEN`: tokens per example (sft; longer ones are cut) or per packed block (pretrain)
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
+# @markdown `SEPARATE_DOCUMENTS`: pretrain: documents sharing a block attend only to themselves (False: one stream)
+SEPARATE_DOCUMENTS = False  # @param {type:"boolean"}
 # @markdown `EVAL_FRACTION`: share of training rows (pretrain: documents) held out for validation when EVAL_PATH is ""
 EVAL_FRACTION = 0.05  # @param {type:"number"}
 # @markdown `REPLAY_SHARE`: share of the packed blocks that are general conversations, so the model keeps its chat skills (0 = off)
@@ -57,7 +62,7 @@ REPLAY_PATH = ""  # @param {type:"string"}
 NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
 # @markdown `MAX_STEPS`: > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
 MAX_STEPS = -1  # @param {type:"integer"}
-# @markdown `PER_DEVICE_BATCH_SIZE`: examples (pretrain: packed blocks) per GPU per micro-batch
+# @markdown `PER_DEVICE_BATCH_SIZE`: rows per GPU per micro-batch: packed rows, examples (PACKING=False) or blocks
 PER_DEVICE_BATCH_SIZE = 4  # @param {type:"integer"}
 # @markdown `GRADIENT_ACCUMULATION_STEPS`: micro-batches per optimizer step
 GRADIENT_ACCUMULATION_STEPS = 4  # @param {type:"integer"}

@@ -45,6 +45,8 @@ LORA_ALPHA = 16  # @param {type:"integer"}
 TEMPLATE = "auto"  # @param ["auto", "chat", "alpaca"]
 # @markdown `MAX_SEQ_LEN`: tokens per example (sft; longer ones are cut) or per packed block (pretrain)
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
+# @markdown `PACKING`: sft: pack examples into rows of MAX_SEQ_LEN tokens, each attending only to itself (no padding)
+PACKING = True  # @param {type:"boolean"}
 # @markdown `REPLAY_SHARE`: share of the training stream that is general data, against forgetting (0 = off; sft: examples, pretrain: blocks)
 REPLAY_SHARE = 0.0  # @param {type:"number"}
 # @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows (pretrain); "" = bundled chats
@@ -53,7 +55,7 @@ REPLAY_PATH = ""  # @param {type:"string"}
 NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
 # @markdown `MAX_STEPS`: > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
 MAX_STEPS = -1  # @param {type:"integer"}
-# @markdown `PER_DEVICE_BATCH_SIZE`: examples (pretrain: packed blocks) per GPU per micro-batch
+# @markdown `PER_DEVICE_BATCH_SIZE`: rows per GPU per micro-batch: packed rows, examples (PACKING=False) or blocks
 PER_DEVICE_BATCH_SIZE = 4  # @param {type:"integer"}
 # @markdown `GRADIENT_ACCUMULATION_STEPS`: micro-batches per optimizer step
 GRADIENT_ACCUMULATION_STEPS = 4  # @param {type:"integer"}
@@ -100,6 +102,19 @@ print(cfg.describe())
 # %% [markdown]
 # ## Train
 # Interrupted? Run the notebook again: it resumes from the newest complete checkpoint.
+#
+# **Packing** (`PACKING`, on by default). Instruction examples are short and of very different
+# lengths (the bundled conversations: a median of about 220 tokens), so batches padded to their
+# longest example are mostly padding. With packing, whole examples are laid back to back into rows
+# of up to `MAX_SEQ_LEN` tokens, and each is still trained exactly as if it were alone: it attends
+# only to itself, its positions start at 0, the loss covers its replies only, and no label crosses
+# into the next example. A GPU with FlashAttention or PyTorch's varlen attention (A100, H100) runs
+# the examples of a micro-batch as one row with their bounds; a T4 or a CPU uses a per-document
+# mask. The training log says which, and how full the rows are. What changes for you:
+# `PER_DEVICE_BATCH_SIZE` counts packed rows, so a step holds several times more examples and an
+# epoch takes fewer steps (lower `EVAL_STEPS` and `SAVE_STEPS` to validate and save as often as before). The validation examples
+# stay one per row, so the validation loss is the same figure either way. `PACKING = False`
+# trains one example per row, padded, as before.
 #
 # On a GPU the run takes the fast path unless you say otherwise: a memory plan for your GPU
 # (micro-batch, checkpointing, checkpointed activations kept in CPU memory; printed with its

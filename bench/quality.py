@@ -22,8 +22,16 @@ bootstrap intervals (``helpers.evaluation``):
    ``--replay-max-new`` tokens): repeated word 3-gram share, answer length in words, the share of
    answers that end their turn, and the share of glued words (over 20 letters: the "missing
    spaces" of seed 004). One table, and one JSON line per run appended to ``replay.jsonl``.
+4. Packing (``--experiment packing``, issue 21): packed vs padded training on the same
+   conversations at about the same conversations per step (:func:`packing_match`), each seed of
+   ``--match-seeds``; the held-out loss per reply token of every run, against the padded runs'
+   seed-to-seed spread.
+
+Experiment 1 trains with the kit's defaults, so with ``PACKING`` on (``--packing off`` for the
+padded path); ``--epochs 1,2`` runs it once per epoch count.
 
     python bench/quality.py --experiment chat --out /tmp/q           # GPU
+    python bench/quality.py --experiment packing --quantization 16bit --out /tmp/q   # GPU: 2 seeds x packed/padded
     python bench/quality.py --extract-r-manuals r_pages.jsonl        # here: PDFs -> page text
     python bench/quality.py --experiment rdocs --r-text r_pages.jsonl --out /tmp/q   # GPU
     python bench/quality.py --smoke                                  # tiny CPU check of both

@@ -195,7 +195,6 @@ def packing_kernel(model, choice) -> tuple[str, str]:
     """(kernel, reason) for a packed run of ``model`` with the hardware ``choice``
     (``helpers.hardware.Choice.packing``): flash attention when the model runs it, PyTorch's varlen
     kernel where the choice says so and the model is on a GPU, else the per-document mask."""
-    import torch
     impl = getattr(model.config, "_attn_implementation", None) or "eager"
     if impl.startswith("flash_attention"):
         return "flash_attention_2", f"the model runs {impl}: its varlen kernel takes the documents' bounds"

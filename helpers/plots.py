@@ -131,27 +131,35 @@ def plot_general(general: dict, path: Path) -> Path:
     """The forgetting check: base and tuned on the general prompts with 95% CI error bars: the
     degeneration figures and ROUGE-L (left), general perplexity (right); the title carries the
     verdict ("held", "forgot", "unclear") and the relative perplexity change."""
-    plt = _plt()
     m = general["metrics"]
+    fig, ax1, ax2 = _base_tuned_figure(
+        m, ["repeated_3grams", "repeated_words", "glued_words", "stop_rate", "rougeL"],
+        ["repeated\n3-grams", "repeated\nwords", "glued\nwords", "stopped at\nend of turn", "ROUGE-L"], "#d62728", 8)
+    ax1.set_ylabel("mean over general prompts")
+    ax1.set_title(f"general prompts ({general['n_examples']}): {general['held']['outcome']}", fontsize=10)
+    rel = m["perplexity"].get("relative", {})
+    ax2.set_title(f"general perplexity ↓\n{rel.get('value', 0):+.1%}" + (
+        f" [{rel['ci'][0]:+.1%}, {rel['ci'][1]:+.1%}]" if "ci" in rel else ""), fontsize=9)
+    return _save(fig, path)
+
+
+def _base_tuned_figure(m: dict, names: list[str], labels: list[str], tuned_color: str, fontsize=None):
+    """The base/tuned figure of the evaluation report and the forgetting check: the metrics ``names``
+    as paired bars with 95% CI error bars (left, ticks ``labels``), perplexity (right). Returns
+    (figure, left axes, right axes) for the caller's titles."""
+    plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
-    names = ["repeated_3grams", "repeated_words", "glued_words", "stop_rate", "rougeL"]
-    labels = ["repeated\n3-grams", "repeated\nwords", "glued\nwords", "stopped at\nend of turn", "ROUGE-L"]
     w = 0.38
-    for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", "#d62728"))):
+    for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", tuned_color))):
         _paired_bars(ax1, m, names, which, k, w, color)
         lo, hi = _error_bar(m["perplexity"][which])
         ax2.bar([(k - 0.5) * w], [m["perplexity"][which]["value"]], w, yerr=[[lo], [hi]], capsize=3, color=color)
-    ax1.set_xticks(range(len(names)), labels, fontsize=8)
-    ax1.set_ylabel("mean over general prompts")
-    ax1.set_title(f"general prompts ({general['n_examples']}): {general['held']['outcome']}", fontsize=10)
+    ax1.set_xticks(range(len(names)), labels, fontsize=fontsize)
     ax1.legend()
     ax1.grid(axis="y", alpha=0.3)
-    rel = m["perplexity"].get("relative", {})
     ax2.set_xticks([-w / 2, w / 2], ["base", "tuned"])
-    ax2.set_title(f"general perplexity ↓\n{rel.get('value', 0):+.1%}" + (
-        f" [{rel['ci'][0]:+.1%}, {rel['ci'][1]:+.1%}]" if "ci" in rel else ""), fontsize=9)
     ax2.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return fig, ax1, ax2
 
 
 def _paired_bars(ax, m: dict, names: list[str], which: str, k: int, w: float, color: str) -> None:
@@ -171,25 +179,11 @@ def _error_bar(d: dict) -> tuple[float, float]:
 
 def _plot_eval_metrics(report: dict, path: Path) -> Path:
     """Base and tuned side by side: ROUGE, stop and copy rates (left), reference perplexity (right)."""
-    plt = _plt()
-    m = report["metrics"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
-    names = ["rouge1", "rouge2", "rougeL", "stop_rate", "copy_rate"]
-    labels = ["ROUGE-1", "ROUGE-2", "ROUGE-L", "stopped", "copies"]
-    w = 0.38
-    for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", "#1f77b4"))):
-        _paired_bars(ax1, m, names, which, k, w, color)
-        pv = m["perplexity"][which]
-        lo, hi = _error_bar(pv)
-        ax2.bar([(k - 0.5) * w], [pv["value"]], w, yerr=[[lo], [hi]], capsize=3, color=color)
-    ax1.set_xticks(range(len(names)), labels)
+    fig, ax1, ax2 = _base_tuned_figure(report["metrics"], ["rouge1", "rouge2", "rougeL", "stop_rate", "copy_rate"],
+                                       ["ROUGE-1", "ROUGE-2", "ROUGE-L", "stopped", "copies"], "#1f77b4")
     ax1.set_ylabel("mean over held-out prompts")
     ax1.set_title(f"base vs tuned, {report['n_examples']} prompts (95% CI)")
-    ax1.legend()
-    ax1.grid(axis="y", alpha=0.3)
-    ax2.set_xticks([-w / 2, w / 2], ["base", "tuned"])
     ax2.set_title("reference perplexity ↓")
-    ax2.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
 

@@ -148,9 +148,20 @@ def baseline_split(n_train: int, n_test: int) -> tuple[list[dict], list[dict]]:
     return out[:n_train], out[-n_test:]
 
 
+def chat_recipe(a, dataset: Path, out: Path, **run):
+    """The chat protocol's recipe (the baseline's: LoRA r=16, alpha 16, no dropout, lr 2e-4, one
+    micro-batch per step, no validation split, no checkpoints) for the embedded model, with the
+    run's own ``run`` settings (packing, epochs, steps, batch, warm-up, seed)."""
+    from helpers.train import TrainConfig
+    return TrainConfig(model_name=EMBEDDED, dataset_path=str(dataset), output_dir=str(out), quantization=a.quantization,
+                       lora_r=16, lora_alpha=16, lora_dropout=0.0, max_seq_len=a.max_len, gradient_accumulation_steps=1,
+                       learning_rate=2e-4, eval_fraction=0.0, eval_steps=0, save_steps=100000, logging_steps=10,
+                       report_to="none", resume="never", gradient_checkpointing=not a.smoke, **run)
+
+
 def chat(a, work: Path, epochs: float = 1.0) -> dict:
     from helpers.data import held_out_turns, split_chitchat, write_jsonl
-    from helpers.train import TrainConfig, train
+    from helpers.train import train
     if a.split == "baseline":
         train_rows, test_rows = baseline_split(a.n_train, a.n_test)
     else:
@@ -160,13 +171,9 @@ def chat(a, work: Path, epochs: float = 1.0) -> dict:
     write_jsonl(work / "chat" / "train.jsonl", train_rows)
     write_jsonl(work / "chat" / "test.jsonl", test_rows)
     packing = a.packing == "on"
-    cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(work / "chat" / "train.jsonl"),
-                      output_dir=str(work / "chat" / f"run_{'packed' if packing else 'padded'}_e{epochs:g}"),
-                      quantization=a.quantization, lora_r=16, lora_alpha=16, lora_dropout=0.0, max_seq_len=a.max_len,
+    cfg = chat_recipe(a, work / "chat" / "train.jsonl", work / "chat" / f"run_{'packed' if packing else 'padded'}_e{epochs:g}",
                       packing=packing, num_train_epochs=epochs, max_steps=a.max_steps, per_device_batch_size=a.batch,
-                      gradient_accumulation_steps=1, learning_rate=2e-4, warmup_ratio=10 if a.max_steps < 0 or a.max_steps > 20 else 0,
-                      eval_fraction=0.0, eval_steps=0, save_steps=100000, logging_steps=10, report_to="none",
-                      resume="never", seed=a.seed, gradient_checkpointing=not a.smoke)
+                      warmup_ratio=10 if a.max_steps < 0 or a.max_steps > 20 else 0, seed=a.seed)
     t = time.time()
     result = train(cfg)
     wall = time.time() - t
@@ -200,7 +207,7 @@ def packing_match(a, work: Path) -> list[dict]:
     from helpers.data import write_jsonl
     from helpers.evaluation import perplexity, sequence_nll
     from helpers.models import load_model
-    from helpers.train import TrainConfig, train
+    from helpers.train import train
     train_rows, test_rows = baseline_split(a.n_train, a.n_test)
     rows = train_rows[:a.match_examples]
     write_jsonl(work / "match" / "train.jsonl", rows)
@@ -209,13 +216,9 @@ def packing_match(a, work: Path) -> list[dict]:
     for seed in [int(x) for x in a.match_seeds.split(",") if x.strip()]:
         for packing in (False, True):
             name = f"{'packed' if packing else 'padded'}_s{seed}"
-            cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(work / "match" / "train.jsonl"),
-                              output_dir=str(work / "match" / name), quantization=a.quantization, lora_r=16, lora_alpha=16,
-                              lora_dropout=0.0, max_seq_len=a.max_len, packing=packing, num_train_epochs=1.0,
-                              max_steps=-1, per_device_batch_size=max(1, a.match_batch // 2) if packing else a.match_batch,
-                              gradient_accumulation_steps=1, learning_rate=2e-4, warmup_ratio=10, eval_fraction=0.0,
-                              eval_steps=0, save_steps=100000, logging_steps=10, report_to="none", resume="never",
-                              seed=seed, gradient_checkpointing=not a.smoke)
+            cfg = chat_recipe(a, work / "match" / "train.jsonl", work / "match" / name, packing=packing,
+                              num_train_epochs=1.0, max_steps=-1, warmup_ratio=10, seed=seed,
+                              per_device_batch_size=max(1, a.match_batch // 2) if packing else a.match_batch)
             result = train(cfg)
             model, tok = load_model(EMBEDDED, quantization=a.quantization, adapter=str(result.adapter_dir))
             nll, cnt, _ = sequence_nll(model, tok, seqs, batch_size=a.ppl_batch)

@@ -697,7 +697,7 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         rows, eval_loaded, replay = _read_data(cfg, shard)
         local_ckpt, durable_ckpt, resume_from = _resume_from(cfg, root, run, shard, log)
         model, tok, data = _load_and_encode(cfg, quant, rows, eval_loaded, replay, log)
-        model, cfg, plan, kernels, trainable, packing = _prepare_model(model, cfg, quant, log, _row_tokens(cfg, data))
+        model, cfg, plan, kernels, trainable, packing = _prepare_model(model, cfg, quant, log, data)
         trainer = _build_trainer(cfg, model, tok, data, root, run, local_ckpt, durable_ckpt, t_start,
                                  list(callbacks or []), log, packing)
         start_eval = _evaluate_start(trainer, run, data.has_eval, resume_from, log)
@@ -844,7 +844,7 @@ def _load_and_encode(cfg: TrainConfig, quant: str, rows: list[dict], eval_loaded
     return model, tok, _Data(train_rows, train_enc, eval_enc, train_rep, eval_rep, replay_rep)
 
 
-def _prepare_model(model, cfg: TrainConfig, quant: str, log, row_tokens: int | None = None):
+def _prepare_model(model, cfg: TrainConfig, quant: str, log, data: "_Data"):
     """The memory plan (AUTO_FIT on a GPU: micro-batch, accumulation, checkpointing), gradient
     checkpointing, fast kernels, the LoRA adapter and the packing kernel. Returns (model, cfg as
     planned, plan, kernels, trainable parameters, packing kernel or None)."""
@@ -856,7 +856,7 @@ def _prepare_model(model, cfg: TrainConfig, quant: str, log, row_tokens: int | N
     if cfg.auto_fit and torch.cuda.is_available():
         from .hardware import current_choice
         packed = packs_documents(cfg)
-        plan = plan_memory(model, cfg, quantized, row_tokens=row_tokens,
+        plan = plan_memory(model, cfg, quantized, row_tokens=_row_tokens(cfg, data),
                            document_mask=packed and current_choice().packing == "mask")
         cfg = cfg.replace(per_device_batch_size=plan.per_device_batch_size,
                           gradient_accumulation_steps=plan.gradient_accumulation_steps,
@@ -878,10 +878,9 @@ def _prepare_model(model, cfg: TrainConfig, quant: str, log, row_tokens: int | N
 def _row_tokens(cfg: TrainConfig, data: "_Data") -> int:
     """The longest row the training data makes, for the memory plan: MAX_SEQ_LEN for packed rows
     and pretraining blocks (full but the last), else the longest example."""
-    longest = max((len(e["input_ids"]) for e in data.train_enc), default=cfg.max_seq_len)
     if cfg.mode == "sft" and cfg.packing:
         return min(cfg.max_seq_len, sum(len(e["input_ids"]) for e in data.train_enc))
-    return longest
+    return max((len(e["input_ids"]) for e in data.train_enc), default=cfg.max_seq_len)
 
 
 def _prepare_packing(model, cfg: TrainConfig, log) -> str | None:

@@ -330,6 +330,12 @@ def test_memory_plan_fits_t4_and_h100_like_the_measured_peaks():
     short = plan_memory(l8, TrainConfig(per_device_batch_size=8, gradient_accumulation_steps=2, max_seq_len=2048),
                         True, 10.0, row_tokens=256)
     assert short.per_device_batch_size == 8 and "8 x 256 tokens" in short.reason
+    # what train() plans for: packed rows at MAX_SEQ_LEN (fewer tokens in all: all of them), else the longest example
+    from helpers.train import _Data, _row_tokens
+    data = _Data([], [{"input_ids": [0] * n} for n in (120, 300, 80)], [], {}, None)
+    assert _row_tokens(TrainConfig(max_seq_len=1024), data) == 500
+    assert _row_tokens(TrainConfig(max_seq_len=256), data) == 256
+    assert _row_tokens(TrainConfig(max_seq_len=1024, packing=False), data) == 300
     # the per-document mask of packed rows on a T4 (4 bytes per entry) counts: 2 rows x 2048^2 x 4 B = 32 MiB
     masked = plan_memory(l8, cfg, True, 15.0, row_tokens=2048, document_mask=True)
     assert abs((masked.activations_gib - t4.activations_gib) - 2 * 2048 ** 2 * 4 / 2**30) < 1e-6

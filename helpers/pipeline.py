@@ -72,7 +72,7 @@ class Progress:
 
     def _tick(self) -> None:
         self._last = time.time()
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(self._next_wait()):
             if not self.current:
                 continue
             if self.tty:
@@ -80,6 +80,14 @@ class Progress:
             elif time.time() - self._last >= self.heartbeat:
                 self._last = time.time()
                 self._emit(f"    [{self.elapsed()}] still running {self.current}")
+
+    def _next_wait(self) -> float:
+        """Seconds until the next tick: one on a terminal (its line is rewritten every second); in a
+        log, until the heartbeat is due (at most a second), so that a cell longer than ``heartbeat``
+        gets its "still running" line then, not up to a second later."""
+        if self.tty:
+            return 1.0
+        return max(0.05, min(1.0, self.heartbeat - (time.time() - self._last)))
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._tick, daemon=True, name="pipeline-progress")

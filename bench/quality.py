@@ -159,7 +159,7 @@ def chat_recipe(a, dataset: Path, out: Path, **run):
                        report_to="none", resume="never", gradient_checkpointing=not a.smoke, **run)
 
 
-def chat(a, work: Path, epochs: float = 1.0) -> dict:
+def chat(a, work: Path, epochs: float = 1.0, lr_scaling: str = "sqrt") -> dict:
     from helpers.data import held_out_turns, split_chitchat, write_jsonl
     from helpers.train import train
     if a.split == "baseline":
@@ -171,16 +171,20 @@ def chat(a, work: Path, epochs: float = 1.0) -> dict:
     write_jsonl(work / "chat" / "train.jsonl", train_rows)
     write_jsonl(work / "chat" / "test.jsonl", test_rows)
     packing = a.packing == "on"
-    cfg = chat_recipe(a, work / "chat" / "train.jsonl", work / "chat" / f"run_{'packed' if packing else 'padded'}_e{epochs:g}",
+    name = f"run_{'packed_' + lr_scaling if packing else 'padded'}_e{epochs:g}"
+    cfg = chat_recipe(a, work / "chat" / "train.jsonl", work / "chat" / name,
                       packing=packing, num_train_epochs=epochs, max_steps=a.max_steps, per_device_batch_size=a.batch,
-                      warmup_ratio=10 if a.max_steps < 0 or a.max_steps > 20 else 0, seed=a.seed)
+                      warmup_ratio=10 if a.max_steps < 0 or a.max_steps > 20 else 0, seed=a.seed,
+                      packed_lr_scaling=lr_scaling)
     t = time.time()
     result = train(cfg)
     wall = time.time() - t
     res = base_vs_tuned(str(result.adapter_dir), a.quantization, held_out_sequences(test_rows, a.max_len),
                         held_out_turns(test_rows), a.max_new, a.ppl_batch, a.gen_batch, a.bootstrap)
-    return {"experiment": f"chat ({'packed' if packing else 'padded'}, {epochs:g} epoch{'s' if epochs != 1 else ''})",
+    pk = result.metrics["data"]["train"].get("packing") or {}
+    return {"experiment": f"chat ({'packed, lr ' + lr_scaling if packing else 'padded'}, {epochs:g} epoch{'s' if epochs != 1 else ''})",
             "split": a.split, "n_train": len(train_rows), "n_test": len(test_rows), "packing": packing, "epochs": epochs,
+            "lr_scaling": lr_scaling if packing else None, "learning_rate": pk.get("learning_rate", 2e-4),
             "steps": result.metrics["steps"], "train_seconds": result.metrics["train_seconds"],
             "train_wall_seconds": round(wall, 1), "train_loss": result.metrics["train_loss"],
             "peak_memory_gib": result.metrics["peak_memory_gib"], "tokens_per_second": result.metrics["tokens_per_second"],
@@ -201,7 +205,7 @@ def packing_match(a, work: Path) -> list[dict]:
     first ``--match-examples`` training conversations of the chat protocol, padded at ``--match-batch``
     conversations per step (``--match-examples / --match-batch`` steps: 300 by default) and packed
     at ``--match-batch / 2`` rows of MAX_SEQ_LEN per step (about as many conversations per step:
-    a 512-token row holds 2.3 of them on average), with the same learning-rate schedule, for each seed of
+    a 512-token row holds 2.3 of them on average), with the same learning-rate schedule (PACKED_LR_SCALING="none"), for each seed of
     ``--match-seeds``; the held-out loss per reply token (the log of the perplexity) of every run. The
     spread between seeds of the padded runs is the noise the packed run's difference is read against."""
     from helpers.data import write_jsonl
@@ -218,7 +222,8 @@ def packing_match(a, work: Path) -> list[dict]:
             name = f"{'packed' if packing else 'padded'}_s{seed}"
             cfg = chat_recipe(a, work / "match" / "train.jsonl", work / "match" / name, packing=packing,
                               num_train_epochs=1.0, max_steps=-1, warmup_ratio=10, seed=seed,
-                              per_device_batch_size=max(1, a.match_batch // 2) if packing else a.match_batch)
+                              per_device_batch_size=max(1, a.match_batch // 2) if packing else a.match_batch,
+                              packed_lr_scaling="none")  # about as many conversations per step either way
             result = train(cfg)
             model, tok = load_model(EMBEDDED, quantization=a.quantization, adapter=str(result.adapter_dir))
             nll, cnt, _ = sequence_nll(model, tok, seqs, batch_size=a.ppl_batch)
@@ -491,6 +496,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new", type=int, default=48)
     ap.add_argument("--packing", default="on", choices=["on", "off"], help="chat: PACKING (the kit's default: on)")
     ap.add_argument("--epochs", default="1", help="chat: comma-separated epoch counts, one run each")
+    ap.add_argument("--lr-scaling", default="sqrt",
+                    help="chat, packed: comma-separated PACKED_LR_SCALING values (the kit's default: sqrt), one run each")
     ap.add_argument("--match-examples", type=int, default=1200, help="packing: conversations of the packed/padded runs")
     ap.add_argument("--match-batch", type=int, default=4, help="packing: conversations per padded step")
     ap.add_argument("--match-seeds", default="42,43", help="packing: comma-separated seeds")
@@ -533,7 +540,8 @@ def main(argv=None) -> int:
         return 0
     if a.experiment in ("all", "chat"):
         for ep in [float(x) for x in a.epochs.split(",") if x.strip()]:
-            results.append(chat(a, work, ep))
+            for scaling in [x.strip() for x in a.lr_scaling.split(",") if x.strip()]:
+                results.append(chat(a, work, ep, scaling))
     if a.experiment in ("all", "rdocs") and (a.r_text or a.experiment == "rdocs"):
         results.append(rdocs(a, work))
     import torch

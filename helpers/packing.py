@@ -57,6 +57,9 @@ from typing import Any
 
 KERNELS = ("mask", "varlen", "flash_attention_2")
 VARLEN = "kit_varlen"  # the attention implementation name registered for PyTorch's varlen kernel
+# key of a micro-batch's non-padding token count, a Python int counted on the CPU
+# (PackedCollator(count_tokens=True)); the trainer (helpers.train.KitTrainer) takes it out
+REAL_TOKENS = "kit_real_tokens"
 
 
 class PackingError(ValueError):
@@ -146,10 +149,15 @@ class PackedCollator:
       masked); ``use_cache=False`` so transformers builds the per-document mask.
     * ``"varlen"`` / ``"flash_attention_2"``: every document of the micro-batch in one row, with
       ``position_ids``, ``cu_seq_lens_q/k`` (int32) and ``max_length_q/k``; no padding.
+
+    ``count_tokens``: the batch also carries :data:`REAL_TOKENS`, its tokens that are not
+    ``pad_token_id`` (the Trainer's "non_padding" count), so the trainer need not read it back
+    from the GPU. Only for the kit's trainer, which removes it before the model runs.
     """
     pad_token_id: int
     kernel: str = "mask"
     pad_to_multiple_of: int | None = None
+    count_tokens: bool = False
 
     def __post_init__(self):
         if self.kernel not in KERNELS:
@@ -169,10 +177,11 @@ class PackedCollator:
             lens = [n for r in rows for n in r[2]]
             cu = torch.tensor([0] + lens, dtype=torch.int32).cumsum(0, dtype=torch.int32)
             longest = max(lens)
-            return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-                    "position_ids": torch.tensor([document_positions(lens)]),
-                    "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest,
-                    "use_cache": False}
+            ids_t = torch.tensor([ids])
+            return self._counted({"input_ids": ids_t, "labels": torch.tensor([labels]),
+                                  "position_ids": torch.tensor([document_positions(lens)]),
+                                  "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest,
+                                  "max_length_k": longest, "use_cache": False})
         width = max(len(r[0]) for r in rows)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -185,7 +194,12 @@ class PackedCollator:
             labels_t[b, :n] = torch.tensor(labels)
             pos_t[b, :n] = torch.tensor(document_positions(lens))
             pos_t[b, n:] = torch.arange(width - n)
-        return {"input_ids": ids_t, "labels": labels_t, "position_ids": pos_t, "use_cache": False}
+        return self._counted({"input_ids": ids_t, "labels": labels_t, "position_ids": pos_t, "use_cache": False})
+
+    def _counted(self, batch: dict) -> dict:
+        if self.count_tokens:
+            batch[REAL_TOKENS] = int((batch["input_ids"] != self.pad_token_id).sum())
+        return batch
 
 
 # ----------------------------------------------------------------------------------------------

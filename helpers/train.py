@@ -68,6 +68,9 @@ from .data import TYPE_PROBLEM, DataError, read_jsonl, validate_rows
 from .memory import MemoryPlan, peak_memory_gib, plan_memory
 from .run import RunDir
 
+# how a packed run's learning rate follows the examples one packed row holds (packed_lr)
+PACKED_LR_SCALINGS = ("sqrt", "linear", "none")
+
 
 @dataclass
 class TrainConfig(StepConfig):
@@ -96,6 +99,7 @@ class TrainConfig(StepConfig):
     max_seq_len: int = 1024  # tokens per example (sft; longer ones are cut) or per packed block (pretrain)
     packing: bool = True  # sft: pack examples into rows of MAX_SEQ_LEN tokens, each attending only to itself (no padding)
     separate_documents: bool = False  # pretrain: documents sharing a block attend only to themselves (False: one stream)
+    packed_lr_scaling: str = "sqrt"  # sft packing: LEARNING_RATE x sqrt(examples per row) ("sqrt"), x examples per row ("linear") or as set ("none")
     num_train_epochs: float = 1.0  # passes over the training data (ignored when MAX_STEPS > 0)
     max_steps: int = -1  # > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
     per_device_batch_size: int = 4  # rows per GPU per micro-batch: packed rows, examples (PACKING=False) or blocks
@@ -169,6 +173,9 @@ class TrainConfig(StepConfig):
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: must be at least 1.")
         if self.learning_rate <= 0:
             raise ConfigError(f"LEARNING_RATE={self.learning_rate}: must be positive.")
+        if self.packed_lr_scaling not in PACKED_LR_SCALINGS:
+            raise ConfigError(f"PACKED_LR_SCALING={self.packed_lr_scaling!r}: one of "
+                              f"{', '.join(repr(k) for k in PACKED_LR_SCALINGS)}.")
 
 
 @dataclass
@@ -647,9 +654,69 @@ def _make_trainer_class():
     from trl import SFTTrainer
 
     class KitTrainer(SFTTrainer):
-        """SFTTrainer with a smaller learning rate for embed_tokens/lm_head (domain pretraining)."""
+        """SFTTrainer with a smaller learning rate for embed_tokens/lm_head (domain pretraining), and a
+        training step that never waits for the GPU.
+
+        TRL's ``compute_loss`` reads its metrics (``num_valid > 0``, entropy, token accuracy, token
+        count) with ``.item()`` after every forward, and the Trainer reads the token count with
+        ``.item()`` after every backward: each read makes the CPU wait until the GPU has caught up,
+        so the GPU then idles while Python prepares the next kernels (the between-step gap of
+        bench/RESULTS.md, and most of a small model's step). Here, for the loss TRL computes by
+        default (``loss_type="nll"`` through its fused LM head, no label smoothing, no loss function
+        of the user's, no MoE auxiliary loss, no sequence parallelism), the loss is the same
+        expression and the metrics stay sums on the GPU, read when the trainer logs; the token count
+        comes from the CPU (the packed collator's ``REAL_TOKENS``, the same non-padding count). Any
+        other loss runs TRL's own code."""
 
         embedding_lr_ratio: float = 1.0
+
+        def _kit_plain_loss(self) -> bool:
+            pc = getattr(self.accelerator, "parallelism_config", None)
+            return (self.compute_loss_func is None and self.label_smoother is None
+                    and getattr(self.args, "loss_type", "nll") == "nll" and not getattr(self, "aux_loss_enabled", False)
+                    and not (pc is not None and getattr(pc, "sp_enabled", False)))
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch
+
+            from .packing import REAL_TOKENS
+            inputs.pop(REAL_TOKENS, None)
+            if not self._kit_plain_loss():
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            mode = "train" if self.model.training else "eval"
+            inputs["use_cache"] = False
+            outputs = model(**inputs, fused_lm_head=True)
+            count = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            # TRL's expression: clamped so a batch without trained tokens gives a finite zero
+            loss = (-outputs.log_probs).sum() / torch.as_tensor(count).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            with torch.no_grad():
+                sums = torch.stack([outputs.label_mask.sum().float(), outputs.entropy.detach().float().sum(),
+                                    outputs.is_top1.sum().float()])
+                if self.args.world_size > 1:  # every rank, every step, as TRL gathers (no host wait)
+                    sums = self.accelerator.reduce(sums, reduction="sum")
+                kept = self.__dict__.setdefault("_kit_sums", {})
+                kept[mode] = sums if kept.get(mode) is None else kept[mode] + sums
+            return (loss, outputs) if return_outputs else loss
+
+        def _track_num_input_tokens(self, inputs):
+            from .packing import REAL_TOKENS
+            real = inputs.get(REAL_TOKENS) if isinstance(inputs, dict) else None
+            if real is None or self.args.world_size > 1 or self.args.include_num_input_tokens_seen != "non_padding":
+                return super()._track_num_input_tokens(inputs)
+            self.state.num_input_tokens_seen += int(real)
+
+        def log(self, logs, start_time=None):
+            mode = "train" if self.model.training else "eval"
+            sums = self.__dict__.get("_kit_sums", {}).pop(mode, None)
+            if sums is not None:
+                valid, entropy, correct = sums.tolist()
+                self._metrics[mode]["entropy"].append(entropy / valid if valid > 0 else 0.0)
+                self._metrics[mode]["mean_token_accuracy"].append(correct / valid if valid > 0 else 0.0)
+                self._metrics[mode]["num_tokens"] = [self.state.num_input_tokens_seen]
+            return super().log(logs, start_time)
 
         def create_optimizer(self, model=None):
             if self.optimizer is not None or self.embedding_lr_ratio == 1.0:
@@ -899,6 +966,25 @@ def _prepare_packing(model, cfg: TrainConfig, log) -> str | None:
     return kernel
 
 
+def packed_lr(lr: float, examples: int, rows: int, scaling: str) -> tuple[float, str]:
+    """The learning rate of a packed SFT run, and the sentence that says so.
+
+    LEARNING_RATE is the rate of a batch of examples, as recipes give it (2e-4 for a batch of 16
+    examples in the QLoRA recipe). Packed, a batch of the same number of rows holds k = examples /
+    rows times the examples, so an epoch takes k times fewer optimizer steps, each over a k times
+    bigger batch. At the same rate that learns less per epoch: on the chat protocol of
+    bench/QUALITY.md (k = 2.1) the held-out perplexity ended 2.4 higher. "sqrt" multiplies the
+    rate by sqrt(k), the square-root rule for Adam's batch size (Malladi et al., 2022, "On the SDEs
+    and scaling rules for adaptive gradient algorithms"); "linear" by k; "none" keeps it."""
+    k = examples / rows if rows else 1.0
+    factor = {"sqrt": math.sqrt(k), "linear": k, "none": 1.0}[scaling]
+    if scaling == "none" or factor == 1.0:
+        return lr, f"learning rate {lr:.3g} as set (PACKED_LR_SCALING={scaling!r}, {k:.2f} examples per row)"
+    rule = f"sqrt({k:.2f})" if scaling == "sqrt" else f"{k:.2f}"
+    return lr * factor, (f"learning rate {lr:.3g} x {rule} = {lr * factor:.3g} for {k:.2f} examples per row "
+                         f"(PACKED_LR_SCALING={scaling!r}; 'none' keeps {lr:.3g})")
+
+
 def packs_documents(cfg: TrainConfig) -> bool:
     """Whether the run's rows hold several documents, each trained as if alone (PACKING for SFT,
     SEPARATE_DOCUMENTS for pretraining, whose blocks otherwise are one stream of text)."""
@@ -978,6 +1064,11 @@ def sft_arguments(cfg: TrainConfig, run: RunDir, local_ckpt: Path, has_eval: boo
         ddp_find_unused_parameters=False,
         ddp_broadcast_buffers=False,
         include_num_input_tokens_seen="non_padding",
+        # no host wait in the step (KitTrainer): the loss is not read for the NaN filter (a NaN
+        # loss is logged as NaN, which the sweep's watch prunes), batches are copied asynchronously
+        logging_nan_inf_filter=False,
+        dataloader_pin_memory=cuda,
+        accelerator_config={"non_blocking": cuda},
         use_cpu=not cuda,
         dataloader_num_workers=0,
         save_only_model=False,
@@ -994,20 +1085,24 @@ def _build_trainer(cfg: TrainConfig, model, tok, data: _Data, root: RunDir, run:
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
 
-    args = sft_arguments(cfg, run, local_ckpt, data.has_eval)
     train_enc, eval_enc, collator = data.train_enc, data.eval_enc, None
+    lr_cfg = cfg
     if packing:
         # The validation examples stay one per row (collated for the same kernel): the validation
         # loss is then the same figure with PACKING on or off, and the same as before packing
         from .packing import PackedCollator, describe_packing, pack_examples
         if cfg.mode == "sft":
             train_enc, rep = pack_examples(train_enc, cfg.max_seq_len)
-            data.train_rep["packing"] = dict(rep, kernel=packing)
-            log(describe_packing(rep, packing))
+            lr, why = packed_lr(cfg.learning_rate, rep["examples"], rep["rows"], cfg.packed_lr_scaling)
+            lr_cfg = cfg.replace(learning_rate=lr)
+            data.train_rep["packing"] = dict(rep, kernel=packing, learning_rate=lr, lr_scaling=cfg.packed_lr_scaling)
+            log(describe_packing(rep, packing) + "; " + why)
         else:
             data.train_rep["separate_documents"] = {"kernel": packing}
             log(f"Documents sharing a block trained apart (SEPARATE_DOCUMENTS, {packing} path)")
-        collator = PackedCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, packing)
+        collator = PackedCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, packing,
+                                  count_tokens=True)
+    args = sft_arguments(lr_cfg, run, local_ckpt, data.has_eval)
     if _report_to(cfg) == "tensorboard":
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")  # durable (Drive on Colab)
     if args.n_gpu > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:

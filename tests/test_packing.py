@@ -224,19 +224,82 @@ def test_training_packs_by_default_and_validation_loss_is_the_same_figure(tmp_pa
     from helpers.train import train
     assert TrainConfig().packing is True and TrainConfig().separate_documents is False
     write_jsonl(tmp_path / "train.jsonl", chitchat_conversations()[:40])
-    cfg = TrainConfig.from_params(_run_params(tmp_path, OUTPUT_DIR=str(tmp_path / "run")), environ={})
-    m = train(cfg).metrics
+    cfg = TrainConfig.from_params(_run_params(tmp_path, OUTPUT_DIR=str(tmp_path / "run"), MAX_STEPS=-1), environ={})
+    res = train(cfg)
+    m = res.metrics
     pk = m["data"]["train"]["packing"]
     assert pk["kernel"] == "mask" and pk["examples"] == 32 and pk["rows"] < 32 and pk["budget"] == 256
     assert "fused-lora" in m["kernels"] and m["eval_loss"] < m["start_eval_loss"], m
+    # one epoch: every packed row once, and the token count (from the collator, never read back
+    # from the device) is every token of the rows (the pad token is not in the conversations)
+    assert m["steps"] == -(-pk["rows"] // 2) and m["tokens_seen"] == pk["tokens"], (m, pk)
+    # a packed step holds examples / rows times the examples: the rate grows by the square root
+    assert pk["lr_scaling"] == "sqrt" and pk["learning_rate"] == pytest.approx(1e-3 * (32 / pk["rows"]) ** 0.5)
+    rates = [h["learning_rate"] for h in res.log_history if "learning_rate" in h]
+    assert max(rates) > 1e-3 and max(rates) <= pk["learning_rate"] + 1e-12, rates
+    # TRL's metrics still come, read once per log line
+    steps = [h for h in res.log_history if "loss" in h]
+    assert steps and all(0 < h["mean_token_accuracy"] < 1 and h["entropy"] > 0 for h in steps), steps
     logs = []
     off = TrainConfig.from_params(_run_params(tmp_path, OUTPUT_DIR=str(tmp_path / "off"), PACKING=False, MAX_STEPS=1),
                                   environ={})
-    m_off = train(off, log=logs.append).metrics
+    res_off = train(off, log=logs.append)
+    m_off = res_off.metrics
     assert "packing" not in m_off["data"]["train"] and any("Packing off (PACKING=False)" in str(x) for x in logs)
     assert m_off["start_eval_loss"] == pytest.approx(m["start_eval_loss"], abs=1e-4)
+    assert max(h["learning_rate"] for h in res_off.log_history if "learning_rate" in h) <= 1e-3
     # a packed step holds more examples: the same 6 steps saw more tokens than 6 padded ones would
     assert m["tokens_seen"] > 6 * 2 * 200
+
+
+def test_packed_learning_rate_rule():
+    """PACKED_LR_SCALING: the rate of a batch of examples, carried to packed rows that hold k of them."""
+    from helpers.config import ConfigError
+    from helpers.train import packed_lr
+    assert packed_lr(2e-4, 300, 75, "sqrt")[0] == pytest.approx(4e-4)
+    assert packed_lr(2e-4, 300, 75, "linear")[0] == pytest.approx(8e-4)
+    lr, why = packed_lr(2e-4, 300, 75, "none")
+    assert lr == 2e-4 and "as set" in why and "4.00 examples per row" in why
+    assert packed_lr(2e-4, 10, 10, "sqrt")[0] == 2e-4  # one example per row: nothing to carry
+    assert "learning rate 0.0002 x sqrt(4.00) = 0.0004 for 4.00 examples per row" in packed_lr(2e-4, 300, 75, "sqrt")[1]
+    with pytest.raises(ConfigError, match="PACKED_LR_SCALING='cube'"):
+        TrainConfig(packed_lr_scaling="cube").validate()
+
+
+def test_kit_trainer_step_is_trl_loss_and_metrics(tmp_path, tok):
+    """The kit's training step (helpers.train.KitTrainer) keeps TRL's loss and metrics but never
+    reads them back mid-step: on a packed micro-batch of the real model it gives TRL's
+    ``compute_loss`` exactly (train and eval mode), and its GPU-side sums give TRL's entropy and
+    token accuracy when the trainer logs; the batch's token count comes from the collator."""
+    from trl import SFTConfig, SFTTrainer
+    from datasets import Dataset
+    from helpers.packing import REAL_TOKENS
+    from helpers.train import _make_trainer_class
+    model = _train_model(False)
+    rows, rep = pack_examples(_examples(tok, 6), 300)
+    coll = PackedCollator(tok.pad_token_id, "mask", count_tokens=True)
+    args = SFTConfig(output_dir=str(tmp_path / "o"), report_to="none", use_cpu=True, packing=False,
+                     completion_only_loss=True, max_length=300, per_device_train_batch_size=2,
+                     include_num_input_tokens_seen="non_padding", dataset_num_proc=None)
+    trainer = _make_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                    processing_class=tok, data_collator=coll)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch[REAL_TOKENS] == int((batch["input_ids"] != tok.pad_token_id).sum()) > 0
+    for training in (True, False):
+        model.train(training)
+        mode = "train" if training else "eval"
+        trainer._metrics[mode].clear()
+        inputs = trainer._prepare_inputs(batch)
+        with torch.no_grad():
+            ours = trainer.compute_loss(model, dict(inputs))
+            theirs = SFTTrainer.compute_loss(trainer, model, {k: v for k, v in inputs.items() if k != REAL_TOKENS})
+        assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+        # TRL appended its own per-step metrics; the kit's sums are read when the trainer logs
+        ent, acc = trainer._metrics[mode]["entropy"][-1], trainer._metrics[mode]["mean_token_accuracy"][-1]
+        valid, ent_sum, top1 = trainer._kit_sums[mode].tolist()
+        assert ent_sum / valid == pytest.approx(ent, rel=1e-5) and top1 / valid == pytest.approx(acc, rel=1e-6)
+    trainer._track_num_input_tokens(batch)
+    assert trainer.state.num_input_tokens_seen == batch[REAL_TOKENS]
 
 
 def test_pretraining_keeps_documents_apart_when_asked(tmp_path, tok):
@@ -311,3 +374,45 @@ def test_gpu_packed_documents_train_as_if_alone(tok, kernel, dtype):
     for n, g in packed_grads.items():
         ref = alone_grads[n]
         assert (g - ref).norm().item() <= 0.05 * ref.norm().item() + 1e-6, n
+
+
+@pytest.mark.gpu
+def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
+    """The default path on a bf16 GPU (QLoRA, packed rows, fused layers): between the steps no call
+    waits for the GPU (torch's sync debug mode, over steps 4 to 7; the steps that log are outside),
+    so Python prepares the next step while the GPU runs this one. On fp16 the gradient scaler
+    reads its overflow flag every step, by design."""
+    import warnings
+
+    from transformers import TrainerCallback
+
+    from helpers.data import chitchat_conversations, write_jsonl
+    from helpers.hardware import choose, gpu_caps
+    from helpers.train import train
+    if choose(gpu_caps()).dtype != "bfloat16":
+        pytest.skip("fp16 training: the gradient scaler checks for overflow every step")
+    write_jsonl(tmp_path / "train.jsonl", chitchat_conversations()[:200])
+    found = []
+
+    class Watch(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                self.cm = warnings.catch_warnings(record=True)
+                self.log = self.cm.__enter__()
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+            elif state.global_step == 7:
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("default")
+                self.cm.__exit__(None, None, None)
+                found.extend(f"{w.filename}:{w.lineno}: {w.message}" for w in self.log
+                             if "synchroniz" in str(w.message))
+
+    cfg = TrainConfig.from_params(dict(MODEL_NAME=EMB, QUANTIZATION="4bit", MAX_SEQ_LEN=512, PER_DEVICE_BATCH_SIZE=4,
+                                       GRADIENT_ACCUMULATION_STEPS=1, MAX_STEPS=9, LOGGING_STEPS=100, REPORT_TO="none",
+                                       EVAL_FRACTION=0.0, EVAL_STEPS=0, SAVE_STEPS=1000, RESUME="never",
+                                       DATASET_PATH=str(tmp_path / "train.jsonl"),
+                                       OUTPUT_DIR=str(tmp_path / "run")), environ={})
+    m = train(cfg, callbacks=[Watch()]).metrics
+    assert m["steps"] == 9 and m["data"]["train"]["packing"]["kernel"] in ("varlen", "flash_attention_2")
+    assert not found, "host syncs inside training steps:\n" + "\n".join(found[:20])

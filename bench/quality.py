@@ -159,7 +159,7 @@ def chat_recipe(a, dataset: Path, out: Path, **run):
                        report_to="none", resume="never", gradient_checkpointing=not a.smoke, **run)
 
 
-def chat(a, work: Path, epochs: float = 1.0, lr_scaling: str = "sqrt") -> dict:
+def chat(a, work: Path, epochs: float = 1.0, lr_scaling: str = "linear") -> dict:
     from helpers.data import held_out_turns, split_chitchat, write_jsonl
     from helpers.train import train
     if a.split == "baseline":
@@ -496,8 +496,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new", type=int, default=48)
     ap.add_argument("--packing", default="on", choices=["on", "off"], help="chat: PACKING (the kit's default: on)")
     ap.add_argument("--epochs", default="1", help="chat: comma-separated epoch counts, one run each")
-    ap.add_argument("--lr-scaling", default="sqrt",
-                    help="chat, packed: comma-separated PACKED_LR_SCALING values (the kit's default: sqrt), one run each")
+    ap.add_argument("--lr-scaling", default="linear",
+                    help="chat, packed: comma-separated PACKED_LR_SCALING values (the kit's default: linear), one run each")
     ap.add_argument("--match-examples", type=int, default=1200, help="packing: conversations of the packed/padded runs")
     ap.add_argument("--match-batch", type=int, default=4, help="packing: conversations per padded step")
     ap.add_argument("--match-seeds", default="42,43", help="packing: comma-separated seeds")
@@ -538,16 +538,23 @@ def main(argv=None) -> int:
         (work / "packing.json").write_text(json.dumps(results, indent=2) + "\n")
         print(packing_table(results), flush=True)
         return 0
-    if a.experiment in ("all", "chat"):
-        for ep in [float(x) for x in a.epochs.split(",") if x.strip()]:
-            for scaling in [x.strip() for x in a.lr_scaling.split(",") if x.strip()]:
-                results.append(chat(a, work, ep, scaling))
-    if a.experiment in ("all", "rdocs") and (a.r_text or a.experiment == "rdocs"):
-        results.append(rdocs(a, work))
     import torch
     meta = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch": torch.__version__,
             "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])), "seed": a.seed}
-    (work / "quality.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str) + "\n")
+
+    def done(result: dict) -> None:
+        """Each run's figures as soon as it ends (quality.json rewritten, a RESULT line), so a run cut
+        short keeps the ones before it."""
+        results.append(result)
+        (work / "quality.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str) + "\n")
+        print("RESULT " + json.dumps({k: v for k, v in result.items() if k != "examples"}, default=str), flush=True)
+
+    if a.experiment in ("all", "chat"):
+        for ep in [float(x) for x in a.epochs.split(",") if x.strip()]:
+            for scaling in [x.strip() for x in a.lr_scaling.split(",") if x.strip()]:
+                done(chat(a, work, ep, scaling))
+    if a.experiment in ("all", "rdocs") and (a.r_text or a.experiment == "rdocs"):
+        done(rdocs(a, work))
     print(table(results), flush=True)
     return 0
 

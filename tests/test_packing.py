@@ -233,8 +233,8 @@ def test_training_packs_by_default_and_validation_loss_is_the_same_figure(tmp_pa
     # one epoch: every packed row once, and the token count (from the collator, never read back
     # from the device) is every token of the rows (the pad token is not in the conversations)
     assert m["steps"] == -(-pk["rows"] // 2) and m["tokens_seen"] == pk["tokens"], (m, pk)
-    # a packed step holds examples / rows times the examples: the rate grows by the square root
-    assert pk["lr_scaling"] == "sqrt" and pk["learning_rate"] == pytest.approx(1e-3 * (32 / pk["rows"]) ** 0.5)
+    # a packed step holds examples / rows times the examples: the rate grows as many times
+    assert pk["lr_scaling"] == "linear" and pk["learning_rate"] == pytest.approx(1e-3 * 32 / pk["rows"])
     rates = [h["learning_rate"] for h in res.log_history if "learning_rate" in h]
     assert max(rates) > 1e-3 and max(rates) <= pk["learning_rate"] + 1e-12, rates
     # TRL's metrics still come, read once per log line
@@ -378,10 +378,15 @@ def test_gpu_packed_documents_train_as_if_alone(tok, kernel, dtype):
 
 @pytest.mark.gpu
 def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
-    """The default path on a bf16 GPU (QLoRA, packed rows, fused layers): between the steps no call
-    waits for the GPU (torch's sync debug mode, over steps 4 to 7; the steps that log are outside),
-    so Python prepares the next step while the GPU runs this one. On fp16 the gradient scaler
-    reads its overflow flag every step, by design."""
+    """The default path on a bf16 GPU (QLoRA, packed rows, fused layers), over steps 4 to 7 (the
+    steps that log are outside) in torch's sync debug mode: neither the Trainer's loop nor the
+    loss and its metrics (helpers.train.KitTrainer) wait for the GPU any more (TRL's
+    ``compute_loss`` read four figures back per step, the Trainer two). The waits left are
+    the libraries' own, each in every step (H200, 2026-12-01): TRL's fused LM head picks the
+    trained positions with a boolean mask (trl/trainer/utils.py, twice, and twice again in its
+    backward, torch/autograd/graph.py), and transformers checks whether the positions hold
+    several documents (masking_utils.py, find_packed_sequence_indices). Any other wait fails.
+    On fp16 the gradient scaler reads its overflow flag every step, by design."""
     import warnings
 
     from transformers import TrainerCallback
@@ -406,7 +411,7 @@ def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
                 torch.cuda.set_sync_debug_mode("default")
                 self.cm.__exit__(None, None, None)
                 found.extend(f"{w.filename}:{w.lineno}: {w.message}" for w in self.log
-                             if "synchroniz" in str(w.message))
+                             if "called a synchronizing CUDA operation" in str(w.message))
 
     cfg = TrainConfig.from_params(dict(MODEL_NAME=EMB, QUANTIZATION="4bit", MAX_SEQ_LEN=512, PER_DEVICE_BATCH_SIZE=4,
                                        GRADIENT_ACCUMULATION_STEPS=1, MAX_STEPS=9, LOGGING_STEPS=100, REPORT_TO="none",
@@ -415,4 +420,7 @@ def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
                                        OUTPUT_DIR=str(tmp_path / "run")), environ={})
     m = train(cfg, callbacks=[Watch()]).metrics
     assert m["steps"] == 9 and m["data"]["train"]["packing"]["kernel"] in ("varlen", "flash_attention_2")
-    assert not found, "host syncs inside training steps:\n" + "\n".join(found[:20])
+    known = ("trl/trainer/utils.py:", "torch/autograd/graph.py:", "transformers/masking_utils.py:")
+    assert found, "the sync debug mode saw none of the libraries' known waits: is it on?"
+    other = [f for f in found if not any(k in f for k in known)]
+    assert not other, "host syncs inside training steps:\n" + "\n".join(other[:20])

@@ -47,6 +47,8 @@ TEMPLATE = "auto"  # @param ["auto", "chat", "alpaca"]
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
 # @markdown `PACKING`: sft: pack examples into rows of MAX_SEQ_LEN tokens, each attending only to itself (no padding)
 PACKING = True  # @param {type:"boolean"}
+# @markdown `PACKED_LR_SCALING`: sft packing: LEARNING_RATE x examples per row ("linear"), x their square root ("sqrt") or as set ("none")
+PACKED_LR_SCALING = "linear"  # @param ["linear", "sqrt", "none"]
 # @markdown `REPLAY_SHARE`: share of the training stream that is general data, against forgetting (0 = off; sft: examples, pretrain: blocks)
 REPLAY_SHARE = 0.0  # @param {type:"number"}
 # @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows (pretrain); "" = bundled chats
@@ -112,7 +114,11 @@ print(cfg.describe())
 # the examples of a micro-batch as one row with their bounds; a T4 or a CPU uses a per-document
 # mask. The training log says which, and how full the rows are. What changes for you:
 # `PER_DEVICE_BATCH_SIZE` counts packed rows, so a step holds several times more examples and an
-# epoch takes fewer steps (lower `EVAL_STEPS` and `SAVE_STEPS` to validate and save as often as before). The validation examples
+# epoch takes fewer steps (lower `EVAL_STEPS` and `SAVE_STEPS` to validate and save as often as before).
+# So that fewer, bigger steps still learn as much per epoch, the learning rate is multiplied by
+# the examples per row (`PACKED_LR_SCALING = "linear"`; the log prints both rates): `LEARNING_RATE`
+# keeps the meaning recipes give it, the rate of a batch of examples. `"sqrt"` scales by the square
+# root, `"none"` uses `LEARNING_RATE` as it is. The validation examples
 # stay one per row, so the validation loss is the same figure either way. `PACKING = False`
 # trains one example per row, padded, as before.
 #

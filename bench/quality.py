@@ -159,7 +159,7 @@ def chat_recipe(a, dataset: Path, out: Path, **run):
                        report_to="none", resume="never", gradient_checkpointing=not a.smoke, **run)
 
 
-def chat(a, work: Path, epochs: float = 1.0, lr_scaling: str = "linear") -> dict:
+def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
     from helpers.data import held_out_turns, split_chitchat, write_jsonl
     from helpers.train import train
     if a.split == "baseline":
@@ -184,7 +184,7 @@ def chat(a, work: Path, epochs: float = 1.0, lr_scaling: str = "linear") -> dict
     pk = result.metrics["data"]["train"].get("packing") or {}
     return {"experiment": f"chat ({'packed, lr ' + lr_scaling if packing else 'padded'}, {epochs:g} epoch{'s' if epochs != 1 else ''})",
             "split": a.split, "n_train": len(train_rows), "n_test": len(test_rows), "packing": packing, "epochs": epochs,
-            "lr_scaling": lr_scaling if packing else None, "learning_rate": pk.get("learning_rate", 2e-4),
+            "lr_scaling": lr_scaling if packing else None, "learning_rate": pk.get("learning_rate", cfg.learning_rate),
             "steps": result.metrics["steps"], "train_seconds": result.metrics["train_seconds"],
             "train_wall_seconds": round(wall, 1), "train_loss": result.metrics["train_loss"],
             "peak_memory_gib": result.metrics["peak_memory_gib"], "tokens_per_second": result.metrics["tokens_per_second"],

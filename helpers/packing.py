@@ -177,8 +177,7 @@ class PackedCollator:
             lens = [n for r in rows for n in r[2]]
             cu = torch.tensor([0] + lens, dtype=torch.int32).cumsum(0, dtype=torch.int32)
             longest = max(lens)
-            ids_t = torch.tensor([ids])
-            return self._counted({"input_ids": ids_t, "labels": torch.tensor([labels]),
+            return self._counted({"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
                                   "position_ids": torch.tensor([document_positions(lens)]),
                                   "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest,
                                   "max_length_k": longest, "use_cache": False})

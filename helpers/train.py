@@ -68,8 +68,9 @@ from .data import TYPE_PROBLEM, DataError, read_jsonl, validate_rows
 from .memory import MemoryPlan, peak_memory_gib, plan_memory
 from .run import RunDir
 
-# how a packed run's learning rate follows the examples one packed row holds (packed_lr)
-PACKED_LR_SCALINGS = ("sqrt", "linear", "none")
+# how a packed run's learning rate follows the k examples one packed row holds (packed_lr)
+_PACKED_LR_FACTOR = {"linear": lambda k: k, "sqrt": math.sqrt, "none": lambda k: 1.0}
+PACKED_LR_SCALINGS = tuple(_PACKED_LR_FACTOR)
 
 
 @dataclass
@@ -651,11 +652,14 @@ def add_lora(model, cfg: TrainConfig):
 
 
 def _make_trainer_class():
+    import torch
     from trl import SFTTrainer
+
+    from .packing import REAL_TOKENS
 
     class KitTrainer(SFTTrainer):
         """SFTTrainer with a smaller learning rate for embed_tokens/lm_head (domain pretraining), and a
-        training step that never waits for the GPU.
+        training step without the trainer's own waits for the GPU.
 
         TRL's ``compute_loss`` reads its metrics (``num_valid > 0``, entropy, token accuracy, token
         count) with ``.item()`` after every forward, and the Trainer reads the token count with
@@ -666,7 +670,8 @@ def _make_trainer_class():
         of the user's, no MoE auxiliary loss, no sequence parallelism), the loss is the same
         expression and the metrics stay sums on the GPU, read when the trainer logs; the token count
         comes from the CPU (the packed collator's ``REAL_TOKENS``, the same non-padding count). Any
-        other loss runs TRL's own code."""
+        other loss runs TRL's own code. The libraries still wait inside the forward and backward
+        (TRL's fused LM head, transformers' packed-position check: bench/RESULTS.md)."""
 
         embedding_lr_ratio: float = 1.0
 
@@ -677,9 +682,6 @@ def _make_trainer_class():
                     and not (pc is not None and getattr(pc, "sp_enabled", False)))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            import torch
-
-            from .packing import REAL_TOKENS
             inputs.pop(REAL_TOKENS, None)
             if not self._kit_plain_loss():
                 return super().compute_loss(model, inputs, return_outputs=return_outputs,
@@ -702,7 +704,6 @@ def _make_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
         def _track_num_input_tokens(self, inputs):
-            from .packing import REAL_TOKENS
             real = inputs.get(REAL_TOKENS) if isinstance(inputs, dict) else None
             if real is None or self.args.world_size > 1 or self.args.include_num_input_tokens_seen != "non_padding":
                 return super()._track_num_input_tokens(inputs)
@@ -979,7 +980,7 @@ def packed_lr(lr: float, examples: int, rows: int, scaling: str) -> tuple[float,
     bench/QUALITY.md (k = 2.1, 90 steps instead of 188, one H200 run): held-out perplexity 29.25
     with "none", 27.87 with "sqrt", 26.73 with "linear", against 26.67 for the unpacked recipe."""
     k = examples / rows if rows else 1.0
-    factor = {"sqrt": math.sqrt(k), "linear": k, "none": 1.0}[scaling]
+    factor = _PACKED_LR_FACTOR[scaling](k)
     if scaling == "none" or factor == 1.0:
         return lr, f"learning rate {lr:.3g} as set (PACKED_LR_SCALING={scaling!r}, {k:.2f} examples per row)"
     rule = f"sqrt({k:.2f})" if scaling == "sqrt" else f"{k:.2f}"

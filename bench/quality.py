@@ -159,6 +159,17 @@ def chat_recipe(a, dataset: Path, out: Path, **run):
                        report_to="none", resume="never", gradient_checkpointing=not a.smoke, **run)
 
 
+def chat_warmup(a) -> float:
+    """The chat runs' WARMUP_RATIO: ``--warmup kit`` is the kit's default (a share of the run's
+    steps, so it shrinks with the packed run's fewer steps); ``--warmup recipe`` is the usual
+    recipe's 10 optimizer steps whatever a step holds (QUALITY.md 1b and 1c). Short runs
+    (``--max-steps`` of 20 or fewer) warm up for no step."""
+    from helpers.train import TrainConfig
+    if 0 < a.max_steps <= 20:
+        return 0
+    return 10 if a.warmup == "recipe" else TrainConfig.warmup_ratio
+
+
 def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
     from helpers.data import held_out_turns, split_chitchat, write_jsonl
     from helpers.train import train
@@ -174,8 +185,7 @@ def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
     name = f"run_{'packed_' + lr_scaling if packing else 'padded'}_e{epochs:g}"
     cfg = chat_recipe(a, work / "chat" / "train.jsonl", work / "chat" / name,
                       packing=packing, num_train_epochs=epochs, max_steps=a.max_steps, per_device_batch_size=a.batch,
-                      warmup_ratio=10 if a.max_steps < 0 or a.max_steps > 20 else 0, seed=a.seed,
-                      packed_lr_scaling=lr_scaling)
+                      warmup_ratio=chat_warmup(a), seed=a.seed, packed_lr_scaling=lr_scaling)
     t = time.time()
     result = train(cfg)
     wall = time.time() - t
@@ -185,7 +195,7 @@ def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
     return {"experiment": f"chat ({'packed, lr ' + lr_scaling if packing else 'padded'}, {epochs:g} epoch{'s' if epochs != 1 else ''})",
             "split": a.split, "n_train": len(train_rows), "n_test": len(test_rows), "packing": packing, "epochs": epochs,
             "lr_scaling": lr_scaling if packing else None, "learning_rate": pk.get("learning_rate", cfg.learning_rate),
-            "steps": result.metrics["steps"], "train_seconds": result.metrics["train_seconds"],
+            "steps": result.metrics["steps"], "warmup_ratio": cfg.warmup_ratio, "train_seconds": result.metrics["train_seconds"],
             "train_wall_seconds": round(wall, 1), "train_loss": result.metrics["train_loss"],
             "peak_memory_gib": result.metrics["peak_memory_gib"], "tokens_per_second": result.metrics["tokens_per_second"],
             **res}
@@ -496,6 +506,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new", type=int, default=48)
     ap.add_argument("--packing", default="on", choices=["on", "off"], help="chat: PACKING (the kit's default: on)")
     ap.add_argument("--epochs", default="1", help="chat: comma-separated epoch counts, one run each")
+    ap.add_argument("--warmup", default="kit", choices=["kit", "recipe"],
+                    help="chat: the kit's WARMUP_RATIO (a share of the steps) or the usual recipe's 10 steps")
     ap.add_argument("--lr-scaling", default="linear",
                     help="chat, packed: comma-separated PACKED_LR_SCALING values (the kit's default: linear), one run each")
     ap.add_argument("--match-examples", type=int, default=1200, help="packing: conversations of the packed/padded runs")

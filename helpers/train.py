@@ -977,8 +977,10 @@ def packed_lr(lr: float, examples: int, rows: int, scaling: str) -> tuple[float,
     k, the linear scaling rule (Goyal et al., 2017, "Accurate, large minibatch SGD"), so an epoch
     moves the weights about as far as the unpacked recipe; "sqrt" by sqrt(k), the square-root rule
     for Adam (Malladi et al., 2022); "none" keeps it. Measured on the chat protocol of
-    bench/QUALITY.md (k = 2.1, 90 steps instead of 188, one H200 run): held-out perplexity 29.25
-    with "none", 27.87 with "sqrt", 26.73 with "linear", against 26.67 for the unpacked recipe."""
+    bench/QUALITY.md (k = 2.1, 90 steps instead of 188, one H200 run, the recipe's 10 warm-up
+    steps): held-out perplexity 29.25 with "none", 27.87 with "sqrt", 26.73 with "linear", against
+    26.67 for the unpacked recipe; with the kit's WARMUP_RATIO (3% of the steps), "linear" gave
+    26.60 on two seeds against the recipe's 26.69 in the same run (QUALITY.md 1d)."""
     k = examples / rows if rows else 1.0
     factor = _PACKED_LR_FACTOR[scaling](k)
     if scaling == "none" or factor == 1.0:

@@ -967,6 +967,9 @@ def _prepare_packing(model, cfg: TrainConfig, log) -> str | None:
     return kernel
 
 
+_PACKED_LR_MEASURED = 2.1  # the largest factor bench/QUALITY.md measured (the chat protocol, "linear")
+
+
 def packed_lr(lr: float, examples: int, rows: int, scaling: str) -> tuple[float, str]:
     """The learning rate of a packed SFT run, and the sentence that says so.
 
@@ -986,8 +989,12 @@ def packed_lr(lr: float, examples: int, rows: int, scaling: str) -> tuple[float,
     if scaling == "none" or factor == 1.0:
         return lr, f"learning rate {lr:.3g} as set (PACKED_LR_SCALING={scaling!r}, {k:.2f} examples per row)"
     rule = f"sqrt({k:.2f})" if scaling == "sqrt" else f"{k:.2f}"
-    return lr * factor, (f"learning rate {lr:.3g} x {rule} = {lr * factor:.3g} for {k:.2f} examples per row "
-                         f"(PACKED_LR_SCALING={scaling!r}; 'none' keeps {lr:.3g})")
+    why = (f"learning rate {lr:.3g} x {rule} = {lr * factor:.3g} for {k:.2f} examples per row "
+           f"(PACKED_LR_SCALING={scaling!r}; 'none' keeps {lr:.3g})")
+    if factor > _PACKED_LR_MEASURED:
+        why += (f". The rule was measured up to x{_PACKED_LR_MEASURED:g} (bench/QUALITY.md); at x{factor:.1f} "
+                "watch the first losses, and if they jump, try 'sqrt' or notebook 07's sweep")
+    return lr * factor, why
 
 
 def packs_documents(cfg: TrainConfig) -> bool:

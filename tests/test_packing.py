@@ -2,6 +2,8 @@
 batch trains each document exactly as if it were alone (losses and adapter gradients), through the
 kit's training forward (LoRA, the fused whole-layer path under checkpointing); the naive
 padding-free batch is shown to contaminate; labels never cross a document boundary."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -262,6 +264,8 @@ def test_packed_learning_rate_rule():
     assert lr == 2e-4 and "as set" in why and "4.00 examples per row" in why
     assert packed_lr(2e-4, 10, 10, "sqrt")[0] == 2e-4  # one example per row: nothing to carry
     assert "learning rate 0.0002 x sqrt(4.00) = 0.0004 for 4.00 examples per row" in packed_lr(2e-4, 300, 75, "sqrt")[1]
+    assert "watch the first losses" not in packed_lr(2e-4, 300, 75, "sqrt")[1]  # x2: inside what was measured
+    assert "measured up to x2.1 (bench/QUALITY.md); at x4.0" in packed_lr(2e-4, 300, 75, "linear")[1]
     with pytest.raises(ConfigError, match="PACKED_LR_SCALING='cube'"):
         TrainConfig(packed_lr_scaling="cube").validate()
 
@@ -385,7 +389,8 @@ def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
     the libraries' own, each in every step (H200, 2026-12-01): TRL's fused LM head picks the
     trained positions with a boolean mask (trl/trainer/utils.py, twice, and twice again in its
     backward, torch/autograd/graph.py), and transformers checks whether the positions hold
-    several documents (masking_utils.py, find_packed_sequence_indices). Any other wait fails.
+    several documents (masking_utils.py, find_packed_sequence_indices). Any other wait fails. The
+    watch proves itself with one wait of its own, so the test still holds when the libraries' go.
     On fp16 the gradient scaler reads its overflow flag every step, by design."""
     import warnings
 
@@ -406,6 +411,7 @@ def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
                 self.log = self.cm.__enter__()
                 warnings.simplefilter("always")
                 torch.cuda.set_sync_debug_mode("warn")
+                torch.ones(1, device="cuda").item()  # a wait of our own: the watch must see it
             elif state.global_step == 7:
                 torch.cuda.synchronize()
                 torch.cuda.set_sync_debug_mode("default")
@@ -420,7 +426,8 @@ def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
                                        OUTPUT_DIR=str(tmp_path / "run")), environ={})
     m = train(cfg, callbacks=[Watch()]).metrics
     assert m["steps"] == 9 and m["data"]["train"]["packing"]["kernel"] in ("varlen", "flash_attention_2")
+    probe = [f for f in found if Path(f.split(":")[0]).name == Path(__file__).name]
+    assert probe, "the sync debug mode did not see the test's own .item(): the watch is not on"
     known = ("trl/trainer/utils.py:", "torch/autograd/graph.py:", "transformers/masking_utils.py:")
-    assert found, "the sync debug mode saw none of the libraries' known waits: is it on?"
-    other = [f for f in found if not any(k in f for k in known)]
+    other = [f for f in found if f not in probe and not any(k in f for k in known)]
     assert not other, "host syncs inside training steps:\n" + "\n".join(other[:20])

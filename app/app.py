@@ -18,8 +18,8 @@ import gradio as gr
 
 # The kit's package: installed (`bash scripts/setup_env.sh`, or `pip install` of the repository), or a
 # copy of helpers/ beside app.py, as on a Space.
-from helpers.run import RunDir
-from helpers.chat import PRESETS, ChatError, ChatSession, chat_model_name, load_chat_model
+from helpers.common.run import RunDir
+from helpers.chat.session import PRESETS, ChatError, ChatSession, chat_model_name, load_chat_model
 
 
 def resolve_adapter(adapter: str) -> str:
@@ -28,7 +28,7 @@ def resolve_adapter(adapter: str) -> str:
         return adapter
     if adapter.count("/") == 1 and not adapter.startswith((".", "/")):
         from huggingface_hub import snapshot_download
-        from helpers.models import hf_token
+        from helpers.common.models import hf_token
         return snapshot_download(adapter, token=hf_token())
     raise SystemExit(f"ADAPTER={adapter!r} is neither a folder nor a Hub repo id (owner/name).")
 

@@ -1,7 +1,7 @@
 """Evaluation speed: the seed's way vs ours, on the same held-out prompts (GPU; --smoke on a CPU).
 
 The seed's evaluation answered one prompt at a time with sampling and up to 1,000 new tokens
-(``model.generate`` per prompt). Ours (``helpers.generate.generate_answers``, what notebook 05
+(``model.generate`` per prompt). Ours (``helpers.common.generate.generate_answers``, what notebook 05
 uses) tokenizes once, sorts the prompts by length and answers them in batches with left padding,
 the KV cache and greedy decoding, stopping each answer at EOS / end of turn. Both count only the
 tokens an answer really has (up to and including its stop token).
@@ -45,7 +45,7 @@ def tokenizer_dir(arg: str | None) -> str:
     d = arg or os.environ.get("BENCH_TOKENIZER")
     if d:
         return d
-    from helpers.fixtures import llama3_tokenizer_dir
+    from helpers.common.resources import llama3_tokenizer_dir
     return str(llama3_tokenizer_dir())
 
 
@@ -79,11 +79,11 @@ def random_checkpoint(shape: str, tok_dir: str, root: str) -> str:
 
 
 def held_out_prompts(tok, n: int) -> list[str]:
-    from helpers.data import held_out_turns, read_jsonl
-    from helpers.prompts import prompt_text
+    from helpers.common.data import held_out_turns, read_jsonl
+    from helpers.common.prompts import prompt_text
     rows = held_out_turns(read_jsonl(ROOT / "helpers" / "resources" / "chitchat" / "test.jsonl"))
     if n > len(rows):
-        from helpers.data import split_chitchat
+        from helpers.common.data import split_chitchat
         rows = held_out_turns(split_chitchat(0, n)[1])
     return [prompt_text(tok, r) for r in rows[:n]]
 
@@ -91,7 +91,7 @@ def held_out_prompts(tok, n: int) -> list[str]:
 def seed_way(model, tok, prompts, max_new_tokens: int, budget_s: float) -> dict:
     """One prompt at a time, sampling (temperature 0.7, top-p 0.9), up to max_new_tokens."""
     import torch
-    from helpers.models import model_device, stop_token_ids
+    from helpers.common.models import model_device, stop_token_ids
     dev = model_device(model)
     eos = stop_token_ids(tok)
     torch.manual_seed(0)
@@ -115,14 +115,14 @@ def seed_way(model, tok, prompts, max_new_tokens: int, budget_s: float) -> dict:
 
 
 def ours(model, tok, prompts, max_new_tokens: int, batch: int) -> dict:
-    from helpers.generate import generate_answers
+    from helpers.common.generate import generate_answers
     g = generate_answers(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch)
     return {"prompts": len(prompts), "tokens": sum(g["new_tokens"]), "seconds": g["seconds"],
             "tokens_per_second": g["tokens_per_second"], "stopped": sum(g["stopped"])}
 
 
 def load(args):
-    from helpers.models import load_model
+    from helpers.common.models import load_model
     name = args.model
     if args.shape:
         name = random_checkpoint(args.shape, tokenizer_dir(args.tokenizer), args.ckpt_root)
@@ -153,8 +153,8 @@ def memory(args) -> dict:
     batched generation of long answers and batched reference perplexity."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from helpers.evaluation import sequence_nll
-    from helpers.generate import adapter_disabled, generate_answers
+    from helpers.evaluation.report import sequence_nll
+    from helpers.common.generate import adapter_disabled, generate_answers
     model, tok = load(args)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
     model.eval()

@@ -1,7 +1,7 @@
 """Check our GGUF export in llama.cpp itself, not only through transformers' GGUF loader.
 
 Merges a tiny real adapter (a few steps on the bundled conversations, as the export tests train
-it) into the embedded model, writes f16 and q8_0 GGUF files with helpers.export, answers a chat
+it) into the embedded model, writes f16 and q8_0 GGUF files with helpers.chat.export, answers a chat
 prompt greedily with transformers, then loads each GGUF in llama.cpp (node-llama-cpp's prebuilt
 CPU binaries, installed from npm into bench/llama_cpp/node_modules) and compares: the prompt's
 token ids, the greedy answer's token ids, and that the answer stops at <|im_end|>. Prints a table.
@@ -56,7 +56,7 @@ def main() -> int:
     a = ap.parse_args()
     from transformers import AutoTokenizer
 
-    from helpers.export import export_gguf, merge_adapter
+    from helpers.chat.export import export_gguf, merge_adapter
     from tiny_adapter import EMBEDDED, tiny_adapter
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

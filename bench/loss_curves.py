@@ -4,7 +4,7 @@ same seed, same data, same order, differing only in the fast-path levers, with t
   plain  the usual notebook recipe: peft's ``prepare_model_for_kbit_training`` (fp32 up-cast of
          norms, embeddings and lm_head), peft's own LoRA forward, no Liger kernels, paged AdamW
          8-bit, checkpointed activations kept on the GPU
-  fast   our defaults (helpers.train.train as notebooks 03/04 run it): no up-cast, fused LoRA
+  fast   our defaults (helpers.train.loop.train as notebooks 03/04 run it): no up-cast, fused LoRA
          layers (helpers/fast_lora.py), Liger RMSNorm/SwiGLU/RoPE, fused AdamW, checkpointed layer
          inputs offloaded to the CPU
 
@@ -36,7 +36,7 @@ def run(kind: str, steps: int, out: Path) -> dict:
     import os
     import torch
 
-    import helpers.train as T
+    import helpers.train.loop as T
     if kind == "fp16":
         os.environ["LLAMA_KIT_EMULATE_T4"] = "1"  # the kit then trains in fp16 with loss scaling
     cuda = torch.cuda.is_available()
@@ -89,7 +89,7 @@ LABELS = {"plain": "plain recipe", "fast": "fast path (defaults)", "bf16": "bf16
 
 
 def report(runs: dict, out: Path, kinds=("plain", "fast"), stem: str = "fast_path") -> None:
-    from helpers.plots import loss_series, plot_overlay
+    from helpers.common.plots import loss_series, plot_overlay
     ref, new = kinds
     series = {k: {s: l for s, _, l in loss_series(r["history"])["train"]} for k, r in runs.items()}
     evals = {k: {s: l for s, _, l in loss_series(r["history"])["eval"]} for k, r in runs.items()}

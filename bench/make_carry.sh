@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="$PWD/.venv/bin/python"
-pin() { $PY -c "import sys; from helpers.setup import requirement_pins; print(next(p.spec for p in requirement_pins() if p.name == sys.argv[1]))" "$1"; }
-G=$($PY -c "from helpers.models import EMBEDDED, EMBEDDED_DEFAULT, embedded_gguf; print(embedded_gguf(EMBEDDED[EMBEDDED_DEFAULT]))")
+pin() { $PY -c "import sys; from helpers.common.workspace import requirement_pins; print(next(p.spec for p in requirement_pins() if p.name == sys.argv[1]))" "$1"; }
+G=$($PY -c "from helpers.common.models import EMBEDDED, EMBEDDED_DEFAULT, embedded_gguf; print(embedded_gguf(EMBEDDED[EMBEDDED_DEFAULT]))")
 rm -rf .devcarry/ga .devcarry/gb .devcarry/whl .devcarry/bnb
 mkdir -p .devcarry/ga .devcarry/gb .devcarry/tok .devcarry/data .devcarry/whl .devcarry/bnb
 half=$(( $(stat -c %s "$G") / 2 ))
@@ -25,6 +25,6 @@ python3 -m pip download -q $P -d .devcarry/whl $(pin transformers) $(pin peft) $
 $PY -m pip wheel -q --no-deps -w .devcarry/whl $(pin rouge-score)
 python3 -m pip download -q $P -d /tmp/bnb-whl $(pin bitsandbytes)
 (cd .devcarry/bnb && unzip -q -o /tmp/bnb-whl/bitsandbytes-*.whl && find bitsandbytes -name 'libbitsandbytes_*.so' ! -name '*cuda130*' -delete)
-$PY -c "from helpers.fixtures import llama3_tokenizer_dir; import shutil; d = llama3_tokenizer_dir(); [shutil.copy(d / f, '.devcarry/tok/') for f in ('tokenizer.json', 'tokenizer_config.json')]"
+$PY -c "from helpers.common.resources import llama3_tokenizer_dir; import shutil; d = llama3_tokenizer_dir(); [shutil.copy(d / f, '.devcarry/tok/') for f in ('tokenizer.json', 'tokenizer_config.json')]"
 if [ -d /usr/share/R/doc/manual ]; then $PY bench/quality.py --extract-r-manuals .devcarry/data/r_pages.jsonl; fi
 du -sh --apparent-size .devcarry/* | sort -k2

@@ -15,10 +15,10 @@ json.dump({"model_name": "embedded/smollm2-135m-instruct", "quantization": "4bit
 PY
 }
 mk a2 20 run_2to1; mk b1 30 run_2to1; mk c1 20 run_1to2; mk d2 30 run_1to2
-torchrun --nproc_per_node 2 -m helpers.train "$OUTD/a2.json" 2>&1 | grep -E "Done|Memory plan|Resuming" | head -3
-python3 -m helpers.train "$OUTD/b1.json" 2>&1 | grep -E "Done|Resuming" | head -3
-python3 -m helpers.train "$OUTD/c1.json" 2>&1 | grep -E "Done|Resuming" | head -3
-torchrun --nproc_per_node 2 -m helpers.train "$OUTD/d2.json" 2>&1 | grep -E "Done|Resuming" | head -3
+torchrun --nproc_per_node 2 -m helpers.train.loop "$OUTD/a2.json" 2>&1 | grep -E "Done|Memory plan|Resuming" | head -3
+python3 -m helpers.train.loop "$OUTD/b1.json" 2>&1 | grep -E "Done|Resuming" | head -3
+python3 -m helpers.train.loop "$OUTD/c1.json" 2>&1 | grep -E "Done|Resuming" | head -3
+torchrun --nproc_per_node 2 -m helpers.train.loop "$OUTD/d2.json" 2>&1 | grep -E "Done|Resuming" | head -3
 for r in run_2to1 run_1to2; do
   python3 -c "import json,sys; m=json.load(open('$OUTD/$r/run.json'))['metrics']; print('$r', 'steps', m['steps'], 'world', m['world_size'], 'resumed_from', m['resumed_from'], 'train_loss', m['train_loss'])"
 done

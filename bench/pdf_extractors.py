@@ -20,7 +20,7 @@ Documents (each with the reference text its maker published beside it, where the
 
 Extractors: pypdf (``page.extract_text()``), pymupdf (``page.get_text()``), pypdfium2 (PDFium,
 ``textpage.get_text_range()``), pdfplumber (``page.extract_text()``) when installed, and ``kit``:
-``helpers.pdf.extract_pages`` as notebook 02 runs it (PDFium plus its line geometry: super- and
+``helpers.dataset.pdf.extract_pages`` as notebook 02 runs it (PDFium plus its line geometry: super- and
 subscripts put back on their line, code lines indented). Metrics per library and document:
 
 * seconds and ms per page (one process, one thread, best of ``--repeat`` runs);
@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers.fixtures import fixture_pdf, r_manuals  # noqa: E402
+from helpers.common.resources import fixture_pdf, r_manuals  # noqa: E402
 
 INFO_DIR = Path("/usr/share/info")
 WHY3_PDF = Path("/usr/share/doc/why3-doc-pdf/manual.pdf")
@@ -88,7 +88,7 @@ def extract_pypdfium2(path: Path) -> list[str]:
 
 
 def extract_kit(path: Path) -> list[str]:
-    from helpers.pdf import CODE_MARK, extract_pages
+    from helpers.dataset.pdf import CODE_MARK, extract_pages
     pages, _ = extract_pages(path, engine="pdfium")
     return [p.replace(CODE_MARK, "").replace("\ufffe", "-") for p in pages]  # the cleaner decides each line-end hyphen
 

@@ -1,9 +1,9 @@
 """Fine-tune quality on real data, our training path, the protocol of ../shared/bench/quality_baseline.py.
 
 Two experiments, base vs tuned on held-out data never seen in training, with 95% paired
-bootstrap intervals (``helpers.evaluation``):
+bootstrap intervals (``helpers.evaluation.report``):
 
-1. chat: SmolLM2-135M-Instruct (embedded) in 4-bit, LoRA via ``helpers.train`` on 3,000
+1. chat: SmolLM2-135M-Instruct (embedded) in 4-bit, LoRA via ``helpers.train.loop`` on 3,000
    chitchat-dataset conversations (first 12 turns, first speaker = user), 1 epoch, batch 16,
    max 512 tokens, lr 2e-4, 10 warm-up steps; 300 other conversations held out. Metrics as the
    baseline: perplexity of every held-out assistant reply (reply tokens only, 512 tokens per
@@ -39,7 +39,7 @@ padded path); ``--epochs 1,2`` runs it once per epoch count.
     python bench/quality.py --replay 0,0.2 --replay-epochs 1 --r-text r_pages.jsonl --smoke   # tiny CPU check
 
 The GPU machine has no R manuals: extract the page text here (needs ``apt-get install
-r-doc-pdf``; uses helpers.pdf, else pypdf) and carry the JSONL. Prints a table last and writes
+r-doc-pdf``; uses helpers.dataset.pdf, else pypdf) and carry the JSONL. Prints a table last and writes
 ``quality.json`` to ``--out``.
 """
 from __future__ import annotations
@@ -86,10 +86,10 @@ def rouge_l_baseline(pred: str, ref: str) -> float:
 def base_vs_tuned(adapter_dir: str, quant: str, ppl_seqs: list[dict], gen_rows: list[dict] | None,
                   max_new: int, ppl_batch: int, gen_batch: int, boot: int) -> dict:
     """Perplexity (and ROUGE-L of generated first replies) for the adapter off and on, one load."""
-    from helpers.evaluation import paired_bootstrap, rouge_scores, sequence_nll
-    from helpers.generate import adapter_disabled, generate_answers
-    from helpers.models import load_model
-    from helpers.prompts import prompt_text, reference
+    from helpers.evaluation.report import paired_bootstrap, rouge_scores, sequence_nll
+    from helpers.common.generate import adapter_disabled, generate_answers
+    from helpers.common.models import load_model
+    from helpers.common.prompts import prompt_text, reference
     model, tok = load_model(EMBEDDED, quantization=quant, adapter=adapter_dir)
     res: dict = {}
     per: dict = {}
@@ -123,10 +123,10 @@ def base_vs_tuned(adapter_dir: str, quant: str, ppl_seqs: list[dict], gen_rows: 
 # ----------------------------------------------------------------------------------------------
 def baseline_split(n_train: int, n_test: int) -> tuple[list[dict], list[dict]]:
     """The baseline's exact conversations and shuffle (quality_baseline.py ``conversations``): it
-    keeps one conversation with an empty turn that helpers.data drops (4,018 vs 4,017), which
+    keeps one conversation with an empty turn that helpers.common.data drops (4,018 vs 4,017), which
     shifts the whole shuffle, so this is what makes the held-out set the same 300."""
     import random
-    from helpers.data import chitchat_path
+    from helpers.common.data import chitchat_path
     d = json.loads(chitchat_path().read_text())
     out = []
     for k in sorted(d):
@@ -152,7 +152,7 @@ def chat_recipe(a, dataset: Path, out: Path, **run):
     """The chat protocol's recipe (the baseline's: LoRA r=16, alpha 16, no dropout, lr 2e-4, one
     micro-batch per step, no validation split, no checkpoints) for the embedded model, with the
     run's own ``run`` settings (packing, epochs, steps, batch, warm-up, seed)."""
-    from helpers.train import TrainConfig
+    from helpers.train.loop import TrainConfig
     return TrainConfig(model_name=EMBEDDED, dataset_path=str(dataset), output_dir=str(out), quantization=a.quantization,
                        lora_r=16, lora_alpha=16, lora_dropout=0.0, max_seq_len=a.max_len, gradient_accumulation_steps=1,
                        learning_rate=2e-4, eval_fraction=0.0, eval_steps=0, save_steps=100000, logging_steps=10,
@@ -164,15 +164,15 @@ def chat_warmup(a) -> float:
     steps, so it shrinks with the packed run's fewer steps); ``--warmup recipe`` is the usual
     recipe's 10 optimizer steps whatever a step holds (QUALITY.md 1b and 1c). Short runs
     (``--max-steps`` of 20 or fewer) warm up for no step."""
-    from helpers.train import TrainConfig
+    from helpers.train.loop import TrainConfig
     if 0 < a.max_steps <= 20:
         return 0
     return 10 if a.warmup == "recipe" else TrainConfig.warmup_ratio
 
 
 def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
-    from helpers.data import held_out_turns, split_chitchat, write_jsonl
-    from helpers.train import train
+    from helpers.common.data import held_out_turns, split_chitchat, write_jsonl
+    from helpers.train.loop import train
     if a.split == "baseline":
         train_rows, test_rows = baseline_split(a.n_train, a.n_test)
     else:
@@ -203,8 +203,8 @@ def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
 
 def held_out_sequences(test_rows: list[dict], max_len: int) -> list[dict]:
     """The held-out conversations encoded as in training (loss mask on the replies), for perplexity."""
-    from helpers.models import load_tokenizer
-    from helpers.prompts import encode
+    from helpers.common.models import load_tokenizer
+    from helpers.common.prompts import encode
     tok = load_tokenizer(EMBEDDED)
     return [{"input_ids": e["input_ids"], "completion_mask": e["completion_mask"]}
             for e in (encode(tok, r, "auto", max_len) for r in test_rows)]
@@ -218,10 +218,10 @@ def packing_match(a, work: Path) -> list[dict]:
     a 512-token row holds 2.3 of them on average), with the same learning-rate schedule (PACKED_LR_SCALING="none"), for each seed of
     ``--match-seeds``; the held-out loss per reply token (the log of the perplexity) of every run. The
     spread between seeds of the padded runs is the noise the packed run's difference is read against."""
-    from helpers.data import write_jsonl
-    from helpers.evaluation import perplexity, sequence_nll
-    from helpers.models import load_model
-    from helpers.train import train
+    from helpers.common.data import write_jsonl
+    from helpers.evaluation.report import perplexity, sequence_nll
+    from helpers.common.models import load_model
+    from helpers.train.loop import train
     train_rows, test_rows = baseline_split(a.n_train, a.n_test)
     rows = train_rows[:a.match_examples]
     write_jsonl(work / "match" / "train.jsonl", rows)
@@ -268,14 +268,14 @@ def packing_table(results: list[dict]) -> str:
 # ----------------------------------------------------------------------------------------------
 def extract_r_manuals(out: str, folder: str = "/usr/share/R/doc/manual") -> int:
     """Page text of the R manuals (refman.pdf and fullrefman.pdf left out) as {source, page, text} rows."""
-    from helpers.data import write_jsonl
+    from helpers.common.data import write_jsonl
     pdfs = sorted(p for p in Path(folder).glob("*.pdf") if p.name not in ("refman.pdf", "fullrefman.pdf"))
     if not pdfs:
         raise SystemExit(f"No R manuals in {folder}: `apt-get install r-doc-pdf`, or pass --r-text with page text.")
     rows = []
     for p in pdfs:
         try:
-            from helpers.pdf import extract_pages
+            from helpers.dataset.pdf import extract_pages
             pages, _ = extract_pages(p)
         except ImportError:
             import pypdf
@@ -289,7 +289,7 @@ def extract_r_manuals(out: str, folder: str = "/usr/share/R/doc/manual") -> int:
 def r_pages_split(a, folder: Path) -> tuple[list[dict], list[dict]]:
     """(training pages, held-out pages) of --r-text: every 10th page of each manual is held out and
     never trained on; the training pages are written to ``folder/train.jsonl`` as {"text"} rows."""
-    from helpers.data import read_jsonl, write_jsonl
+    from helpers.common.data import read_jsonl, write_jsonl
     pages = read_jsonl(a.r_text)
     if a.smoke:
         pages = pages[:40]
@@ -300,8 +300,8 @@ def r_pages_split(a, folder: Path) -> tuple[list[dict], list[dict]]:
 
 
 def rdocs(a, work: Path) -> dict:
-    from helpers.models import load_tokenizer
-    from helpers.train import TrainConfig, train
+    from helpers.common.models import load_tokenizer
+    from helpers.train.loop import TrainConfig, train
     if not a.r_text:
         raise SystemExit("--experiment rdocs needs --r-text (page text from --extract-r-manuals).")
     train_pages, test = r_pages_split(a, work / "rdocs")
@@ -361,9 +361,9 @@ def degeneration(answers: list[str], stopped: list[bool]) -> dict:
 def replay_figures(model_name: str, adapter_dir: str, quant: str, r_seqs: list[dict], general_seqs: list[dict],
                    prompts: list[str], max_new: int, ppl_batch: int, gen_batch: int, boot: int) -> dict:
     """R-page and general perplexity, and degeneration of greedy general answers, adapter off and on."""
-    from helpers.evaluation import paired_bootstrap, sequence_nll
-    from helpers.generate import adapter_disabled, generate_answers
-    from helpers.models import load_model
+    from helpers.evaluation.report import paired_bootstrap, sequence_nll
+    from helpers.common.generate import adapter_disabled, generate_answers
+    from helpers.common.models import load_model
     model, tok = load_model(model_name, quantization=quant, adapter=adapter_dir)
     per: dict = {}
     for which in ("base", "tuned"):
@@ -396,12 +396,12 @@ def _page_pieces(tok, pages: list[dict], max_len: int) -> list[dict]:
 
 
 def replay(a, work: Path) -> list[dict]:
-    from helpers.config import notebook_defaults_for
-    from helpers.data import held_out_turns, read_jsonl
-    from helpers.fixtures import chitchat
-    from helpers.models import load_tokenizer
-    from helpers.prompts import encode, prompt_text
-    from helpers.train import TrainConfig, train
+    from helpers.core.config import notebook_defaults_for
+    from helpers.common.data import held_out_turns, read_jsonl
+    from helpers.common.resources import chitchat
+    from helpers.common.models import load_tokenizer
+    from helpers.common.prompts import encode, prompt_text
+    from helpers.train.loop import TrainConfig, train
     if not a.r_text:
         raise SystemExit("--replay needs --r-text (page text from --extract-r-manuals).")
     shares = [float(x) for x in a.replay.split(",") if x.strip()]
@@ -499,7 +499,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-train", type=int, default=3000)
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--split", default="baseline", choices=["baseline", "kit"],
-                    help="baseline: the baseline's exact 3,000/300 conversations; kit: helpers.data.split_chitchat")
+                    help="baseline: the baseline's exact 3,000/300 conversations; kit: helpers.common.data.split_chitchat")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=512)
     ap.add_argument("--max-steps", "--steps", type=int, default=-1, help="-1 = the epochs (one; --replay-epochs)")

@@ -2,7 +2,7 @@
 
 The embedded SmolLM2-135M-Instruct in 4-bit (QLoRA) on the bundled real conversations
 (helpers/resources/chitchat), learning rate x LoRA rank, a few hundred steps per run, through
-``helpers.sweep.run_sweep`` (the same path as notebook 07, and ``helpers.train.train`` underneath,
+``helpers.sweep.runner.run_sweep`` (the same path as notebook 07, and ``helpers.train.loop.train`` underneath,
 the same as notebook 04). About 4 minutes on one H100::
 
     python bench/sweep_gpu.py --plots plots                 # the committed figures
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from helpers.setup import describe_gpu, versions
-    from helpers.sweep import SweepConfig, run_sweep, table_markdown
+    from helpers.common.workspace import describe_gpu, versions
+    from helpers.sweep.runner import SweepConfig, run_sweep, table_markdown
 
     cuda = torch.cuda.is_available()
     if a.tiny:

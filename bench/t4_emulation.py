@@ -52,8 +52,8 @@ def reset_peak() -> None:
 
 
 def sft_config(**kw):
-    from helpers.fixtures import chitchat
-    from helpers.train import TrainConfig
+    from helpers.common.resources import chitchat
+    from helpers.train.loop import TrainConfig
     base = dict(model_name=EMB, quantization="4bit", dataset_path=str(chitchat("train")), max_seq_len=512,
                 per_device_batch_size=8, gradient_accumulation_steps=1, logging_steps=5, eval_steps=10, save_steps=10,
                 report_to="none", max_rows=400)
@@ -62,15 +62,15 @@ def sft_config(**kw):
 
 
 def paths() -> None:
-    from helpers.chat import ChatSession, load_chat_model
-    from helpers.evaluation import EvalConfig, evaluate_adapter
-    from helpers.export import check_gguf, export_gguf, merge_adapter
-    from helpers.fixtures import chitchat, fixture_pdf
-    from helpers.data import write_jsonl
-    from helpers.pdf import read_pdf
-    from helpers.setup import describe_gpu
-    from helpers.sweep import SweepConfig, run_sweep
-    from helpers.train import train
+    from helpers.chat.session import ChatSession, load_chat_model
+    from helpers.evaluation.report import EvalConfig, evaluate_adapter
+    from helpers.chat.export import check_gguf, export_gguf, merge_adapter
+    from helpers.common.resources import chitchat, fixture_pdf
+    from helpers.common.data import write_jsonl
+    from helpers.dataset.pdf import read_pdf
+    from helpers.common.workspace import describe_gpu
+    from helpers.sweep.runner import SweepConfig, run_sweep
+    from helpers.train.loop import train
     print(describe_gpu(), flush=True)
 
     # 03: continued pretraining on the paper's text, embed_tokens/lm_head at a tenth of the LR
@@ -133,9 +133,9 @@ def paths() -> None:
 def shapes(steps: int, warmup: int, shape_names: list[str]) -> None:
     import torch
     from transformers import TrainerCallback
-    from helpers.evaluation import EvalConfig, evaluate_adapter
-    from helpers.fixtures import chitchat
-    from helpers.train import train
+    from helpers.evaluation.report import EvalConfig, evaluate_adapter
+    from helpers.common.resources import chitchat
+    from helpers.train.loop import train
     sys.path.insert(0, str(ROOT / "bench"))
     from train_speed import make_checkpoint
 

@@ -9,19 +9,19 @@ runs in its own process so memory figures are clean.
 Variants:
   hf         the usual notebook recipe: prepare_model_for_kbit_training (fp32 up-cast), SDPA,
              full logits, gradient checkpointing (use_reentrant=False)
-  kit        our training path exactly as notebooks 03/04 run it: helpers.models.load_model(4bit),
-             helpers.train.prepare_for_training (no up-cast), Liger RMSNorm/SwiGLU/RoPE,
-             helpers.train.add_lora + fuse_lora (helpers/fast_lora.py), TRL's SFTTrainer (tiled LM
+  kit        our training path exactly as notebooks 03/04 run it: helpers.common.models.load_model(4bit),
+             helpers.train.loop.prepare_for_training (no up-cast), Liger RMSNorm/SwiGLU/RoPE,
+             helpers.train.loop.add_lora + fuse_lora (helpers/fast_lora.py), TRL's SFTTrainer (tiled LM
              head, no full logits), fused AdamW, checkpointed layer inputs offloaded to the CPU
   kit-nockpt the same without gradient checkpointing (where memory allows)
   unsloth    Unsloth FastLanguageModel with its own kernels and "unsloth" checkpointing
-  kit-auto   our path with the memory plan notebooks use (helpers.train.plan_memory picks checkpointing)
+  kit-auto   our path with the memory plan notebooks use (helpers.train.loop.plan_memory picks checkpointing)
   kit-auto-15g  the same with the process capped at 15 GiB, as on a T4
   kit-ddp2   our path on 2 GPUs with DDP (torchrun; each GPU holds the 4-bit model), same per-GPU batch
   kit-fsdp2  our path on 2 GPUs with FSDP (accelerate launch, configs/accelerate/fsdp_qlora.yaml)
 
 Flags appended to a variant with "+" switch one lever, to measure what it moves:
-  +nofuse    peft's own LoRA forward instead of helpers.fast_lora's fused layers
+  +nofuse    peft's own LoRA forward instead of helpers.train.fast_lora's fused layers
   +nolayer   fused attention and MLP under torch's checkpoint instead of one function per decoder layer
   +noliger   no Liger kernels
   +nooffload checkpointed layer inputs stay on the GPU (no TRL activation offloading)
@@ -257,14 +257,14 @@ def run_manual(variant: str, path: Path, batch: int, seq: int, steps: int, warmu
 
 
 def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: int) -> dict | None:
-    """Our path: the same functions helpers.train.train() calls, driven by TRL's SFTTrainer."""
+    """Our path: the same functions helpers.train.loop.train() calls, driven by TRL's SFTTrainer."""
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import SFTConfig
 
-    from helpers.models import load_model
-    from helpers.train import (TrainConfig, _make_trainer_class, add_lora, apply_fast_kernels, fuse_lora,
+    from helpers.common.models import load_model
+    from helpers.train.loop import (TrainConfig, _make_trainer_class, add_lora, apply_fast_kernels, fuse_lora,
                                prepare_for_training)
 
     cuda = torch.cuda.is_available()
@@ -281,7 +281,7 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
     model, tok = load_model(str(path), quantization=cfg.quantization, for_training=True, verbose=False)
     plan = None
     if base.startswith("kit-auto") and cuda:
-        from helpers.memory import plan_memory
+        from helpers.train.memory import plan_memory
         plan = plan_memory(model, cfg, quantized=True)
         cfg = cfg.replace(gradient_checkpointing=plan.gradient_checkpointing)
         batch = plan.per_device_batch_size
@@ -301,8 +301,8 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
     torch.manual_seed(0)
     model = add_lora(model, cfg)
     if "nolayer" in flags:  # the fused attention and MLP under torch's checkpoint, not one function per layer
-        import helpers.fast_lora
-        helpers.fast_lora._is_llama_layer = lambda m: False
+        import helpers.train.fast_lora
+        helpers.train.fast_lora._is_llama_layer = lambda m: False
     if "nofuse" not in flags:
         applied = fuse_lora(model, "auto", applied, log=lambda *_: None)
     print(f"{variant}: kernels {applied}", flush=True)
@@ -341,13 +341,13 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
                      optim=("paged_adamw_8bit" if "adam8bit" in flags else "adamw_torch_fused") if cuda else "adamw_torch",
                      activation_offloading=bool(cuda and cfg.gradient_checkpointing and "nooffload" not in flags
                                                 and base != "kit-fsdp2"),
-                     ddp_find_unused_parameters=False, ddp_broadcast_buffers=False,  # as helpers.train.train
+                     ddp_find_unused_parameters=False, ddp_broadcast_buffers=False,  # as helpers.train.loop.train
                      bf16=cuda, logging_steps=1,
                      save_strategy="no", report_to="none", max_length=seq, packing=False, completion_only_loss=True,
                      gradient_checkpointing=False, use_cpu=not cuda, dataloader_num_workers=0, shuffle_dataset=False,
                      disable_tqdm=True, seed=0)
     if args.n_gpu > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        args._n_gpu = 1  # one process: one GPU, as helpers.train does
+        args._n_gpu = 1  # one process: one GPU, as helpers.train.loop does
     Trainer = _make_trainer_class()
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                       callbacks=[Clock()])

@@ -8,7 +8,7 @@ imported inside functions, so ``import helpers`` is instant):
     models      load a causal LM + tokenizer (4-bit/8-bit/16-bit/fp32), the embedded model
     prompts     instruction and chat templates, EOS handling, training tokenization
     data        JSONL datasets, validation, the embedded real conversations
-    train       one training entry point (notebooks 03, 04, 07; `python -m helpers.train`)
+    train       one training entry point (notebooks 03, 04, 07; `python -m helpers.train.loop`)
     plots       loss curves
 """
 import logging as _logging

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from .setup import kit_root
+from helpers.common.workspace import kit_root
 
 ROOT = kit_root()
 NOTEBOOKS = ROOT / "notebooks"

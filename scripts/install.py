@@ -19,7 +19,7 @@ from pathlib import Path
 
 KIT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(KIT))  # read the pins with the kit's own parser before the kit is installed
-from helpers.setup import requirement_pins  # noqa: E402
+from helpers.common.workspace import requirement_pins  # noqa: E402
 
 
 def pip(*args: str) -> None:

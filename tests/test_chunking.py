@@ -1,10 +1,10 @@
-"""helpers.chunking with the real tokenizers (SmolLM2's and Llama 3's) on the real arXiv paper."""
+"""helpers.dataset.chunking with the real tokenizers (SmolLM2's and Llama 3's) on the real arXiv paper."""
 import re
 
 import pytest
 
-from helpers import fixtures
-from helpers.chunking import ChunkError, chunk_documents, chunk_text, split_sentences
+from helpers.common import resources as fixtures
+from helpers.dataset.chunking import ChunkError, chunk_documents, chunk_text, split_sentences
 
 PAPER = fixtures.fixture_pdf()
 
@@ -12,7 +12,7 @@ PAPER = fixtures.fixture_pdf()
 @pytest.fixture(scope="module", params=["smollm2", "llama3"])
 def tok(request):
     if request.param == "smollm2":
-        from helpers.models import load_tokenizer
+        from helpers.common.models import load_tokenizer
         return load_tokenizer("embedded/smollm2-135m-instruct")
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(str(fixtures.llama3_tokenizer_dir()))
@@ -20,7 +20,7 @@ def tok(request):
 
 @pytest.fixture(scope="module")
 def paper_text():
-    from helpers.pdf import read_pdf
+    from helpers.dataset.pdf import read_pdf
     return read_pdf(PAPER).text
 
 
@@ -60,7 +60,7 @@ def test_chunks_fit_cover_the_text_and_overlap(tok, paper_text):
 
 def test_token_budget_is_the_target_models(paper_text):
     from transformers import AutoTokenizer
-    from helpers.models import load_tokenizer
+    from helpers.common.models import load_tokenizer
     smol = chunk_text(paper_text, load_tokenizer("embedded/smollm2-135m-instruct"), 256, 0)
     llama = chunk_text(paper_text, AutoTokenizer.from_pretrained(str(fixtures.llama3_tokenizer_dir())), 256, 0)
     # Llama 3's 128k vocabulary packs this text in fewer tokens than SmolLM2's 49k one

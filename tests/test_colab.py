@@ -134,7 +134,7 @@ def _setup_cells_only(path: Path):
     nb = nbformat.read(path, as_version=4)
     setup = next(c for c in nb.cells if c.cell_type == "code")
     probe = nbformat.v4.new_code_cell(
-        "import helpers, os\nfrom helpers.models import hf_token\n"
+        "import helpers, os\nfrom helpers.common.models import hf_token\n"
         "print('KIT FROM', os.path.dirname(helpers.__file__))\nprint('CWD', os.getcwd())\n"
         "print('WS', ws.data_dir, ws.out_dir, ws.local_dir, ws.drive)\nprint('TOKEN OK', hf_token() == os.environ['COLAB_STANDIN_HF_TOKEN'])")
     return nbformat.v4.new_notebook(cells=[setup, probe], metadata=nb.metadata)

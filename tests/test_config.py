@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from helpers.chat import ChatConfig
-from helpers.config import (ConfigError, ConfigWarning, StepConfig, _coerce, coerce_field, notebook_configs,
+from helpers.chat.session import ChatConfig
+from helpers.core.config import (ConfigError, ConfigWarning, StepConfig, _coerce, coerce_field, notebook_configs,
                             parameter_names, siblings)
-from helpers.evaluation import EvalConfig
-from helpers.export import ExportConfig
-from helpers.train import TrainConfig
+from helpers.evaluation.report import EvalConfig
+from helpers.chat.export import ExportConfig
+from helpers.train.loop import TrainConfig
 
 
 @dataclass
@@ -50,7 +50,7 @@ def test_precedence_the_full_order_code_last():
     # replace() is code too: after the environment
     cfg = DemoConfig.from_params({}, environ={"STEPS": "5"}).replace(steps=3)
     assert cfg.steps == 3 and cfg._sources["steps"] == "code"
-    assert "5. values the notebook sets in code" in __import__("helpers.config").config.__doc__
+    assert "5. values the notebook sets in code" in __import__("helpers.core.config").config.__doc__
 
 
 def test_environment_strings_are_typed():
@@ -149,7 +149,7 @@ def test_describe_shows_value_source_and_comment():
 
 
 def test_notebook_comments_for_is_the_field_comment_unless_the_notebook_declares_its_own():
-    from helpers.config import notebook_comments_for
+    from helpers.core.config import notebook_comments_for
 
     @dataclass
     class OwnWords(DemoConfig):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from helpers.data import (DataError, chitchat_conversations, held_out_turns, read_jsonl, read_text_corpus,
+from helpers.common.data import (DataError, chitchat_conversations, held_out_turns, read_jsonl, read_text_corpus,
                           split_chitchat, validate_rows, write_jsonl)
-from helpers.fixtures import chitchat, fixture_pdf
+from helpers.common.resources import chitchat, fixture_pdf
 
 
 def test_read_jsonl_names_file_and_line(tmp_path):

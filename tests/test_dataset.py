@@ -1,4 +1,4 @@
-"""helpers.dataset: duplicates, the split by document, and the whole build on real PDFs with the
+"""helpers.dataset.build: duplicates, the split by document, and the whole build on real PDFs with the
 HTTP teacher served by a real OpenAI-compatible server on 127.0.0.1."""
 import json
 import sys
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import fixtures
-from helpers.dataset import DatasetConfig, build_dataset, deduplicate, split_by_document
+from helpers.common import resources as fixtures
+from helpers.dataset.build import DatasetConfig, build_dataset, deduplicate, split_by_document
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import API_KEY, FakeOpenAI  # noqa: E402
@@ -53,9 +53,9 @@ def test_split_by_document_is_disjoint_and_deterministic():
 
 def _doc_rows(pdf, n_rows, tmp_path, per_chunk=2):
     """``n_rows`` rows from the real chunks of a real PDF (``per_chunk`` examples per chunk)."""
-    from helpers.chunking import chunk_text
-    from helpers.models import load_tokenizer
-    from helpers.pdf import read_pdf
+    from helpers.dataset.chunking import chunk_text
+    from helpers.common.models import load_tokenizer
+    from helpers.dataset.pdf import read_pdf
     tok = load_tokenizer("embedded/smollm2-135m-instruct")
     chunks = chunk_text(read_pdf(pdf).text, tok, 128, 16, Path(pdf).name)
     assert len(chunks) * per_chunk >= n_rows
@@ -92,7 +92,7 @@ def test_lopsided_documents_never_give_most_rows_to_test(tmp_path, seed):
 
 
 def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
-    from helpers.setup import workspace
+    from helpers.common.workspace import workspace
     monkeypatch.setenv("LLAMA_KIT_WORKDIR", str(tmp_path / "ws"))
     monkeypatch.setenv("TEACHER_API_KEY", API_KEY)
     ws = workspace(use_drive=False)
@@ -141,8 +141,8 @@ def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
 
 
 def test_no_pdfs_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch, capsys):
-    from helpers.dataset import input_pdfs
-    from helpers.setup import workspace
+    from helpers.dataset.build import input_pdfs
+    from helpers.common.workspace import workspace
     monkeypatch.setenv("LLAMA_KIT_WORKDIR", str(tmp_path / "ws"))
     monkeypatch.delenv("SMOKE", raising=False)
     ws = workspace(use_drive=False)
@@ -166,10 +166,10 @@ def test_leaked_test_rows_are_moved_out_and_counted_on_the_card(tmp_path):
     """The by-position split of the real paper: a test row whose answer repeats the overlap its
     chunk shares with the last training chunk is flagged and moved to test_leaked.jsonl; a test
     row written from its own passage is kept."""
-    from helpers.chunking import chunk_text
-    from helpers.dataset import check_leakage, dataset_card
-    from helpers.models import load_tokenizer
-    from helpers.pdf import read_pdf
+    from helpers.dataset.chunking import chunk_text
+    from helpers.dataset.build import check_leakage, dataset_card
+    from helpers.common.models import load_tokenizer
+    from helpers.dataset.pdf import read_pdf
     chunks = chunk_text(read_pdf(PAPER).text, load_tokenizer("embedded/smollm2-135m-instruct"), 160, 32, PAPER.name)
     cols = ("instruction", "input", "output", "source", "chunk_id")
     mk = lambda c, text: {"instruction": f"What does passage {c.index} say?", "input": "", "output": text,  # noqa: E731

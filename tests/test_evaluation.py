@@ -1,5 +1,5 @@
 """Evaluation: metrics on real text, perplexity and the adapter switch on the embedded model, a
-real tiny adapter trained with helpers.train, and the bad inputs notebook 05 must explain."""
+real tiny adapter trained with helpers.train.loop, and the bad inputs notebook 05 must explain."""
 import json
 import math
 import shutil
@@ -12,16 +12,16 @@ EMBEDDED = "embedded/smollm2-135m-instruct"
 import torch  # noqa: E402
 torch.set_num_threads(1)  # the CI box is shared: one thread is ~10x faster than two fighting
 
-from helpers.fixtures import chitchat  # noqa: E402
-from helpers.evaluation import (GENERAL_METRICS, EvalConfig, EvalError, copy_score, degeneration,  # noqa: E402
+from helpers.common.resources import chitchat  # noqa: E402
+from helpers.evaluation.report import (GENERAL_METRICS, EvalConfig, EvalError, copy_score, degeneration,  # noqa: E402
                                 evaluate_adapter, forgetting_verdict, implausible_word, is_copy, load_references,
                                 paired_bootstrap, reference_sequences, rouge_scores, sequence_nll, verdict)
 
 
 @pytest.fixture(scope="session")
 def adapter(tmp_path_factory, embedded_dir):
-    """A real LoRA adapter: two steps of helpers.train on the bundled chitchat conversations."""
-    from helpers.train import TrainConfig, train
+    """A real LoRA adapter: two steps of helpers.train.loop on the bundled chitchat conversations."""
+    from helpers.train.loop import TrainConfig, train
     out = tmp_path_factory.mktemp("sft")
     cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(chitchat("train")), output_dir=str(out),
                       quantization="none", max_steps=2, per_device_batch_size=2, gradient_accumulation_steps=1,
@@ -80,8 +80,8 @@ def test_paired_bootstrap():
 
 # --- the embedded model ------------------------------------------------------------------------
 def test_perplexity_batched_matches_one_by_one(embedded_dir):
-    from helpers.data import held_out_turns, read_jsonl
-    from helpers.models import load_model
+    from helpers.common.data import held_out_turns, read_jsonl
+    from helpers.common.models import load_model
     model, tok = load_model(EMBEDDED, quantization="none", verbose=False)
     rows = held_out_turns(read_jsonl(str(chitchat("test")))[:3])
     seqs = reference_sequences(tok, rows, "chat", None)
@@ -279,8 +279,8 @@ def test_leaked_rows_can_be_dropped_and_the_general_check_skipped(tmp_path, adap
 def test_adapter_off_answers_equal_the_plain_base_model(report):
     """The base answers come from the adapter switched off on the one loaded model: they must
     equal the answers of the base model loaded on its own."""
-    from helpers.generate import generate_answers
-    from helpers.models import load_model
+    from helpers.common.generate import generate_answers
+    from helpers.common.models import load_model
     model, tok = load_model(EMBEDDED, quantization="none", verbose=False)
     answers = [json.loads(l) for l in open(report["files"]["answers"])]
     plain = generate_answers(model, tok, [a["prompt"] for a in answers], max_new_tokens=12, batch_size=4)
@@ -329,7 +329,7 @@ def test_prompts_longer_than_the_context(tmp_path, adapter):
 
 
 def test_config_checks():
-    from helpers.config import ConfigError
+    from helpers.core.config import ConfigError
     with pytest.raises(ConfigError, match="LONG_PROMPTS"):
         EvalConfig(long_prompts="cut").validate()
     with pytest.raises(ConfigError, match="BOOTSTRAP"):

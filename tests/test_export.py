@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from helpers.config import ConfigError
-from helpers.export import ExportConfig, ExportError, check_gguf, export_gguf, merge_adapter, push_to_hub
-from helpers.run import RunDir
+from helpers.core.config import ConfigError
+from helpers.chat.export import ExportConfig, ExportError, check_gguf, export_gguf, merge_adapter, push_to_hub
+from helpers.common.run import RunDir
 from tiny_adapter import EMBEDDED, tiny_adapter
 
 
@@ -30,7 +30,7 @@ def merged(adapter, tmp_path_factory):
 def test_merge_equals_adapter_on(adapter, merged):
     import torch
     from transformers import AutoModelForCausalLM
-    from helpers.models import load_model
+    from helpers.common.models import load_model
     out, logs = merged
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     info = json.loads((out / "MERGE_INFO.json").read_text())
@@ -95,7 +95,7 @@ def test_gguf_rope_scaling_and_refusals(merged, tmp_path):
     unsupported scaling or architecture is refused with its name and leaves no file behind."""
     import gguf
     import numpy as np
-    from helpers.export import _llama3_rope_factors
+    from helpers.chat.export import _llama3_rope_factors
     out, _ = merged
     head_dim = 64  # SmolLM2-135M: 576 / 9 heads
     # the merged config.json keeps rope settings in rope_parameters (transformers 5), with rope_theta
@@ -168,10 +168,10 @@ def test_nf4_dequantized_merge_reproduces_the_4bit_model(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    from helpers.models import load_model
+    from helpers.common.models import load_model
     tok_dir = os.environ.get("BENCH_TOKENIZER")
     if not tok_dir:
-        from helpers.fixtures import llama3_tokenizer_dir
+        from helpers.common.resources import llama3_tokenizer_dir
         tok_dir = llama3_tokenizer_dir()
     base = tmp_path / "base"
     torch.manual_seed(0)

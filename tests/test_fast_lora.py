@@ -4,11 +4,11 @@ conversation, with a dense base and with a bitsandbytes 4-bit base."""
 import pytest
 import torch
 
-from helpers.data import chitchat_conversations
-from helpers.fast_lora import _fused_attention_forward, _fused_mlp_forward, patch_lora_layers, unpatch_lora_layers
-from helpers.models import load_model
-from helpers.prompts import encode
-from helpers.train import TrainConfig, add_lora
+from helpers.common.data import chitchat_conversations
+from helpers.train.fast_lora import _fused_attention_forward, _fused_mlp_forward, patch_lora_layers, unpatch_lora_layers
+from helpers.common.models import load_model
+from helpers.common.prompts import encode
+from helpers.train.loop import TrainConfig, add_lora
 
 EMB = "embedded/smollm2-135m-instruct"
 
@@ -145,7 +145,7 @@ def _padded_batch(tok):
 def _check_same_under_checkpointing(model, batches, *, rel_loss, rel_grad, rel_logits=1e-3):
     """Gradient checkpointing on (as training runs): each decoder layer is one function, and the
     loss and every adapter gradient equal peft's under torch's checkpoint."""
-    from helpers import fast_lora
+    from helpers.train import fast_lora as fast_lora
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     n_layers = model.config.num_hidden_layers
@@ -248,7 +248,7 @@ def test_whole_layer_on_gpu_with_liger(dtype):
     another order differ by about 1%, so the bound is loose; an error in the hand-written backward
     is far larger."""
     from transformers import LlamaConfig, LlamaForCausalLM
-    from helpers.train import apply_fast_kernels
+    from helpers.train.loop import apply_fast_kernels
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(hidden_size=512, intermediate_size=1408, num_hidden_layers=3,
                                          num_attention_heads=8, num_key_value_heads=2, vocab_size=2048))
@@ -317,7 +317,7 @@ def test_cached_adapter_casts_follow_weight_updates():
 def test_direct_dequantisation_matches_bitsandbytes():
     import bitsandbytes as bnb
     import bitsandbytes.functional as bnbF
-    from helpers.private_kernels import dense_weight
+    from helpers.train.private_kernels import dense_weight
     w = torch.randn(384, 256) * 0.05
     for compute in (torch.bfloat16, torch.float32):
         q = bnb.nn.Linear4bit(256, 384, bias=False, compute_dtype=compute, quant_type="nf4")
@@ -359,7 +359,7 @@ def test_without_cuda_the_weight_is_bitsandbytes_public_dequantisation():
     import bitsandbytes
     import bitsandbytes.functional as bnbF
     from bitsandbytes.cextension import lib
-    from helpers import private_kernels as pk
+    from helpers.train import private_kernels as pk
     def raw_stream(device_index):  # what torch._C._cuda_getCurrentRawStream (absent from a CPU torch) is
         return 0
 
@@ -385,7 +385,7 @@ def test_private_kernels_resolve_only_with_their_declared_signatures():
     older bitsandbytes, or no raw-stream function gives None (the public function then)."""
     import ctypes as ct
     import types
-    from helpers import private_kernels as pk
+    from helpers.train import private_kernels as pk
     seven = ct.CFUNCTYPE(None, *[ct.c_void_p] * 4, ct.c_int32, ct.c_int32, ct.c_void_p)
     six = ct.CFUNCTYPE(None, *[ct.c_void_p] * 4, ct.c_int32, ct.c_int32)
     names = [f"cdequantize_blockwise_{d}_{q}" for d in ("bf16", "fp16", "fp32") for q in ("nf4", "fp4")]
@@ -422,7 +422,7 @@ def test_direct_dequantisation_falls_back_to_bitsandbytes():
     one warning), the weight is bitsandbytes' public dequantize_4bit, bit for bit."""
     import ctypes
     import bitsandbytes.functional as bnbF
-    from helpers import private_kernels as pk
+    from helpers.train import private_kernels as pk
     kernels = pk.bnb_kernels()
     assert kernels is not None
     w = torch.randn(384, 256, generator=torch.Generator().manual_seed(0)) * 0.05
@@ -452,10 +452,10 @@ def test_direct_dequantisation_falls_back_to_bitsandbytes():
 
 
 def test_fused_layer_passes_packed_document_bounds_to_attention():
-    """A packed batch's varlen bounds (helpers.packing: cu_seq_lens_q/k, max_length_q/k) keep the
+    """A packed batch's varlen bounds (helpers.train.packing: cu_seq_lens_q/k, max_length_q/k) keep the
     fused whole-layer path and reach its attention call; an argument it does not know still falls
     back to the layer's own forward."""
-    from helpers.fast_lora import _layer_call
+    from helpers.train.fast_lora import _layer_call
     model, tok = _lora_model(False)
     patch_lora_layers(model)
     layer = model.base_model.model.model.layers[0]

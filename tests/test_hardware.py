@@ -4,7 +4,7 @@ master weights that fp16 training needs."""
 import pytest
 import torch
 
-from helpers.hardware import Choice, GpuCaps, choose
+from helpers.common.hardware import Choice, GpuCaps, choose
 
 T4 = GpuCaps("Tesla T4", (7, 5), 15.0)
 A100 = GpuCaps("NVIDIA A100-SXM4-40GB", (8, 0), 39.4)
@@ -43,8 +43,8 @@ def test_emulated_t4_is_named_as_such():
 
 
 def test_the_kit_reports_its_choice_here(capsys):
-    from helpers.models import attn_implementation, compute_dtype
-    from helpers.setup import describe_gpu
+    from helpers.common.models import attn_implementation, compute_dtype
+    from helpers.common.workspace import describe_gpu
     assert compute_dtype() == torch.float32 and attn_implementation(torch.float32) == "sdpa"
     assert "No GPU" in describe_gpu()
 
@@ -53,8 +53,8 @@ def test_fp16_training_keeps_master_weights_fp32(embedded_dir):
     """TRL's SFTTrainer casts a quantized model's trainable weights to bf16 (its QLoRA recipe); under
     fp16 the kit puts them back in fp32 so the GradScaler can unscale their gradients. The embedded
     model with the kit's LoRA, its adapters cast as TRL casts them."""
-    from helpers.models import load_model
-    from helpers.train import TrainConfig, add_lora, keep_master_weights_fp32
+    from helpers.common.models import load_model
+    from helpers.train.loop import TrainConfig, add_lora, keep_master_weights_fp32
     model, _ = load_model("embedded/smollm2-135m-instruct", quantization="none", for_training=True)
     model = add_lora(model, TrainConfig(model_name="embedded/smollm2-135m-instruct", dataset_path="x"))
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -72,7 +72,7 @@ def test_liger_module_patches_run_on_cuda_tensors_only_and_never_nest():
     tensors back to the original, and a second training run (a sweep) replaces the dispatcher
     instead of wrapping it again."""
     import types
-    from helpers.train import _scope_liger_to_cuda
+    from helpers.train.loop import _scope_liger_to_cuda
 
     def rope(q, k):
         return "plain"
@@ -111,9 +111,9 @@ def test_packing_kernel_by_capability():
 def test_packing_kernel_of_a_model_on_the_cpu(embedded_dir):
     """What train() picks for the embedded model here: the mask path, even when the choice says
     varlen (the model is not on a GPU); a model running flash attention keeps it."""
-    from helpers.hardware import Choice
-    from helpers.models import load_model
-    from helpers.packing import packing_kernel
+    from helpers.common.hardware import Choice
+    from helpers.common.models import load_model
+    from helpers.train.packing import packing_kernel
     model, _ = load_model("embedded/smollm2-135m-instruct", quantization="none", for_training=True, verbose=False)
     assert packing_kernel(model, choose(None))[0] == "mask"
     assert packing_kernel(model, Choice("bfloat16", "sdpa", False, True, [], "varlen"))[0] == "mask"

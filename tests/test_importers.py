@@ -1,13 +1,13 @@
-"""helpers.importers on real material: chitchat conversations written as ShareGPT, seed-002-style
+"""helpers.dataset.importers on real material: chitchat conversations written as ShareGPT, seed-002-style
 Alpaca JSON, and a folder of real text and PDFs."""
 import json
 import shutil
 
 import pytest
 
-from helpers import fixtures
-from helpers.data import chitchat_conversations, read_jsonl
-from helpers.importers import import_alpaca, import_sharegpt, import_text_folder, save_dataset
+from helpers.common import resources as fixtures
+from helpers.common.data import chitchat_conversations, read_jsonl
+from helpers.dataset.importers import import_alpaca, import_sharegpt, import_text_folder, save_dataset
 
 
 def test_sharegpt_fine_tome_conversations(tmp_path):

@@ -1,4 +1,4 @@
-"""helpers.jsonl: the crash-safe JSONL store behind arXiv's manifest and the teacher's answers, on real files:
+"""helpers.core.jsonl: the crash-safe JSONL store behind arXiv's manifest and the teacher's answers, on real files:
 a torn last line (skipped and reported, or cut off), a damaged middle line (reported, or refused), keyed
 look-ups, appends from several threads."""
 import json
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from helpers.jsonl import JsonlError, JsonlStore
+from helpers.core.jsonl import JsonlError, JsonlStore
 
 
 def by_id(row):

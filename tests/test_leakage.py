@@ -1,11 +1,11 @@
-"""helpers.leakage: word 8-gram containment of test rows in the training text, on the bundled real
+"""helpers.dataset.leakage: word 8-gram containment of test rows in the training text, on the bundled real
 conversations and the real arXiv paper's chunks."""
 import json
 
 import pytest
 
-from helpers.fixtures import chitchat, fixture_pdf
-from helpers.leakage import (NGRAM, LeakageError, measure_leakage, ngram_hashes, row_text, training_passages)
+from helpers.common.resources import chitchat, fixture_pdf
+from helpers.dataset.leakage import (NGRAM, LeakageError, measure_leakage, ngram_hashes, row_text, training_passages)
 
 
 def _rows(split):
@@ -45,9 +45,9 @@ def test_a_near_copy_of_a_training_row_is_flagged_and_a_different_one_is_not():
 
 
 def test_a_test_answer_quoting_a_training_chunk_is_flagged_through_the_passages(tmp_path):
-    from helpers.chunking import chunk_text
-    from helpers.models import load_tokenizer
-    from helpers.pdf import read_pdf
+    from helpers.dataset.chunking import chunk_text
+    from helpers.common.models import load_tokenizer
+    from helpers.dataset.pdf import read_pdf
     chunks = chunk_text(read_pdf(fixture_pdf()).text, load_tokenizer("embedded/smollm2-135m-instruct"), 160, 16,
                         fixture_pdf().name)
     train = [{"instruction": f"What is passage {c.index} about?", "input": "", "output": c.text.split(". ")[0],

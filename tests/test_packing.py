@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.data import read_jsonl
-from helpers.fixtures import chitchat
-from helpers.models import load_model
-from helpers.packing import PackedCollator, PackingError, document_labels, pack_examples
-from helpers.prompts import encode
-from helpers.train import TrainConfig, add_lora, fuse_lora, prepare_for_training
+from helpers.common.data import read_jsonl
+from helpers.common.resources import chitchat
+from helpers.common.models import load_model
+from helpers.train.packing import PackedCollator, PackingError, document_labels, pack_examples
+from helpers.common.prompts import encode
+from helpers.train.loop import TrainConfig, add_lora, fuse_lora, prepare_for_training
 
 EMB = "embedded/smollm2-135m-instruct"
 
@@ -107,7 +107,7 @@ def test_packed_documents_train_as_if_alone(tok, ckpt):
     """(a) Per-document losses and every adapter gradient of a packed batch equal those of the
     documents run alone, through the training forward train() builds (fused whole-layer path under
     checkpointing, which must be taken: it is not left for torch's checkpoint)."""
-    from helpers.fast_lora import _LoRADecoderLayer
+    from helpers.train.fast_lora import _LoRADecoderLayer
     examples = _examples(tok, 5)
     rows, rep = pack_examples(examples, 420)
     assert rep["rows"] < len(examples) and any(len(r["seq_lengths"]) > 1 for r in rows)
@@ -222,8 +222,8 @@ def test_training_packs_by_default_and_validation_loss_is_the_same_figure(tmp_pa
     """PACKING is on by default through train(): packed rows (fewer than examples), the mask kernel
     on the CPU, the fused layers on, the validation loss falls. The validation examples stay one per
     row, so the loss before training is the same figure with PACKING=False; that run pads."""
-    from helpers.data import chitchat_conversations, write_jsonl
-    from helpers.train import train
+    from helpers.common.data import chitchat_conversations, write_jsonl
+    from helpers.train.loop import train
     assert TrainConfig().packing is True and TrainConfig().separate_documents is False
     write_jsonl(tmp_path / "train.jsonl", chitchat_conversations()[:40])
     cfg = TrainConfig.from_params(_run_params(tmp_path, OUTPUT_DIR=str(tmp_path / "run"), MAX_STEPS=-1), environ={})
@@ -256,8 +256,8 @@ def test_training_packs_by_default_and_validation_loss_is_the_same_figure(tmp_pa
 
 def test_packed_learning_rate_rule():
     """PACKED_LR_SCALING: the rate of a batch of examples, carried to packed rows that hold k of them."""
-    from helpers.config import ConfigError
-    from helpers.train import packed_lr
+    from helpers.core.config import ConfigError
+    from helpers.train.loop import packed_lr
     assert packed_lr(2e-4, 300, 75, "sqrt")[0] == pytest.approx(4e-4)
     assert packed_lr(2e-4, 300, 75, "linear")[0] == pytest.approx(8e-4)
     lr, why = packed_lr(2e-4, 300, 75, "none")
@@ -271,14 +271,14 @@ def test_packed_learning_rate_rule():
 
 
 def test_kit_trainer_step_is_trl_loss_and_metrics(tmp_path, tok):
-    """The kit's training step (helpers.train.KitTrainer) keeps TRL's loss and metrics but never
+    """The kit's training step (helpers.train.loop.KitTrainer) keeps TRL's loss and metrics but never
     reads them back mid-step: on a packed micro-batch of the real model it gives TRL's
     ``compute_loss`` exactly (train and eval mode), and its GPU-side sums give TRL's entropy and
     token accuracy when the trainer logs; the batch's token count comes from the collator."""
     from trl import SFTConfig, SFTTrainer
     from datasets import Dataset
-    from helpers.packing import REAL_TOKENS
-    from helpers.train import _make_trainer_class
+    from helpers.train.packing import REAL_TOKENS
+    from helpers.train.loop import _make_trainer_class
     model = _train_model(False)
     rows, rep = pack_examples(_examples(tok, 6), 300)
     coll = PackedCollator(tok.pad_token_id, "mask", count_tokens=True)
@@ -310,8 +310,8 @@ def test_pretraining_keeps_documents_apart_when_asked(tmp_path, tok):
     """SEPARATE_DOCUMENTS (pretraining): blocks record the document pieces they hold, the collator
     trains them apart (positions restart at each piece, no label crosses into the next one); off,
     a block is one stream. The run's manifest says which."""
-    from helpers.data import write_jsonl
-    from helpers.train import cut_blocks, pack_texts, train
+    from helpers.common.data import write_jsonl
+    from helpers.train.loop import cut_blocks, pack_texts, train
     assert cut_blocks([[1, 2, 3], [4, 5, 6, 7, 8], [9]], 4) == [
         {"input_ids": [1, 2, 3, 4], "completion_mask": [1] * 4}, {"input_ids": [5, 6, 7, 8], "completion_mask": [1] * 4},
         {"input_ids": [9], "completion_mask": [1]}]
@@ -351,8 +351,8 @@ def test_gpu_packed_documents_train_as_if_alone(tok, kernel, dtype):
     """(a) on a GPU, per kernel and dtype: the mask path (a T4's), PyTorch's varlen and
     FlashAttention-2 (skipped where the GPU or the install lacks them), through the fused layers
     under checkpointing. Tolerances are those of 16-bit sums in a different order."""
-    from helpers.hardware import choose, gpu_caps
-    from helpers.packing import packing_kernel, prepare_model_for_packing, torch_varlen
+    from helpers.common.hardware import choose, gpu_caps
+    from helpers.train.packing import packing_kernel, prepare_model_for_packing, torch_varlen
     caps = gpu_caps()
     if kernel != "mask" and caps.capability[0] < 8:
         pytest.skip(f"{kernel} needs compute capability 8.0")
@@ -384,7 +384,7 @@ def test_gpu_packed_documents_train_as_if_alone(tok, kernel, dtype):
 def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
     """The default path on a bf16 GPU (QLoRA, packed rows, fused layers), over steps 4 to 7 (the
     steps that log are outside) in torch's sync debug mode: neither the Trainer's loop nor the
-    loss and its metrics (helpers.train.KitTrainer) wait for the GPU any more (TRL's
+    loss and its metrics (helpers.train.loop.KitTrainer) wait for the GPU any more (TRL's
     ``compute_loss`` read four figures back per step, the Trainer two). The waits left are
     the libraries' own, each in every step (H200, 2026-12-01): TRL's fused LM head picks the
     trained positions with a boolean mask (trl/trainer/utils.py, twice, and twice again in its
@@ -396,9 +396,9 @@ def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
 
     from transformers import TrainerCallback
 
-    from helpers.data import chitchat_conversations, write_jsonl
-    from helpers.hardware import choose, gpu_caps
-    from helpers.train import train
+    from helpers.common.data import chitchat_conversations, write_jsonl
+    from helpers.common.hardware import choose, gpu_caps
+    from helpers.train.loop import train
     if choose(gpu_caps()).dtype != "bfloat16":
         pytest.skip("fp16 training: the gradient scaler checks for overflow every step")
     write_jsonl(tmp_path / "train.jsonl", chitchat_conversations()[:200])

@@ -1,11 +1,11 @@
-"""helpers.pdf on real PDFs: the shipped arXiv paper, the R-intro manual (tests/material), and broken copies of them."""
+"""helpers.dataset.pdf on real PDFs: the shipped arXiv paper, the R-intro manual (tests/material), and broken copies of them."""
 import io
 from pathlib import Path
 
 import pytest
 
-from helpers import fixtures
-from helpers.pdf import (PdfError, join_paragraphs, normalise_unicode, read_pdf, read_pdfs,
+from helpers.common import resources as fixtures
+from helpers.dataset.pdf import (PdfError, join_paragraphs, normalise_unicode, read_pdf, read_pdfs,
                          remove_page_furniture)
 
 PAPER = fixtures.fixture_pdf()
@@ -162,7 +162,7 @@ def _license_pages(lines_per_page=48):
 
 
 def test_long_document_with_numbered_lists_and_digit_led_lines_keeps_its_text():
-    from helpers.pdf import clean_pages, extract_pages
+    from helpers.dataset.pdf import clean_pages, extract_pages
     paper, _ = extract_pages(PAPER)
     digit_led = [ln for p in paper[:7] for ln in p.splitlines() if ln[:1].isdigit()]  # "2Zd d+1xφa", "0 σ +", ...
     lic = _license_pages()
@@ -182,7 +182,7 @@ def test_long_document_with_numbered_lists_and_digit_led_lines_keeps_its_text():
 
 
 def test_a_large_cut_is_reported_by_name_and_share_and_a_too_large_one_refused():
-    from helpers.pdf import clean_pages, extract_pages
+    from helpers.dataset.pdf import clean_pages, extract_pages
     paper, _ = extract_pages(PAPER)
     # page 1 and the last page: the references are 14% of this document, under the 15% cap
     text, s = clean_pages(paper[:1] + paper[7:], "short.pdf")
@@ -208,7 +208,7 @@ def test_a_large_cut_is_reported_by_name_and_share_and_a_too_large_one_refused()
 
 
 def test_running_heads_whose_section_title_changes_every_few_pages_are_removed():
-    from helpers.pdf import clean_pages, extract_pages
+    from helpers.dataset.pdf import clean_pages, extract_pages
     paper, _ = extract_pages(PAPER)
     titles = ["I. INTRODUCTION", "I. INTRODUCTION", "II. SELF-CONSISTENT ACTION", "II. SELF-CONSISTENT ACTION",
               "III. CRITICAL POINT", "IV. CORRECTIONS AT FINITE N", "IV. CORRECTIONS AT FINITE N", "V. DISCUSSION"]
@@ -227,7 +227,7 @@ def test_running_heads_whose_section_title_changes_every_few_pages_are_removed()
 
 
 def test_encrypted_pdfs_aes_owner_only_opens_and_a_password_is_named(tmp_path):
-    from helpers.pdf import extract_pages
+    from helpers.dataset.pdf import extract_pages
     import pypdf
     plain = read_pdf(PAPER)
     for algo in ("AES-128", "AES-256"):
@@ -258,8 +258,8 @@ def test_code_blocks_keep_lines_and_indentation_through_pdf_and_chunks(tmp_path)
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from helpers.chunking import chunk_text
-    from helpers.models import load_tokenizer
+    from helpers.dataset.chunking import chunk_text
+    from helpers.common.models import load_tokenizer
     code = inspect.getsource(json.decoder.JSONDecoder.raw_decode).splitlines()
     code = [ln[4:] for ln in code]  # as printed in a manual: the method's own indentation
     prose = inspect.getdoc(json.decoder).splitlines() + inspect.getdoc(json.decoder.JSONDecoder).splitlines()[:6]

@@ -1,5 +1,5 @@
 """Loss plots from a trainer's log history."""
-from helpers.plots import loss_series, plot_losses, plot_overlay
+from helpers.common.plots import loss_series, plot_losses, plot_overlay
 
 HIST = [{"loss": 3.0, "step": 1, "epoch": 0.1}, {"loss": 2.5, "step": 2, "epoch": 0.2},
         {"eval_loss": 2.7, "step": 2, "epoch": 0.2}, {"loss": 2.2, "step": 3, "epoch": 0.3},
@@ -23,7 +23,7 @@ def test_plots_are_real_pngs(tmp_path):
 
 # --- the sweep's plots (notebook 07) -----------------------------------------------------------
 def _sweep_rows(tmp_path, grid=True):
-    """Result rows as helpers.sweep writes them, each run folder with a real log history (JSON or
+    """Result rows as helpers.sweep.runner writes them, each run folder with a real log history (JSON or
     JSONL, as a trainer writes it), three epochs of ten steps; one run pruned, one failed."""
     import json
     specs = [(2e-4, 8), (2e-4, 16), (5e-4, 8), (5e-4, 16)] if grid else [(1e-4, 8), (3e-4, 4), (2e-3, 16)]
@@ -49,7 +49,7 @@ def _sweep_rows(tmp_path, grid=True):
 
 
 def test_run_history_reads_json_or_jsonl_and_nothing_when_missing(tmp_path):
-    from helpers.plots import run_history
+    from helpers.common.plots import run_history
     rows = _sweep_rows(tmp_path)
     assert run_history(rows[0])[0] == {"loss": 3.0 - 0.2 / 30 - 0.08, "step": 1, "epoch": 0.1}  # .json
     assert len(run_history(rows[1])) == 36  # .jsonl: 30 train lines and 6 eval lines
@@ -58,13 +58,13 @@ def test_run_history_reads_json_or_jsonl_and_nothing_when_missing(tmp_path):
 
 def test_value_key_sorts_numbers_as_numbers_then_the_rest_by_their_json():
     import json
-    from helpers.plots import _value_key
+    from helpers.common.plots import _value_key
     vals = [json.dumps(v) for v in (1e-3, 2e-4, 5e-5, "cosine", True)]
     assert [json.loads(v) for v in sorted(vals, key=_value_key)] == [5e-5, 2e-4, 1e-3, "cosine", True]
 
 
 def test_plot_sweep_grid_and_random_search(tmp_path):
-    from helpers.plots import plot_sweep
+    from helpers.common.plots import plot_sweep
     grid = plot_sweep(_sweep_rows(tmp_path), tmp_path / "plots", "g")
     # overlays, one figure per varied hyperparameter (runs differing only in it), per-epoch averages
     assert [p.name for p in grid] == ["g_train_loss.png", "g_eval_loss.png", "g_learning_rate.png", "g_lora_r.png",
@@ -81,8 +81,8 @@ def test_plot_sweep_grid_and_random_search(tmp_path):
 
 # --- the evaluation report's plots (notebook 05) -----------------------------------------------
 def test_plot_report_with_and_without_intervals(tmp_path):
-    from helpers.evaluation import METRICS, paired_bootstrap
-    from helpers.plots import plot_report
+    from helpers.evaluation.report import METRICS, paired_bootstrap
+    from helpers.common.plots import plot_report
     base = {"rouge1": [0.2, 0.3, 0.1, 0.4], "rouge2": [0.0, 0.1, 0.0, 0.2], "rougeL": [0.2, 0.2, 0.1, 0.3],
             "stop_rate": [1.0, 0.0, 1.0, 1.0], "copy_rate": [0.0, 0.0, 1.0, 0.0], "answer_words": [12, 30, 7, 18],
             "ppl_pairs": [(20.0, 10), (35.0, 12), (18.0, 9), (40.0, 14)]}
@@ -104,6 +104,6 @@ def test_plot_report_with_and_without_intervals(tmp_path):
 def test_matplotlib_is_imported_only_when_a_plot_is_drawn():
     import subprocess
     import sys
-    code = ("import sys, helpers.plots, helpers.sweep, helpers.evaluation, helpers.export; "
+    code = ("import sys, helpers.common.plots, helpers.sweep.runner, helpers.evaluation.report, helpers.chat.export; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported at import time'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from helpers.prompts import (PromptError, encode, encode_many, prompt_text, reference, resolve_style, to_messages)
+from helpers.common.prompts import (PromptError, encode, encode_many, prompt_text, reference, resolve_style, to_messages)
 
 CONV = {"messages": [
     {"role": "user", "content": "hi, how are you?"},

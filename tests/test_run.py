@@ -1,17 +1,17 @@
-"""helpers.run: the run folder and its manifest, on a real trained run of the embedded model."""
+"""helpers.common.run: the run folder and its manifest, on a real trained run of the embedded model."""
 import json
 import shutil
 
 import pytest
 
-from helpers.chat import ChatError, chat_model_name
-from helpers.config import ConfigError
-from helpers.evaluation import EvalError, default_test_path
-from helpers.export import ExportError
-from helpers.fixtures import chitchat
-from helpers.models import ModelLoadError
-from helpers.run import MANIFEST_FILE, RunDir, check_adapter, is_adapter
-from helpers.train import TrainConfig
+from helpers.chat.session import ChatError, chat_model_name
+from helpers.core.config import ConfigError
+from helpers.evaluation.report import EvalError, default_test_path
+from helpers.chat.export import ExportError
+from helpers.common.resources import chitchat
+from helpers.common.models import ModelLoadError
+from helpers.common.run import MANIFEST_FILE, RunDir, check_adapter, is_adapter
+from helpers.train.loop import TrainConfig
 
 EMBEDDED = "embedded/smollm2-135m-instruct"
 
@@ -19,7 +19,7 @@ EMBEDDED = "embedded/smollm2-135m-instruct"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A run of notebook 04's shape: outputs/<name>/ with adapter/, run.json and the log."""
-    from helpers.train import train
+    from helpers.train.loop import train
     out = tmp_path_factory.mktemp("outputs") / "sft"
     cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(chitchat("train")), output_dir=str(out),
                       quantization="none", max_steps=2, per_device_batch_size=2, gradient_accumulation_steps=1,

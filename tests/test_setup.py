@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.setup import (REPO_ROOT, describe_gpu, gpu_report, in_colab, requirement_pins,
+from helpers.common.workspace import (REPO_ROOT, describe_gpu, gpu_report, in_colab, requirement_pins,
                            setup_notebook, versions)
 
 
@@ -19,7 +19,7 @@ def test_workspace_follows_llama_kit_workdir(workdir, capsys):
 def test_smoke_runs_never_write_over_real_results(monkeypatch):
     monkeypatch.delenv("LLAMA_KIT_WORKDIR", raising=False)
     monkeypatch.setenv("SMOKE", "1")
-    from helpers.setup import workspace
+    from helpers.common.workspace import workspace
     ws = workspace()
     assert ws.smoke and ws.plots_dir == REPO_ROOT / "plots" / "smoke" and ws.data_dir == REPO_ROOT / "data" / "smoke"
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import sweep as sw
-from helpers.config import ConfigError
-from helpers.data import DataError, read_jsonl, write_jsonl
-from helpers.fixtures import chitchat
-from helpers.sweep import SweepConfig, expand_runs, load_best_config, run_sweep
+from helpers.sweep import runner as sw
+from helpers.core.config import ConfigError
+from helpers.common.data import DataError, read_jsonl, write_jsonl
+from helpers.common.resources import chitchat
+from helpers.sweep.runner import SweepConfig, expand_runs, load_best_config, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "embedded/smollm2-135m-instruct"
@@ -83,12 +83,12 @@ def test_grid_2x2_prunes_the_clearly_behind_runs_writes_plots_and_best_config_an
     best = load_best_config(res.best_path)
     assert best["learning_rate"] == 3e-3 and best["lora_r"] in (4, 8)
     assert best["per_device_batch_size"] == 2 and "logging_steps" not in best and "max_steps" not in best
-    from helpers.train import TrainConfig
+    from helpers.train.loop import TrainConfig
     tuned = TrainConfig().replace(**best)  # what notebook 04 does with it
     assert tuned.learning_rate == 3e-3
 
     # rerun: every run finished before, so nothing trains (train() is never entered)
-    import helpers.train as ht
+    import helpers.train.loop as ht
     calls = []
     real_train = ht.train
     monkeypatch.setattr(ht, "train", lambda *a, **k: calls.append(a) or real_train(*a, **k))
@@ -103,7 +103,7 @@ KILL_SCRIPT = """
 import json, sys
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads(1)
-from helpers.sweep import SweepConfig, run_sweep
+from helpers.sweep.runner import SweepConfig, run_sweep
 cfg = SweepConfig(**json.loads({cfg!r}))
 run_sweep(cfg)
 print("FINISHED")
@@ -181,9 +181,9 @@ def test_loss_is_per_token_so_gradient_accumulation_gives_the_same_curve(tmp_pat
 
     # step 1 is the untrained model (LoRA starts as a no-op) on all 4 training rows: compute both averages
     import torch
-    from helpers.models import load_model
-    from helpers.prompts import encode_many
-    from helpers.train import TrainConfig
+    from helpers.common.models import load_model
+    from helpers.common.prompts import encode_many
+    from helpers.train.loop import TrainConfig
     model, tok = load_model(MODEL, quantization="none")
     model.eval()
     enc, _ = encode_many(tok, read_jsonl(res.sweep_dir / "data" / "train.jsonl"), "auto", 128)
@@ -280,10 +280,10 @@ def test_reference_interpolation_and_per_epoch_averages():
 
 
 def test_grid_base_and_best_config_values_go_through_the_one_conversion(tmp_path):
-    """GRID, BASE and best_config.json values are converted by helpers.config.coerce_field, the
+    """GRID, BASE and best_config.json values are converted by helpers.core.config.coerce_field, the
     conversion of the parameters cell and the environment: strings read, other values type-checked."""
-    from helpers.config import coerce_field
-    from helpers.train import TrainConfig
+    from helpers.core.config import coerce_field
+    from helpers.train.loop import TrainConfig
     runs = expand_runs(tiny(tmp_path, grid={"lora_r": ["8", 16.0], "learning_rate": [1, "2e-4"]}))
     assert runs[0] == {"lora_r": 8, "learning_rate": 1.0} and runs[-1] == {"lora_r": 16, "learning_rate": 2e-4}
     assert all(type(r["lora_r"]) is int and type(r["learning_rate"]) is float for r in runs)

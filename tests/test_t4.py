@@ -12,11 +12,11 @@ SCRIPT = r'''
 import json, math, os, sys
 import torch
 from transformers import TrainerCallback
-from helpers.evaluation import EvalConfig, evaluate_adapter
-from helpers.export import export_gguf, merge_adapter
-from helpers.fixtures import chitchat
-from helpers.setup import describe_gpu
-from helpers.train import TrainConfig, train
+from helpers.evaluation.report import EvalConfig, evaluate_adapter
+from helpers.chat.export import export_gguf, merge_adapter
+from helpers.common.resources import chitchat
+from helpers.common.workspace import describe_gpu
+from helpers.train.loop import TrainConfig, train
 
 out = sys.argv[1]
 EMB = "embedded/smollm2-135m-instruct"

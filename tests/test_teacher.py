@@ -1,4 +1,4 @@
-"""helpers.teacher: the OpenAI-compatible client against a real HTTP server on 127.0.0.1 (429 with
+"""helpers.dataset.teacher: the OpenAI-compatible client against a real HTTP server on 127.0.0.1 (429 with
 Retry-After, 500, timeouts, invalid JSON, truncated answers, a wrong key), the resume store
 under SIGKILL, parsing and validation, and the embedded model as the local teacher."""
 import json
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import fixtures
-from helpers.chunking import Chunk, chunk_id
-from helpers.net import parse_retry_after
-from helpers.teacher import (DEFAULT_PROMPT, HttpTeacher, TeacherError, TeacherStore, load_prompt, parse_answer,
+from helpers.common import resources as fixtures
+from helpers.dataset.chunking import Chunk, chunk_id
+from helpers.core.net import parse_retry_after
+from helpers.dataset.teacher import (DEFAULT_PROMPT, HttpTeacher, TeacherError, TeacherStore, load_prompt, parse_answer,
                              render_messages, request_key, run_teacher, triples_from_answer, validate_item)
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -131,10 +131,10 @@ def test_settings_errors():
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from helpers.chunking import chunk_text
-    from helpers.models import load_tokenizer
-    from helpers.pdf import read_pdf
-    from helpers.teacher import HttpTeacher, TeacherStore, run_teacher
+    from helpers.dataset.chunking import chunk_text
+    from helpers.common.models import load_tokenizer
+    from helpers.dataset.pdf import read_pdf
+    from helpers.dataset.teacher import HttpTeacher, TeacherStore, run_teacher
     doc = read_pdf({pdf!r})
     chunks = chunk_text(doc.text, load_tokenizer("embedded/smollm2-135m-instruct"), 300, 32, doc.source)[:{n}]
     t = HttpTeacher({url!r}, "llama-3.3-70b-versatile", api_key={key!r}, concurrency=1, timeout_s=10)
@@ -254,10 +254,10 @@ def test_validation_reasons():
 
 # --- the embedded model as the local teacher ----------------------------------------------------
 def test_local_teacher_answers_are_stored_and_every_one_accounted_for(tmp_path):
-    from helpers.chunking import chunk_text
-    from helpers.models import load_tokenizer
-    from helpers.pdf import read_pdf
-    from helpers.teacher import LocalTeacher
+    from helpers.dataset.chunking import chunk_text
+    from helpers.common.models import load_tokenizer
+    from helpers.dataset.pdf import read_pdf
+    from helpers.dataset.teacher import LocalTeacher
     doc = read_pdf(PAPER)
     cs = chunk_text(doc.text, load_tokenizer("embedded/smollm2-135m-instruct"), 200, 0, doc.source)[:2]
     t = LocalTeacher("embedded/smollm2-135m-instruct", quantization="none", max_new_tokens=96, batch_size=2)

@@ -13,11 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers.config import ConfigError
-from helpers.data import DataError, chitchat_conversations, write_jsonl
-from helpers.checkpoints import COMPLETE_MARKER, copy_checkpoint, find_resume_checkpoint, list_checkpoints
-from helpers.run import RunDir
-from helpers.train import TrainConfig, train
+from helpers.core.config import ConfigError
+from helpers.common.data import DataError, chitchat_conversations, write_jsonl
+from helpers.common.checkpoints import COMPLETE_MARKER, copy_checkpoint, find_resume_checkpoint, list_checkpoints
+from helpers.common.run import RunDir
+from helpers.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 EMB = "embedded/smollm2-135m-instruct"
@@ -57,7 +57,7 @@ def test_training_lowers_validation_loss(tmp_path, convs):
 
 
 def _run_script(cfg_path, env=None):
-    return subprocess.Popen([sys.executable, "-m", "helpers.train", str(cfg_path)], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "helpers.train.loop", str(cfg_path)], cwd=ROOT,
                             env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -179,8 +179,8 @@ def test_damaged_durable_checkpoint_is_skipped_and_the_run_falls_back(drive_run,
 
 
 def test_checkpoints_carry_a_manifest_and_verify(drive_run, tmp_path, convs):
-    from helpers.checkpoints import MANIFEST, verify_checkpoint
-    from helpers.train import whole_run_train_loss
+    from helpers.common.checkpoints import MANIFEST, verify_checkpoint
+    from helpers.train.loop import whole_run_train_loss
     root, ref = drive_run
     ckpt = root / "drive" / "checkpoints" / "checkpoint-6"
     files = json.loads((ckpt / MANIFEST).read_text())["files"]
@@ -279,7 +279,7 @@ def test_bad_input_is_explained(tmp_path, convs):
 
 
 def test_a_list_in_a_text_field_is_rejected_naming_the_row_before_the_model_loads(tmp_path, convs, monkeypatch):
-    import helpers.models
+    import helpers.common.models
     rows = chitchat_conversations()[:6]
     flat = [{"instruction": r["messages"][0]["content"], "input": "", "output": r["messages"][1]["content"]}
             for r in rows]
@@ -287,8 +287,8 @@ def test_a_list_in_a_text_field_is_rejected_naming_the_row_before_the_model_load
     flat[4]["input"] = {"context": flat[4]["input"]}
     write_jsonl(tmp_path / "typed.jsonl", flat)
     loads = []
-    real = helpers.models.load_model
-    monkeypatch.setattr(helpers.models, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    real = helpers.common.models.load_model
+    monkeypatch.setattr(helpers.common.models, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
     with pytest.raises(DataError) as err:
         train(cfg_for(tmp_path / "t", tmp_path / "typed.jsonl", max_steps=1, eval_fraction=0.0))
     msg = str(err.value)
@@ -301,7 +301,7 @@ def test_memory_plan_fits_t4_and_h100_like_the_measured_peaks():
     """plan_memory on the real Llama shapes: a 15 GiB T4 gets checkpointing, an 80 GiB H100 does
     not; predicted peaks are within 10% of the peaks measured on an H100 (bench/RESULTS.md)."""
     from transformers import LlamaConfig
-    from helpers.memory import plan_memory
+    from helpers.train.memory import plan_memory
 
     class Shape:  # the loaded model's memory footprint and config are all the plan reads
         def __init__(self, cfg, gib):
@@ -331,7 +331,7 @@ def test_memory_plan_fits_t4_and_h100_like_the_measured_peaks():
                         True, 10.0, row_tokens=256)
     assert short.per_device_batch_size == 8 and "8 x 256 tokens" in short.reason
     # what train() plans for: packed rows at MAX_SEQ_LEN (fewer tokens in all: all of them), else the longest example
-    from helpers.train import _Data, _row_tokens
+    from helpers.train.loop import _Data, _row_tokens
     data = _Data([], [{"input_ids": [0] * n} for n in (120, 300, 80)], [], {}, None)
     assert _row_tokens(TrainConfig(max_seq_len=1024), data) == 500
     assert _row_tokens(TrainConfig(max_seq_len=256), data) == 256
@@ -363,8 +363,8 @@ class _SeenData:
 
 
 def _arxiv_pages():
-    from helpers.fixtures import fixture_pdf
-    from helpers.pdf import extract_pages
+    from helpers.common.resources import fixture_pdf
+    from helpers.dataset.pdf import extract_pages
     pages, _ = extract_pages(fixture_pdf())
     return [{"text": p} for p in pages if len(p.split()) > 50]
 
@@ -373,9 +373,9 @@ def test_pretraining_with_replay_has_the_share_in_blocks_of_their_own(tmp_path, 
     """Domain: the real arXiv paper's pages; replay: the bundled conversations, rendered with the
     chat template. A fifth of the training blocks are replay, every domain block is the domain's
     own packing, no block holds both, and validation is the held-out pages alone."""
-    from helpers.data import read_jsonl
-    from helpers.fixtures import chitchat
-    from helpers.train import pack_texts, split_rows
+    from helpers.common.data import read_jsonl
+    from helpers.common.resources import chitchat
+    from helpers.train.loop import pack_texts, split_rows
     docs = _arxiv_pages()
     assert len(docs) >= 8
     write_jsonl(tmp_path / "paper.jsonl", docs)
@@ -426,10 +426,10 @@ def test_sft_replay_rows_are_trained_and_validation_rows_are_never_drawn(tmp_pat
     """SFT with a replay file holding the run's own validation conversations (under other ids) and
     30 bundled conversations: the replay examples are bundled ones, encoded like any row, counted in
     the data report; the validation set is the held-out rows alone, and none of them is trained on."""
-    from helpers.data import read_jsonl
-    from helpers.fixtures import chitchat
-    from helpers.prompts import encode
-    from helpers.train import split_rows
+    from helpers.common.data import read_jsonl
+    from helpers.common.resources import chitchat
+    from helpers.common.prompts import encode
+    from helpers.train.loop import split_rows
     rows = read_jsonl(convs)
     train_part, val_part = split_rows(rows, 0.2, 42)
     general = read_jsonl(chitchat("train"))[:30]
@@ -480,7 +480,7 @@ def test_a_missing_or_malformed_replay_file_names_the_file_and_row(tmp_path, con
     write_jsonl(tmp_path / "text.jsonl", rows[:1] + [{"text": "Plain text, for pretraining only."}])
     with pytest.raises(DataError, match=r"text.jsonl row 1: a raw 'text' row has no reply"):  # SFT needs replies
         train(cfg_for(tmp_path / "d", convs, max_steps=1, replay_share=0.2, replay_path=str(tmp_path / "text.jsonl")))
-    from helpers.fixtures import chitchat
+    from helpers.common.resources import chitchat
     with pytest.raises(DataError, match="no row of .*test.jsonl can be used .100 are validation or test rows"):
         train(cfg_for(tmp_path / "e", convs, max_steps=1, replay_share=0.2, replay_path=str(chitchat("test"))))
     assert not any((tmp_path / x / "checkpoints").exists() for x in "abcde")
@@ -503,7 +503,7 @@ def test_resume_with_another_replay_share_is_refused(tmp_path, convs):
 
 
 def test_each_shard_draws_its_replay_from_its_own_part_of_the_rows(smol_tokenizer):
-    from helpers.train import read_replay, replay_examples
+    from helpers.train.loop import read_replay, replay_examples
     cfg = TrainConfig(mode="sft", replay_share=0.2, num_shards=2, max_seq_len=128)
     pools = [read_replay(cfg, s) for s in (0, 1)]
     assert [p.start for p in pools] == [0, 400] and len(pools[0].rows) == 800

@@ -1,11 +1,11 @@
-"""A tiny real LoRA adapter for the chat and export tests: a few steps of helpers.train on the
+"""A tiny real LoRA adapter for the chat and export tests: a few steps of helpers.train.loop on the
 bundled real conversations (helpers/resources/chitchat), trained once per test session and shared."""
 from __future__ import annotations
 
 import fcntl
 from pathlib import Path
 
-from helpers.fixtures import chitchat
+from helpers.common.resources import chitchat
 
 EMBEDDED = "embedded/smollm2-135m-instruct"
 REPO = Path(__file__).resolve().parent.parent
@@ -20,7 +20,7 @@ def tiny_adapter(base: Path) -> Path:
         fcntl.flock(fh, fcntl.LOCK_EX)
         if (adapter / "adapter_config.json").exists():
             return adapter
-        from helpers.train import TrainConfig, train
+        from helpers.train.loop import TrainConfig, train
         cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(chitchat("train")),
                           output_dir=str(out), quantization="none", max_steps=3, per_device_batch_size=2,
                           gradient_accumulation_steps=1, max_seq_len=96, max_rows=6, eval_fraction=0.0,

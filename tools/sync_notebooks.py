@@ -18,8 +18,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this script runs from the checkout, before or without an install
-from helpers.config import notebook_comments_for, notebook_configs  # noqa: E402
-from helpers.setup import requirement_pins  # noqa: E402
+from helpers.core.config import notebook_comments_for, notebook_configs  # noqa: E402
+from helpers.common.workspace import requirement_pins  # noqa: E402
 SRC = ROOT / "notebooks" / "src"
 DST = ROOT / "notebooks"
 
@@ -72,7 +72,7 @@ if "google.colab" in sys.modules:
         get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
-from helpers.setup import setup_notebook
+from helpers.common.workspace import setup_notebook
 ws = setup_notebook(TITLE)
 
 """
@@ -96,7 +96,7 @@ ASSIGNMENT = re.compile(r"([A-Z][A-Z0-9_]*) = ")
 
 def sync_descriptions(text: str, notebook: str) -> str:
     """The source ``text`` of notebook ``notebook`` ("04") with each parameter's description line
-    written from its config field's comment (helpers.config.notebook_comments_for), so that the Colab
+    written from its config field's comment (helpers.core.config.notebook_comments_for), so that the Colab
     form and cfg.describe() say the same: the one line above each ``NAME = value`` of the parameters
     cell is ``# @markdown `NAME`: <comment>``. Other lines are kept as they are."""
     start = text.find(PARAMETERS_CELL)

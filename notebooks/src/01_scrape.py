@@ -23,7 +23,7 @@ if "google.colab" in sys.modules:
         get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
-from helpers.setup import setup_notebook
+from helpers.common.workspace import setup_notebook
 ws = setup_notebook("01 scrape")
 
 # %% tags=["parameters"]
@@ -72,7 +72,7 @@ USER_AGENT = "llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebo
 # `ARXIV_API_URL` names.
 
 # %%
-from helpers.arxiv import ScrapeConfig, build_search_query, run_for_notebook
+from helpers.scrape.arxiv import ScrapeConfig, build_search_query, run_for_notebook
 cfg = ScrapeConfig.from_params(globals())
 print(cfg.describe())
 print("search_query:", build_search_query(cfg) or "(none: an id-list look-up)", "| id_list:", ",".join(cfg.id_list) or "(none)")

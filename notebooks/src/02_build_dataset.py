@@ -20,7 +20,7 @@ if "google.colab" in sys.modules:
         get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
-from helpers.setup import setup_notebook
+from helpers.common.workspace import setup_notebook
 ws = setup_notebook("02 build dataset")
 
 # %% tags=["parameters"]
@@ -78,8 +78,8 @@ DROP_LEAKED_TEST = True  # @param {type:"boolean"}
 # there and never printed. `SMOKE=1` runs four chunks of one PDF through the embedded model.
 
 # %%
-from helpers.dataset import DatasetConfig, build_dataset, input_pdfs
-from helpers.teacher import load_prompt
+from helpers.dataset.build import DatasetConfig, build_dataset, input_pdfs
+from helpers.dataset.teacher import load_prompt
 cfg = DatasetConfig.from_params(globals())
 print(cfg.describe())
 pdfs = input_pdfs(cfg, ws)  # PDF_DIR, else notebook 01's downloads; says where it looked if there are none
@@ -117,7 +117,7 @@ if summary["leakage"]["dropped"]:
 # ## Look at the result
 
 # %%
-from helpers.data import read_jsonl
+from helpers.common.data import read_jsonl
 train = read_jsonl(ws.data("dataset", "train.jsonl"))
 rejects = read_jsonl(ws.data("dataset", "rejects.jsonl"))
 if not train:

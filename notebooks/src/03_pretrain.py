@@ -28,7 +28,7 @@ if "google.colab" in sys.modules:
         get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
-from helpers.setup import setup_notebook
+from helpers.common.workspace import setup_notebook
 ws = setup_notebook("03 domain pretraining")
 
 # %% tags=["parameters"]
@@ -81,14 +81,14 @@ RESUME = "auto"  # @param {type:"string"}
 # shrinks the run to a few steps of the embedded model on a CPU.
 
 # %%
-from helpers.train import TrainConfig, train
+from helpers.train.loop import TrainConfig, train
 cfg = TrainConfig.from_params(globals(), mode="pretrain")
 
 # %% [markdown]
 # ## Gather the corpus
 
 # %%
-from helpers.data import read_text_corpus, write_jsonl
+from helpers.common.data import read_text_corpus, write_jsonl
 sources = [s.strip() for s in cfg.text_sources.split(",") if s.strip()] or [
     p for p in (ws.data("corpus", "pdf_text.jsonl"), ws.data("arxiv", "abstracts.jsonl")) if p.exists()]
 if not sources:
@@ -125,7 +125,7 @@ print(f"To start notebook 04 from this adapter, set INIT_ADAPTER = \"03\" there 
 
 # %%
 from IPython.display import Image, display
-from helpers.plots import plot_losses
+from helpers.common.plots import plot_losses
 plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and held-out loss")
 if plot:
     display(Image(filename=str(plot)))

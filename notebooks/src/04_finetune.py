@@ -23,7 +23,7 @@ if "google.colab" in sys.modules:
         get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
-from helpers.setup import setup_notebook
+from helpers.common.workspace import setup_notebook
 ws = setup_notebook("04 fine-tune")
 
 # %% tags=["parameters"]
@@ -87,17 +87,17 @@ USE_SWEEP_BEST = False  # @param {type:"boolean"}
 # with `USE_SWEEP_BEST = True`.
 
 # %%
-from helpers.dataset import default_dataset
-from helpers.train import TrainConfig, train
+from helpers.dataset.build import default_dataset
+from helpers.train.loop import TrainConfig, train
 cfg = TrainConfig.from_params(globals())
 cfg = cfg.replace(output_dir=str(ws.out(cfg.run_name)), checkpoint_dir=str(ws.local_dir / cfg.run_name) if ws.drive else "")
 if not cfg.dataset_path:
     cfg = cfg.replace(dataset_path=str(default_dataset(ws)))
 if cfg.init_adapter == "03":
-    from helpers.run import RunDir
+    from helpers.common.run import RunDir
     cfg = cfg.replace(init_adapter=str(RunDir(ws.out("pretrain")).adapter))  # notebook 03's run
 if cfg.use_sweep_best:
-    from helpers.sweep import load_best_config
+    from helpers.sweep.runner import load_best_config
     cfg = cfg.replace(**load_best_config(ws.out("sweep", "best_config.json")))
 print(cfg.describe())
 
@@ -135,8 +135,8 @@ print(cfg.describe())
 # sharded, for models that do not fit one GPU):
 #
 #     cfg.save("run.json")
-#     !accelerate launch --config_file ../configs/accelerate/ddp.yaml -m helpers.train run.json
-#     !accelerate launch --config_file ../configs/accelerate/fsdp_qlora.yaml -m helpers.train run.json
+#     !accelerate launch --config_file ../configs/accelerate/ddp.yaml -m helpers.train.loop run.json
+#     !accelerate launch --config_file ../configs/accelerate/fsdp_qlora.yaml -m helpers.train.loop run.json
 
 # %%
 result = train(cfg)
@@ -146,7 +146,7 @@ result = train(cfg)
 
 # %%
 from IPython.display import Image, display
-from helpers.plots import plot_losses
+from helpers.common.plots import plot_losses
 plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and validation loss")
 if plot:
     display(Image(filename=str(plot)))
@@ -156,5 +156,5 @@ if plot:
 # Notebook 05 does this properly over the whole test split, with metrics.
 
 # %%
-from helpers.generate import compare_on_examples
+from helpers.common.generate import compare_on_examples
 _ = compare_on_examples(cfg.model_name, result.adapter_dir, cfg.dataset_path, n=2, quantization=cfg.quantization)

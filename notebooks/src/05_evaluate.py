@@ -21,7 +21,7 @@ if "google.colab" in sys.modules:
         get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
-from helpers.setup import setup_notebook
+from helpers.common.workspace import setup_notebook
 ws = setup_notebook("05 evaluate")
 
 # %% tags=["parameters"]
@@ -70,9 +70,9 @@ DROP_LEAKED = False  # @param {type:"boolean"}
 # few prompts with short answers on a CPU.
 
 # %%
-from helpers.evaluation import (EvalConfig, EvalError, evaluate_adapter, general_markdown, leakage_line, metrics_table,
+from helpers.evaluation.report import (EvalConfig, EvalError, evaluate_adapter, general_markdown, leakage_line, metrics_table,
                                 side_by_side, default_test_path)
-from helpers.run import RunDir, check_adapter
+from helpers.common.run import RunDir, check_adapter
 cfg = EvalConfig.from_params(globals())
 run = RunDir(ws.out(cfg.run_name))  # notebook 04's run: its adapter, and the report beside it
 if not cfg.adapter_dir:

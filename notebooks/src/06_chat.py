@@ -20,7 +20,7 @@ if "google.colab" in sys.modules:
         get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
-from helpers.setup import setup_notebook
+from helpers.common.workspace import setup_notebook
 ws = setup_notebook("06 chat and export")
 
 # %% tags=["parameters"]
@@ -64,9 +64,9 @@ HUB_PRIVATE = True  # @param {type:"boolean"}
 # One model in memory: the base/tuned switch turns the adapter off and on.
 
 # %%
-from helpers.chat import ChatConfig, ChatSession, chat_model_name, load_chat_model
-from helpers.export import ExportConfig
-from helpers.run import RunDir
+from helpers.chat.session import ChatConfig, ChatSession, chat_model_name, load_chat_model
+from helpers.chat.export import ExportConfig
+from helpers.common.run import RunDir
 chat_cfg = ChatConfig.from_params(globals())
 run = RunDir(ws.out(chat_cfg.run_name))  # notebook 04's run: its adapter, and the merged model and GGUF beside it
 if not chat_cfg.adapter_dir:
@@ -87,7 +87,7 @@ session = ChatSession(model, tok, preset=chat_cfg.preset, temperature=chat_cfg.t
 # adventure that ends every scene with three choices.
 
 # %%
-from helpers.chat_widget import ChatWidget
+from helpers.chat.widget import ChatWidget
 ui = ChatWidget(session).display()
 
 # %% [markdown]
@@ -130,7 +130,7 @@ if ws.smoke:
 # the dequantized NF4 weights instead. We never merge into a quantized base and re-round it.
 
 # %%
-from helpers.export import check_gguf, export_gguf, merge_adapter, push_to_hub
+from helpers.chat.export import check_gguf, export_gguf, merge_adapter, push_to_hub
 merged_dir = merge_adapter(model_name, chat_cfg.adapter_dir, run.merged_dir, mode=export_cfg.merge_mode) \
     if export_cfg.merge else None
 

@@ -21,7 +21,7 @@ if "google.colab" in sys.modules:
         get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
-from helpers.setup import setup_notebook
+from helpers.common.workspace import setup_notebook
 ws = setup_notebook("07 sweep")
 
 # %% tags=["parameters"]
@@ -66,8 +66,8 @@ PRUNE_MARGIN = 0.1  # @param {type:"number"}
 # `SMOKE=1` shrinks the sweep to a 2x2 grid of 3-step runs of the embedded model on a CPU.
 
 # %%
-from helpers.sweep import SweepConfig, run_sweep, load_best_config
-from helpers.dataset import default_dataset
+from helpers.sweep.runner import SweepConfig, run_sweep, load_best_config
+from helpers.dataset.build import default_dataset
 cfg = SweepConfig.from_params(globals())
 cfg = cfg.replace(output_dir=str(ws.out(cfg.name)), plots_dir=str(ws.plots_dir),
                   checkpoint_dir=str(ws.local_dir / cfg.name) if ws.drive else "")

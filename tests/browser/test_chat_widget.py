@@ -40,8 +40,8 @@ def html_manager() -> Path:
 @pytest.fixture(scope="module")
 def widget_page(tmp_path_factory, html_manager):
     from ipywidgets.embed import embed_minimal_html
-    from helpers.chat import ChatSession, load_chat_model
-    from helpers.chat_widget import ENTER_SENDS_JS, ChatWidget
+    from helpers.chat.session import ChatSession, load_chat_model
+    from helpers.chat.widget import ENTER_SENDS_JS, ChatWidget
     adapter = tiny_adapter(tmp_path_factory.getbasetemp())
     model, tok = load_chat_model(EMBEDDED, str(adapter), quantization="none")
     ui = ChatWidget(ChatSession(model, tok, temperature=0.0, max_new_tokens=12))

@@ -18,8 +18,7 @@ import gradio as gr
 
 # The kit's package: installed (`bash scripts/setup_env.sh`, or `pip install` of the repository), or a
 # copy of helpers/ beside app.py, as on a Space.
-from helpers.common.run import RunDir
-from helpers.chat.session import PRESETS, ChatError, ChatSession, chat_model_name, load_chat_model
+from helpers.chat import PRESETS, ChatError, ChatSession, RunDir, chat_model_name, load_chat_model
 
 
 def resolve_adapter(adapter: str) -> str:

@@ -45,7 +45,8 @@ def tokenizer_dir(arg: str | None) -> str:
     d = arg or os.environ.get("BENCH_TOKENIZER")
     if d:
         return d
-    from helpers.common.resources import llama3_tokenizer_dir
+    sys.path.insert(0, str(ROOT / "tests"))
+    from offline import llama3_tokenizer_dir
     return str(llama3_tokenizer_dir())
 
 
@@ -79,11 +80,12 @@ def random_checkpoint(shape: str, tok_dir: str, root: str) -> str:
 
 
 def held_out_prompts(tok, n: int) -> list[str]:
-    from helpers.common.data import held_out_turns, read_jsonl
+    from helpers.common.rows import held_out_turns
+    from helpers.core.jsonl import read_jsonl
     from helpers.common.prompts import prompt_text
     rows = held_out_turns(read_jsonl(ROOT / "helpers" / "resources" / "chitchat" / "test.jsonl"))
     if n > len(rows):
-        from helpers.common.data import split_chitchat
+        from helpers.common.resources import split_chitchat
         rows = held_out_turns(split_chitchat(0, n)[1])
     return [prompt_text(tok, r) for r in rows[:n]]
 

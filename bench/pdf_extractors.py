@@ -45,7 +45,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers.common.resources import fixture_pdf, r_manuals  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers.common.resources import fixture_pdf  # noqa: E402
+from offline import r_manuals  # noqa: E402
 
 INFO_DIR = Path("/usr/share/info")
 WHY3_PDF = Path("/usr/share/doc/why3-doc-pdf/manual.pdf")

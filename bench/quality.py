@@ -86,7 +86,8 @@ def rouge_l_baseline(pred: str, ref: str) -> float:
 def base_vs_tuned(adapter_dir: str, quant: str, ppl_seqs: list[dict], gen_rows: list[dict] | None,
                   max_new: int, ppl_batch: int, gen_batch: int, boot: int) -> dict:
     """Perplexity (and ROUGE-L of generated first replies) for the adapter off and on, one load."""
-    from helpers.evaluation.report import paired_bootstrap, rouge_scores, sequence_nll
+    from helpers.evaluation.report import paired_bootstrap, sequence_nll
+    from helpers.evaluation.metrics import rouge_scores
     from helpers.common.generate import adapter_disabled, generate_answers
     from helpers.common.models import load_model
     from helpers.common.prompts import prompt_text, reference
@@ -126,7 +127,7 @@ def baseline_split(n_train: int, n_test: int) -> tuple[list[dict], list[dict]]:
     keeps one conversation with an empty turn that helpers.common.data drops (4,018 vs 4,017), which
     shifts the whole shuffle, so this is what makes the held-out set the same 300."""
     import random
-    from helpers.common.data import chitchat_path
+    from helpers.common.resources import chitchat_path
     d = json.loads(chitchat_path().read_text())
     out = []
     for k in sorted(d):
@@ -171,7 +172,9 @@ def chat_warmup(a) -> float:
 
 
 def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
-    from helpers.common.data import held_out_turns, split_chitchat, write_jsonl
+    from helpers.common.rows import held_out_turns
+    from helpers.common.resources import split_chitchat
+    from helpers.core.jsonl import write_jsonl
     from helpers.train.loop import train
     if a.split == "baseline":
         train_rows, test_rows = baseline_split(a.n_train, a.n_test)
@@ -218,7 +221,7 @@ def packing_match(a, work: Path) -> list[dict]:
     a 512-token row holds 2.3 of them on average), with the same learning-rate schedule (PACKED_LR_SCALING="none"), for each seed of
     ``--match-seeds``; the held-out loss per reply token (the log of the perplexity) of every run. The
     spread between seeds of the padded runs is the noise the packed run's difference is read against."""
-    from helpers.common.data import write_jsonl
+    from helpers.core.jsonl import write_jsonl
     from helpers.evaluation.report import perplexity, sequence_nll
     from helpers.common.models import load_model
     from helpers.train.loop import train
@@ -268,7 +271,7 @@ def packing_table(results: list[dict]) -> str:
 # ----------------------------------------------------------------------------------------------
 def extract_r_manuals(out: str, folder: str = "/usr/share/R/doc/manual") -> int:
     """Page text of the R manuals (refman.pdf and fullrefman.pdf left out) as {source, page, text} rows."""
-    from helpers.common.data import write_jsonl
+    from helpers.core.jsonl import write_jsonl
     pdfs = sorted(p for p in Path(folder).glob("*.pdf") if p.name not in ("refman.pdf", "fullrefman.pdf"))
     if not pdfs:
         raise SystemExit(f"No R manuals in {folder}: `apt-get install r-doc-pdf`, or pass --r-text with page text.")
@@ -289,7 +292,7 @@ def extract_r_manuals(out: str, folder: str = "/usr/share/R/doc/manual") -> int:
 def r_pages_split(a, folder: Path) -> tuple[list[dict], list[dict]]:
     """(training pages, held-out pages) of --r-text: every 10th page of each manual is held out and
     never trained on; the training pages are written to ``folder/train.jsonl`` as {"text"} rows."""
-    from helpers.common.data import read_jsonl, write_jsonl
+    from helpers.core.jsonl import read_jsonl, write_jsonl
     pages = read_jsonl(a.r_text)
     if a.smoke:
         pages = pages[:40]
@@ -397,7 +400,8 @@ def _page_pieces(tok, pages: list[dict], max_len: int) -> list[dict]:
 
 def replay(a, work: Path) -> list[dict]:
     from helpers.core.config import notebook_defaults_for
-    from helpers.common.data import held_out_turns, read_jsonl
+    from helpers.common.rows import held_out_turns
+    from helpers.core.jsonl import read_jsonl
     from helpers.common.resources import chitchat
     from helpers.common.models import load_tokenizer
     from helpers.common.prompts import encode, prompt_text
@@ -499,7 +503,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-train", type=int, default=3000)
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--split", default="baseline", choices=["baseline", "kit"],
-                    help="baseline: the baseline's exact 3,000/300 conversations; kit: helpers.common.data.split_chitchat")
+                    help="baseline: the baseline's exact 3,000/300 conversations; kit: helpers.common.resources.split_chitchat")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=512)
     ap.add_argument("--max-steps", "--steps", type=int, default=-1, help="-1 = the epochs (one; --replay-epochs)")

@@ -66,7 +66,7 @@ def paths() -> None:
     from helpers.evaluation.report import EvalConfig, evaluate_adapter
     from helpers.chat.export import check_gguf, export_gguf, merge_adapter
     from helpers.common.resources import chitchat, fixture_pdf
-    from helpers.common.data import write_jsonl
+    from helpers.core.jsonl import write_jsonl
     from helpers.dataset.pdf import read_pdf
     from helpers.common.workspace import describe_gpu
     from helpers.sweep.runner import SweepConfig, run_sweep

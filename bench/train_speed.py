@@ -264,8 +264,7 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
     from trl import SFTConfig
 
     from helpers.common.models import load_model
-    from helpers.train.loop import (TrainConfig, _make_trainer_class, add_lora, apply_fast_kernels, fuse_lora,
-                               prepare_for_training)
+    from helpers.train.loop import TrainConfig, _make_trainer_class, add_lora, apply_fast_kernels, fuse_lora, prepare_for_training
 
     cuda = torch.cuda.is_available()
     base, *flags = variant.split("+")

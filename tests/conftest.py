@@ -7,7 +7,6 @@ browser is absent. Any other skip is turned into a failure, so a clone that lack
 tests need fails loudly instead of passing with holes.
 """
 import os
-import shutil
 
 import pytest
 
@@ -33,7 +32,7 @@ def smol_tokenizer(embedded_dir):
 @pytest.fixture(scope="session")
 def llama3_tokenizer():
     from transformers import AutoTokenizer
-    from helpers.common.resources import llama3_tokenizer_dir
+    from offline import llama3_tokenizer_dir
     from helpers.common.models import ensure_pad_token
     try:
         path = llama3_tokenizer_dir()

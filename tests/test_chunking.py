@@ -4,6 +4,7 @@ import re
 import pytest
 
 from helpers.common import resources as fixtures
+from offline import llama3_tokenizer_dir
 from helpers.dataset.chunking import ChunkError, chunk_documents, chunk_text, split_sentences
 
 PAPER = fixtures.fixture_pdf()
@@ -15,7 +16,7 @@ def tok(request):
         from helpers.common.models import load_tokenizer
         return load_tokenizer("embedded/smollm2-135m-instruct")
     from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(str(fixtures.llama3_tokenizer_dir()))
+    return AutoTokenizer.from_pretrained(str(llama3_tokenizer_dir()))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_token_budget_is_the_target_models(paper_text):
     from transformers import AutoTokenizer
     from helpers.common.models import load_tokenizer
     smol = chunk_text(paper_text, load_tokenizer("embedded/smollm2-135m-instruct"), 256, 0)
-    llama = chunk_text(paper_text, AutoTokenizer.from_pretrained(str(fixtures.llama3_tokenizer_dir())), 256, 0)
+    llama = chunk_text(paper_text, AutoTokenizer.from_pretrained(str(llama3_tokenizer_dir())), 256, 0)
     # Llama 3's 128k vocabulary packs this text in fewer tokens than SmolLM2's 49k one
     assert sum(c.tokens for c in llama) < sum(c.tokens for c in smol)
     assert len(llama) <= len(smol)

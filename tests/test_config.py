@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from helpers.chat.session import ChatConfig
-from helpers.core.config import (ConfigError, ConfigWarning, StepConfig, _coerce, coerce_field, notebook_configs,
-                            parameter_names, siblings)
+from helpers.core.config import ConfigError, ConfigWarning, StepConfig, _coerce, coerce_field, parameter_names, siblings
+from helpers.notebooks import notebook_configs
 from helpers.evaluation.report import EvalConfig
 from helpers.chat.export import ExportConfig
 from helpers.train.loop import TrainConfig
@@ -50,7 +50,7 @@ def test_precedence_the_full_order_code_last():
     # replace() is code too: after the environment
     cfg = DemoConfig.from_params({}, environ={"STEPS": "5"}).replace(steps=3)
     assert cfg.steps == 3 and cfg._sources["steps"] == "code"
-    assert "5. values the notebook sets in code" in __import__("helpers.core.config").config.__doc__
+    assert "5. values the notebook sets in code" in __import__("helpers.core.config").core.config.__doc__
 
 
 def test_environment_strings_are_typed():

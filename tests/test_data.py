@@ -2,8 +2,10 @@
 
 import pytest
 
-from helpers.common.data import (DataError, chitchat_conversations, held_out_turns, read_jsonl, read_text_corpus,
-                          split_chitchat, validate_rows, write_jsonl)
+from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
+from helpers.common.resources import chitchat_conversations, split_chitchat
+from helpers.common.rows import held_out_turns, validate_rows
+from helpers.dataset.corpus import read_text_corpus
 from helpers.common.resources import chitchat, fixture_pdf
 
 

@@ -13,9 +13,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)  # the CI box is shared: one thread is ~10x faster than two fighting
 
 from helpers.common.resources import chitchat  # noqa: E402
-from helpers.evaluation.report import (GENERAL_METRICS, EvalConfig, EvalError, copy_score, degeneration,  # noqa: E402
-                                evaluate_adapter, forgetting_verdict, implausible_word, is_copy, load_references,
-                                paired_bootstrap, reference_sequences, rouge_scores, sequence_nll, verdict)
+from helpers.evaluation.report import GENERAL_METRICS, EvalConfig, evaluate_adapter, forgetting_verdict, load_references, paired_bootstrap, reference_sequences, sequence_nll, verdict
+from helpers.evaluation.metrics import EvalError, copy_score, degeneration, implausible_word, is_copy, rouge_scores
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +79,8 @@ def test_paired_bootstrap():
 
 # --- the embedded model ------------------------------------------------------------------------
 def test_perplexity_batched_matches_one_by_one(embedded_dir):
-    from helpers.common.data import held_out_turns, read_jsonl
+    from helpers.common.rows import held_out_turns
+    from helpers.core.jsonl import read_jsonl
     from helpers.common.models import load_model
     model, tok = load_model(EMBEDDED, quantization="none", verbose=False)
     rows = held_out_turns(read_jsonl(str(chitchat("test")))[:3])

@@ -171,7 +171,7 @@ def test_nf4_dequantized_merge_reproduces_the_4bit_model(tmp_path):
     from helpers.common.models import load_model
     tok_dir = os.environ.get("BENCH_TOKENIZER")
     if not tok_dir:
-        from helpers.common.resources import llama3_tokenizer_dir
+        from offline import llama3_tokenizer_dir
         tok_dir = llama3_tokenizer_dir()
     base = tmp_path / "base"
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ conversation, with a dense base and with a bitsandbytes 4-bit base."""
 import pytest
 import torch
 
-from helpers.common.data import chitchat_conversations
+from helpers.common.resources import chitchat_conversations
 from helpers.train.fast_lora import _fused_attention_forward, _fused_mlp_forward, patch_lora_layers, unpatch_lora_layers
 from helpers.common.models import load_model
 from helpers.common.prompts import encode

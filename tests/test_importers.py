@@ -3,10 +3,10 @@ Alpaca JSON, and a folder of real text and PDFs."""
 import json
 import shutil
 
-import pytest
 
 from helpers.common import resources as fixtures
-from helpers.common.data import chitchat_conversations, read_jsonl
+from helpers.common.resources import chitchat_conversations
+from helpers.core.jsonl import read_jsonl
 from helpers.dataset.importers import import_alpaca, import_sharegpt, import_text_folder, save_dataset
 
 

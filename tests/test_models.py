@@ -4,8 +4,7 @@ import json
 import pytest
 import torch
 
-from helpers.common.models import (EMBEDDED_DEFAULT, ModelLoadError, check_quantization, ensure_pad_token, load_model,
-                            resolve_model_path, stop_token_ids)
+from helpers.common.models import EMBEDDED_DEFAULT, ModelLoadError, check_quantization, ensure_pad_token, load_model, resolve_model_path, stop_token_ids
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +96,7 @@ def test_adapter_for_another_base_is_refused(model_and_tok, tmp_path):
 def test_a_lora_step_lowers_the_loss_on_cpu(smol_tokenizer):
     """A few LoRA steps on one real conversation lower its loss (the whole training mechanism)."""
     from peft import LoraConfig, get_peft_model
-    from helpers.common.data import chitchat_conversations
+    from helpers.common.resources import chitchat_conversations
     from helpers.common.prompts import encode
     torch.manual_seed(0)
     model, tok = load_model(EMBEDDED_DEFAULT, quantization="none", for_training=True, verbose=False)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.common.data import chitchat_conversations, write_jsonl
+from helpers.common.resources import chitchat_conversations
+from helpers.core.jsonl import write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")

@@ -71,7 +71,7 @@ def test_parameters_are_colab_form_fields_and_still_overridable(path):
     from_params still reads it, with an environment variable of the same name winning."""
     import json
     import re
-    from helpers.core.config import notebook_configs
+    from helpers.notebooks import notebook_configs
     source, params = _parameters(path)
     assert params, "empty parameters cell"
     lines = source.splitlines()
@@ -116,8 +116,8 @@ def test_parameters_cell_matches_its_config_dataclasses(path):
     type fits the field's type."""
     import re
     import typing
-    from helpers.core.config import (_field_comments, coerce_field, field_types, notebook_comments_for, notebook_configs,
-                                notebook_defaults_for)
+    from helpers.core.config import _field_comments, coerce_field, field_types, notebook_comments_for, notebook_defaults_for
+    from helpers.notebooks import notebook_configs
     source, params = _parameters(path)
     lines = source.splitlines()
     nb = path.name[:2]
@@ -199,7 +199,7 @@ def test_sync_writes_each_form_description_from_its_field_comment():
 def test_values_set_in_code_do_not_collide_with_a_smoke_preset(path):
     """Values a notebook sets in code (``from_params(..., x=...)``, ``cfg.replace(x=...)``) come after
     the SMOKE preset: none of them is a field the preset sets, so SMOKE=1 runs as it always did."""
-    from helpers.core.config import notebook_configs
+    from helpers.notebooks import notebook_configs
     nb = nbformat.read(path, as_version=4)
     preset = {k for cls in notebook_configs(path.name) for k in cls.smoke_preset()}
     for c in nb.cells:

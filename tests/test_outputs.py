@@ -1,15 +1,12 @@
 """What a person sees around the steps: the data notebooks 04 and 07 fall back to (never silently),
 the configuration summary, and the pipeline console's progress (real files, the real kernel)."""
-import io
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from helpers.core.config import StepConfig
-from helpers.common.data import DataError
+from helpers.core.jsonl import DataError
 from helpers.common.resources import chitchat
 from helpers.core.show import box_text
 from helpers.dataset.build import default_dataset

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.common.data import read_jsonl
+from helpers.core.jsonl import read_jsonl
 from helpers.common.resources import chitchat
 from helpers.common.models import load_model
 from helpers.train.packing import PackedCollator, PackingError, document_labels, pack_examples
@@ -222,7 +222,8 @@ def test_training_packs_by_default_and_validation_loss_is_the_same_figure(tmp_pa
     """PACKING is on by default through train(): packed rows (fewer than examples), the mask kernel
     on the CPU, the fused layers on, the validation loss falls. The validation examples stay one per
     row, so the loss before training is the same figure with PACKING=False; that run pads."""
-    from helpers.common.data import chitchat_conversations, write_jsonl
+    from helpers.common.resources import chitchat_conversations
+    from helpers.core.jsonl import write_jsonl
     from helpers.train.loop import train
     assert TrainConfig().packing is True and TrainConfig().separate_documents is False
     write_jsonl(tmp_path / "train.jsonl", chitchat_conversations()[:40])
@@ -310,7 +311,7 @@ def test_pretraining_keeps_documents_apart_when_asked(tmp_path, tok):
     """SEPARATE_DOCUMENTS (pretraining): blocks record the document pieces they hold, the collator
     trains them apart (positions restart at each piece, no label crosses into the next one); off,
     a block is one stream. The run's manifest says which."""
-    from helpers.common.data import write_jsonl
+    from helpers.core.jsonl import write_jsonl
     from helpers.train.loop import cut_blocks, pack_texts, train
     assert cut_blocks([[1, 2, 3], [4, 5, 6, 7, 8], [9]], 4) == [
         {"input_ids": [1, 2, 3, 4], "completion_mask": [1] * 4}, {"input_ids": [5, 6, 7, 8], "completion_mask": [1] * 4},
@@ -352,7 +353,8 @@ def test_gpu_packed_documents_train_as_if_alone(tok, kernel, dtype):
     FlashAttention-2 (skipped where the GPU or the install lacks them), through the fused layers
     under checkpointing. Tolerances are those of 16-bit sums in a different order."""
     from helpers.common.hardware import choose, gpu_caps
-    from helpers.train.packing import packing_kernel, prepare_model_for_packing, torch_varlen
+    from helpers.common.hardware import torch_varlen
+    from helpers.train.packing import packing_kernel, prepare_model_for_packing
     caps = gpu_caps()
     if kernel != "mask" and caps.capability[0] < 8:
         pytest.skip(f"{kernel} needs compute capability 8.0")
@@ -396,7 +398,8 @@ def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
 
     from transformers import TrainerCallback
 
-    from helpers.common.data import chitchat_conversations, write_jsonl
+    from helpers.common.resources import chitchat_conversations
+    from helpers.core.jsonl import write_jsonl
     from helpers.common.hardware import choose, gpu_caps
     from helpers.train.loop import train
     if choose(gpu_caps()).dtype != "bfloat16":

@@ -49,7 +49,7 @@ def _sweep_rows(tmp_path, grid=True):
 
 
 def test_run_history_reads_json_or_jsonl_and_nothing_when_missing(tmp_path):
-    from helpers.common.plots import run_history
+    from helpers.sweep.plots import run_history
     rows = _sweep_rows(tmp_path)
     assert run_history(rows[0])[0] == {"loss": 3.0 - 0.2 / 30 - 0.08, "step": 1, "epoch": 0.1}  # .json
     assert len(run_history(rows[1])) == 36  # .jsonl: 30 train lines and 6 eval lines
@@ -64,7 +64,7 @@ def test_value_key_sorts_numbers_as_numbers_then_the_rest_by_their_json():
 
 
 def test_plot_sweep_grid_and_random_search(tmp_path):
-    from helpers.common.plots import plot_sweep
+    from helpers.sweep.plots import plot_sweep
     grid = plot_sweep(_sweep_rows(tmp_path), tmp_path / "plots", "g")
     # overlays, one figure per varied hyperparameter (runs differing only in it), per-epoch averages
     assert [p.name for p in grid] == ["g_train_loss.png", "g_eval_loss.png", "g_learning_rate.png", "g_lora_r.png",
@@ -82,7 +82,7 @@ def test_plot_sweep_grid_and_random_search(tmp_path):
 # --- the evaluation report's plots (notebook 05) -----------------------------------------------
 def test_plot_report_with_and_without_intervals(tmp_path):
     from helpers.evaluation.report import METRICS, paired_bootstrap
-    from helpers.common.plots import plot_report
+    from helpers.evaluation.plots import plot_report
     base = {"rouge1": [0.2, 0.3, 0.1, 0.4], "rouge2": [0.0, 0.1, 0.0, 0.2], "rougeL": [0.2, 0.2, 0.1, 0.3],
             "stop_rate": [1.0, 0.0, 1.0, 1.0], "copy_rate": [0.0, 0.0, 1.0, 0.0], "answer_words": [12, 30, 7, 18],
             "ppl_pairs": [(20.0, 10), (35.0, 12), (18.0, 9), (40.0, 14)]}

@@ -6,7 +6,8 @@ import pytest
 
 from helpers.chat.session import ChatError, chat_model_name
 from helpers.core.config import ConfigError
-from helpers.evaluation.report import EvalError, default_test_path
+from helpers.evaluation.metrics import EvalError
+from helpers.evaluation.report import default_test_path
 from helpers.chat.export import ExportError
 from helpers.common.resources import chitchat
 from helpers.common.models import ModelLoadError

@@ -15,7 +15,7 @@ import pytest
 
 from helpers.sweep import runner as sw
 from helpers.core.config import ConfigError
-from helpers.common.data import DataError, read_jsonl, write_jsonl
+from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
 from helpers.common.resources import chitchat
 from helpers.sweep.runner import SweepConfig, expand_runs, load_best_config, run_sweep
 

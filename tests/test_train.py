@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from helpers.core.config import ConfigError
-from helpers.common.data import DataError, chitchat_conversations, write_jsonl
+from helpers.core.jsonl import DataError, write_jsonl
+from helpers.common.resources import chitchat_conversations
 from helpers.common.checkpoints import COMPLETE_MARKER, copy_checkpoint, find_resume_checkpoint, list_checkpoints
 from helpers.common.run import RunDir
 from helpers.train.loop import TrainConfig, train
@@ -373,7 +374,7 @@ def test_pretraining_with_replay_has_the_share_in_blocks_of_their_own(tmp_path, 
     """Domain: the real arXiv paper's pages; replay: the bundled conversations, rendered with the
     chat template. A fifth of the training blocks are replay, every domain block is the domain's
     own packing, no block holds both, and validation is the held-out pages alone."""
-    from helpers.common.data import read_jsonl
+    from helpers.core.jsonl import read_jsonl
     from helpers.common.resources import chitchat
     from helpers.train.loop import pack_texts, split_rows
     docs = _arxiv_pages()
@@ -426,7 +427,7 @@ def test_sft_replay_rows_are_trained_and_validation_rows_are_never_drawn(tmp_pat
     """SFT with a replay file holding the run's own validation conversations (under other ids) and
     30 bundled conversations: the replay examples are bundled ones, encoded like any row, counted in
     the data report; the validation set is the held-out rows alone, and none of them is trained on."""
-    from helpers.common.data import read_jsonl
+    from helpers.core.jsonl import read_jsonl
     from helpers.common.resources import chitchat
     from helpers.common.prompts import encode
     from helpers.train.loop import split_rows

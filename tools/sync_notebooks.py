@@ -18,7 +18,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this script runs from the checkout, before or without an install
-from helpers.core.config import notebook_comments_for, notebook_configs  # noqa: E402
+from helpers.core.config import notebook_comments_for
+from helpers.notebooks import notebook_configs
 from helpers.common.workspace import requirement_pins  # noqa: E402
 SRC = ROOT / "notebooks" / "src"
 DST = ROOT / "notebooks"

@@ -21,26 +21,22 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from helpers.core.config import ConfigError, StepConfig
-from helpers.common.run import check_adapter, is_adapter
+from helpers.common.merge import MERGE_MODES, ExportError, merge_adapter  # noqa: F401  (merge_adapter: part of notebook 06's export)
+from helpers.common.run import is_adapter
+from helpers.common.models import hf_token, stop_token_ids
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
-MERGE_MODES = ("full", "nf4-dequantized")
 CHECK_PROMPT = "Tell me about your favourite book in two sentences."
 
 
-class ExportError(RuntimeError):
-    """An export that cannot be done as asked; the message says why and what to do."""
-
-
 @dataclass
-class ExportConfig(StepConfig):
+class ExportConfig(StepConfig, notebooks=("06",)):
     """What notebook 06 exports and where it goes."""
     merge: bool = True  # merge the adapter into the base: safetensors in outputs/RUN_NAME/merged (16-bit on GPU, fp32 on CPU)
     merge_mode: str = "full"  # "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
@@ -66,69 +62,6 @@ class ExportConfig(StepConfig):
             raise ConfigError("GGUF=True needs MERGE=True: the GGUF file is written from the merged model.")
         if self.push_to_hub and not self.hub_repo_id:
             raise ConfigError("PUSH_TO_HUB=True needs HUB_REPO_ID, e.g. 'your-name/llama-kit-chat'.")
-
-
-# ----------------------------------------------------------------------------------------------
-# Merge
-# ----------------------------------------------------------------------------------------------
-def merge_adapter(model_name: str, adapter_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                  mode: str = "full", log=print) -> Path:
-    """Merge a LoRA adapter into the base model's 16-bit weights and save safetensors + tokenizer.
-
-    The base is loaded unquantized (bf16/fp16 on a GPU, fp32 on a CPU). With ``mode="full"`` the
-    adapter is added to the full-precision weights. An adapter trained on a 4-bit (QLoRA) base
-    learned corrections against the NF4-rounded weights, so the merged model differs slightly
-    from the model you evaluated (base in NF4 + adapter). ``mode="nf4-dequantized"`` loads the
-    base in 4 bits, dequantizes it to 16 bits and merges into those weights, reproducing the
-    trained model exactly (at the quality of the NF4 base); it needs bitsandbytes and a CUDA GPU.
-    Returns the merged folder.
-    """
-    import torch
-    from helpers.common.models import has_cuda, load_model
-    if mode not in MERGE_MODES:
-        raise ExportError(f"mode={mode!r}: use one of {', '.join(MERGE_MODES)}.")
-    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    trained_on = check_adapter(adapter_dir, model_name, error=ExportError).run.quantization
-    t0 = time.time()
-    if mode == "nf4-dequantized":
-        import importlib.util
-        if not has_cuda() or importlib.util.find_spec("bitsandbytes") is None:
-            raise ExportError("mode='nf4-dequantized' needs bitsandbytes on a CUDA GPU (dequantizing NF4 runs there). "
-                              "On a CPU use mode='full' (the adapter merged into the full-precision base).")
-        model, tok = load_model(model_name, quantization="4bit", verbose=False)
-        model = model.dequantize()  # NF4 -> 16-bit nn.Linear, exactly the weights QLoRA trained against
-        note = "merged into the dequantized NF4 base (the weights the adapter was trained against)"
-    else:
-        model, tok = load_model(model_name, quantization="16bit" if has_cuda() else "none", verbose=False)
-        note = f"merged into the {'16-bit' if has_cuda() else 'fp32'} base weights"
-        if trained_on in ("4bit", "8bit"):
-            log(f"Note: this adapter was trained on a {trained_on} (quantized) base. It learned against the "
-                "rounded weights, so merging it into the full-precision base changes the model slightly; "
-                "compare a few answers (notebook 05), or use mode='nf4-dequantized' on a GPU to merge into "
-                "the dequantized 4-bit weights instead. Merging into a quantized base itself (re-rounding "
-                "after the merge) would cost more quality, which is why we never do that.")
-    from helpers.common.models import attach_adapter
-    model = attach_adapter(model, str(adapter_dir), model_name)
-    model = model.merge_and_unload()
-    model.eval()
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    info = {"base_model": model_name, "adapter": str(adapter_dir), "mode": mode, "trained_on": trained_on,
-            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "note": note,
-            "merged_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (tmp / "MERGE_INFO.json").write_text(json.dumps(info, indent=2) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
-    n_files = len(list(out_dir.glob("*.safetensors")))
-    log(f"Merged {adapter_dir} into {model_name} ({note}) in {time.time() - t0:.0f} s: {out_dir} "
-        f"({info['dtype']} weights, {n_files} safetensors file{'s' if n_files != 1 else ''})")
-    del model
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return out_dir
 
 
 # ----------------------------------------------------------------------------------------------
@@ -464,7 +397,6 @@ def check_gguf(model_dir: str | os.PathLike, gguf_path: str | os.PathLike, promp
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from helpers.common.models import stop_token_ids
     model_dir, gguf_path = Path(model_dir), Path(gguf_path)
     if not gguf_path.exists():
         raise ExportError(f"{gguf_path} does not exist: run export_gguf first.")
@@ -510,7 +442,6 @@ def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = True, t
     The token comes from ``token``, else ``HF_TOKEN`` in the environment or Colab's secrets. Without
     one this refuses before any network call.
     """
-    from helpers.common.models import hf_token
     folder = Path(folder)
     if not repo_id or not REPO_ID.match(repo_id):
         raise ExportError(f"HUB_REPO_ID={repo_id!r} is not a Hub repository id of the form 'your-name/model-name'.")

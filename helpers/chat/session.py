@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from helpers.core.config import ConfigError, StepConfig
+from helpers.common.models import default_model_name, load_model, model_device, stop_token_ids
+from helpers.common.run import check_adapter
 
 PRESETS = {
     "assistant": "You are a helpful, honest assistant. Answer clearly and briefly, and say so when you do not know.",
@@ -42,7 +44,7 @@ class ChatError(ValueError):
 
 
 @dataclass
-class ChatConfig(StepConfig):
+class ChatConfig(StepConfig, notebooks=("06",)):
     """Which model notebook 06 chats with, and how it samples."""
     model_name: str = ""  # base model; "" = the one notebook 04 trained (from its run's manifest), else the default
     adapter_dir: str = ""  # LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
@@ -211,7 +213,6 @@ class ChatSession:
         """
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-        from helpers.common.models import model_device, stop_token_ids
 
         if not isinstance(user_text, str) or not user_text.strip():
             raise ChatError("Type a message first: an empty message has nothing to answer.")
@@ -338,8 +339,6 @@ def chat_model_name(model_name: str = "", adapter_dir: str = "") -> str:
     (its run's manifest, then the adapter's own record), else the default for this machine.
 
     A missing adapter folder is an error naming notebook 04, not a silent fall-back to the base."""
-    from helpers.common.models import default_model_name
-    from helpers.common.run import check_adapter
     if adapter_dir:  # a base that does not fit the adapter is refused when it is attached (load_model)
         trained_on = check_adapter(adapter_dir, error=ChatError, need_base=False).model_name
         model_name = model_name or trained_on
@@ -348,6 +347,5 @@ def chat_model_name(model_name: str = "", adapter_dir: str = "") -> str:
 
 def load_chat_model(model_name: str = "", adapter_dir: str = "", quantization: str = "auto"):
     """(model, tokenizer) for chatting: the base with the adapter attached when one is given."""
-    from helpers.common.models import load_model
     name = chat_model_name(model_name, adapter_dir)
     return load_model(name, quantization=quantization, adapter=adapter_dir or None)

@@ -11,6 +11,11 @@ import contextlib
 import time
 from pathlib import Path
 
+from helpers.common.models import load_model, model_device, stop_token_ids
+from helpers.common.rows import cut_at_reference
+from helpers.core.jsonl import read_jsonl
+from helpers.common.prompts import prompt_text, reference
+
 
 def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
                      do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9,
@@ -27,7 +32,6 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
     where the reply starts); ``truncated`` counts them.
     """
     import torch
-    from helpers.common.models import model_device, stop_token_ids
 
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be at least 1")
@@ -112,9 +116,6 @@ def base_and_tuned(model, tokenizer, prompts: list[str], **kw) -> tuple[dict, di
 def compare_on_examples(model_name: str, adapter_dir: str | Path, dataset_path: str | Path, n: int = 3,
                         quantization: str = "auto", max_new_tokens: int = 64, template: str = "auto") -> list[dict]:
     """Print base and tuned answers to the first ``n`` rows of a dataset, side by side."""
-    from helpers.common.data import cut_at_reference, read_jsonl
-    from helpers.common.models import load_model
-    from helpers.common.prompts import prompt_text, reference
     held_out = Path(dataset_path).with_name("test.jsonl")
     if held_out.exists() and held_out != Path(dataset_path):
         dataset_path = held_out  # prompts the model has not been trained on

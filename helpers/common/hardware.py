@@ -129,13 +129,21 @@ def apply_t4_emulation() -> None:
     _EMULATION_APPLIED = True
 
 
+def torch_varlen():
+    """PyTorch's ``varlen_attn`` (torch 2.10+), or None."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
 def gpu_caps() -> GpuCaps | None:
     """This process's GPU (``LOCAL_RANK``'s under accelerate), or None without one."""
     import importlib.util
     import torch
     if not torch.cuda.is_available():
         return None
-    from helpers.train.packing import torch_varlen
     installed = dict(flash_attn=importlib.util.find_spec("flash_attn") is not None,
                      liger=importlib.util.find_spec("liger_kernel") is not None,
                      torch_varlen=torch_varlen() is not None)

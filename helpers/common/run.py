@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.config import ConfigError
+from helpers.core.files import cache_dir
+from helpers.common.plots import load_history
 
 MANIFEST_FILE = "run.json"
 SECTIONS = ("signature", "start_eval", "metrics", "shards", "sweep")
@@ -52,6 +54,25 @@ ADAPTER_CONFIG = "adapter_config.json"
 def is_adapter(folder: str | os.PathLike | None) -> bool:
     """Whether ``folder`` holds a LoRA adapter (peft's ``adapter_config.json``)."""
     return bool(folder) and (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base_name(adapter: str) -> str | None:
+    cfg = Path(adapter) / "adapter_config.json"
+    if not cfg.exists():
+        return None
+    return json.loads(cfg.read_text()).get("base_model_name_or_path")
+
+
+def same_base(adapter_base: str | None, name: str) -> bool:
+    """Whether an adapter's recorded base matches ``name`` (embedded names resolve to their folder)."""
+    if not adapter_base:
+        return True
+    cands = {name, str(Path(name).resolve()) if os.path.isdir(name) else name}
+    if name.startswith("embedded/"):
+        cands.add(str(cache_dir() / name.split("/", 1)[1]))
+        cands.add(name.split("/", 1)[1])
+    base = adapter_base.rstrip("/")
+    return base in cands or Path(base).name == Path(name).name or any(c.rstrip("/").endswith(Path(base).name) for c in cands)
 
 
 class RunDir:
@@ -180,7 +201,6 @@ class RunDir:
     @property
     def base_model(self) -> str | None:
         """The base model the run trained: its metrics, else what the adapter records."""
-        from helpers.common.models import adapter_base_name
         return self.metrics.get("model_name") or (adapter_base_name(str(self.adapter)) if is_adapter(self.adapter)
                                                   else None)
 
@@ -194,7 +214,6 @@ class RunDir:
 
     def history(self) -> list[dict]:
         """The run's log lines: the finished log, else the live one of a run still going or killed."""
-        from helpers.common.plots import load_history
         for p in (self.history_file, self.live_log):
             if p.exists():
                 return load_history(p)
@@ -276,7 +295,6 @@ def check_adapter(adapter_dir: str | os.PathLike | None, model_name: str = "", e
     """Refuse a folder that holds no adapter, or an adapter trained on another base than
     ``model_name``; with ``model_name`` "" the base the run trained (its manifest, else what the
     adapter records). ``error``: the exception class the caller's users expect (EvalError, ...)."""
-    from helpers.common.models import adapter_base_name, same_base
     path = Path(adapter_dir) if adapter_dir else None
     if path is None or not is_adapter(path):
         raise error(f"No LoRA adapter in {str(path) if path else '(no folder given)'!r}: it holds no "

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.core.config import env_flag, smoke
+from helpers.common.hardware import choose, gpu_caps
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def colab_root() -> Path:
@@ -71,7 +72,6 @@ def gpu_report() -> dict:
     """The GPU this process sees (as the kit treats it: a T4 under ``LLAMA_KIT_EMULATE_T4=1``): name,
     memory in GiB, compute capability, bf16, and what the kit picks for it and why."""
     import torch
-    from helpers.common.hardware import choose, gpu_caps
     caps = gpu_caps()
     if caps is None:
         return {"gpu": None, "count": 0, "bf16": False, "memory_gib": 0.0, "choice": choose(None).describe()}

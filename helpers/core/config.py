@@ -3,7 +3,7 @@
 Each pipeline step has a dataclass (``TrainConfig``, ``ScrapeConfig``, ...) defined in its own
 module on top of :class:`StepConfig`. One field per line, with a trailing comment saying what it
 does. Every name in a notebook's ``parameters`` cell is a field of the configs that notebook builds
-(:data:`NOTEBOOK_CONFIGS`); where a notebook's cell starts from another value than the dataclass
+(the ``notebooks=`` of its class); where a notebook's cell starts from another value than the dataclass
 default (notebook 03 pretrains with ``LORA_R = 64``), the config's ``notebook_defaults()`` says so,
 and ``tests/test_notebooks.py`` checks every cell against the dataclass and that table. Each
 parameter's Colab form description (the ``# @markdown `NAME`: ...`` line above it) is the field's
@@ -37,7 +37,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
-import importlib
 import inspect
 import json
 import os
@@ -60,16 +59,10 @@ class ConfigWarning(UserWarning):
     """An environment variable that looks like a setting but is none (a near miss of a field)."""
 
 
-# The configs each notebook builds from its parameters cell ("module:Class"), in the order it builds them.
-NOTEBOOK_CONFIGS: dict[str, tuple[str, ...]] = {
-    "01": ("helpers.scrape.arxiv:ScrapeConfig",),
-    "02": ("helpers.dataset.build:DatasetConfig",),
-    "03": ("helpers.train.loop:TrainConfig",),
-    "04": ("helpers.train.loop:TrainConfig",),
-    "05": ("helpers.evaluation.report:EvalConfig",),
-    "06": ("helpers.chat.session:ChatConfig", "helpers.chat.export:ExportConfig"),
-    "07": ("helpers.sweep.runner:SweepConfig",),
-}
+# The configs each notebook builds from its parameters cell, in the order they are defined: each
+# step's class names its notebooks (``class TrainConfig(StepConfig, notebooks=("03", "04"))``).
+# Filled as the step modules are imported; ``helpers.notebooks`` imports them all.
+_REGISTRY: dict[str, list[type]] = {}
 # UPPER_CASE names the setup cell defines (not parameters), and variables that steer the kit itself.
 SETUP_NAMES = frozenset({"KIT"})
 CONTROL_VARIABLES = frozenset({"SMOKE"})
@@ -218,27 +211,23 @@ def _check_type(value: Any, tp, label: str) -> Any:
     return value
 
 
-def notebook_configs(notebook: str) -> list[type]:
-    """The config classes notebook ``notebook`` ("04", or a name like "04_finetune") builds."""
-    out = []
-    for spec in NOTEBOOK_CONFIGS[str(notebook)[:2]]:
-        module, name = spec.split(":")
-        out.append(getattr(importlib.import_module(module), name))
-    return out
+def registered_configs(notebook: str) -> list[type]:
+    """The config classes notebook ``notebook`` ("04", or "04_finetune") builds, among the step
+    modules imported so far (``helpers.notebooks.notebook_configs`` imports every step first)."""
+    return list(_REGISTRY.get(str(notebook)[:2], []))
 
 
 def _kit_configs() -> list[type]:
     seen: list[type] = []
-    for nb in NOTEBOOK_CONFIGS:
-        seen += [c for c in notebook_configs(nb) if c not in seen]
+    for classes in _REGISTRY.values():
+        seen += [c for c in classes if c not in seen]
     return seen
 
 
 def siblings(cls) -> tuple[type, ...]:
     """The other configs built from the same parameters cell as ``cls`` (notebook 06: chat and export)."""
     out: list[type] = []
-    for nb in NOTEBOOK_CONFIGS:
-        classes = notebook_configs(nb)
+    for classes in _REGISTRY.values():
         if cls in classes:
             out += [c for c in classes if c is not cls and c not in out]
     return tuple(out)
@@ -328,7 +317,13 @@ def _field_comments(cls) -> dict[str, str]:
 
 @dataclasses.dataclass
 class StepConfig:
-    """Base of every step's configuration. Subclasses add fields and a ``smoke_preset``."""
+    """Base of every step's configuration. Subclasses add fields and a ``smoke_preset``, and name
+    the notebooks whose parameters cell they read: ``class XConfig(StepConfig, notebooks=("03",))``."""
+
+    def __init_subclass__(cls, notebooks: tuple[str, ...] = (), **kwargs):
+        super().__init_subclass__(**kwargs)
+        for nb in notebooks:
+            _REGISTRY.setdefault(nb, []).append(cls)
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:

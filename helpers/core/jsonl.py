@@ -1,4 +1,5 @@
-"""A resumable, crash-safe JSONL store: rows that arrive one at a time (arXiv's manifest and
+"""JSON Lines on disk: ``read_jsonl`` and ``write_jsonl`` (whole files, written atomically) and a
+resumable, crash-safe JSONL store: rows that arrive one at a time (arXiv's manifest and
 abstracts in :mod:`helpers.scrape.arxiv`, the teacher's answers in :mod:`helpers.dataset.teacher`), each written
 the moment it is done, so a rerun after a crash knows what is already done.
 
@@ -25,7 +26,51 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used; the message names the file and line."""
+
+
+def read_jsonl(path: str | os.PathLike, strict: bool = True) -> list[dict]:
+    """Rows of a JSON Lines file. A line that is not a JSON object raises DataError naming the
+    file and line (``strict``), or is skipped with a printed warning (``strict=False``)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"Dataset file {str(path)!r} does not exist. Build it with notebook 02, import one "
+                        f"with helpers.dataset.importers, or point the path at an existing .jsonl file.")
+    rows, bad = [], []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                msg = f"{path}:{n}: not a JSON object ({exc})"
+                if strict:
+                    raise DataError(msg) from None
+                bad.append(msg)
+                continue
+            rows.append(row)
+    if bad:
+        print(f"WARNING: {len(bad)} unreadable line(s) skipped in {path}: " + "; ".join(bad[:5]))
+    return rows
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    """Write rows atomically (temporary file, then rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 class JsonlError(ValueError):

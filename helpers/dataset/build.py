@@ -36,10 +36,18 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.config import ConfigError, StepConfig
+from helpers.common.models import default_model_name, load_tokenizer
+from helpers.dataset.teacher import DEFAULT_SYSTEM, HttpTeacher, load_prompt, LocalTeacher, render_messages, request_key, run_teacher, TeacherStore, triples_from_answer
+from helpers.dataset.pdf import describe_stats, find_pdfs, read_pdfs
+from helpers.dataset.chunking import chunk_documents
+from helpers.core.jsonl import DataError, write_jsonl
+from helpers.dataset.leakage import measure_leakage
+from helpers.common.resources import chitchat, fixture_pdf
+from helpers.core.show import announce
 
 
 @dataclasses.dataclass
-class DatasetConfig(StepConfig):
+class DatasetConfig(StepConfig, notebooks=("02",)):
     pdf_dir: str = ""  # a folder of your own PDFs; "" = notebook 01's (arxiv/pdfs in the data folder)
     max_pdfs: int = 0  # read at most this many PDFs (0 = all)
     tokenizer: str = ""  # model whose tokenizer measures chunks; "" = the default model (the one you will tune)
@@ -236,8 +244,6 @@ def split_by_document(rows: list[dict], test_fraction: float = 0.1, seed: int = 
 # The build
 # ----------------------------------------------------------------------------------------------
 def make_teacher(cfg: DatasetConfig):
-    from helpers.common.models import default_model_name
-    from helpers.dataset.teacher import HttpTeacher, LocalTeacher
     if cfg.backend() == "http":
         return HttpTeacher(cfg.teacher_base_url, cfg.teacher_model, max_new_tokens=cfg.max_new_tokens,
                            temperature=cfg.temperature, timeout_s=cfg.request_timeout, max_retries=cfg.max_retries,
@@ -255,11 +261,9 @@ def input_pdfs(cfg: DatasetConfig, ws, verbose: bool = True) -> list[Path]:
     """The PDFs notebook 02 reads: ``PDF_DIR`` if set, else notebook 01's downloads. Under ``SMOKE=1``
     with neither, the real arXiv paper that ships with the kit. Raises ``FileNotFoundError`` naming
     the folder it looked in, and what to do, when there are none."""
-    from helpers.dataset.pdf import find_pdfs
     folder = Path(cfg.pdf_dir) if cfg.pdf_dir else ws.data("arxiv", "pdfs")
     pdfs = find_pdfs(folder)
     if not pdfs and ws.smoke and not cfg.pdf_dir:
-        from helpers.common.resources import fixture_pdf
         pdfs = [fixture_pdf()]
         if verbose:
             print(f"SMOKE: no PDFs in {folder}, using the arXiv paper that ships with the kit ({pdfs[0].name})")
@@ -274,11 +278,6 @@ def input_pdfs(cfg: DatasetConfig, ws, verbose: bool = True) -> list[Path]:
 def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None, verbose: bool = True) -> dict:
     """The whole step (see the module docstring). ``pdfs`` overrides the folder; ``teacher`` an
     already built teacher. Returns a summary dict (also written into the card)."""
-    from helpers.dataset.chunking import chunk_documents
-    from helpers.common.data import write_jsonl
-    from helpers.common.models import default_model_name, load_tokenizer
-    from helpers.dataset.pdf import read_pdfs
-    from helpers.dataset.teacher import DEFAULT_SYSTEM, TeacherStore, load_prompt, run_teacher, triples_from_answer
 
     t0 = time.time()
     if pdfs is None:
@@ -307,7 +306,6 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                       cfg.price_input_per_m, cfg.price_output_per_m, verbose=verbose,
                       reask_rejected=cfg.reask_rejected)
 
-    from helpers.dataset.teacher import render_messages, request_key
     triples, rejects = [], []
     for c in chunks:
         rec = store.records.get(request_key(teacher.key_id, render_messages(c.text, c.source, cfg.pairs_per_chunk,
@@ -365,8 +363,6 @@ def check_leakage(cfg: DatasetConfig, train: list[dict], test: list[dict], chunk
     split and go to ``leaked_path`` with their containment and witness; that file is written
     every time (empty when nothing was moved), so a rerun never leaves an old one behind.
     Returns the test rows kept and the leakage summary (with a one-line ``"line"``)."""
-    from helpers.common.data import write_jsonl
-    from helpers.dataset.leakage import measure_leakage
     train_ids = {r["chunk_id"] for r in train}
     passages = [(f"chunk {c.id} ({c.source} #{c.index})", c.text) for c in chunks if c.id in train_ids]
     res = measure_leakage(test, train, passages, cfg.leakage_threshold,
@@ -424,7 +420,6 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
         tr, te = per_src.get(d["file"], [0, 0])
         lines.append(f"| {d['file']} | {d['pages']} | {d['chars_extracted']:,} → {d['chars_clean']:,} | "
                      f"{s['chunks_per_source'].get(d['file'], 0)} | {tr} | {te} |")
-    from helpers.dataset.pdf import describe_stats
     lines += ["", "Cleaning per document:", ""] + [f"- {d['file']}: {describe_stats(d)}" for d in s["documents"]]
     warns = [w for d in s["documents"] for w in d.get("warnings", [])]
     if warns:
@@ -459,9 +454,6 @@ def default_dataset(ws, min_rows: int = 20) -> Path:
       in a box.
     * No dataset from notebook 02 at all: the bundled real conversations, announced in a box.
     """
-    from helpers.common.data import DataError
-    from helpers.common.resources import chitchat
-    from helpers.core.show import announce
     built = Path(ws.data_dir) / "dataset" / "train.jsonl"
     bundled = chitchat("train")
     if built.exists():

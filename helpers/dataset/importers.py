@@ -18,6 +18,9 @@ import json
 import os
 from pathlib import Path
 
+from helpers.dataset.pdf import read_pdfs
+from helpers.core.jsonl import write_jsonl
+
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
             "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
 
@@ -118,7 +121,6 @@ def import_alpaca(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
 
 
 def import_text_folder(folder: str | os.PathLike) -> tuple[list[dict], list[str]]:
-    from helpers.dataset.pdf import read_pdfs
     folder = Path(folder)
     if not folder.is_dir():
         raise ImportDataError(f"{folder}: not a folder")
@@ -149,7 +151,6 @@ def import_text_folder(folder: str | os.PathLike) -> tuple[list[dict], list[str]
 def save_dataset(rows: list[dict], out_dir: str | os.PathLike, test_fraction: float = 0.1) -> dict:
     """``train.jsonl`` and ``test.jsonl``: a row goes to test when the hash of its content falls
     in the held-out share, so the split is the same on every run and for every order of rows."""
-    from helpers.common.data import write_jsonl
     train, test = [], []
     for r in rows:
         h = int(hashlib.sha256(json.dumps(r, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:8], 16)

@@ -38,6 +38,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.core.jsonl import DataError, read_jsonl
+
 NGRAM = 8
 DEFAULT_THRESHOLD = 0.5
 _WORD = re.compile(r"[a-z0-9]+")
@@ -178,7 +180,6 @@ def training_passages(train_rows: list[dict], chunks_path: str | Path | None = N
       each document that has training rows and no test row (a document on both sides of a split by
       position would contain the test rows' own passages, so it cannot be used whole);
     * else none (the training rows alone are compared)."""
-    from helpers.common.data import DataError, read_jsonl
     train_chunks = {r.get("chunk_id") for r in train_rows if r.get("chunk_id")}
     if chunks_path and Path(chunks_path).exists() and train_chunks:
         try:

@@ -41,6 +41,8 @@ from typing import Iterable
 
 from helpers.core.jsonl import JsonlStore
 from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
+from helpers.common.generate import generate_answers
+from helpers.common.models import load_model
 
 DEFAULT_SYSTEM = ("You write training data for an instruction-following assistant. "
                   "You reply with JSON only, with no text before or after it.")
@@ -244,12 +246,10 @@ class LocalTeacher:
 
     def _load(self):
         if self._model is None:
-            from helpers.common.models import load_model
             self._model, self._tok = load_model(self.model_name, quantization=self.quantization)
         return self._model, self._tok
 
     def complete_many(self, batch: list[list[dict]]) -> list[Completion]:
-        from helpers.common.generate import generate_answers
         model, tok = self._load()
         prompts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) + self.prefill for m in batch]
         t0 = time.time()

@@ -65,7 +65,7 @@ the report. ``drop_leaked`` (off by default: the report only reports) leaves the
 
 The reference of a held-out row is its ``output`` (instruction rows) or, for conversations, the
 first assistant reply (``reference_turn="first"``: the prompt is what came before it, as in
-``helpers.common.data.held_out_turns``) or the last one (``"last"``).
+``helpers.common.rows.held_out_turns``) or the last one (``"last"``).
 """
 from __future__ import annotations
 
@@ -73,7 +73,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +80,19 @@ from typing import Any
 
 from helpers.core.config import ConfigError, StepConfig
 from helpers.common.run import RunDir, check_adapter
+from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
+from helpers.common.rows import cut_at_reference
+from helpers.common.prompts import encode, prompt_text, PromptError, reference, resolve_style
+from helpers.common.models import load_model, model_device, ModelLoadError
+from helpers.common.generate import adapter_disabled, generate_answers
+from helpers.common.resources import chitchat
+from helpers.dataset.leakage import LeakageError, measure_leakage, training_passages
+from helpers.evaluation.plots import plot_report
+from helpers.dataset.build import default_dataset
+from helpers.evaluation.metrics import (ROUGE_BACKENDS, EvalError, copy_score, degeneration, is_copy,
+                                        rouge_scores, words)
 
 LONG_PROMPT_POLICIES = ("truncate", "skip", "error")
-ROUGE_BACKENDS = ("auto", "rouge-score", "evaluate")
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 # name -> (label, higher is better: True / False / None for "neither")
 METRICS = {
     "rouge1": ("ROUGE-1 F1", True),
@@ -110,12 +118,8 @@ GENERAL_METRICS = {
 DEGENERATION = {"repeated_3grams": 1, "repeated_words": 1, "glued_words": 1, "stop_rate": -1}
 
 
-class EvalError(ValueError):
-    """Evaluation input that cannot be used; the message says what is wrong and what to do."""
-
-
 @dataclass
-class EvalConfig(StepConfig):
+class EvalConfig(StepConfig, notebooks=("05",)):
     """One base-vs-tuned evaluation. Defaults suit a Colab GPU."""
     adapter_dir: str = ""  # LoRA adapter to evaluate; "" = the one notebook 04 wrote (outputs/RUN_NAME/adapter)
     test_path: str = ""  # held-out JSONL with references; "" = test.jsonl beside the dataset the adapter was trained on
@@ -181,7 +185,6 @@ def load_references(path: str | os.PathLike, turn: str = "first", max_examples: 
     """Held-out rows cut at their reference, and the indices of rows without one (skipped).
 
     Raises EvalError when the file has no row with a reference at all."""
-    from helpers.common.data import DataError, cut_at_reference, read_jsonl
     try:
         rows = read_jsonl(path)
     except DataError as exc:
@@ -212,134 +215,11 @@ def prompt_source(row: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Metrics on text
-# ----------------------------------------------------------------------------------------------
-def words(text: str) -> list[str]:
-    """Lower-cased words as ROUGE sees them (rouge-score's tokenizer: letters and digits)."""
-    from rouge_score import tokenize
-    return tokenize.tokenize(text or "", None)
-
-
-def rouge_scores(predictions: list[str], references: list[str], backend: str = "auto") -> tuple[dict[str, list[float]], str]:
-    """Per-example ROUGE-1/2/L F1 and which library computed them.
-
-    "auto" uses Hugging Face ``evaluate`` when its "rouge" metric loads (it is fetched from the
-    Hub, so never offline) and ``rouge-score`` otherwise; both lower-case, keep letters and
-    digits, and do not stem, so the numbers are the same."""
-    if len(predictions) != len(references):
-        raise EvalError(f"{len(predictions)} predictions for {len(references)} references")
-    if backend not in ROUGE_BACKENDS:
-        raise EvalError(f"rouge backend {backend!r} is not one of {', '.join(ROUGE_BACKENDS)}")
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_EVALUATE_OFFLINE") == "1"
-    if backend == "evaluate" or (backend == "auto" and not offline):
-        try:
-            import evaluate
-            metric = evaluate.load("rouge")
-            res = metric.compute(predictions=predictions, references=references, use_aggregator=False,
-                                 use_stemmer=False, rouge_types=list(ROUGE_KEYS))
-            from importlib.metadata import version
-            return {k: [float(x) for x in res[k]] for k in ROUGE_KEYS}, f"evaluate {version('evaluate')} (rouge)"
-        except Exception as exc:  # the Hub is unreachable, or evaluate is not installed
-            if backend == "evaluate":
-                raise EvalError(f"evaluate's rouge metric did not load ({type(exc).__name__}: {str(exc)[:200]}); "
-                                "use rouge_backend='rouge-score', which works offline.") from None
-    from importlib.metadata import version
-    from rouge_score import rouge_scorer
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=False)
-    out: dict[str, list[float]] = {k: [] for k in ROUGE_KEYS}
-    for p, r in zip(predictions, references):
-        s = scorer.score(r, p)
-        for k in ROUGE_KEYS:
-            out[k].append(float(s[k].fmeasure))
-    return out, f"rouge-score {version('rouge-score')}"
-
-
-def longest_common_run(a: list[str], b: list[str]) -> int:
-    """Length of the longest contiguous run of words shared by ``a`` and ``b``."""
-    best = 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0] * (len(b) + 1)
-        for j, y in enumerate(b):
-            if x == y:
-                cur[j + 1] = prev[j] + 1
-                if cur[j + 1] > best:
-                    best = cur[j + 1]
-        prev = cur
-    return best
-
-
-def copy_score(answer: str, source: str) -> float:
-    """Share of the answer's words that form one run copied verbatim from ``source`` (0..1)."""
-    a, s = words(answer), words(source)
-    if not a or not s:
-        return 0.0
-    return longest_common_run(a, s) / len(a)
-
-
-def is_copy(answer: str, source: str, threshold: float = 0.6, min_words: int = 4) -> bool:
-    return len(words(answer)) >= min_words and copy_score(answer, source) >= threshold
-
-
-# ----------------------------------------------------------------------------------------------
-# Degeneration (the general section; rules in the module docstring)
-# ----------------------------------------------------------------------------------------------
-_EDGE = "\"'()[]{}<>*_`.,!?;:\u2026-\u201c\u201d\u2018\u2019"
-_LONG_LETTERS = 18
-_CASE_JOIN = re.compile(r"[a-z]{2}[A-Z](?=[a-z]|$)")
-_PUNCT_JOIN = re.compile(r"[A-Za-z]{2}[.,!?;:](?:[A-Za-z]{2}|I(?![A-Za-z]))")
-_NOT_A_JOIN = re.compile(r"://|^www\.|@|\.(?:com|org|net|edu|gov|io|co|uk|de|fr|ai|me|tv|ly|pdf|py|txt|jpg|png|"
-                         r"html|js|md|csv|json|ipynb|exe|zip)\b", re.IGNORECASE)
-
-
-def repeated_ngram_share(text: str, n: int = 3) -> float:
-    """Share of the word n-grams of ``text`` that repeat an earlier n-gram of it (0 without any)."""
-    w = words(text)
-    grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
-    return (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
-
-
-def repeated_word_share(text: str) -> float:
-    """Share of words that equal the word right before them ("the the")."""
-    w = words(text)
-    return sum(a == b for a, b in zip(w, w[1:])) / len(w) if len(w) > 1 else 0.0
-
-
-def implausible_word(token: str) -> str | None:
-    """Why a whitespace-separated token looks like words glued together ("long", "case join",
-    "punctuation join"), or None for a plausible word."""
-    core = token.strip(_EDGE)
-    if not core or core[0] in "#@" or any(c.isdigit() for c in core) or _NOT_A_JOIN.search(core):
-        return None
-    squeezed = re.sub(r"(.)\1{2,}", r"\1", core)
-    if squeezed.isalpha() and len(squeezed) >= _LONG_LETTERS:
-        return "long"
-    if core[0].islower() and _CASE_JOIN.search(core):
-        return "case join"
-    if _PUNCT_JOIN.search(core):
-        return "punctuation join"
-    return None
-
-
-def glued_word_share(text: str) -> float:
-    """Share of the whitespace-separated tokens of ``text`` that ``implausible_word`` flags."""
-    toks = (text or "").split()
-    return sum(implausible_word(t) is not None for t in toks) / len(toks) if toks else 0.0
-
-
-def degeneration(answer: str) -> dict[str, float]:
-    """The per-answer degeneration figures of the general section."""
-    return {"repeated_3grams": repeated_ngram_share(answer, 3), "repeated_words": repeated_word_share(answer),
-            "glued_words": glued_word_share(answer)}
-
-
-# ----------------------------------------------------------------------------------------------
 # Perplexity of the references (reply tokens only)
 # ----------------------------------------------------------------------------------------------
 def reference_sequences(tokenizer, rows: list[dict], style: str, system: str | None) -> list[dict]:
     """Token ids of prompt + reference with a mask on the reference's tokens (and its end
     marker) only: ``helpers.common.prompts.encode``, as in training, keeping only the last reply."""
-    from helpers.common.prompts import PromptError, encode
     out = []
     for i, row in enumerate(rows):
         try:
@@ -395,7 +275,6 @@ def sequence_nll(model, tokenizer, seqs: list[dict], batch_size: int = 8, max_le
     ``max_len`` keeps its last ``max_len`` tokens; the third value counts those."""
     import torch
     import torch.nn.functional as F
-    from helpers.common.models import model_device
 
     dev = model_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -510,7 +389,6 @@ def default_test_path(adapter_dir: str | os.PathLike, ws=None) -> Path:
     if trained_on:
         return Path(trained_on).with_name("test.jsonl")
     if ws is not None:
-        from helpers.dataset.build import default_dataset
         return default_dataset(ws).with_name("test.jsonl")
     raise EvalError(f"No TEST_PATH given and no run manifest beside {adapter_dir} says which dataset it was trained on.")
 
@@ -553,7 +431,6 @@ def _resolve_inputs(cfg: EvalConfig, plots_dir: str | os.PathLike | None) -> _In
 def _load_tuned_model(cfg: EvalConfig, model_name: str):
     """The base model with the adapter attached (switched off for the base answers), and its
     tokenizer; an adapter that does not fit the base is refused with what to set."""
-    from helpers.common.models import ModelLoadError, load_model
     try:
         model, tok = load_model(model_name, quantization=cfg.quantization, adapter=cfg.adapter_dir)
     except ModelLoadError as exc:
@@ -571,7 +448,6 @@ def _load_tuned_model(cfg: EvalConfig, model_name: str):
 def _fit_prompts(cfg: EvalConfig, model, tok, rows: list[dict], style: str, system: str | None, log) -> _Prompts:
     """The prompts, with the LONG_PROMPTS policy applied to those that leave no room for an answer
     of MAX_NEW_TOKENS: truncated (keep the end, at generation), skipped, or refused."""
-    from helpers.common.prompts import prompt_text
     model_ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0) or 10**9
     ctx = min(cfg.max_context, model_ctx) if cfg.max_context else model_ctx
     room = ctx - cfg.max_new_tokens
@@ -599,7 +475,6 @@ def _fit_prompts(cfg: EvalConfig, model, tok, rows: list[dict], style: str, syst
 def _run_both_models(cfg: EvalConfig, model, tok, fit: _Prompts, seqs: list[dict], log) -> dict[str, dict]:
     """For the base (adapter off) and the tuned model: the generated answers and the NLL of the
     references. ``{"base"|"tuned": {"gen": generate_answers' dict, "nll": [...], "count": [...]}}``."""
-    from helpers.common.generate import adapter_disabled, generate_answers
     gen_kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, do_sample=cfg.do_sample,
                   temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_prompt_tokens=fit.room)
     results: dict[str, dict] = {}
@@ -685,7 +560,6 @@ def _general_path(cfg: EvalConfig) -> Path | None:
         return None
     if cfg.general_path:
         return Path(cfg.general_path)
-    from helpers.common.resources import chitchat
     return chitchat("test")
 
 
@@ -722,8 +596,6 @@ def _general_report(cfg: EvalConfig, model, tok, style: str, inputs: _Inputs, lo
 def _leakage_check(cfg: EvalConfig, test_path: Path, rows: list[dict], log) -> tuple[list[dict], dict]:
     """The held-out rows' word 8-gram containment in the adapter's training set and its source
     chunks (``helpers.dataset.leakage``), and the rows kept (all of them unless DROP_LEAKED)."""
-    from helpers.common.data import DataError, read_jsonl
-    from helpers.dataset.leakage import LeakageError, measure_leakage, training_passages
     train_path = RunDir.of(cfg.adapter_dir).dataset_path
     if not train_path or not Path(train_path).is_file():
         why = f"the training set {train_path} is not there" if train_path else "the run does not say its training set"
@@ -804,8 +676,6 @@ def _write_report(report: dict, answers: list[dict], per: dict, refs: list[str],
                   plot_prefix: str, general_answers: list[dict] | None = None) -> None:
     """answers.jsonl (and general_answers.jsonl), the plots, report.json and report.md in the
     output folder; adds the "plots" and "files" entries to ``report``."""
-    from helpers.common.data import write_jsonl
-    from helpers.common.plots import plot_report
     out_dir = inputs.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "answers.jsonl", answers)
@@ -822,7 +692,6 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
                      log=print) -> dict:
     """Base vs tuned on the held-out set; see the module docstring. Returns the report dict
     (also written to ``output_dir/report.json`` and ``report.md``)."""
-    from helpers.common.prompts import resolve_style
 
     t_start = time.time()
     inputs = _resolve_inputs(cfg, plots_dir)
@@ -851,12 +720,11 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
 
 
 def _reference_text(row: dict) -> str:
-    from helpers.common.prompts import reference
     return reference(row)
 
 
 # ----------------------------------------------------------------------------------------------
-# Report: Markdown and table (the plots are helpers.common.plots.plot_report)
+# Report: Markdown and table (the plots are helpers.evaluation.plots.plot_report)
 # ----------------------------------------------------------------------------------------------
 def _fmt(x: float, name: str) -> str:
     if name == "perplexity":

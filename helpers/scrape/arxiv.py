@@ -43,6 +43,8 @@ from urllib.parse import urlsplit
 from helpers.core.config import ConfigError, StepConfig, smoke
 from helpers.core.jsonl import JsonlStore
 from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
+from helpers.common.resources import arxiv_fixture_dir
+from helpers.scrape.recorded import FixtureServer
 
 ARXIV_API_URL = "http://export.arxiv.org/api/query"
 DEFAULT_USER_AGENT = ("llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebook-kit; "
@@ -107,7 +109,7 @@ class _Retry(Exception):
 # Configuration
 # --------------------------------------------------------------------------------------------
 @dataclass
-class ScrapeConfig(StepConfig):
+class ScrapeConfig(StepConfig, notebooks=("01",)):
     """What notebook 01 searches for and how it talks to arXiv."""
 
     arxiv_api_url: str = ARXIV_API_URL  # the arXiv export API; or a mirror, or a local test server
@@ -766,9 +768,7 @@ def run_for_notebook(cfg: ScrapeConfig, folder: str | os.PathLike, progress: boo
         if smoke():
             print(f"SMOKE: asking the arXiv API at {cfg.arxiv_api_url} (ARXIV_API_URL)")
         return scrape(cfg, folder, progress=progress)
-    from helpers.common.resources import arxiv_fixture_dir
     fixture_dir = arxiv_fixture_dir()
-    from helpers.scrape.recorded import FixtureServer
     with FixtureServer(fixture_dir) as srv:
         host, port = urlsplit(srv.origin).hostname, urlsplit(srv.origin).port
         print(f"SMOKE: serving recorded arXiv responses from {fixture_dir} on {host}:{port}")

@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from helpers.common.resources import arxiv_fixture_dir
+
 ATOM = "{http://www.w3.org/2005/Atom}"
 DEFAULTS = {"search_query": "", "id_list": "", "start": "0", "max_results": "10",
             "sortBy": "relevance", "sortOrder": "descending"}
@@ -108,7 +110,6 @@ class FixtureServer:
 
     def __init__(self, fixture_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0):
         if fixture_dir is None:
-            from helpers.common.resources import arxiv_fixture_dir
             fixture_dir = arxiv_fixture_dir()
         self.fixture_dir = Path(fixture_dir)
         self.recordings = load_recordings(self.fixture_dir)

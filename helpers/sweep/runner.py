@@ -45,10 +45,14 @@ from typing import Any
 
 from helpers.common.checkpoints import checkpoint_dirs, resume_point
 from helpers.core.config import ConfigError, StepConfig, coerce_field, field_types, unknown_field
-from helpers.common.data import DataError, read_jsonl, row_hash, validate_rows, write_jsonl
+from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
+from helpers.common.rows import row_hash, validate_rows
 from helpers.common.resources import chitchat
-from helpers.common.plots import plot_sweep, run_history as _history
+from helpers.sweep.plots import plot_sweep, run_history as _history
 from helpers.common.run import RunDir
+from helpers.train.loop import train, TrainConfig
+from helpers.common.models import default_model_name, ModelLoadError
+from helpers.sweep.curves import eval_curve, per_epoch, reference_at, run_name
 
 # TrainConfig fields the sweep sets itself for every run (per run folder, the fixed subset, resume).
 SET_BY_SWEEP = {
@@ -72,18 +76,12 @@ SWEEP_LEVEL = ("model_name", "mode", "quantization", "max_seq_len", "seed")
 # Run mechanics: not hyperparameters, so not part of the best configuration handed to notebook 04.
 MECHANICS = {"logging_steps", "eval_steps", "save_steps", "save_total_limit", "report_to", "max_steps",
              "num_train_epochs", "early_stopping_patience", "gradient_checkpointing"}
-# Short names for run folders and plot labels.
-ABBREV = {"learning_rate": "lr", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "drop",
-          "weight_decay": "wd", "per_device_batch_size": "bs", "gradient_accumulation_steps": "ga",
-          "num_train_epochs": "ep", "lr_scheduler": "sched", "warmup_ratio": "warm", "max_seq_len": "len",
-          "max_grad_norm": "clip", "target_modules": "mod", "max_steps": "steps", "quantization": "q",
-          "replay_share": "replay"}
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int_uniform")
 STATUSES = ("done", "pruned", "failed")
 
 
 @dataclass
-class SweepConfig(StepConfig):
+class SweepConfig(StepConfig, notebooks=("07",)):
     """A hyperparameter sweep: which runs, on which subset, within which budget."""
     name: str = "sweep"  # sweep folder under the outputs folder, and its plots' prefix (use a new name for other data or model)
     output_dir: str = ""  # the sweep folder ("" = outputs/<name>; notebooks pass ws.out(name))
@@ -175,12 +173,10 @@ class SweepResult:
 # Which runs
 # ----------------------------------------------------------------------------------------------
 def _train_hints() -> dict[str, Any]:
-    from helpers.train.loop import TrainConfig
     return field_types(TrainConfig)
 
 
 def _check_field(name: str, where: str, hints: dict) -> None:
-    from helpers.train.loop import TrainConfig
     if name not in hints:
         raise unknown_field(TrainConfig, name, where)
     if name in SET_BY_SWEEP:
@@ -190,7 +186,6 @@ def _check_field(name: str, where: str, hints: dict) -> None:
 def _coerce_value(name: str, value: Any, hints: dict, where: str) -> Any:
     """A grid/base value converted to the TrainConfig field's type, or a clear ConfigError
     (helpers.core.config.coerce_field: the one conversion of the kit)."""
-    from helpers.train.loop import TrainConfig
     return coerce_field(TrainConfig, name, value, where)
 
 
@@ -288,26 +283,6 @@ def expand_runs(cfg: SweepConfig) -> list[dict]:
     return out
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "T" if v else "F"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
-
-
-def run_name(params: dict) -> str:
-    """Folder name of a run from its hyperparameters, e.g. ``lr0.0002_r8`` (same values, same name)."""
-    parts = [f"{ABBREV.get(k, k)}{_fmt(v)}" for k, v in params.items()]
-    name = re.sub(r"[^A-Za-z0-9.+_-]", "-", "_".join(parts))[:120]
-    return name or "run"
-
-
-def run_label(params: dict) -> str:
-    """Plot label of a run, e.g. ``lr=0.0002, r=8``."""
-    return ", ".join(f"{ABBREV.get(k, k)}={_fmt(v)}" for k, v in params.items())
-
-
 # ----------------------------------------------------------------------------------------------
 # The fixed subset
 # ----------------------------------------------------------------------------------------------
@@ -397,7 +372,6 @@ def steps_for(tc, n_train: int) -> int:
 
 def build_run_config(cfg: SweepConfig, params: dict, sweep_dir: Path, subset: dict):
     """The TrainConfig of one run: TrainConfig defaults < sweep defaults < BASE < sweep fields < run values."""
-    from helpers.train.loop import TrainConfig
     hints = _train_hints()
     base = _check_base(cfg, hints)
     values: dict[str, Any] = {"report_to": "none", "save_total_limit": 2}
@@ -431,48 +405,6 @@ def fingerprint(tc, subset: dict) -> str:
          if k not in ("output_dir", "checkpoint_dir", "run_name", "resume", "max_time_minutes", "report_to")}
     d["subset"] = [subset.get("train_sha256"), subset.get("val_sha256")]
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# ----------------------------------------------------------------------------------------------
-# Curves
-# ----------------------------------------------------------------------------------------------
-def eval_curve(history: list[dict]) -> dict[int, float]:
-    """``{step: validation loss}`` of a run (the last value of each step)."""
-    return {int(h["step"]): float(h["eval_loss"]) for h in history if "eval_loss" in h and h.get("step") is not None}
-
-
-def reference_at(curve: dict[int, float], step: int) -> float | None:
-    """The reference run's validation loss at ``step``, interpolated between its evaluations."""
-    if not curve:
-        return None
-    if step in curve:
-        return curve[step]
-    steps = sorted(curve)
-    if step < steps[0] or step > steps[-1]:
-        return None
-    lo = max(s for s in steps if s < step)
-    hi = min(s for s in steps if s > step)
-    w = (step - lo) / (hi - lo)
-    return curve[lo] * (1 - w) + curve[hi] * w
-
-
-def per_epoch(history: list[dict]) -> dict[str, list]:
-    """Average train loss of each epoch and the last validation loss within it (epoch 1 = (0, 1])."""
-    train: dict[int, list[float]] = {}
-    ev: dict[int, float] = {}
-    for h in history:
-        epoch = h.get("epoch")
-        if epoch is None or not h.get("step"):
-            continue
-        k = max(1, math.ceil(float(epoch) - 1e-6))
-        if h.get("loss") is not None and "eval_loss" not in h:
-            train.setdefault(k, []).append(float(h["loss"]))
-        if "eval_loss" in h:
-            ev[k] = float(h["eval_loss"])
-    epochs = sorted(set(train) | set(ev))
-    return {"epoch": epochs,
-            "train": [round(sum(train[e]) / len(train[e]), 4) if e in train else None for e in epochs],
-            "eval": [round(ev[e], 4) if e in ev else None for e in epochs]}
 
 
 def _make_watch(reference: dict[int, float], prune_after: int, margin: float):
@@ -668,7 +600,6 @@ def _plan_sweep(cfg: SweepConfig, log):
     configs = expand_runs(cfg)
     _check_base(cfg, _train_hints())
     if not cfg.model_name:
-        from helpers.common.models import default_model_name
         cfg = cfg.replace(model_name=default_model_name())
     sweep_dir = cfg.sweep_dir()
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -703,8 +634,6 @@ def _run_one(cfg: SweepConfig, params: dict, tc, subset: dict, results: dict, sw
              tag: str, left: int, log) -> tuple[str, str | None]:
     """Train one run of the sweep unless it finished before; its results row is written. Returns
     ("skipped" | "trained" | "not started", why the sweep's time budget ends the sitting or None)."""
-    from helpers.common.models import ModelLoadError
-    from helpers.train.loop import train
     name, fp = tc.run_name, fingerprint(tc, subset)
     prev = results.get(name)
     if prev and prev.get("fingerprint") == fp and (prev["status"] in ("done", "pruned")

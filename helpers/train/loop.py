@@ -64,9 +64,17 @@ from typing import Any
 
 from helpers.common.checkpoints import checkpoint_dirs, durable_checkpoints_callback, resume_point, stage_locally, step_of
 from helpers.core.config import ConfigError, StepConfig
-from helpers.common.data import TYPE_PROBLEM, DataError, read_jsonl, validate_rows
-from helpers.train.memory import MemoryPlan, peak_memory_gib, plan_memory
+from helpers.common.rows import TYPE_PROBLEM, validate_rows
+from helpers.core.jsonl import DataError, read_jsonl
+from helpers.train.memory import lora_targets, MemoryPlan, peak_memory_gib, plan_memory
 from helpers.common.run import RunDir
+from helpers.common.prompts import adds_bos, describe_report, encode, encode_many, has_chat_template, PromptError, row_kind, to_messages
+from helpers.common.resources import chitchat
+from helpers.common.hardware import current_choice
+from helpers.common.models import attach_adapter, check_quantization, compute_dtype, count_parameters, default_model_name, load_model, resolve_model_path, under_fsdp
+from helpers.train.packing import describe_packing, pack_examples, PackedCollator, packing_kernel, prepare_model_for_packing, REAL_TOKENS
+from helpers.common.plots import plot_losses
+from helpers.common.merge import merge_adapter
 
 # how a packed run's learning rate follows the k examples one packed row holds (packed_lr)
 _PACKED_LR_FACTOR = {"linear": lambda k: k, "sqrt": math.sqrt, "none": lambda k: 1.0}
@@ -74,7 +82,7 @@ PACKED_LR_SCALINGS = tuple(_PACKED_LR_FACTOR)
 
 
 @dataclass
-class TrainConfig(StepConfig):
+class TrainConfig(StepConfig, notebooks=("03", "04")):
     """Everything one training run needs. Defaults are the QLoRA recipe for a Colab GPU."""
     model_name: str = ""  # base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
     mode: str = "sft"  # "sft" (instruction tuning, loss on replies) or "pretrain" (raw text, loss on every token)
@@ -247,7 +255,6 @@ def pack_texts(tokenizer, texts: list[str], block_size: int, separate: bool = Fa
     """Documents tokenized, joined with EOS between them, cut into blocks of ``block_size`` tokens
     (the tail shorter than a block is kept as a last, shorter block); ``separate``: see
     :func:`cut_blocks` (SEPARATE_DOCUMENTS)."""
-    from helpers.common.prompts import adds_bos
     add_bos = adds_bos(tokenizer)
     docs = [document_ids(tokenizer, t, add_bos) for t in texts]
     blocks = [b for b in cut_blocks(docs, block_size, separate) if len(b["input_ids"]) >= 16]
@@ -280,7 +287,6 @@ def load_rows(path: str, mode: str) -> list[dict]:
 
 
 def encode_rows(tokenizer, rows: list[dict], cfg: TrainConfig, source: str):
-    from helpers.common.prompts import describe_report, encode_many
     if cfg.mode == "pretrain":
         enc, rep = pack_texts(tokenizer, [str(r["text"]) for r in rows], cfg.max_seq_len, cfg.separate_documents)
         print(f"{source}: {rep['documents']} documents, {rep['tokens']:,} tokens -> {rep['blocks']} blocks of "
@@ -311,7 +317,6 @@ def read_replay(cfg: TrainConfig, shard: int | None = None) -> ReplayPool | None
     only) ``{"text"}`` row, is a DataError naming the file and the rows."""
     if cfg.replay_share <= 0:
         return None
-    from helpers.common.resources import chitchat
     path = Path(cfg.replay_path) if cfg.replay_path else chitchat("train")
     source = str(path) if cfg.replay_path else BUNDLED_REPLAY
     if not path.is_file():
@@ -340,7 +345,6 @@ def replay_count(n_domain: int, share: float) -> int:
 
 def content_key(row: dict) -> str | None:
     """What a row says, whatever its other keys (ids, sources): its messages, or its text."""
-    from helpers.common.prompts import PromptError, row_kind, to_messages
     try:
         if row_kind(row) == "text":
             return json.dumps(["text", str(row["text"]).strip()])
@@ -354,7 +358,6 @@ def replay_text(tokenizer, row: dict, system: str | None = None) -> str:
     instruction row, as its two turns) rendered with the model's chat template, or as plain
     ``User: ...`` / ``Assistant: ...`` lines when the model has none. The template's own BOS is
     left out: the packing adds it where the model expects one, as for every document."""
-    from helpers.common.prompts import has_chat_template, row_kind, to_messages
     if row_kind(row) == "text":
         return str(row["text"])
     msgs = to_messages(row, system)
@@ -386,7 +389,6 @@ def replay_examples(tokenizer, pool: ReplayPool, cfg: TrainConfig, n_domain: int
     SFT: each row encoded as any training row (the run's template, loss on the replies). Pretrain:
     each row rendered with :func:`replay_text`, and the rows packed among themselves into blocks of
     MAX_SEQ_LEN, so no block holds both a domain document and a replay conversation."""
-    from helpers.common.prompts import PromptError, adds_bos, encode
     want = replay_count(n_domain, cfg.replay_share)
     rep = {"source": pool.source, "share": cfg.replay_share, "unit": "blocks" if cfg.mode == "pretrain" else "examples",
            "domain": n_domain, "replay": 0, "tokens": 0, "rows_drawn": 0, "distinct_rows": 0,
@@ -551,7 +553,6 @@ def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
 
     The LM head needs no kernel of its own: TRL's SFTTrainer already scores only the trained
     positions, in tiles, without building the (batch, seq, vocab) logits. Returns what was done."""
-    from helpers.common.hardware import current_choice
     if kernels == "none":
         return "none"
     choice = current_choice()
@@ -620,7 +621,6 @@ def fuse_lora(model, kernels: str, applied: str, log=print) -> str:
     function, no copies of the output) unless KERNELS='none', under FSDP (sharded 4-bit weights)
     or on an 8-bit base. Returns the updated description of what was applied."""
     from helpers.train.fast_lora import patch_lora_layers
-    from helpers.common.models import under_fsdp
     if kernels == "none" or under_fsdp():
         return applied
     n = patch_lora_layers(model)
@@ -630,16 +630,9 @@ def fuse_lora(model, kernels: str, applied: str, log=print) -> str:
     return "fused-lora" if applied == "none" else f"{applied}+fused-lora"
 
 
-def lora_targets(cfg: TrainConfig):
-    if cfg.target_modules.strip() == "all-linear":
-        return "all-linear"
-    return [t.strip() for t in cfg.target_modules.split(",") if t.strip()]
-
-
 def add_lora(model, cfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
     if cfg.init_adapter:
-        from helpers.common.models import attach_adapter
         print(f"Continuing from adapter {cfg.init_adapter}")
         return attach_adapter(model, cfg.init_adapter, cfg.model_name, trainable=True)
     modules_to_save = ["embed_tokens", "lm_head"] if cfg.train_embeddings else None
@@ -655,7 +648,6 @@ def _make_trainer_class():
     import torch
     from trl import SFTTrainer
 
-    from helpers.train.packing import REAL_TOKENS
 
     class KitTrainer(SFTTrainer):
         """SFTTrainer with a smaller learning rate for embed_tokens/lm_head (domain pretraining), and a
@@ -827,7 +819,6 @@ def _plan(cfg: TrainConfig, log) -> tuple[TrainConfig, str, RunDir, RunDir, int 
     with NUM_SHARDS > 1 the shard to train now (continuing from the previous shard's adapter)."""
     import torch
 
-    from helpers.common.models import check_quantization, default_model_name, resolve_model_path
     cfg.validate()  # a config built directly (TrainConfig(...)) is checked too
     if not cfg.model_name:
         cfg = cfg.replace(model_name=default_model_name())
@@ -886,7 +877,6 @@ def _load_and_encode(cfg: TrainConfig, quant: str, rows: list[dict], eval_loaded
     examples (:func:`replay_examples`) join the training examples after it is set aside."""
     from transformers import set_seed
 
-    from helpers.common.models import load_model
     set_seed(cfg.seed)
     model, tok = load_model(cfg.model_name, quantization=quant, for_training=True)
     if cfg.eval_path:
@@ -904,7 +894,6 @@ def _load_and_encode(cfg: TrainConfig, quant: str, rows: list[dict], eval_loaded
         log(f"Fewer than 4 documents: the last {n_eval} of {n_eval + len(train_enc)} blocks are held out for perplexity.")
     replay_rep = None
     if replay is not None:
-        from helpers.common.resources import chitchat
         exclude = {k for k in map(content_key, list(eval_rows or []) + read_jsonl(chitchat("test"))) if k}
         replay_enc, replay_rep = replay_examples(tok, replay, cfg, len(train_enc), exclude)
         train_enc = mix_replay(train_enc, replay_enc)
@@ -918,11 +907,9 @@ def _prepare_model(model, cfg: TrainConfig, quant: str, log, data: "_Data"):
     planned, plan, kernels, trainable parameters, packing kernel or None)."""
     import torch
 
-    from helpers.common.models import count_parameters
     quantized = quant in ("4bit", "8bit")
     plan = None
     if cfg.auto_fit and torch.cuda.is_available():
-        from helpers.common.hardware import current_choice
         packed = packs_documents(cfg)
         plan = plan_memory(model, cfg, quantized, row_tokens=_row_tokens(cfg, data),
                            document_mask=packed and current_choice().packing == "mask")
@@ -959,8 +946,6 @@ def _prepare_packing(model, cfg: TrainConfig, log) -> str | None:
         if cfg.mode == "sft":
             log("Packing off (PACKING=False): one example per row, padded to the longest of its micro-batch")
         return None
-    from helpers.common.hardware import current_choice
-    from helpers.train.packing import packing_kernel, prepare_model_for_packing
     kernel, why = packing_kernel(model, current_choice())
     prepare_model_for_packing(model, kernel)
     log(f"Packing kernel: {kernel} ({why})")
@@ -1027,7 +1012,6 @@ def sft_arguments(cfg: TrainConfig, run: RunDir, local_ckpt: Path, has_eval: boo
     import torch
     from trl import SFTConfig
 
-    from helpers.common.models import compute_dtype, under_fsdp
     cuda = torch.cuda.is_available()
     dtype = compute_dtype()
     offload = bool(cuda and cfg.gradient_checkpointing and cfg.offload_activations and not under_fsdp())
@@ -1102,7 +1086,6 @@ def _build_trainer(cfg: TrainConfig, model, tok, data: _Data, root: RunDir, run:
     if packing:
         # The validation examples stay one per row (collated for the same kernel): the validation
         # loss is then the same figure with PACKING on or off, and the same as before packing
-        from helpers.train.packing import PackedCollator, describe_packing, pack_examples
         if cfg.mode == "sft":
             train_enc, rep = pack_examples(train_enc, cfg.max_seq_len)
             lr, why = packed_lr(cfg.learning_rate, rep["examples"], rep["rows"], cfg.packed_lr_scaling)
@@ -1193,7 +1176,6 @@ def _metrics(cfg: TrainConfig, trainer, data: _Data, run: RunDir, fit: _Fit, his
 def _finish(cfg: TrainConfig, trainer, tok, data: _Data, root: RunDir, run: RunDir, fit: _Fit, log) -> TrainResult:
     """Save the weights, evaluate them, and (rank 0) record the run: manifest, log, loss plot,
     the merged model when MERGE, the shard in the ledger."""
-    from helpers.common.plots import plot_losses
     adapter_dir = run.weights_dir(cfg.finetune)
     trainer.save_model(str(adapter_dir))
     if trainer.is_world_process_zero():
@@ -1210,7 +1192,6 @@ def _finish(cfg: TrainConfig, trainer, tok, data: _Data, root: RunDir, run: RunD
     plot = plot_losses(history, run.loss_plot, title=f"{cfg.run_name or run.name}: loss")
     merged = None
     if cfg.merge and cfg.finetune == "lora":
-        from helpers.chat.export import merge_adapter
         merged = merge_adapter(cfg.model_name, adapter_dir, run.merged_dir)
     if fit.shard is not None:
         root.record_shard(fit.shard, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": len(data.train_rows),

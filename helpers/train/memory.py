@@ -29,6 +29,13 @@ class MemoryPlan:
         return self.weights_gib + self.trainable_gib + self.activations_gib
 
 
+def lora_targets(cfg) -> str | list[str]:
+    """LoRA's target modules from ``cfg.target_modules``: "all-linear" or the listed names."""
+    if cfg.target_modules.strip() == "all-linear":
+        return "all-linear"
+    return [t.strip() for t in cfg.target_modules.split(",") if t.strip()]
+
+
 def lora_parameter_count(config, cfg) -> int:
     """Parameters LoRA adds to a Llama-style model for cfg's rank and target modules."""
     h, layers = config.hidden_size, config.num_hidden_layers
@@ -38,7 +45,6 @@ def lora_parameter_count(config, cfg) -> int:
     kv = getattr(config, "num_key_value_heads", heads) * head_dim
     sizes = {"q_proj": (h, heads * head_dim), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (heads * head_dim, h),
              "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
-    from helpers.train.loop import lora_targets
     targets = lora_targets(cfg)
     names = sizes if targets == "all-linear" else [t for t in targets if t in sizes]
     return cfg.lora_r * layers * sum(sum(sizes[n]) for n in names)

@@ -55,6 +55,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+from helpers.common.hardware import torch_varlen
+
 KERNELS = ("mask", "varlen", "flash_attention_2")
 VARLEN = "kit_varlen"  # the attention implementation name registered for PyTorch's varlen kernel
 # key of a micro-batch's non-padding token count, a Python int counted on the CPU
@@ -215,15 +217,6 @@ def packing_kernel(model, choice) -> tuple[str, str]:
     if choice.packing == "varlen" and on_gpu and torch_varlen() is not None:
         return "varlen", "PyTorch's varlen attention (torch.nn.attention.varlen) takes the documents' bounds"
     return "mask", f"{impl} attention with a per-document causal mask built from the positions"
-
-
-def torch_varlen():
-    """PyTorch's ``varlen_attn`` (torch 2.10+), or None."""
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return None
-    return varlen_attn
 
 
 def varlen_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,

@@ -72,7 +72,7 @@ USER_AGENT = "llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebo
 # `ARXIV_API_URL` names.
 
 # %%
-from helpers.scrape.arxiv import ScrapeConfig, build_search_query, run_for_notebook
+from helpers.scrape import ScrapeConfig, build_search_query, run_for_notebook
 cfg = ScrapeConfig.from_params(globals())
 print(cfg.describe())
 print("search_query:", build_search_query(cfg) or "(none: an id-list look-up)", "| id_list:", ",".join(cfg.id_list) or "(none)")

@@ -78,8 +78,7 @@ DROP_LEAKED_TEST = True  # @param {type:"boolean"}
 # there and never printed. `SMOKE=1` runs four chunks of one PDF through the embedded model.
 
 # %%
-from helpers.dataset.build import DatasetConfig, build_dataset, input_pdfs
-from helpers.dataset.teacher import load_prompt
+from helpers.dataset import DatasetConfig, build_dataset, input_pdfs, load_prompt
 cfg = DatasetConfig.from_params(globals())
 print(cfg.describe())
 pdfs = input_pdfs(cfg, ws)  # PDF_DIR, else notebook 01's downloads; says where it looked if there are none
@@ -117,7 +116,7 @@ if summary["leakage"]["dropped"]:
 # ## Look at the result
 
 # %%
-from helpers.common.data import read_jsonl
+from helpers.core.jsonl import read_jsonl
 train = read_jsonl(ws.data("dataset", "train.jsonl"))
 rejects = read_jsonl(ws.data("dataset", "rejects.jsonl"))
 if not train:

@@ -81,14 +81,15 @@ RESUME = "auto"  # @param {type:"string"}
 # shrinks the run to a few steps of the embedded model on a CPU.
 
 # %%
-from helpers.train.loop import TrainConfig, train
+from helpers.train import TrainConfig, train
 cfg = TrainConfig.from_params(globals(), mode="pretrain")
 
 # %% [markdown]
 # ## Gather the corpus
 
 # %%
-from helpers.common.data import read_text_corpus, write_jsonl
+from helpers.dataset import read_text_corpus
+from helpers.core.jsonl import write_jsonl
 sources = [s.strip() for s in cfg.text_sources.split(",") if s.strip()] or [
     p for p in (ws.data("corpus", "pdf_text.jsonl"), ws.data("arxiv", "abstracts.jsonl")) if p.exists()]
 if not sources:
@@ -116,7 +117,6 @@ result = train(cfg)
 # how many replay blocks went in (`result.metrics["data"]["replay"]`).
 
 # %%
-import math
 m = result.metrics
 print(f"held-out perplexity: {m['start_perplexity']} before -> {m['eval_perplexity']} after "
       f"({100 * (1 - m['eval_perplexity'] / m['start_perplexity']):.1f}% lower)" if m["start_perplexity"] else
@@ -125,7 +125,7 @@ print(f"To start notebook 04 from this adapter, set INIT_ADAPTER = \"03\" there 
 
 # %%
 from IPython.display import Image, display
-from helpers.common.plots import plot_losses
+from helpers.train import plot_losses
 plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and held-out loss")
 if plot:
     display(Image(filename=str(plot)))

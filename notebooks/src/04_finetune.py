@@ -87,17 +87,17 @@ USE_SWEEP_BEST = False  # @param {type:"boolean"}
 # with `USE_SWEEP_BEST = True`.
 
 # %%
-from helpers.dataset.build import default_dataset
-from helpers.train.loop import TrainConfig, train
+from helpers.dataset import default_dataset
+from helpers.train import TrainConfig, train
 cfg = TrainConfig.from_params(globals())
 cfg = cfg.replace(output_dir=str(ws.out(cfg.run_name)), checkpoint_dir=str(ws.local_dir / cfg.run_name) if ws.drive else "")
 if not cfg.dataset_path:
     cfg = cfg.replace(dataset_path=str(default_dataset(ws)))
 if cfg.init_adapter == "03":
-    from helpers.common.run import RunDir
+    from helpers.train import RunDir
     cfg = cfg.replace(init_adapter=str(RunDir(ws.out("pretrain")).adapter))  # notebook 03's run
 if cfg.use_sweep_best:
-    from helpers.sweep.runner import load_best_config
+    from helpers.sweep import load_best_config
     cfg = cfg.replace(**load_best_config(ws.out("sweep", "best_config.json")))
 print(cfg.describe())
 
@@ -146,7 +146,7 @@ result = train(cfg)
 
 # %%
 from IPython.display import Image, display
-from helpers.common.plots import plot_losses
+from helpers.train import plot_losses
 plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and validation loss")
 if plot:
     display(Image(filename=str(plot)))
@@ -156,5 +156,5 @@ if plot:
 # Notebook 05 does this properly over the whole test split, with metrics.
 
 # %%
-from helpers.common.generate import compare_on_examples
+from helpers.train import compare_on_examples
 _ = compare_on_examples(cfg.model_name, result.adapter_dir, cfg.dataset_path, n=2, quantization=cfg.quantization)

@@ -70,9 +70,8 @@ DROP_LEAKED = False  # @param {type:"boolean"}
 # few prompts with short answers on a CPU.
 
 # %%
-from helpers.evaluation.report import (EvalConfig, EvalError, evaluate_adapter, general_markdown, leakage_line, metrics_table,
-                                side_by_side, default_test_path)
-from helpers.common.run import RunDir, check_adapter
+from helpers.evaluation import (EvalConfig, EvalError, RunDir, check_adapter, default_test_path, evaluate_adapter,
+                                general_markdown, leakage_line, metrics_table, side_by_side)
 cfg = EvalConfig.from_params(globals())
 run = RunDir(ws.out(cfg.run_name))  # notebook 04's run: its adapter, and the report beside it
 if not cfg.adapter_dir:

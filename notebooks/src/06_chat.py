@@ -64,9 +64,7 @@ HUB_PRIVATE = True  # @param {type:"boolean"}
 # One model in memory: the base/tuned switch turns the adapter off and on.
 
 # %%
-from helpers.chat.session import ChatConfig, ChatSession, chat_model_name, load_chat_model
-from helpers.chat.export import ExportConfig
-from helpers.common.run import RunDir
+from helpers.chat import ChatConfig, ChatSession, ExportConfig, RunDir, chat_model_name, load_chat_model
 chat_cfg = ChatConfig.from_params(globals())
 run = RunDir(ws.out(chat_cfg.run_name))  # notebook 04's run: its adapter, and the merged model and GGUF beside it
 if not chat_cfg.adapter_dir:
@@ -87,7 +85,7 @@ session = ChatSession(model, tok, preset=chat_cfg.preset, temperature=chat_cfg.t
 # adventure that ends every scene with three choices.
 
 # %%
-from helpers.chat.widget import ChatWidget
+from helpers.chat import ChatWidget
 ui = ChatWidget(session).display()
 
 # %% [markdown]
@@ -130,7 +128,7 @@ if ws.smoke:
 # the dequantized NF4 weights instead. We never merge into a quantized base and re-round it.
 
 # %%
-from helpers.chat.export import check_gguf, export_gguf, merge_adapter, push_to_hub
+from helpers.chat import check_gguf, export_gguf, merge_adapter, push_to_hub
 merged_dir = merge_adapter(model_name, chat_cfg.adapter_dir, run.merged_dir, mode=export_cfg.merge_mode) \
     if export_cfg.merge else None
 

@@ -66,8 +66,7 @@ PRUNE_MARGIN = 0.1  # @param {type:"number"}
 # `SMOKE=1` shrinks the sweep to a 2x2 grid of 3-step runs of the embedded model on a CPU.
 
 # %%
-from helpers.sweep.runner import SweepConfig, run_sweep, load_best_config
-from helpers.dataset.build import default_dataset
+from helpers.sweep import SweepConfig, default_dataset, load_best_config, run_sweep
 cfg = SweepConfig.from_params(globals())
 cfg = cfg.replace(output_dir=str(ws.out(cfg.name)), plots_dir=str(ws.plots_dir),
                   checkpoint_dir=str(ws.local_dir / cfg.name) if ws.drive else "")

@@ -7,7 +7,6 @@ at a notebook's width, and the widget's key script turning Enter into Send while
 stays a new line. A screenshot is kept."""
 import functools
 import http.server
-import os
 import shutil
 import subprocess
 import threading

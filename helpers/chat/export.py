@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers.core.config import ConfigError, StepConfig
 from helpers.common.merge import MERGE_MODES, ExportError, merge_adapter  # noqa: F401  (merge_adapter: part of notebook 06's export)
-from helpers.common.run import is_adapter
 from helpers.common.models import hf_token, stop_token_ids
+from helpers.common.run import is_adapter
+from helpers.core.config import ConfigError, StepConfig
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
 CHECK_PROMPT = "Tell me about your favourite book in two sentences."

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from helpers.core.config import ConfigError, StepConfig
 from helpers.common.models import default_model_name, load_model, model_device, stop_token_ids
 from helpers.common.run import check_adapter
+from helpers.core.config import ConfigError, StepConfig
 
 PRESETS = {
     "assistant": "You are a helpful, honest assistant. Answer clearly and briefly, and say so when you do not know.",

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from helpers.common.models import load_model, model_device, stop_token_ids
+from helpers.common.prompts import prompt_text, reference
 from helpers.common.rows import cut_at_reference
 from helpers.core.jsonl import read_jsonl
-from helpers.common.prompts import prompt_text, reference
 
 
 def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,

@@ -141,6 +141,7 @@ def torch_varlen():
 def gpu_caps() -> GpuCaps | None:
     """This process's GPU (``LOCAL_RANK``'s under accelerate), or None without one."""
     import importlib.util
+
     import torch
     if not torch.cuda.is_available():
         return None

@@ -29,10 +29,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.core.files import cache_dir
-from helpers.common.run import check_adapter, is_adapter
 from helpers.common.hardware import current_choice
+from helpers.common.run import check_adapter, is_adapter
 from helpers.core.config import smoke
+from helpers.core.files import cache_dir
 
 EMBEDDED_DEFAULT = "embedded/smollm2-135m-instruct"
 COLAB_DEFAULT = "meta-llama/Llama-3.2-1B-Instruct"  # a real Llama 3.x checkpoint (gated: accept the license on the Hub)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-
 TYPE_PROBLEM = "not text:"  # a list or dict where a string belongs (it would be trained on as Python's repr)
 
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers.common.plots import load_history
 from helpers.core.config import ConfigError
 from helpers.core.files import cache_dir
-from helpers.common.plots import load_history
 
 MANIFEST_FILE = "run.json"
 SECTIONS = ("signature", "start_eval", "metrics", "shards", "sweep")

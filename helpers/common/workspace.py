@@ -20,8 +20,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.core.config import env_flag, smoke
 from helpers.common.hardware import choose, gpu_caps
+from helpers.common.run import RunDir
+from helpers.core.config import env_flag, smoke
+from helpers.core.files import SWEEP_RUN, ArxivFiles, CorpusFiles, DatasetFiles, SweepFiles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,6 +41,8 @@ def kit_root() -> Path:
         return REPO_ROOT
     here = Path.cwd()
     return here.parent if here.name == "notebooks" else here
+
+
 VERSIONED = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets", "rouge-score")
 
 
@@ -109,6 +113,25 @@ class Workspace:
 
     def plot(self, name: str) -> Path:
         return self.plots_dir / name
+
+    @property
+    def arxiv(self) -> ArxivFiles:
+        return ArxivFiles(self.data("arxiv"))
+
+    @property
+    def dataset(self) -> DatasetFiles:
+        return DatasetFiles(self.data("dataset"))
+
+    @property
+    def corpus(self) -> CorpusFiles:
+        return CorpusFiles(self.data("corpus"))
+
+    def sweep(self, name: str = SWEEP_RUN) -> SweepFiles:
+        return SweepFiles(self.out(name))
+
+    def run(self, name: str) -> RunDir:
+        """A training run's folder (notebooks 03 and 04 write it; 05, 06 and 07 read it)."""
+        return RunDir(self.out(name))
 
 
 def workspace(use_drive: bool | None = None) -> Workspace:

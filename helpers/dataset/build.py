@@ -35,15 +35,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers.core.config import ConfigError, StepConfig
 from helpers.common.models import default_model_name, load_tokenizer
-from helpers.dataset.teacher import DEFAULT_SYSTEM, HttpTeacher, load_prompt, LocalTeacher, render_messages, request_key, run_teacher, TeacherStore, triples_from_answer
-from helpers.dataset.pdf import describe_stats, find_pdfs, read_pdfs
-from helpers.dataset.chunking import chunk_documents
-from helpers.core.jsonl import DataError, write_jsonl
-from helpers.dataset.leakage import measure_leakage
 from helpers.common.resources import chitchat, fixture_pdf
+from helpers.core.config import ConfigError, StepConfig
+from helpers.core.jsonl import DataError, write_jsonl
 from helpers.core.show import announce
+from helpers.dataset.chunking import chunk_documents
+from helpers.dataset.leakage import measure_leakage
+from helpers.dataset.pdf import describe_stats, find_pdfs, read_pdfs
+from helpers.dataset.teacher import (
+    DEFAULT_SYSTEM,
+    HttpTeacher,
+    LocalTeacher,
+    TeacherStore,
+    load_prompt,
+    render_messages,
+    request_key,
+    run_teacher,
+    triples_from_answer,
+)
 
 
 @dataclasses.dataclass

@@ -18,8 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from helpers.dataset.pdf import read_pdfs
 from helpers.core.jsonl import write_jsonl
+from helpers.dataset.pdf import read_pdfs
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
             "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}

@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from helpers.core.jsonl import JsonlStore
-from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
 from helpers.common.generate import generate_answers
 from helpers.common.models import load_model
+from helpers.core.jsonl import JsonlStore
+from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
 
 DEFAULT_SYSTEM = ("You write training data for an instruction-following assistant. "
                   "You reply with JSON only, with no text before or after it.")

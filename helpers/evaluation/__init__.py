@@ -2,8 +2,15 @@
 train/test leakage, as a report with plots."""
 from helpers.common.run import RunDir, check_adapter
 from helpers.evaluation.metrics import EvalError
-from helpers.evaluation.report import (EvalConfig, default_test_path, evaluate_adapter, general_markdown, leakage_line,
-                                       metrics_table, side_by_side)
+from helpers.evaluation.report import (
+                                       EvalConfig,
+                                       default_test_path,
+                                       evaluate_adapter,
+                                       general_markdown,
+                                       leakage_line,
+                                       metrics_table,
+                                       side_by_side,
+)
 
 __all__ = ["EvalConfig", "EvalError", "RunDir", "check_adapter", "default_test_path", "evaluate_adapter",
            "general_markdown", "leakage_line", "metrics_table", "side_by_side"]

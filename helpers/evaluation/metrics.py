@@ -46,6 +46,7 @@ def rouge_scores(predictions: list[str], references: list[str], backend: str = "
                 raise EvalError(f"evaluate's rouge metric did not load ({type(exc).__name__}: {str(exc)[:200]}); "
                                 "use rouge_backend='rouge-score', which works offline.") from None
     from importlib.metadata import version
+
     from rouge_score import rouge_scorer
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=False)
     out: dict[str, list[float]] = {k: [] for k in ROUGE_KEYS}

@@ -7,6 +7,7 @@ from pathlib import Path
 from helpers.common.plots import figure_module, save
 from helpers.evaluation.metrics import words
 
+
 def plot_report(report: dict, per: dict, refs: list[str], plots_dir: Path, prefix: str = "eval_") -> list[Path]:
     """The plots of an evaluation report (``helpers.evaluation.report``), those written: ``<prefix>metrics.png``,
     metric bars with 95% CI error bars, ``<prefix>lengths.png``, the answer-length histogram, and,

@@ -78,19 +78,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers.core.config import ConfigError, StepConfig
-from helpers.common.run import RunDir, check_adapter
-from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
-from helpers.common.rows import cut_at_reference
-from helpers.common.prompts import encode, prompt_text, PromptError, reference, resolve_style
-from helpers.common.models import load_model, model_device, ModelLoadError
 from helpers.common.generate import adapter_disabled, generate_answers
+from helpers.common.models import ModelLoadError, load_model, model_device
+from helpers.common.prompts import PromptError, encode, prompt_text, reference, resolve_style
 from helpers.common.resources import chitchat
-from helpers.dataset.leakage import LeakageError, measure_leakage, training_passages
+from helpers.common.rows import cut_at_reference
+from helpers.common.run import RunDir, check_adapter
+from helpers.core.config import ConfigError, StepConfig
+from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
+from helpers.dataset import LeakageError, default_dataset, measure_leakage, training_passages
+from helpers.evaluation.metrics import ROUGE_BACKENDS, EvalError, copy_score, degeneration, is_copy, rouge_scores, words
 from helpers.evaluation.plots import plot_report
-from helpers.dataset.build import default_dataset
-from helpers.evaluation.metrics import (ROUGE_BACKENDS, EvalError, copy_score, degeneration, is_copy,
-                                        rouge_scores, words)
 
 LONG_PROMPT_POLICIES = ("truncate", "skip", "error")
 # name -> (label, higher is better: True / False / None for "neither")

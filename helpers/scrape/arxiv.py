@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
+from helpers.common.resources import arxiv_fixture_dir
 from helpers.core.config import ConfigError, StepConfig, smoke
 from helpers.core.jsonl import JsonlStore
 from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
-from helpers.common.resources import arxiv_fixture_dir
 from helpers.scrape.recorded import FixtureServer
 
 ARXIV_API_URL = "http://export.arxiv.org/api/query"

@@ -1,6 +1,6 @@
 """Notebook 07: a hyperparameter sweep on a fixed subset, with loss curves overlaid and the best
 configuration for notebook 04."""
-from helpers.dataset.build import default_dataset
+from helpers.dataset import default_dataset
 from helpers.sweep.runner import SweepConfig, load_best_config, run_sweep
 
 __all__ = ["SweepConfig", "default_dataset", "load_best_config", "run_sweep"]

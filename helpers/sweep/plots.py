@@ -11,6 +11,7 @@ from helpers.common.plots import figure_module, loss_series, plot_overlay, save
 from helpers.common.run import RunDir
 from helpers.sweep.curves import per_epoch, run_label
 
+
 def run_history(row: dict) -> list[dict]:
     """The log history saved in a sweep run's folder (``row["run_dir"]``); [] when it has none."""
     return RunDir(row["run_dir"]).history()

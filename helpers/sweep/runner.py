@@ -44,15 +44,16 @@ from pathlib import Path
 from typing import Any
 
 from helpers.common.checkpoints import checkpoint_dirs, resume_point
+from helpers.common.models import ModelLoadError, default_model_name
+from helpers.common.resources import chitchat
+from helpers.common.rows import row_hash, validate_rows
+from helpers.common.run import RunDir
 from helpers.core.config import ConfigError, StepConfig, coerce_field, field_types, unknown_field
 from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
-from helpers.common.rows import row_hash, validate_rows
-from helpers.common.resources import chitchat
-from helpers.sweep.plots import plot_sweep, run_history as _history
-from helpers.common.run import RunDir
-from helpers.train.loop import train, TrainConfig
-from helpers.common.models import default_model_name, ModelLoadError
 from helpers.sweep.curves import eval_curve, per_epoch, reference_at, run_name
+from helpers.sweep.plots import plot_sweep
+from helpers.sweep.plots import run_history as _history
+from helpers.train import TrainConfig, train
 
 # TrainConfig fields the sweep sets itself for every run (per run folder, the fixed subset, resume).
 SET_BY_SWEEP = {

@@ -62,19 +62,50 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers.common.checkpoints import checkpoint_dirs, durable_checkpoints_callback, resume_point, stage_locally, step_of
-from helpers.core.config import ConfigError, StepConfig
-from helpers.common.rows import TYPE_PROBLEM, validate_rows
-from helpers.core.jsonl import DataError, read_jsonl
-from helpers.train.memory import lora_targets, MemoryPlan, peak_memory_gib, plan_memory
-from helpers.common.run import RunDir
-from helpers.common.prompts import adds_bos, describe_report, encode, encode_many, has_chat_template, PromptError, row_kind, to_messages
-from helpers.common.resources import chitchat
+from helpers.common.checkpoints import (
+    checkpoint_dirs,
+    durable_checkpoints_callback,
+    resume_point,
+    stage_locally,
+    step_of,
+)
 from helpers.common.hardware import current_choice
-from helpers.common.models import attach_adapter, check_quantization, compute_dtype, count_parameters, default_model_name, load_model, resolve_model_path, under_fsdp
-from helpers.train.packing import describe_packing, pack_examples, PackedCollator, packing_kernel, prepare_model_for_packing, REAL_TOKENS
-from helpers.common.plots import plot_losses
 from helpers.common.merge import merge_adapter
+from helpers.common.models import (
+    attach_adapter,
+    check_quantization,
+    compute_dtype,
+    count_parameters,
+    default_model_name,
+    load_model,
+    resolve_model_path,
+    under_fsdp,
+)
+from helpers.common.plots import plot_losses
+from helpers.common.prompts import (
+    PromptError,
+    adds_bos,
+    describe_report,
+    encode,
+    encode_many,
+    has_chat_template,
+    row_kind,
+    to_messages,
+)
+from helpers.common.resources import chitchat
+from helpers.common.rows import TYPE_PROBLEM, validate_rows
+from helpers.common.run import RunDir
+from helpers.core.config import ConfigError, StepConfig
+from helpers.core.jsonl import DataError, read_jsonl
+from helpers.train.memory import MemoryPlan, lora_targets, peak_memory_gib, plan_memory
+from helpers.train.packing import (
+    REAL_TOKENS,
+    PackedCollator,
+    describe_packing,
+    pack_examples,
+    packing_kernel,
+    prepare_model_for_packing,
+)
 
 # how a packed run's learning rate follows the k examples one packed row holds (packed_lr)
 _PACKED_LR_FACTOR = {"linear": lambda k: k, "sqrt": math.sqrt, "none": lambda k: 1.0}
@@ -561,6 +592,7 @@ def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
             raise ConfigError(f"KERNELS='liger' cannot run here: {choice.describe()}.")
         return "none"
     import sys
+
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
     modeling = sys.modules.get(type(getattr(model, "base_model", model)).__module__)
     before = dict(vars(modeling)) if modeling else {}

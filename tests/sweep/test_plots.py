@@ -1,0 +1,58 @@
+"""The sweep's plots: loss curves overlaid, one figure per varied hyperparameter."""
+
+
+def _sweep_rows(tmp_path, grid=True):
+    """Result rows as helpers.sweep.runner writes them, each run folder with a real log history (JSON or
+    JSONL, as a trainer writes it), three epochs of ten steps; one run pruned, one failed."""
+    import json
+    specs = [(2e-4, 8), (2e-4, 16), (5e-4, 8), (5e-4, 16)] if grid else [(1e-4, 8), (3e-4, 4), (2e-3, 16)]
+    rows = []
+    for i, (lr, r) in enumerate(specs):
+        run = tmp_path / ("grid" if grid else "rand") / f"run{i}"
+        run.mkdir(parents=True)
+        pruned = grid and i == 3
+        hist = []
+        for s in range(1, 13 if pruned else 31):
+            hist.append({"loss": 3.0 - lr * 1000 * s / 30 - r * 0.01, "step": s, "epoch": s / 10})
+            if s % 5 == 0:
+                hist.append({"eval_loss": 3.1 - lr * 900 * s / 30 - r * 0.012, "step": s, "epoch": s / 10})
+        if i % 2:
+            (run / "log_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
+        else:
+            (run / "log_history.json").write_text(json.dumps(hist))
+        params = {"learning_rate": lr, "lora_r": r} if grid else {"learning_rate": lr, "lora_r": r, "use_x": i == 1}
+        rows.append({"name": f"run{i}", "run_dir": str(run), "status": "pruned" if pruned else "done",
+                     "params": params, "eval_loss": hist[-1].get("eval_loss", 2.5)})
+    rows.append({"name": "failed", "run_dir": str(tmp_path / "gone"), "status": "failed",
+                 "params": {"learning_rate": 1.0}})
+    return rows
+
+
+def test_run_history_reads_json_or_jsonl_and_nothing_when_missing(tmp_path):
+    from helpers.sweep.plots import run_history
+    rows = _sweep_rows(tmp_path)
+    assert run_history(rows[0])[0] == {"loss": 3.0 - 0.2 / 30 - 0.08, "step": 1, "epoch": 0.1}  # .json
+    assert len(run_history(rows[1])) == 36  # .jsonl: 30 train lines and 6 eval lines
+    assert run_history(rows[-1]) == []
+
+def test_plot_sweep_grid_and_random_search(tmp_path):
+    from helpers.sweep.plots import plot_sweep
+    grid = plot_sweep(_sweep_rows(tmp_path), tmp_path / "plots", "g")
+    # overlays, one figure per varied hyperparameter (runs differing only in it), per-epoch averages
+    assert [p.name for p in grid] == ["g_train_loss.png", "g_eval_loss.png", "g_learning_rate.png", "g_lora_r.png",
+                                      "g_epochs.png"]
+    rand = plot_sweep(_sweep_rows(tmp_path, grid=False), tmp_path / "plots", "r")
+    # no two runs differ in one hyperparameter only: final validation loss against each value
+    assert [p.name for p in rand] == ["r_train_loss.png", "r_eval_loss.png", "r_learning_rate.png", "r_lora_r.png",
+                                      "r_use_x.png", "r_epochs.png"]
+    for p in grid + rand:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000, p
+    assert plot_sweep([{"name": "x", "status": "failed", "params": {}}], tmp_path / "none", "n") == []
+    assert not (tmp_path / "none").exists()
+
+
+def test_value_key_sorts_numbers_as_numbers_then_the_rest_by_their_json():
+    import json
+    from helpers.sweep.plots import _value_key
+    vals = [json.dumps(v) for v in (1e-3, 2e-4, 5e-5, "cosine", True)]
+    assert [json.loads(v) for v in sorted(vals, key=_value_key)] == [5e-5, 2e-4, 1e-3, "cosine", True]

@@ -5,8 +5,9 @@
 
 Environment: MODEL_NAME (base model; "" = the one the adapter was trained on, else the default
 for this machine), ADAPTER (a LoRA adapter folder, or a Hub repo id of one pushed by notebook 06;
-"" = chat with the base model only), QUANTIZATION ("auto"), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (where to listen; 127.0.0.1:7860
-locally). The same ChatSession as the notebook's widget does the work (helpers/chat.py).
+"" = chat with the base model only), QUANTIZATION ("auto"), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
+(where to listen; 127.0.0.1:7860 locally). The same ChatSession as the notebook's widget does the
+work (helpers/chat/session.py).
 """
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ def memory(args) -> dict:
     batched generation of long answers and batched reference perplexity."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from helpers.evaluation.report import sequence_nll
+    from helpers.evaluation.perplexity import sequence_nll
     from helpers.common.generate import adapter_disabled, generate_answers
     model, tok = load(args)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
@@ -208,7 +208,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="embedded/smollm2-135m-instruct", help="model name (ignored with --shape)")
     ap.add_argument("--shape", choices=sorted(SHAPES), help="random weights in these Llama shapes")
-    ap.add_argument("--tokenizer", help="tokenizer folder for --shape (default BENCH_TOKENIZER or the cached Llama 3 one)")
+    ap.add_argument(
+        "--tokenizer", help="tokenizer folder for --shape (default BENCH_TOKENIZER or the cached Llama 3 one)"
+    )
     ap.add_argument("--ckpt-root", default="/tmp/ckpt-eval", help="where random checkpoints are built")
     ap.add_argument("--quantization", default="auto", help="auto (4bit on a GPU), 4bit, 16bit, none")
     ap.add_argument("--n", type=int, default=64, help="held-out prompts")

@@ -79,7 +79,7 @@ def main() -> int:
         subprocess.run(["npm", "install", "--no-save", "--prefix", str(NODE_DIR), NODE_LLAMA_CPP], check=True)
     p = subprocess.run(["node", str(NODE_DIR / "check.mjs"), str(work / "ref.json"), *map(str, files)],
                        capture_output=True, text=True, cwd=NODE_DIR)
-    rows = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
     if p.returncode or len(rows) != len(files) * len(QUESTIONS):
         print(p.stdout[-2000:], p.stderr[-3000:])
         return 1

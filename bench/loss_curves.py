@@ -5,7 +5,7 @@ same seed, same data, same order, differing only in the fast-path levers, with t
          norms, embeddings and lm_head), peft's own LoRA forward, no Liger kernels, paged AdamW
          8-bit, checkpointed activations kept on the GPU
   fast   our defaults (helpers.train.loop.train as notebooks 03/04 run it): no up-cast, fused LoRA
-         layers (helpers/fast_lora.py), Liger RMSNorm/SwiGLU/RoPE, fused AdamW, checkpointed layer
+         layers (helpers/train/fast_lora.py), Liger RMSNorm/SwiGLU/RoPE, fused AdamW, checkpointed layer
          inputs offloaded to the CPU
 
 Workload: the embedded SmolLM2-135M-Instruct (4-bit on a GPU, fp32 on a CPU), LoRA r=16 on all
@@ -37,6 +37,7 @@ def run(kind: str, steps: int, out: Path) -> dict:
     import torch
 
     import helpers.train.loop as T
+    import helpers.train.model as M  # prepare_model calls its prepare_for_training
     if kind == "fp16":
         os.environ["LLAMA_KIT_EMULATE_T4"] = "1"  # the kit then trains in fp16 with loss scaling
     cuda = torch.cuda.is_available()
@@ -49,7 +50,7 @@ def run(kind: str, steps: int, out: Path) -> dict:
                         kernels="none" if kind == "plain" else "auto",
                         optim=("paged_adamw_8bit" if cuda else "adamw_torch") if kind == "plain" else "auto",
                         offload_activations=kind != "plain")
-    original = T.prepare_for_training
+    original = M.prepare_for_training
     if kind == "plain":
         def prepare_like_the_usual_recipe(model, cfg_, quantized):
             from peft import prepare_model_for_kbit_training
@@ -57,14 +58,19 @@ def run(kind: str, steps: int, out: Path) -> dict:
                 return prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
                                                        gradient_checkpointing_kwargs={"use_reentrant": False})
             return original(model, cfg_, quantized)
-        T.prepare_for_training = prepare_like_the_usual_recipe
+        M.prepare_for_training = prepare_like_the_usual_recipe
     try:
         t = time.time()
         res = T.train(cfg, log=lambda *a: print(f"[{kind}]", *a, flush=True))
     finally:
-        T.prepare_for_training = original
-    return dict(kind=kind, seconds=round(time.time() - t, 1), history=res.log_history, kernels=res.metrics.get("kernels"),
-                peak_gib=res.metrics.get("peak_memory_gib"))
+        M.prepare_for_training = original
+    return dict(
+        kind=kind,
+        seconds=round(time.time() - t, 1),
+        history=res.log_history,
+        kernels=res.metrics.get("kernels"),
+        peak_gib=res.metrics.get("peak_memory_gib"),
+    )
 
 
 def main() -> int:
@@ -85,24 +91,35 @@ def main() -> int:
     return 0
 
 
-LABELS = {"plain": "plain recipe", "fast": "fast path (defaults)", "bf16": "bf16 (A100/H100)", "fp16": "fp16 (T4 emulation)"}
+LABELS = {
+    "plain": "plain recipe",
+    "fast": "fast path (defaults)",
+    "bf16": "bf16 (A100/H100)",
+    "fp16": "fp16 (T4 emulation)",
+}
 
 
 def report(runs: dict, out: Path, kinds=("plain", "fast"), stem: str = "fast_path") -> None:
     from helpers.common.plots import loss_series, plot_overlay
     ref, new = kinds
-    series = {k: {s: l for s, _, l in loss_series(r["history"])["train"]} for k, r in runs.items()}
-    evals = {k: {s: l for s, _, l in loss_series(r["history"])["eval"]} for k, r in runs.items()}
+    series = {k: {s: loss for s, _, loss in loss_series(r["history"])["train"]} for k, r in runs.items()}
+    evals = {k: {s: loss for s, _, loss in loss_series(r["history"])["eval"]} for k, r in runs.items()}
     common = sorted(set(series[ref]) & set(series[new]))
     rel = [abs(series[new][s] - series[ref][s]) / series[ref][s] for s in common]
     w = 20  # mean over windows of 20 steps: what a user reads off the curve
     win = [(common[i], statistics.mean(series[new][s] for s in common[i:i + w]),
             statistics.mean(series[ref][s] for s in common[i:i + w])) for i in range(0, len(common) - w + 1, w)]
     win_rel = [abs(f - p) / p for _, f, p in win]
-    summary = dict(steps=len(common), mean_abs_rel_diff_per_step=statistics.mean(rel), max_abs_rel_diff_per_step=max(rel),
-                   max_abs_rel_diff_20_step_means=max(win_rel) if win_rel else None,
-                   eval={k: evals[k] for k in kinds}, seconds={k: runs[k]["seconds"] for k in kinds},
-                   peak_gib={k: runs[k]["peak_gib"] for k in kinds}, kernels={k: runs[k]["kernels"] for k in kinds})
+    summary = dict(
+        steps=len(common),
+        mean_abs_rel_diff_per_step=statistics.mean(rel),
+        max_abs_rel_diff_per_step=max(rel),
+        max_abs_rel_diff_20_step_means=max(win_rel) if win_rel else None,
+        eval={k: evals[k] for k in kinds},
+        seconds={k: runs[k]["seconds"] for k in kinds},
+        peak_gib={k: runs[k]["peak_gib"] for k in kinds},
+        kernels={k: runs[k]["kernels"] for k in kinds},
+    )
     (out / f"{stem}_loss_curves.json").write_text(json.dumps(dict(summary=summary, runs=runs), indent=1) + "\n")
     hist = {LABELS[k]: runs[k]["history"] for k in kinds}
     title = f"{LABELS[ref]} vs {LABELS[new]}"
@@ -114,9 +131,12 @@ def report(runs: dict, out: Path, kinds=("plain", "fast"), stem: str = "fast_pat
               f"{evals[new].get(s, float('nan')):.4f} |")
     print(f"| seconds | {runs[ref]['seconds']} | {runs[new]['seconds']} |")
     print(f"| peak GiB | {runs[ref]['peak_gib']} | {runs[new]['peak_gib']} |")
-    print(f"\ntrain loss over {len(common)} steps: mean |{new} - {ref}| / {ref} per step {100 * summary['mean_abs_rel_diff_per_step']:.2f}%, "
-          f"max per step {100 * summary['max_abs_rel_diff_per_step']:.2f}%, max over 20-step means "
-          f"{100 * (summary['max_abs_rel_diff_20_step_means'] or 0):.2f}%")
+    print(
+        f"\ntrain loss over {len(common)} steps: mean |{new} - {ref}| / {ref} per step "
+        f"{100 * summary['mean_abs_rel_diff_per_step']:.2f}%, "
+        f"max per step {100 * summary['max_abs_rel_diff_per_step']:.2f}%, max over 20-step means "
+        f"{100 * (summary['max_abs_rel_diff_20_step_means'] or 0):.2f}%"
+    )
 
 
 if __name__ == "__main__":

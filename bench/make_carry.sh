@@ -25,6 +25,6 @@ python3 -m pip download -q $P -d .devcarry/whl $(pin transformers) $(pin peft) $
 $PY -m pip wheel -q --no-deps -w .devcarry/whl $(pin rouge-score)
 python3 -m pip download -q $P -d /tmp/bnb-whl $(pin bitsandbytes)
 (cd .devcarry/bnb && unzip -q -o /tmp/bnb-whl/bitsandbytes-*.whl && find bitsandbytes -name 'libbitsandbytes_*.so' ! -name '*cuda130*' -delete)
-$PY -c "import sys; sys.path.insert(0, "tests"); from offline import llama3_tokenizer_dir; import shutil; d = llama3_tokenizer_dir(); [shutil.copy(d / f, '.devcarry/tok/') for f in ('tokenizer.json', 'tokenizer_config.json')]"
+$PY -c "import sys; sys.path.insert(0, 'tests'); from offline import llama3_tokenizer_dir; import shutil; d = llama3_tokenizer_dir(); [shutil.copy(d / f, '.devcarry/tok/') for f in ('tokenizer.json', 'tokenizer_config.json')]"
 if [ -d /usr/share/R/doc/manual ]; then $PY bench/quality.py --extract-r-manuals .devcarry/data/r_pages.jsonl; fi
 du -sh --apparent-size .devcarry/* | sort -k2

@@ -90,7 +90,8 @@ def extract_pypdfium2(path: Path) -> list[str]:
 
 
 def extract_kit(path: Path) -> list[str]:
-    from helpers.dataset.pdf import CODE_MARK, extract_pages
+    from helpers.dataset.pdf_extract import extract_pages
+    from helpers.dataset.pdf_layout import CODE_MARK
     pages, _ = extract_pages(path, engine="pdfium")
     return [p.replace(CODE_MARK, "").replace("\ufffe", "-") for p in pages]  # the cleaner decides each line-end hyphen
 
@@ -118,9 +119,13 @@ def word_processor_pdf(workdir: Path) -> Path | None:
     workdir.mkdir(parents=True, exist_ok=True)
     paras = [re.sub(r"\s+", " ", p).strip() for p in re.split(r"\n\s*\n", GPL3.read_text()) if p.strip()]
     src = workdir / "GPL-3.html"
-    src.write_text("<html><head><meta charset='utf-8'></head><body style='font-family: Liberation Serif; "
-                   "font-size: 11pt'>" + "\n".join(f'<p style="text-align: justify">{html.escape(p)}</p>' for p in paras)
-                   + "</body></html>", encoding="utf-8")
+    src.write_text(
+        "<html><head><meta charset='utf-8'></head><body style='font-family: Liberation Serif; "
+        "font-size: 11pt'>"
+        + "\n".join(f'<p style="text-align: justify">{html.escape(p)}</p>' for p in paras)
+        + "</body></html>",
+        encoding="utf-8",
+    )
     subprocess.run([soffice, "--headless", "--convert-to", "pdf:writer_pdf_Export", "--outdir", str(workdir), str(src)],
                    check=True, capture_output=True, timeout=300)
     return workdir / "GPL-3.pdf"

@@ -86,7 +86,8 @@ def rouge_l_baseline(pred: str, ref: str) -> float:
 def base_vs_tuned(adapter_dir: str, quant: str, ppl_seqs: list[dict], gen_rows: list[dict] | None,
                   max_new: int, ppl_batch: int, gen_batch: int, boot: int) -> dict:
     """Perplexity (and ROUGE-L of generated first replies) for the adapter off and on, one load."""
-    from helpers.evaluation.report import paired_bootstrap, sequence_nll
+    from helpers.evaluation.perplexity import sequence_nll
+    from helpers.evaluation.stats import paired_bootstrap
     from helpers.evaluation.metrics import rouge_scores
     from helpers.common.generate import adapter_disabled, generate_answers
     from helpers.common.models import load_model
@@ -153,7 +154,7 @@ def chat_recipe(a, dataset: Path, out: Path, **run):
     """The chat protocol's recipe (the baseline's: LoRA r=16, alpha 16, no dropout, lr 2e-4, one
     micro-batch per step, no validation split, no checkpoints) for the embedded model, with the
     run's own ``run`` settings (packing, epochs, steps, batch, warm-up, seed)."""
-    from helpers.train.loop import TrainConfig
+    from helpers.train import TrainConfig
     return TrainConfig(model_name=EMBEDDED, dataset_path=str(dataset), output_dir=str(out), quantization=a.quantization,
                        lora_r=16, lora_alpha=16, lora_dropout=0.0, max_seq_len=a.max_len, gradient_accumulation_steps=1,
                        learning_rate=2e-4, eval_fraction=0.0, eval_steps=0, save_steps=100000, logging_steps=10,
@@ -165,7 +166,7 @@ def chat_warmup(a) -> float:
     steps, so it shrinks with the packed run's fewer steps); ``--warmup recipe`` is the usual
     recipe's 10 optimizer steps whatever a step holds (QUALITY.md 1b and 1c). Short runs
     (``--max-steps`` of 20 or fewer) warm up for no step."""
-    from helpers.train.loop import TrainConfig
+    from helpers.train import TrainConfig
     if 0 < a.max_steps <= 20:
         return 0
     return 10 if a.warmup == "recipe" else TrainConfig.warmup_ratio
@@ -175,7 +176,7 @@ def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
     from helpers.common.rows import held_out_turns
     from helpers.common.resources import split_chitchat
     from helpers.core.jsonl import write_jsonl
-    from helpers.train.loop import train
+    from helpers.train import train
     if a.split == "baseline":
         train_rows, test_rows = baseline_split(a.n_train, a.n_test)
     else:
@@ -195,13 +196,25 @@ def chat(a, work: Path, epochs: float, lr_scaling: str) -> dict:
     res = base_vs_tuned(str(result.adapter_dir), a.quantization, held_out_sequences(test_rows, a.max_len),
                         held_out_turns(test_rows), a.max_new, a.ppl_batch, a.gen_batch, a.bootstrap)
     pk = result.metrics["data"]["train"].get("packing") or {}
-    return {"experiment": f"chat ({'packed, lr ' + lr_scaling if packing else 'padded'}, {epochs:g} epoch{'s' if epochs != 1 else ''})",
-            "split": a.split, "n_train": len(train_rows), "n_test": len(test_rows), "packing": packing, "epochs": epochs,
-            "lr_scaling": lr_scaling if packing else None, "learning_rate": pk.get("learning_rate", cfg.learning_rate),
-            "steps": result.metrics["steps"], "warmup_ratio": cfg.warmup_ratio, "train_seconds": result.metrics["train_seconds"],
-            "train_wall_seconds": round(wall, 1), "train_loss": result.metrics["train_loss"],
-            "peak_memory_gib": result.metrics["peak_memory_gib"], "tokens_per_second": result.metrics["tokens_per_second"],
-            **res}
+    return {
+        "experiment": f"chat ({'packed, lr ' + lr_scaling if packing else 'padded'}, "
+                      f"{epochs:g} epoch{'s' if epochs != 1 else ''})",
+        "split": a.split,
+        "n_train": len(train_rows),
+        "n_test": len(test_rows),
+        "packing": packing,
+        "epochs": epochs,
+        "lr_scaling": lr_scaling if packing else None,
+        "learning_rate": pk.get("learning_rate", cfg.learning_rate),
+        "steps": result.metrics["steps"],
+        "warmup_ratio": cfg.warmup_ratio,
+        "train_seconds": result.metrics["train_seconds"],
+        "train_wall_seconds": round(wall, 1),
+        "train_loss": result.metrics["train_loss"],
+        "peak_memory_gib": result.metrics["peak_memory_gib"],
+        "tokens_per_second": result.metrics["tokens_per_second"],
+        **res,
+    }
 
 
 def held_out_sequences(test_rows: list[dict], max_len: int) -> list[dict]:
@@ -218,13 +231,14 @@ def packing_match(a, work: Path) -> list[dict]:
     first ``--match-examples`` training conversations of the chat protocol, padded at ``--match-batch``
     conversations per step (``--match-examples / --match-batch`` steps: 300 by default) and packed
     at ``--match-batch / 2`` rows of MAX_SEQ_LEN per step (about as many conversations per step:
-    a 512-token row holds 2.3 of them on average), with the same learning-rate schedule (PACKED_LR_SCALING="none"), for each seed of
-    ``--match-seeds``; the held-out loss per reply token (the log of the perplexity) of every run. The
+    a 512-token row holds 2.3 of them on average), with the same learning-rate schedule
+    (PACKED_LR_SCALING="none"), for each seed of ``--match-seeds``; the held-out loss per reply token
+    (the log of the perplexity) of every run. The
     spread between seeds of the padded runs is the noise the packed run's difference is read against."""
     from helpers.core.jsonl import write_jsonl
-    from helpers.evaluation.report import perplexity, sequence_nll
+    from helpers.evaluation.perplexity import perplexity, sequence_nll
     from helpers.common.models import load_model
-    from helpers.train.loop import train
+    from helpers.train import train
     train_rows, test_rows = baseline_split(a.n_train, a.n_test)
     rows = train_rows[:a.match_examples]
     write_jsonl(work / "match" / "train.jsonl", rows)
@@ -248,16 +262,24 @@ def packing_match(a, work: Path) -> list[dict]:
                         "tokens_per_second": m["tokens_per_second"], "held_out_tokens": sum(cnt),
                         "held_out_loss": round(math.log(ppl), 4), "held_out_ppl": round(ppl, 3),
                         "packed_rows": (m.get("data", {}).get("train", {}).get("packing") or {}).get("rows")})
-            print(f"packing match: {name}: {m['steps']} steps, {m['train_seconds']} s, held-out loss {math.log(ppl):.4f} "
-                  f"(ppl {ppl:.2f})", flush=True)
+            print(
+                f"packing match: {name}: {m['steps']} steps, {m['train_seconds']} s, held-out loss {math.log(ppl):.4f} "
+                f"(ppl {ppl:.2f})",
+                flush=True,
+            )
     return out
 
 
 def packing_table(results: list[dict]) -> str:
-    lines = ["| run | seed | steps | train s | held-out loss per reply token | perplexity |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| run | seed | steps | train s | held-out loss per reply token | perplexity |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {'packed' if r['packing'] else 'padded'} | {r['seed']} | {r['steps']} | {r['train_seconds']} | "
-                     f"{r['held_out_loss']:.4f} | {r['held_out_ppl']:.2f} |")
+        lines.append(
+            f"| {'packed' if r['packing'] else 'padded'} | {r['seed']} | {r['steps']} | {r['train_seconds']} | "
+            f"{r['held_out_loss']:.4f} | {r['held_out_ppl']:.2f} |"
+        )
     pad = [r["held_out_loss"] for r in results if not r["packing"]]
     pk = [r["held_out_loss"] for r in results if r["packing"]]
     if pad and pk:
@@ -278,12 +300,14 @@ def extract_r_manuals(out: str, folder: str = "/usr/share/R/doc/manual") -> int:
     rows = []
     for p in pdfs:
         try:
-            from helpers.dataset.pdf import extract_pages
+            from helpers.dataset.pdf_extract import extract_pages
             pages, _ = extract_pages(p)
         except ImportError:
             import pypdf
             pages = [pg.extract_text() or "" for pg in pypdf.PdfReader(str(p)).pages]
-        rows += [{"source": p.name, "page": i + 1, "text": t.strip()} for i, t in enumerate(pages) if len(t.split()) >= 20]
+        rows += [
+            {"source": p.name, "page": i + 1, "text": t.strip()} for i, t in enumerate(pages) if len(t.split()) >= 20
+        ]
     write_jsonl(out, rows)
     print(f"{len(rows)} pages of {len(pdfs)} manuals -> {out}")
     return len(rows)
@@ -304,7 +328,7 @@ def r_pages_split(a, folder: Path) -> tuple[list[dict], list[dict]]:
 
 def rdocs(a, work: Path) -> dict:
     from helpers.common.models import load_tokenizer
-    from helpers.train.loop import TrainConfig, train
+    from helpers.train import TrainConfig, train
     if not a.r_text:
         raise SystemExit("--experiment rdocs needs --r-text (page text from --extract-r-manuals).")
     train_pages, test = r_pages_split(a, work / "rdocs")
@@ -364,7 +388,8 @@ def degeneration(answers: list[str], stopped: list[bool]) -> dict:
 def replay_figures(model_name: str, adapter_dir: str, quant: str, r_seqs: list[dict], general_seqs: list[dict],
                    prompts: list[str], max_new: int, ppl_batch: int, gen_batch: int, boot: int) -> dict:
     """R-page and general perplexity, and degeneration of greedy general answers, adapter off and on."""
-    from helpers.evaluation.report import paired_bootstrap, sequence_nll
+    from helpers.evaluation.perplexity import sequence_nll
+    from helpers.evaluation.stats import paired_bootstrap
     from helpers.common.generate import adapter_disabled, generate_answers
     from helpers.common.models import load_model
     model, tok = load_model(model_name, quantization=quant, adapter=adapter_dir)
@@ -405,7 +430,7 @@ def replay(a, work: Path) -> list[dict]:
     from helpers.common.resources import chitchat
     from helpers.common.models import load_tokenizer
     from helpers.common.prompts import encode, prompt_text
-    from helpers.train.loop import TrainConfig, train
+    from helpers.train import TrainConfig, train
     if not a.r_text:
         raise SystemExit("--replay needs --r-text (page text from --extract-r-manuals).")
     shares = [float(x) for x in a.replay.split(",") if x.strip()]
@@ -447,9 +472,13 @@ def replay(a, work: Path) -> list[dict]:
             with open(work / "replay.jsonl", "a") as fh:
                 fh.write(json.dumps(row, default=str) + "\n")
             results.append(row)
-            print(f"{name}: R-page ppl {res['r_perplexity']['base']['value']:.2f} -> "
-                  f"{res['r_perplexity']['tuned']['value']:.2f}, general ppl {res['general_perplexity']['base']['value']:.2f}"
-                  f" -> {res['general_perplexity']['tuned']['value']:.2f}", flush=True)
+            print(
+                f"{name}: R-page ppl {res['r_perplexity']['base']['value']:.2f} -> "
+                f"{res['r_perplexity']['tuned']['value']:.2f}, "
+                f"general ppl {res['general_perplexity']['base']['value']:.2f}"
+                f" -> {res['general_perplexity']['tuned']['value']:.2f}",
+                flush=True,
+            )
     return results
 
 
@@ -464,9 +493,11 @@ def _rel(d: dict) -> str:
 
 
 def replay_table(results: list[dict]) -> str:
-    lines = ["| replay share | epochs | steps (replay blocks) | train s | R-page ppl base → tuned | general ppl base → tuned "
-             "| repeated 3-grams | answer words | ended turn | glued words |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| replay share | epochs | steps (replay blocks) | train s | R-page ppl base → tuned "
+        "| general ppl base → tuned | repeated 3-grams | answer words | ended turn | glued words |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         fig = lambda k, f: f"{format(r[k]['base']['value'], f)} → {format(r[k]['tuned']['value'], f)}"  # noqa: E731
         lines.append(f"| {r['replay_share']:g} | {r['epochs']:g} | {r['steps']} ({r['replay_blocks']}) | "
@@ -488,10 +519,15 @@ def table(results: list[dict]) -> str:
         lines.append(f"| {r['experiment']} | held-out perplexity ({r['scored_tokens']:,} tokens) | "
                      f"{_ci(r['perplexity']['base'], '.2f')} | {_ci(r['perplexity']['tuned'], '.2f')} | "
                      f"{_ci(r['perplexity']['diff'], '+.2f')} | {tr} |")
-        for key, label in (("rougeL_baseline_way", "ROUGE-L, baseline's words"), ("rougeL_rouge_score", "ROUGE-L, rouge-score")):
+        for key, label in (
+            ("rougeL_baseline_way", "ROUGE-L, baseline's words"),
+            ("rougeL_rouge_score", "ROUGE-L, rouge-score"),
+        ):
             if key in r:
-                lines.append(f"| {r['experiment']} | {label} | {_ci(r[key]['base'], '.4f')} | {_ci(r[key]['tuned'], '.4f')} | "
-                             f"{_ci(r[key]['diff'], '+.4f')} | |")
+                lines.append(
+                    f"| {r['experiment']} | {label} | {_ci(r[key]['base'], '.4f')} | {_ci(r[key]['tuned'], '.4f')} | "
+                    f"{_ci(r[key]['diff'], '+.4f')} | |"
+                )
     return "\n".join(lines)
 
 
@@ -502,8 +538,12 @@ def main(argv=None) -> int:
     ap.add_argument("--quantization", default="4bit")
     ap.add_argument("--n-train", type=int, default=3000)
     ap.add_argument("--n-test", type=int, default=300)
-    ap.add_argument("--split", default="baseline", choices=["baseline", "kit"],
-                    help="baseline: the baseline's exact 3,000/300 conversations; kit: helpers.common.resources.split_chitchat")
+    ap.add_argument(
+        "--split",
+        default="baseline",
+        choices=["baseline", "kit"],
+        help="baseline: the baseline's exact 3,000/300 conversations; kit: helpers.common.resources.split_chitchat",
+    )
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=512)
     ap.add_argument("--max-steps", "--steps", type=int, default=-1, help="-1 = the epochs (one; --replay-epochs)")
@@ -512,8 +552,11 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", default="1", help="chat: comma-separated epoch counts, one run each")
     ap.add_argument("--warmup", default="kit", choices=["kit", "recipe"],
                     help="chat: the kit's WARMUP_RATIO (a share of the steps) or the usual recipe's 10 steps")
-    ap.add_argument("--lr-scaling", default="linear",
-                    help="chat, packed: comma-separated PACKED_LR_SCALING values (the kit's default: linear), one run each")
+    ap.add_argument(
+        "--lr-scaling",
+        default="linear",
+        help="chat, packed: comma-separated PACKED_LR_SCALING values (the kit's default: linear), one run each",
+    )
     ap.add_argument("--match-examples", type=int, default=1200, help="packing: conversations of the packed/padded runs")
     ap.add_argument("--match-batch", type=int, default=4, help="packing: conversations per padded step")
     ap.add_argument("--match-seeds", default="42,43", help="packing: comma-separated seeds")
@@ -526,8 +569,13 @@ def main(argv=None) -> int:
     ap.add_argument("--extract-r-manuals", default="", help="write the R manuals' page text to this JSONL and exit")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run of the script")
     ap.add_argument("--model", default=EMBEDDED, help="base model of the replay runs (Hub id, folder or embedded name)")
-    ap.add_argument("--replay", nargs="?", const="0,0.1,0.2,0.4", default="",
-                    help="run the replay grid (experiment 3) at these comma-separated shares instead of experiments 1-2")
+    ap.add_argument(
+        "--replay",
+        nargs="?",
+        const="0,0.1,0.2,0.4",
+        default="",
+        help="run the replay grid (experiment 3) at these comma-separated shares instead of experiments 1-2",
+    )
     ap.add_argument("--replay-epochs", default="1,3", help="comma-separated epoch counts of the replay grid")
     ap.add_argument("--replay-max-new", type=int, default=128, help="new tokens of the greedy general answers")
     a = ap.parse_args(argv)
@@ -555,8 +603,12 @@ def main(argv=None) -> int:
         print(packing_table(results), flush=True)
         return 0
     import torch
-    meta = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch": torch.__version__,
-            "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])), "seed": a.seed}
+    meta = {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "seed": a.seed,
+    }
 
     def done(result: dict) -> None:
         """Each run's figures as soon as it ends (quality.json rewritten, a RESULT line), so a run cut

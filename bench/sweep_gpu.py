@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-size", type=int, default=100, help="validation rows")
     ap.add_argument("--minutes-per-run", type=float, default=1.5, help="time budget per run")
     ap.add_argument("--minutes-total", type=float, default=6.0, help="time budget of the whole sweep")
-    ap.add_argument("--prune-after", type=int, default=0, help="prune runs clearly behind after N evaluations (0 = off)")
+    ap.add_argument(
+        "--prune-after", type=int, default=0, help="prune runs clearly behind after N evaluations (0 = off)"
+    )
     ap.add_argument("--quantization", default="", help="default: 4bit on a GPU, none on a CPU")
     ap.add_argument("--dataset", default=str(ROOT / "helpers" / "resources" / "chitchat" / "train.jsonl"))
     ap.add_argument("--tiny", action="store_true", help="a tiny CPU setting to check the script")
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from helpers.common.workspace import describe_gpu, versions
-    from helpers.sweep.runner import SweepConfig, run_sweep, table_markdown
+    from helpers.sweep import SweepConfig, run_sweep
+    from helpers.sweep.results import table_markdown
 
     cuda = torch.cuda.is_available()
     if a.tiny:

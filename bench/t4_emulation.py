@@ -53,7 +53,7 @@ def reset_peak() -> None:
 
 def sft_config(**kw):
     from helpers.common.resources import chitchat
-    from helpers.train.loop import TrainConfig
+    from helpers.train import TrainConfig
     base = dict(model_name=EMB, quantization="4bit", dataset_path=str(chitchat("train")), max_seq_len=512,
                 per_device_batch_size=8, gradient_accumulation_steps=1, logging_steps=5, eval_steps=10, save_steps=10,
                 report_to="none", max_rows=400)
@@ -63,19 +63,21 @@ def sft_config(**kw):
 
 def paths() -> None:
     from helpers.chat.session import ChatSession, load_chat_model
-    from helpers.evaluation.report import EvalConfig, evaluate_adapter
+    from helpers.evaluation.config import EvalConfig
+    from helpers.evaluation.report import evaluate_adapter
     from helpers.chat.export import check_gguf, export_gguf, merge_adapter
     from helpers.common.resources import chitchat, fixture_pdf
     from helpers.core.jsonl import write_jsonl
     from helpers.dataset.pdf import read_pdf
     from helpers.common.workspace import describe_gpu
-    from helpers.sweep.runner import SweepConfig, run_sweep
-    from helpers.train.loop import train
+    from helpers.sweep import SweepConfig, run_sweep
+    from helpers.train import train
     print(describe_gpu(), flush=True)
 
     # 03: continued pretraining on the paper's text, embed_tokens/lm_head at a tenth of the LR
     corpus = write_jsonl(WORK / "corpus.jsonl", [read_pdf(fixture_pdf()).row()])
-    reset_peak(); t = time.time()
+    reset_peak()
+    t = time.time()
     r = train(sft_config(mode="pretrain", dataset_path=str(corpus), output_dir=str(WORK / "pretrain"), lora_r=64,
                          lora_alpha=32, train_embeddings=True, embedding_lr_ratio=0.1, learning_rate=5e-5,
                          max_steps=20, eval_fraction=0.1, per_device_batch_size=4, resume="never", max_rows=0))
@@ -84,7 +86,8 @@ def paths() -> None:
            perplexity=f"{m['start_perplexity']} -> {m['eval_perplexity']}", peak_gib=peak_gib())
 
     # 04: stopped by the time budget (a checkpoint, as before a Colab disconnect), then resumed
-    reset_peak(); t = time.time()
+    reset_peak()
+    t = time.time()
     first = train(sft_config(output_dir=str(WORK / "sft"), max_steps=40, max_time_minutes=0.05, resume="never"))
     stopped_at = first.metrics["steps"]
     r = train(sft_config(output_dir=str(WORK / "sft"), max_steps=40))
@@ -95,7 +98,8 @@ def paths() -> None:
     adapter = r.adapter_dir
 
     # 05: base vs tuned, 4-bit
-    reset_peak(); t = time.time()
+    reset_peak()
+    t = time.time()
     rep = evaluate_adapter(EvalConfig(adapter_dir=str(adapter), test_path=str(chitchat("test")), quantization="4bit",
                                       max_examples=32, max_new_tokens=64, output_dir=str(WORK / "eval")))
     ppl = rep["metrics"]["perplexity"]
@@ -104,7 +108,8 @@ def paths() -> None:
            gen_tok_per_s=rep["generation"]["tuned_tokens_per_second"], peak_gib=peak_gib())
 
     # 06: chat, merge, GGUF
-    reset_peak(); t = time.time()
+    reset_peak()
+    t = time.time()
     model, tok = load_chat_model(EMB, str(adapter), quantization="4bit")
     chat = ChatSession(model, tok, max_new_tokens=48, seed=0)
     reply = chat.send("Hi! What do you like to do on weekends?")
@@ -112,20 +117,38 @@ def paths() -> None:
            stop_reason=chat.last.stop_reason, tok_per_s=round(chat.last.new_tokens / max(chat.last.seconds, 1e-9)),
            peak_gib=peak_gib())
     del model
-    reset_peak(); t = time.time()
+    reset_peak()
+    t = time.time()
     merged = merge_adapter(EMB, adapter, WORK / "merged")
     gguf = export_gguf(merged, WORK / "gguf", "f16")
     chk = check_gguf(merged, gguf)
-    record("06 merge + GGUF f16", time.time() - t, merged_dtype=json.loads((merged / "MERGE_INFO.json").read_text())["dtype"],
-           gguf_mb=round(gguf.stat().st_size / 1e6, 1), greedy_equal=chk["greedy_equal"],
-           top1_agree=chk.get("top1_agree"), peak_gib=peak_gib())
+    record(
+        "06 merge + GGUF f16",
+        time.time() - t,
+        merged_dtype=json.loads((merged / "MERGE_INFO.json").read_text())["dtype"],
+        gguf_mb=round(gguf.stat().st_size / 1e6, 1),
+        greedy_equal=chk["greedy_equal"],
+        top1_agree=chk.get("top1_agree"),
+        peak_gib=peak_gib(),
+    )
 
     # 07: a small sweep
-    reset_peak(); t = time.time()
-    res = run_sweep(SweepConfig(model_name=EMB, quantization="4bit", dataset_path=str(chitchat("train")),
-                                output_dir=str(WORK / "sweep"), grid={"learning_rate": [2e-4, 1e-3]}, subset_size=160,
-                                eval_size=32, max_steps_per_run=20, evals_per_run=2,
-                                base={"per_device_batch_size": 8, "gradient_accumulation_steps": 1, "report_to": "none"}))
+    reset_peak()
+    t = time.time()
+    res = run_sweep(
+        SweepConfig(
+            model_name=EMB,
+            quantization="4bit",
+            dataset_path=str(chitchat("train")),
+            output_dir=str(WORK / "sweep"),
+            grid={"learning_rate": [2e-4, 1e-3]},
+            subset_size=160,
+            eval_size=32,
+            max_steps_per_run=20,
+            evals_per_run=2,
+            base={"per_device_batch_size": 8, "gradient_accumulation_steps": 1, "report_to": "none"},
+        )
+    )
     record("07 sweep (2 runs x 20 steps)", time.time() - t, runs=len(res.rows), trained=len(res.trained),
            best=json.dumps((res.best or {}).get("config", res.best))[:120], peak_gib=peak_gib())
 
@@ -133,9 +156,10 @@ def paths() -> None:
 def shapes(steps: int, warmup: int, shape_names: list[str]) -> None:
     import torch
     from transformers import TrainerCallback
-    from helpers.evaluation.report import EvalConfig, evaluate_adapter
+    from helpers.evaluation.config import EvalConfig
+    from helpers.evaluation.report import evaluate_adapter
     from helpers.common.resources import chitchat
-    from helpers.train.loop import train
+    from helpers.train import train
     sys.path.insert(0, str(ROOT / "bench"))
     from train_speed import make_checkpoint
 
@@ -154,7 +178,8 @@ def shapes(steps: int, warmup: int, shape_names: list[str]) -> None:
     for shape in shape_names:
         path = Path("/tmp/ckpt") / shape
         make_checkpoint(shape, path, os.environ.get("BENCH_TOKENIZER", "/tmp/tok"))
-        reset_peak(); t = time.time()
+        reset_peak()
+        t = time.time()
         timer = Timer()
         r = train(sft_config(model_name=str(path), output_dir=str(WORK / f"shape-{shape}"), max_steps=steps,
                              max_seq_len=2048, eval_fraction=0.0, eval_steps=0, save_steps=100_000, logging_steps=10,
@@ -162,11 +187,20 @@ def shapes(steps: int, warmup: int, shape_names: list[str]) -> None:
         m = r.metrics
         plan = m.get("memory_plan") or {}
         rate = (timer.tok1 - timer.tok0) / (timer.t1 - timer.t0) if timer.t0 else None
-        record(f"{shape} QLoRA, memory plan", time.time() - t, steps=m["steps"], tok_per_s_after_warmup=round(rate or 0),
-               tok_per_s_whole_run=m["tokens_per_second"], loss=m["train_loss"], peak_gib=m["peak_memory_gib"],
-               kernels=m["kernels"], plan=plan.get("reason") if isinstance(plan, dict) else str(plan),
-               micro_batch=plan.get("per_device_batch_size") if isinstance(plan, dict) else None)
-        reset_peak(); t = time.time()
+        record(
+            f"{shape} QLoRA, memory plan",
+            time.time() - t,
+            steps=m["steps"],
+            tok_per_s_after_warmup=round(rate or 0),
+            tok_per_s_whole_run=m["tokens_per_second"],
+            loss=m["train_loss"],
+            peak_gib=m["peak_memory_gib"],
+            kernels=m["kernels"],
+            plan=plan.get("reason") if isinstance(plan, dict) else str(plan),
+            micro_batch=plan.get("per_device_batch_size") if isinstance(plan, dict) else None,
+        )
+        reset_peak()
+        t = time.time()
         rep = evaluate_adapter(EvalConfig(adapter_dir=str(r.adapter_dir), model_name=str(path),
                                           test_path=str(chitchat("test")), quantization="4bit", max_examples=16,
                                           max_new_tokens=32, output_dir=str(WORK / f"eval-{shape}")))
@@ -186,9 +220,16 @@ def main() -> int:
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     import torch
-    import transformers, peft, trl
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, trl {trl.__version__}, "
-          f"GPU {torch.cuda.get_device_name()}", flush=True)
+    import transformers
+    import peft
+    import trl
+
+    print(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, "
+        f"trl {trl.__version__}, "
+        f"GPU {torch.cuda.get_device_name()}",
+        flush=True,
+    )
     try:
         paths() if a.part == "paths" else shapes(a.steps, a.warmup, a.shapes.split(","))
     finally:

@@ -10,12 +10,12 @@ Variants:
   hf         the usual notebook recipe: prepare_model_for_kbit_training (fp32 up-cast), SDPA,
              full logits, gradient checkpointing (use_reentrant=False)
   kit        our training path exactly as notebooks 03/04 run it: helpers.common.models.load_model(4bit),
-             helpers.train.loop.prepare_for_training (no up-cast), Liger RMSNorm/SwiGLU/RoPE,
-             helpers.train.loop.add_lora + fuse_lora (helpers/fast_lora.py), TRL's SFTTrainer (tiled LM
+             helpers.train.model.prepare_for_training (no up-cast), Liger RMSNorm/SwiGLU/RoPE,
+             helpers.train.model.add_lora + fuse_lora (helpers/train/fast_lora.py), TRL's SFTTrainer (tiled LM
              head, no full logits), fused AdamW, checkpointed layer inputs offloaded to the CPU
   kit-nockpt the same without gradient checkpointing (where memory allows)
   unsloth    Unsloth FastLanguageModel with its own kernels and "unsloth" checkpointing
-  kit-auto   our path with the memory plan notebooks use (helpers.train.loop.plan_memory picks checkpointing)
+  kit-auto   our path with the memory plan notebooks use (helpers.train.memory.plan_memory picks checkpointing)
   kit-auto-15g  the same with the process capped at 15 GiB, as on a T4
   kit-ddp2   our path on 2 GPUs with DDP (torchrun; each GPU holds the 4-bit model), same per-GPU batch
   kit-fsdp2  our path on 2 GPUs with FSDP (accelerate launch, configs/accelerate/fsdp_qlora.yaml)
@@ -198,7 +198,10 @@ def run_manual(variant: str, path: Path, batch: int, seq: int, steps: int, warmu
     t0 = time.time()
     if variant.startswith("unsloth"):
         from unsloth import FastLanguageModel
-        model, _ = FastLanguageModel.from_pretrained(str(path), max_seq_length=seq, load_in_4bit=True, dtype=torch.bfloat16)
+
+        model, _ = FastLanguageModel.from_pretrained(
+            str(path), max_seq_length=seq, load_in_4bit=True, dtype=torch.bfloat16
+        )
         model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0, target_modules=TARGETS,
                                                  bias="none", use_gradient_checkpointing="unsloth", random_state=0)
     else:  # hf: the usual notebook recipe
@@ -210,8 +213,9 @@ def run_manual(variant: str, path: Path, batch: int, seq: int, steps: int, warmu
                                                              bnb_4bit_use_double_quant=True,
                                                              bnb_4bit_compute_dtype=torch.bfloat16),
                       device_map={"": 0})
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.bfloat16 if dev == "cuda" else torch.float32,
-                                                     attn_implementation="sdpa", **kw)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=torch.bfloat16 if dev == "cuda" else torch.float32, attn_implementation="sdpa", **kw
+        )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
         torch.manual_seed(0)
@@ -264,7 +268,9 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
     from trl import SFTConfig
 
     from helpers.common.models import load_model
-    from helpers.train.loop import TrainConfig, _make_trainer_class, add_lora, apply_fast_kernels, fuse_lora, prepare_for_training
+    from helpers.train import TrainConfig
+    from helpers.train.model import add_lora, apply_fast_kernels, fuse_lora, prepare_for_training
+    from helpers.train.trainer import kit_trainer_class
 
     cuda = torch.cuda.is_available()
     base, *flags = variant.split("+")
@@ -335,19 +341,37 @@ def run_kit(variant: str, path: Path, batch: int, seq: int, steps: int, warmup: 
             if logs and "loss" in logs and state.global_step > warmup:
                 timing["losses"].append(float(logs["loss"]))
 
-    args = SFTConfig(output_dir="/tmp/kit-bench", max_steps=warmup + steps, per_device_train_batch_size=batch,
-                     gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="constant", warmup_steps=0,
-                     optim=("paged_adamw_8bit" if "adam8bit" in flags else "adamw_torch_fused") if cuda else "adamw_torch",
-                     activation_offloading=bool(cuda and cfg.gradient_checkpointing and "nooffload" not in flags
-                                                and base != "kit-fsdp2"),
-                     ddp_find_unused_parameters=False, ddp_broadcast_buffers=False,  # as helpers.train.loop.train
-                     bf16=cuda, logging_steps=1,
-                     save_strategy="no", report_to="none", max_length=seq, packing=False, completion_only_loss=True,
-                     gradient_checkpointing=False, use_cpu=not cuda, dataloader_num_workers=0, shuffle_dataset=False,
-                     disable_tqdm=True, seed=0)
+    args = SFTConfig(
+        output_dir="/tmp/kit-bench",
+        max_steps=warmup + steps,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        learning_rate=2e-4,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        optim=("paged_adamw_8bit" if "adam8bit" in flags else "adamw_torch_fused") if cuda else "adamw_torch",
+        activation_offloading=bool(
+            cuda and cfg.gradient_checkpointing and "nooffload" not in flags and base != "kit-fsdp2"
+        ),
+        ddp_find_unused_parameters=False,
+        ddp_broadcast_buffers=False,  # as helpers.train.loop.train
+        bf16=cuda,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        max_length=seq,
+        packing=False,
+        completion_only_loss=True,
+        gradient_checkpointing=False,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        shuffle_dataset=False,
+        disable_tqdm=True,
+        seed=0,
+    )
     if args.n_gpu > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         args._n_gpu = 1  # one process: one GPU, as helpers.train.loop does
-    Trainer = _make_trainer_class()
+    Trainer = kit_trainer_class()
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                       callbacks=[Clock()])
     trainer.train()
@@ -381,8 +405,11 @@ def table(rows: list[dict]) -> str:
         vs_hf = f"{r['tok_per_s'] / hf['tok_per_s']:.2f}x" if hf else "-"
         vs_un = f"{r['tok_per_s'] / un['tok_per_s']:.2f}x" if un else "-"
         dl = f"{100 * (r['loss_mean'] - hf['loss_mean']) / hf['loss_mean']:+.2f}%" if hf else "-"
-        lines.append(f"| {r['variant']} | {r.get('world_size', 1)} | {r['tok_per_s']:,.0f} | {r.get('peak_alloc_gib', '-')} | {vs_hf} | {vs_un} | "
-                     f"{r['loss_mean']} | {dl} |")
+        lines.append(
+            f"| {r['variant']} | {r.get('world_size', 1)} | {r['tok_per_s']:,.0f} | {r.get('peak_alloc_gib', '-')} "
+            f"| {vs_hf} | {vs_un} | "
+            f"{r['loss_mean']} | {dl} |"
+        )
     return "\n".join(lines)
 
 
@@ -426,10 +453,10 @@ def main() -> int:
         else:
             cmd = [sys.executable, __file__] + args
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        for l in p.stdout.splitlines():  # the child's profile tables, memory plan and kernels in use
-            if l.startswith(("profile:", "| ", "memory plan", f"{v}: ", "aten")):
-                print(l, flush=True)
-        line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+        for out in p.stdout.splitlines():  # the child's profile tables, memory plan and kernels in use
+            if out.startswith(("profile:", "| ", "memory plan", f"{v}: ", "aten")):
+                print(out, flush=True)
+        line = [out for out in p.stdout.splitlines() if out.startswith("RESULT ")]
         if line:
             rows.append(json.loads(line[-1][7:]))
             print(line[-1], flush=True)

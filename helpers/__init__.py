@@ -1,20 +1,23 @@
-"""helpers: the shared code behind the numbered notebooks of the Llama fine-tuning kit.
+"""helpers: the code behind the numbered notebooks of the Llama fine-tuning kit, a room per step.
 
-One module per pipeline step, each small and importable on its own (heavy libraries are
-imported inside functions, so ``import helpers`` is instant):
+    core        configuration, named file paths, JSONL, HTTP, notices (imports nothing else)
+    common      GPU choices, models, prompts, generation, rows, run folders, checkpoints, merge,
+                loss plots, bundled material, the notebook setup (imports core)
+    scrape      01: arXiv search and download, and its recorded offline server
+    dataset     02: PDFs to clean text, chunks, the teacher's triples, splits, importers, leakage
+    train       03, 04: train(cfg), its memory plan, packing and fused kernels
+    evaluation  05: base against tuned, what tuning cost, the report
+    chat        06: the chat session and widget, export (merge, GGUF, Hub)
+    sweep       07: the hyperparameter sweep and its curves
+    pipeline    every notebook headless; notebooks: which configs each notebook builds
 
-    config      step configuration dataclasses, environment overrides, SMOKE=1
-    setup       Colab detection, Drive, versions, GPU report, where files go
-    models      load a causal LM + tokenizer (4-bit/8-bit/16-bit/fp32), the embedded model
-    prompts     instruction and chat templates, EOS handling, training tokenization
-    data        JSONL datasets, validation, the embedded real conversations
-    train       one training entry point (notebooks 03, 04, 07; `python -m helpers.train.loop`)
-    plots       loss curves
+A room imports only itself and the rooms above it (CONTRIBUTING.md, "Layout"). Heavy libraries
+are imported inside functions, so ``import helpers`` is instant.
 """
 import logging as _logging
 import warnings as _warnings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Two messages from libraries, not from the kit's own calls, that every notebook would otherwise
 # show in red: peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` when it wraps

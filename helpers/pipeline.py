@@ -64,8 +64,9 @@ class Progress:
         n = self.code_index.get(cell_index)
         if n is None:
             return
-        first = next((line.strip() for line in cell.source.splitlines() if line.strip() and not line.strip().startswith("#")),
-                     "")
+        first = next(
+            (line.strip() for line in cell.source.splitlines() if line.strip() and not line.strip().startswith("#")), ""
+        )
         self.current = f"cell {n} of {self.n_code}" + (f": {first[:60]}" if first else "")
         self._last = time.time()
         self._emit(f"    [{self.elapsed()}] {self.current}")

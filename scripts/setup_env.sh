@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-${VENV:-.venv}}"
 PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "The kit needs Python 3.11 or newer; $PY is $("$PY" -V 2>&1). Set PYTHON=/path/to/python3.11 and rerun." >&2
+  exit 1
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
@@ -14,5 +18,6 @@ fi
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata as m
-print("environment ready:", ", ".join(f"{p} {m.version(p)}" for p in ("torch", "transformers", "peft", "trl", "datasets", "llama-notebook-kit")))
+names = ("torch", "transformers", "peft", "trl", "datasets", "llama-notebook-kit")
+print("environment ready:", ", ".join(f"{p} {m.version(p)}" for p in names))
 PY

@@ -43,6 +43,28 @@ def llama3_tokenizer():
     return tok
 
 
+@pytest.fixture(scope="session")
+def adapter(tmp_path_factory):
+    """The tiny real adapter of tests/tiny_adapter.py, trained once per session."""
+    from tiny_adapter import tiny_adapter
+    return tiny_adapter(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def merged(adapter, tmp_path_factory):
+    """The adapter merged; its run folder says it was trained on a 4-bit base (as on Colab), so the
+    merge must explain what that means (the weights are the same either way)."""
+    import shutil
+    from helpers.common.merge import merge_adapter
+    from helpers.common.run import RunDir
+    work = tmp_path_factory.mktemp("export")
+    shutil.copytree(adapter, work / "run" / "adapter")
+    RunDir(work / "run").update("metrics", {"quantization": "4bit"})
+    logs = []
+    out = merge_adapter(EMBEDDED, work / "run" / "adapter", work / "merged", log=logs.append)
+    return out, logs
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A scratch LLAMA_KIT_WORKDIR so nothing lands in the repository."""
@@ -97,4 +119,5 @@ def pytest_runtest_makereport(item, call):
 def pytest_collectreport(report):
     if report.skipped:  # a whole module skipped at import (pytest.importorskip, a module-level skip)
         report.outcome = "failed"
-        report.longrepr = f"{report.nodeid} was skipped as a whole; only tests marked gpu, browser or cpu may skip: {report.longrepr}"
+        report.longrepr = (f"{report.nodeid} was skipped as a whole; only tests marked gpu, browser or cpu may skip: "
+                           f"{report.longrepr}")

@@ -50,7 +50,12 @@ class FakeOpenAI:
     def __init__(self, plan: list[str] | None = None, delay: float = 0.0, retry_after: str = "1",
                  timeout_sleep: float = 3.0, n_examples: int = 2):
         self.plan = list(plan or [])
-        self.delay, self.retry_after, self.timeout_sleep, self.n_examples = delay, retry_after, timeout_sleep, n_examples
+        self.delay, self.retry_after, self.timeout_sleep, self.n_examples = (
+            delay,
+            retry_after,
+            timeout_sleep,
+            n_examples,
+        )
         self.requests = collections.Counter()  # passage id -> requests received
         self.delivered = collections.Counter()  # passage id -> 200 answers fully sent
         self.bodies: list[dict] = []
@@ -107,7 +112,9 @@ class FakeOpenAI:
                     fake.headers_seen.append(dict(self.headers))
                     fake.times.append(time.time())
                 if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-                    self._send(401, json.dumps({"error": {"message": "Invalid API Key", "type": "invalid_request_error"}}))
+                    self._send(
+                        401, json.dumps({"error": {"message": "Invalid API Key", "type": "invalid_request_error"}})
+                    )
                     return
                 passage = passage_of(body["messages"])
                 pid = passage_id(passage)
@@ -115,7 +122,9 @@ class FakeOpenAI:
                     fake.requests[pid] += 1
                 what = fake._next()
                 if what == "429":
-                    self._send(429, json.dumps({"error": {"message": "Rate limit reached"}}), {"Retry-After": fake.retry_after})
+                    self._send(
+                        429, json.dumps({"error": {"message": "Rate limit reached"}}), {"Retry-After": fake.retry_after}
+                    )
                     return
                 if what == "500":
                     self._send(500, json.dumps({"error": {"message": "internal error"}}))

@@ -30,7 +30,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 TOKEN = "hf_colab_stand_in_token"
 
 GOOGLE_COLAB = {
-    "__init__.py": '"""Stand-in for Colab\'s google.colab (tests/test_colab.py)."""\nfrom . import drive, userdata  # noqa: F401\n',
+    "__init__.py": ('"""Stand-in for Colab\'s google.colab (tests/test_colab.py)."""\n'
+                    'from . import drive, userdata  # noqa: F401\n'),
     "drive.py": '''import os
 
 def mount(mountpoint, force_remount=False, timeout_ms=120000, readonly=False):
@@ -43,7 +44,7 @@ def mount(mountpoint, force_remount=False, timeout_ms=120000, readonly=False):
         os.symlink(store, link)
     print("Mounted at " + mountpoint)
 ''',
-    "userdata.py": '''import os
+    "userdata.py": """import os
 
 class SecretNotFoundError(KeyError):
     pass
@@ -52,7 +53,7 @@ def get(key):
     if key == "HF_TOKEN":
         return os.environ["COLAB_STANDIN_HF_TOKEN"]
     raise SecretNotFoundError(key)
-''',
+""",
 }
 
 
@@ -82,9 +83,17 @@ def colab(tmp_path_factory):
     # Colab's Python: an environment of its own that also sees this one's packages (not the editable kit).
     venv = base / "python"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    own = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              check=True, capture_output=True, text=True).stdout.strip())
-    (own / "preinstalled.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # a path line: its .pth files are not run
+    own = Path(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    (own / "preinstalled.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n"
+    )  # a path line: its .pth files are not run
     stub = base / "stub" / "google" / "colab"  # google/ stays a namespace package (protobuf lives there too)
     stub.mkdir(parents=True)
     for name, text in GOOGLE_COLAB.items():
@@ -99,11 +108,22 @@ def colab(tmp_path_factory):
         "display_name": "Colab stand-in", "language": "python"}))
     content = base / "content"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLAMA_KIT_WORKDIR", "PYTHONPATH", "VIRTUAL_ENV"))}
-    env.update(SMOKE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg", TOKENIZERS_PARALLELISM="false",
-               LLAMA_KIT_COLAB_ROOT=str(content), LLAMA_KIT_REPO=f"file://{origin}", LLAMA_KIT_EXTRAS="",
-               PYTHONPATH=str(base / "stub"), IPYTHONDIR=str(base / "ipython"), JUPYTER_PATH=str(base / "jupyter"),
-               COLAB_STANDIN_DRIVE=str(base / "drive"), COLAB_STANDIN_HF_TOKEN=TOKEN,
-               PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.update(
+        SMOKE="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        MPLBACKEND="Agg",
+        TOKENIZERS_PARALLELISM="false",
+        LLAMA_KIT_COLAB_ROOT=str(content),
+        LLAMA_KIT_REPO=f"file://{origin}",
+        LLAMA_KIT_EXTRAS="",
+        PYTHONPATH=str(base / "stub"),
+        IPYTHONDIR=str(base / "ipython"),
+        JUPYTER_PATH=str(base / "jupyter"),
+        COLAB_STANDIN_DRIVE=str(base / "drive"),
+        COLAB_STANDIN_HF_TOKEN=TOKEN,
+        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     return {"base": base, "content": content, "drive": base / "drive", "env": env, "own": own}
 
 
@@ -115,7 +135,9 @@ def _execute(nb, env, cwd: Path, timeout: int = 1200):
     os.environ.clear()
     os.environ.update(env)  # JUPYTER_PATH (the kernel spec) and the kernel's environment
     try:
-        client = NotebookClient(nb, kernel_name="colab-standin", timeout=timeout, resources={"metadata": {"path": str(cwd)}})
+        client = NotebookClient(
+            nb, kernel_name="colab-standin", timeout=timeout, resources={"metadata": {"path": str(cwd)}}
+        )
         try:
             client.execute()
         except CellExecutionError as exc:
@@ -136,7 +158,9 @@ def _setup_cells_only(path: Path):
     probe = nbformat.v4.new_code_cell(
         "import helpers, os\nfrom helpers.common.models import hf_token\n"
         "print('KIT FROM', os.path.dirname(helpers.__file__))\nprint('CWD', os.getcwd())\n"
-        "print('WS', ws.data_dir, ws.out_dir, ws.local_dir, ws.drive)\nprint('TOKEN OK', hf_token() == os.environ['COLAB_STANDIN_HF_TOKEN'])")
+        "print('WS', ws.data_dir, ws.out_dir, ws.local_dir, ws.drive)\n"
+        "print('TOKEN OK', hf_token() == os.environ['COLAB_STANDIN_HF_TOKEN'])"
+    )
     return nbformat.v4.new_notebook(cells=[setup, probe], metadata=nb.metadata)
 
 
@@ -147,7 +171,9 @@ def test_every_setup_cell_on_colab_clones_installs_mounts_drive_and_finds_the_ki
         out = _execute(_setup_cells_only(path), env, content)
         kit = content / "llama-notebook-kit"
         assert (kit / "notebooks" / path.name).exists(), f"{path.name}: the setup cell did not clone the kit"
-        assert f"KIT FROM {colab['own'] / 'helpers'}" in out, f"{path.name}: helpers is not the kit the cell installed:\n{out}"
+        assert f"KIT FROM {colab['own'] / 'helpers'}" in out, (
+            f"{path.name}: helpers is not the kit the cell installed:\n{out}"
+        )
         assert f"CWD {kit / 'notebooks'}" in out
         drive_home = content / "drive" / "MyDrive" / "llama-kit"
         assert f"WS {drive_home / 'data'} {drive_home / 'outputs'} {content / 'llama-kit-local'} True" in out, out

@@ -12,11 +12,12 @@ SCRIPT = r'''
 import json, math, os, sys
 import torch
 from transformers import TrainerCallback
-from helpers.evaluation.report import EvalConfig, evaluate_adapter
+from helpers.evaluation.config import EvalConfig
+from helpers.evaluation.report import evaluate_adapter
 from helpers.chat.export import export_gguf, merge_adapter
 from helpers.common.resources import chitchat
 from helpers.common.workspace import describe_gpu
-from helpers.train.loop import TrainConfig, train
+from helpers.train import TrainConfig, train
 
 out = sys.argv[1]
 EMB = "embedded/smollm2-135m-instruct"
@@ -53,14 +54,18 @@ print("RESULT " + json.dumps({
 @pytest.mark.gpu
 def test_t4_emulation_trains_in_fp16_evaluates_in_4bit_and_merges(tmp_path):
     env = dict(os.environ, LLAMA_KIT_EMULATE_T4="1")
-    p = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env, timeout=1200)
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env, timeout=1200
+    )
     lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT ")]
     assert p.returncode == 0 and lines, p.stdout[-4000:] + p.stderr[-6000:]
     r = json.loads(lines[-1][7:])
     assert "Tesla T4 (T4 emulated on" in p.stdout and "fp16 compute" in p.stdout
-    assert r["dtypes"] == ["torch.float32"] and r["grad_dtypes"] == ["torch.float32"]  # fp32 master weights under the scaler
+    assert r["dtypes"] == ["torch.float32"] and r["grad_dtypes"] == [
+        "torch.float32"
+    ]  # fp32 master weights under the scaler
     assert "fp16 training:" in p.stdout and "kept in fp32 for the gradient scaler" in p.stdout
-    assert len(r["losses"]) >= 12 and all(l == l and abs(l) < 20 for l in r["losses"])  # no inf, no NaN
+    assert len(r["losses"]) >= 12 and all(x == x and abs(x) < 20 for x in r["losses"])  # no inf, no NaN
     assert r["metrics"]["eval_loss"] == r["metrics"]["eval_loss"] and r["metrics"]["quantization"] == "4bit"
     assert all(v == v and v < 1e4 for v in r["ppl"].values())
     assert r["merged_dtype"] == "float16" and r["gguf_bytes"] > 100e6

@@ -20,7 +20,7 @@ def tiny_adapter(base: Path) -> Path:
         fcntl.flock(fh, fcntl.LOCK_EX)
         if (adapter / "adapter_config.json").exists():
             return adapter
-        from helpers.train.loop import TrainConfig, train
+        from helpers.train import TrainConfig, train
         cfg = TrainConfig(model_name=EMBEDDED, dataset_path=str(chitchat("train")),
                           output_dir=str(out), quantization="none", max_steps=3, per_device_batch_size=2,
                           gradient_accumulation_steps=1, max_seq_len=96, max_rows=6, eval_fraction=0.0,

@@ -10,6 +10,7 @@ The .py files are what we edit and review (readable diffs); the .ipynb files are
     python tools/sync_notebooks.py --check  # exit 1 if any .ipynb differs from its source
 """
 import re
+import textwrap
 import sys
 from pathlib import Path
 
@@ -18,9 +19,9 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this script runs from the checkout, before or without an install
-from helpers.core.config import notebook_comments_for
-from helpers.notebooks import notebook_configs
 from helpers.common.workspace import requirement_pins  # noqa: E402
+from helpers.core.config import notebook_comments_for  # noqa: E402
+from helpers.notebooks import notebook_configs  # noqa: E402
 SRC = ROOT / "notebooks" / "src"
 DST = ROOT / "notebooks"
 
@@ -70,7 +71,8 @@ import os, sys
 if "google.colab" in sys.modules:
     KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
     if not os.path.isdir(KIT):
-        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+        REPO = os.environ.get("LLAMA_KIT_REPO", "https://github.com/llama-kit/llama-notebook-kit")
+        get_ipython().system(f"git clone -q --depth 1 {REPO} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
 from helpers.common.workspace import setup_notebook
@@ -92,7 +94,28 @@ def sync_setup_cell(text: str) -> str:
 
 PARAMETERS_CELL = '# %% tags=["parameters"]'
 DESCRIPTION = re.compile(r"# @markdown `([A-Z][A-Z0-9_]*)`: ")
+FORM_TEXT = "# @markdown "
 ASSIGNMENT = re.compile(r"([A-Z][A-Z0-9_]*) = ")
+LINE_LENGTH = 120  # pyproject.toml [tool.ruff]
+
+
+def description_lines(name: str, comment: str) -> list[str]:
+    """The form description of parameter ``name``: ``# @markdown `NAME`: <comment>``, wrapped onto
+    further ``# @markdown`` lines (Colab joins them into one paragraph) to stay within the line length."""
+    return textwrap.wrap(comment, LINE_LENGTH, initial_indent=f"{FORM_TEXT}`{name}`: ", subsequent_indent=FORM_TEXT,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def description_above(lines: list[str], index: int) -> str:
+    """The description written above ``lines[index]`` (a ``NAME = value`` line), its lines joined;
+    "" when there is none."""
+    parts, i = [], index - 1
+    while i >= 0 and lines[i].startswith(FORM_TEXT):
+        parts.insert(0, lines[i])
+        if DESCRIPTION.match(lines[i]):
+            return " ".join(p[len(FORM_TEXT):] for p in parts)
+        i -= 1
+    return ""
 
 
 def sync_descriptions(text: str, notebook: str) -> str:
@@ -108,7 +131,7 @@ def sync_descriptions(text: str, notebook: str) -> str:
     classes = notebook_configs(notebook)
     out: list[str] = []
     for line in text[start:end].split("\n"):
-        if DESCRIPTION.match(line):
+        if line.startswith(FORM_TEXT):
             continue  # written again above its parameter
         m = ASSIGNMENT.match(line)
         if m:
@@ -121,7 +144,7 @@ def sync_descriptions(text: str, notebook: str) -> str:
             if not comment:
                 raise SystemExit(f"notebook {notebook}: {owner.__name__}.{name.lower()} has no trailing comment "
                                  "to describe it with")
-            out.append(f"# @markdown `{name}`: {comment}")
+            out += description_lines(name, comment)
         out.append(line)
     return text[:start] + "\n".join(out) + text[end:]
 

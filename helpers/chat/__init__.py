@@ -5,5 +5,5 @@ from helpers.chat.session import PRESETS, ChatConfig, ChatError, ChatSession, ch
 from helpers.chat.widget import ChatWidget
 from helpers.common.run import RunDir
 
-__all__ = ["PRESETS", "ChatConfig", "ChatError", "ChatSession", "ChatWidget", "ExportConfig", "RunDir", "chat_model_name",
-           "check_gguf", "export_gguf", "load_chat_model", "merge_adapter", "push_to_hub"]
+__all__ = ["PRESETS", "ChatConfig", "ChatError", "ChatSession", "ChatWidget", "ExportConfig", "RunDir",
+           "chat_model_name", "check_gguf", "export_gguf", "load_chat_model", "merge_adapter", "push_to_hub"]

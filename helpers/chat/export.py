@@ -38,7 +38,8 @@ CHECK_PROMPT = "Tell me about your favourite book in two sentences."
 @dataclass
 class ExportConfig(StepConfig, notebooks=("06",)):
     """What notebook 06 exports and where it goes."""
-    merge: bool = True  # merge the adapter into the base: safetensors in outputs/RUN_NAME/merged (16-bit on GPU, fp32 on CPU)
+    merge: bool = True  # merge the adapter into the base: safetensors in outputs/RUN_NAME/merged (16-bit on GPU, fp32
+                        # on CPU)
     merge_mode: str = "full"  # "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
     gguf: bool = True  # also write a GGUF file for llama.cpp / Ollama from the merged model (outputs/RUN_NAME/gguf/)
     gguf_type: str = "f16"  # "f16", "f32" or "q8_0"
@@ -81,7 +82,7 @@ def _rope_parameters(cfg: dict) -> dict:
     return params
 
 
-def _llama3_rope_factors(cfg: dict, head_dim: int):
+def llama3_rope_factors(cfg: dict, head_dim: int):
     """The ``rope_freqs`` tensor llama.cpp uses for Llama 3.1/3.2's "llama3" rope scaling."""
     import numpy as np
     rp = _rope_parameters(cfg)
@@ -123,8 +124,9 @@ def _tokenizer_metadata(model_dir: Path, vocab_size: int) -> dict:
     tj = json.loads(tj_path.read_text())
     model = tj.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback"):
+        fallback = " with byte fallback (sentencepiece)" if model.get("byte_fallback") else ""
         raise ExportError("GGUF export supports byte-level BPE tokenizers (Llama 3, SmolLM2, GPT-2 style); "
-                          f"this one is {model.get('type')!r}{' with byte fallback (sentencepiece)' if model.get('byte_fallback') else ''}.")
+                          f"this one is {model.get('type')!r}{fallback}.")
     vocab: dict[str, int] = dict(model["vocab"])
     added = {t["content"]: t for t in tj.get("added_tokens", [])}
     for content, t in added.items():
@@ -324,7 +326,7 @@ def _add_tensors(w, weights: dict, shape: _LlamaShape, out_type: str) -> int:
     if shape.rope_type == "llama3":
         # llama.cpp looks the table up as "rope_freqs.weight", the name its own converter writes
         w.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
-                     _llama3_rope_factors(shape.cfg, shape.head_dim))
+                     llama3_rope_factors(shape.cfg, shape.head_dim))
         written += 1
     for hf_name, data in weights.items():
         if hf_name.endswith("rotary_emb.inv_freq"):

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from helpers.common.models import default_model_name, load_model, model_device, stop_token_ids
 from helpers.common.run import check_adapter
 from helpers.core.config import ConfigError, StepConfig
+from helpers.core.files import SFT_RUN
 
 PRESETS = {
     "assistant": "You are a helpful, honest assistant. Answer clearly and briefly, and say so when you do not know.",
@@ -48,13 +49,15 @@ class ChatConfig(StepConfig, notebooks=("06",)):
     """Which model notebook 06 chats with, and how it samples."""
     model_name: str = ""  # base model; "" = the one notebook 04 trained (from its run's manifest), else the default
     adapter_dir: str = ""  # LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
-    quantization: str = "auto"  # how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
+    quantization: str = "auto"  # how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU,
+                                # fp32 on CPU
     preset: str = "assistant"  # system prompt preset: "assistant" or "storymaker"
     temperature: float = 0.7  # sampling temperature (0 = greedy)
     top_p: float = 0.9  # nucleus sampling mass
     max_new_tokens: int = 256  # longest reply, in tokens (always bounded)
     context_tokens: int = 0  # context window in tokens (0 = the model's own); the oldest turns are dropped to fit
-    run_name: str = "sft"  # notebook 04's run folder under the outputs folder: its adapter; merged/ and gguf/ go there
+    run_name: str = SFT_RUN  # notebook 04's run folder under the outputs folder: its adapter; merged/ and gguf/ go
+                             # there
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
@@ -194,7 +197,8 @@ class ChatSession:
             if nxt is None:
                 raise ChatError(f"Your message alone takes {n} tokens with the system prompt, more than the "
                                 f"{budget} the context leaves (context {self.context_tokens} minus max_new_tokens "
-                                f"{self.max_new_tokens}). Shorten it, shorten the system prompt, or lower max_new_tokens.")
+                                f"{self.max_new_tokens}). Shorten it, shorten the system prompt, or lower "
+                                "max_new_tokens.")
             start = nxt + 1
 
     # -- generation ---------------------------------------------------------------------------
@@ -211,8 +215,7 @@ class ChatSession:
 
         ``history`` (role/content dicts) replaces the session's own, as a stateless UI (Gradio) sends it.
         """
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import TextIteratorStreamer
 
         if not isinstance(user_text, str) or not user_text.strip():
             raise ChatError("Type a message first: an empty message has nothing to answer.")
@@ -224,51 +227,20 @@ class ChatSession:
             raise ChatError("A reply is still being generated: wait for it or press Stop.")
         try:
             full = self.history + [{"role": "user", "content": user_text.strip()}]
-            kept, dropped = self.fit(full)
-            self.notice = ""
-            if dropped:
-                self.notice = (f"The conversation is longer than the {self.context_tokens}-token context, so the "
-                               f"oldest {dropped} message{'s' if dropped != 1 else ''} (of {len(full)}) "
-                               "were left out of what the model sees.")
+            kept, dropped = self._fit_turn(full)
             ids = self.tokenizer.apply_chat_template(self.messages(kept), add_generation_prompt=True,
                                                      tokenize=True, return_dict=True, return_tensors="pt")
             dev = model_device(self.model)
             input_ids = ids["input_ids"].to(dev)
             attention = ids["attention_mask"].to(dev)
             self._stop.clear()
-            stop_event = self._stop
-
-            class _StopEvent(StoppingCriteria):
-                def __call__(self, input_ids, scores, **kw):
-                    return torch.full((input_ids.shape[0],), stop_event.is_set(), dtype=torch.bool,
-                                      device=input_ids.device)
-
             streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             eos = list(self.eos_token_ids) if self.eos_token_ids else stop_token_ids(self.tokenizer)
-            kwargs = dict(input_ids=input_ids, attention_mask=attention, max_new_tokens=self.max_new_tokens,
-                          streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopEvent()]),
-                          eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id
-                          is not None else eos[0])
-            if self.temperature > 0:
-                kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            if self.stop_strings:
-                kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
+            kwargs = self._generate_kwargs(input_ids, attention, streamer, eos)
             box: dict[str, Any] = {}
-
-            def work():
-                try:
-                    if self.seed is not None:
-                        torch.manual_seed(self.seed)
-                    with torch.inference_mode(), self._adapter_state():
-                        box["out"] = self.model.generate(**kwargs)
-                except BaseException as exc:  # shown to the caller, never swallowed
-                    box["error"] = exc
-                    streamer.end()
-
             t0 = time.time()
-            thread = threading.Thread(target=work, daemon=True, name="chat-generate")
+            thread = threading.Thread(target=self._generate, args=(kwargs, streamer, box), daemon=True,
+                                      name="chat-generate")
             thread.start()
             text, shown = "", 0
             try:
@@ -280,7 +252,7 @@ class ChatSession:
                         shown = len(visible)
             finally:
                 # an abandoned iterator (Gradio's Stop, a closed tab) also ends generation
-                stop_event.set()
+                self._stop.set()
                 thread.join()
             if "error" in box:
                 raise ChatError(f"Generation failed: {type(box['error']).__name__}: {box['error']}") from box["error"]
@@ -289,19 +261,62 @@ class ChatSession:
             if rest:
                 yield rest
             new = box["out"][0, input_ids.shape[1]:].tolist()
-            if new and new[-1] in eos:
-                reason = "eos"
-            elif any(s in text for s in self.stop_strings):
-                reason = "stop_string"
-            elif len(new) >= self.max_new_tokens:
-                reason = "max_new_tokens"
-            else:
-                reason = "stopped"
-            self.last = ReplyInfo(reason, len(new), round(time.time() - t0, 2), dropped, input_ids.shape[1], self._tuned)
+            reason = self._stop_reason(new, text, eos)
+            self.last = ReplyInfo(reason, len(new), round(time.time() - t0, 2), dropped, input_ids.shape[1],
+                                  self._tuned)
             self.history = full + [{"role": "assistant", "content": reply}]
         finally:
             self._stop.clear()
             self._lock.release()
+
+    def _fit_turn(self, full: list[dict]) -> tuple[list[dict], int]:
+        """:meth:`fit` for this turn, with ``notice`` saying how many messages were left out."""
+        kept, dropped = self.fit(full)
+        self.notice = ""
+        if dropped:
+            self.notice = (f"The conversation is longer than the {self.context_tokens}-token context, so the "
+                           f"oldest {dropped} message{'s' if dropped != 1 else ''} (of {len(full)}) "
+                           "were left out of what the model sees.")
+        return kept, dropped
+
+    def _generate_kwargs(self, input_ids, attention, streamer, eos: list[int]) -> dict[str, Any]:
+        """``model.generate`` arguments: bounded length, the Stop button's criterion, sampling, stop strings."""
+        from transformers import StoppingCriteriaList
+
+        kwargs = dict(input_ids=input_ids, attention_mask=attention, max_new_tokens=self.max_new_tokens,
+                      streamer=streamer, stopping_criteria=StoppingCriteriaList([_stop_criterion(self._stop)]),
+                      eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id
+                      is not None else eos[0])
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.stop_strings:
+            kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
+        return kwargs
+
+    def _generate(self, kwargs: dict, streamer, box: dict) -> None:
+        """Generation thread: the output (or the error, for the caller to raise) goes into ``box``."""
+        import torch
+
+        try:
+            if self.seed is not None:
+                torch.manual_seed(self.seed)
+            with torch.inference_mode(), self._adapter_state():
+                box["out"] = self.model.generate(**kwargs)
+        except BaseException as exc:  # shown to the caller, never swallowed
+            box["error"] = exc
+            streamer.end()
+
+    def _stop_reason(self, new: list[int], text: str, eos: list[int]) -> str:
+        """Why the reply ended: "eos", "stop_string", "max_new_tokens" or "stopped" (Stop button)."""
+        if new and new[-1] in eos:
+            return "eos"
+        if any(s in text for s in self.stop_strings):
+            return "stop_string"
+        if len(new) >= self.max_new_tokens:
+            return "max_new_tokens"
+        return "stopped"
 
     def send(self, user_text: str) -> str:
         """The whole reply to ``user_text`` (see :meth:`stream`)."""
@@ -328,10 +343,23 @@ class ChatSession:
 
     def transcript(self, width: int = 100) -> str:
         """The conversation as plain text (system prompt shortened)."""
-        lines = [f"[system: {self.preset}] {self.system_prompt[:width]}{'...' if len(self.system_prompt) > width else ''}"]
+        more = "..." if len(self.system_prompt) > width else ""
+        lines = [f"[system: {self.preset}] {self.system_prompt[:width]}{more}"]
         for m in self.history:
             lines.append(f"{m['role'].upper():>9}: {m['content']}")
         return "\n".join(lines)
+
+
+def _stop_criterion(event: threading.Event):
+    """A ``StoppingCriteria`` that ends generation at the next token once ``event`` is set."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class _StopEvent(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kw):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return _StopEvent()
 
 
 def chat_model_name(model_name: str = "", adapter_dir: str = "") -> str:

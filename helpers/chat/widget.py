@@ -18,6 +18,8 @@ from __future__ import annotations
 import html
 import threading
 
+from helpers.chat.session import PRESETS, ChatError, ChatSession
+
 # Enter sends, Shift+Enter is a new line: one listener per page (Jupyter, Colab's output frame),
 # catching keydown on any chat widget's message box and clicking that widget's Send button.
 ENTER_SENDS_JS = """
@@ -40,10 +42,10 @@ if (!window.__kitChatEnterSends) {
 }
 """
 
-from helpers.chat.session import PRESETS, ChatError, ChatSession
-
 
 class ChatWidget:
+    """The notebook's chat UI over one :class:`ChatSession`; its buttons call the methods below."""
+
     def __init__(self, session: ChatSession):
         import ipywidgets as W
         self.session = session
@@ -158,6 +160,7 @@ class ChatWidget:
         self._render()
 
     def wait(self, timeout: float | None = None) -> None:
+        """Wait for the reply being generated (at most ``timeout`` seconds)."""
         t = self._thread
         if t is not None:
             t.join(timeout)
@@ -192,7 +195,8 @@ class ChatWidget:
             f'<div style="background:{colors.get(role, "#fff")};margin:3px;padding:4px;white-space:pre-wrap">'
             + (f'<span class="kit-chat-who" style="background:{badge.get(who, "#444")};color:#fff;border-radius:3px;'
                f'padding:0 5px;font-size:0.85em">{who}</span> ' if role == "assistant" else f"<b>{who}:</b> ")
-            + f"{html.escape(c)}</div>" for role, who, c in rows) + ("" if rows else "<i>No messages yet.</i>") + "</div>"
+            + f"{html.escape(c)}</div>" for role, who, c in rows) + ("" if rows else "<i>No messages yet.</i>") \
+            + "</div>"
 
     def text(self) -> str:
         """The transcript as plain text, each reply labelled with the model that wrote it."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from helpers.common.models import load_model, model_device, stop_token_ids
 from helpers.common.prompts import prompt_text, reference
 from helpers.common.rows import cut_at_reference
+from helpers.core.files import DatasetFiles
 from helpers.core.jsonl import read_jsonl
 
 
@@ -116,7 +117,7 @@ def base_and_tuned(model, tokenizer, prompts: list[str], **kw) -> tuple[dict, di
 def compare_on_examples(model_name: str, adapter_dir: str | Path, dataset_path: str | Path, n: int = 3,
                         quantization: str = "auto", max_new_tokens: int = 64, template: str = "auto") -> list[dict]:
     """Print base and tuned answers to the first ``n`` rows of a dataset, side by side."""
-    held_out = Path(dataset_path).with_name("test.jsonl")
+    held_out = DatasetFiles.beside(dataset_path).test
     if held_out.exists() and held_out != Path(dataset_path):
         dataset_path = held_out  # prompts the model has not been trained on
     model, tok = load_model(model_name, quantization=quantization, adapter=str(adapter_dir), verbose=False)

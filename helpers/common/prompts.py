@@ -24,7 +24,9 @@ STYLES = ("auto", "chat", "alpaca")
 
 # Our own instruction template (Alpaca layout: the format the seeds and most public sets use).
 INSTRUCTION_HEADER = "Complete the task described below. Use the input when one is given.\n\n"
-INSTRUCTION_WITH_INPUT = INSTRUCTION_HEADER + "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+INSTRUCTION_WITH_INPUT = (
+    INSTRUCTION_HEADER + "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
 INSTRUCTION_NO_INPUT = INSTRUCTION_HEADER + "### Instruction:\n{instruction}\n\n### Response:\n"
 
 

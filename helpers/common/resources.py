@@ -15,6 +15,7 @@ import os
 import random
 from pathlib import Path
 
+from helpers.core.files import DatasetFiles
 from helpers.core.jsonl import DataError, write_jsonl
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -86,10 +87,10 @@ def split_chitchat(n_train: int, n_test: int, seed: int = 0, max_turns: int = 12
 def build_chitchat(out_dir: str | os.PathLike, n_train: int = 800, n_test: int = 100, seed: int = 0) -> dict:
     """Write ``train.jsonl`` and ``test.jsonl`` of real conversations (messages rows) to ``out_dir``."""
     train, test = split_chitchat(n_train, n_test, seed)
-    out = Path(out_dir)
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "test.jsonl", test)
-    return {"train": len(train), "test": len(test), "dir": str(out)}
+    files = DatasetFiles(Path(out_dir))
+    write_jsonl(files.train, train)
+    write_jsonl(files.test, test)
+    return {"train": len(train), "test": len(test), "dir": str(files.folder)}
 
 
 if __name__ == "__main__":

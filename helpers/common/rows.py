@@ -24,16 +24,24 @@ def validate_rows(rows: list[dict], path: str = "dataset") -> list[str]:
                 problems.append(f"{where}: 'messages' is empty or not a list")
                 continue
             for j, m in enumerate(msgs):
-                if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+                if (
+                    not isinstance(m, dict)
+                    or m.get("role") not in ("system", "user", "assistant")
+                    or not isinstance(m.get("content"), str)
+                ):
                     problems.append(f"{where}: message {j} needs role system/user/assistant and string content")
                     break
             else:
                 if not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
                     problems.append(f"{where}: no non-empty assistant reply")
         elif "instruction" in row or "output" in row:
-            wrong = [k for k in ("instruction", "input", "output") if row.get(k) is not None and not isinstance(row[k], str)]
+            wrong = [
+                k for k in ("instruction", "input", "output") if row.get(k) is not None and not isinstance(row[k], str)
+            ]
             if wrong:
-                problems.append(f"{where}: {TYPE_PROBLEM} " + ", ".join(f"{k!r} is a {type(row[k]).__name__}" for k in wrong))
+                problems.append(
+                    f"{where}: {TYPE_PROBLEM} " + ", ".join(f"{k!r} is a {type(row[k]).__name__}" for k in wrong)
+                )
                 continue
             for key in ("instruction", "output"):
                 if not str(row.get(key) or "").strip():

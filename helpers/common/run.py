@@ -72,7 +72,11 @@ def same_base(adapter_base: str | None, name: str) -> bool:
         cands.add(str(cache_dir() / name.split("/", 1)[1]))
         cands.add(name.split("/", 1)[1])
     base = adapter_base.rstrip("/")
-    return base in cands or Path(base).name == Path(name).name or any(c.rstrip("/").endswith(Path(base).name) for c in cands)
+    return (
+        base in cands
+        or Path(base).name == Path(name).name
+        or any(c.rstrip("/").endswith(Path(base).name) for c in cands)
+    )
 
 
 class RunDir:

@@ -88,7 +88,8 @@ def gpu_report() -> dict:
 def describe_gpu(report: dict | None = None) -> str:
     r = report or gpu_report()
     if not r["gpu"]:
-        return "No GPU: running on the CPU (fine for SMOKE=1 and the embedded model; on Colab choose Runtime > Change runtime type > GPU)."
+        return ("No GPU: running on the CPU (fine for SMOKE=1 and the embedded model; "
+                "on Colab choose Runtime > Change runtime type > GPU).")
     return (f"GPU: {r['gpu']} x{r['count']}, {r['memory_gib']} GiB, compute capability {r['capability']}, "
             f"{'bf16' if r['bf16'] else 'fp16 (no bf16 on this GPU)'}\nThe kit uses: {r['choice']}")
 
@@ -147,7 +148,12 @@ def workspace(use_drive: bool | None = None) -> Workspace:
         data_dir, out_dir, plots_dir, local = root / "data", root / "outputs", root / "plots", root / "local"
     elif drive:
         root = colab_root() / "drive" / "MyDrive" / "llama-kit"
-        data_dir, out_dir, plots_dir, local = root / "data", root / "outputs", root / "plots", colab_root() / "llama-kit-local"
+        data_dir, out_dir, plots_dir, local = (
+            root / "data",
+            root / "outputs",
+            root / "plots",
+            colab_root() / "llama-kit-local",
+        )
     else:
         sub = ("smoke",) if is_smoke else ()
         data_dir = kit.joinpath("data", *sub)
@@ -171,7 +177,11 @@ def setup_notebook(title: str = "", use_drive: bool | None = None, quiet: bool =
         v = versions()
         print(f"{title + ': ' if title else ''}" + ", ".join(f"{k} {v[k]}" for k in v))
         print(describe_gpu())
-        where = "Google Drive" if ws.drive else ("LLAMA_KIT_WORKDIR" if os.environ.get("LLAMA_KIT_WORKDIR") else "the repository")
+        where = (
+            "Google Drive"
+            if ws.drive
+            else ("LLAMA_KIT_WORKDIR" if os.environ.get("LLAMA_KIT_WORKDIR") else "the repository")
+        )
         print(f"Data in {ws.data_dir}, outputs in {ws.out_dir}, plots in {ws.plots_dir} ({where})"
               + ("; SMOKE=1: tiny offline run" if ws.smoke else ""))
     return ws

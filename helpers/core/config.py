@@ -79,7 +79,7 @@ def env_flag(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw is None:
         return default
-    return _coerce(raw, bool, name)
+    return coerce(raw, bool, name)
 
 
 def _strip_optional(tp):
@@ -91,7 +91,7 @@ def _strip_optional(tp):
     return tp, False
 
 
-def _coerce(raw: Any, tp, name: str):
+def coerce(raw: Any, tp, name: str):
     """Convert ``raw`` (usually a string from the environment) to type ``tp`` or raise ConfigError."""
     tp, optional = _strip_optional(tp)
     if not isinstance(raw, str):
@@ -121,7 +121,7 @@ def _coerce(raw: Any, tp, name: str):
                 items = [t.strip() for t in text.split(",") if t.strip()]
             args = typing.get_args(tp)
             if args and args[0] is not Ellipsis:
-                items = [_coerce(str(i) if not isinstance(i, str) else i, args[0], name) for i in items]
+                items = [coerce(str(i) if not isinstance(i, str) else i, args[0], name) for i in items]
             return tuple(items) if (origin is tuple or tp is tuple) else list(items)
         if origin is dict or tp is dict:
             value = json.loads(text)
@@ -179,7 +179,7 @@ def _check_type(value: Any, tp, label: str) -> Any:
     if value is None and optional:
         return None
     if isinstance(value, str) and (inner is not str or optional):
-        return _coerce(value, tp, label)
+        return coerce(value, tp, label)
     origin = typing.get_origin(inner)
     if inner is bool:
         if not isinstance(value, bool):
@@ -245,7 +245,7 @@ def notebook_defaults_for(cls, notebook: str) -> dict[str, Any]:
 def notebook_comments_for(cls, notebook: str) -> dict[str, str]:
     """Each field's description in notebook ``notebook``'s parameters cell (its ``# @markdown`` line):
     the field's trailing comment, or the notebook's own sentence from ``cls.notebook_comments()``."""
-    comments = _field_comments(cls)
+    comments = field_comments(cls)
     comments.update(cls.notebook_comments().get(str(notebook)[:2], {}))
     return comments
 
@@ -254,7 +254,9 @@ def parameters_cell_names(source: str) -> list[str]:
     """UPPER_CASE names a parameters cell assigns, in order."""
     names: list[str] = []
     for node in ast.parse(source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
         for t in targets:
             for n in ([t] if isinstance(t, ast.Name) else t.elts if isinstance(t, (ast.Tuple, ast.List)) else []):
                 if isinstance(n, ast.Name) and PARAMETER_NAME.fullmatch(n.id) and n.id not in names:
@@ -298,8 +300,10 @@ def _check_environment(cls, environ: Mapping[str, str]) -> None:
                           f"is ignored; did you mean {close[0].upper()}?", ConfigWarning, stacklevel=3)
 
 
-def _field_comments(cls) -> dict[str, str]:
-    """Trailing ``# comment`` of each field line in the class source (``describe()``, the notebooks' forms)."""
+def field_comments(cls) -> dict[str, str]:
+    """Trailing ``# comment`` of each field line in the class source (``describe()``, the notebooks'
+    forms). A long comment goes on below the field in comment lines whose text starts in the same
+    column as the first line's, so that every line stays within the line length."""
     out: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
@@ -308,10 +312,17 @@ def _field_comments(cls) -> dict[str, str]:
             src = inspect.getsource(klass)
         except (OSError, TypeError):
             continue
+        name, column = None, -1
         for line in src.splitlines():
             m = re.match(r"\s+(\w+)\s*:[^=#]*(?:=[^#]*)?#\s*(.*)$", line)
+            more = re.match(r"\s*#\s*(\S.*)$", line)
             if m:
-                out[m.group(1)] = m.group(2).strip()
+                name, column = m.group(1), m.start(2)
+                out[name] = m.group(2).strip()
+            elif name and more and more.start(1) == column:
+                out[name] += " " + more.group(1).strip()
+            else:
+                name = None
     return out
 
 
@@ -432,15 +443,17 @@ class StepConfig:
     def changed(self) -> dict[str, tuple[Any, str]]:
         """Fields whose value differs from the dataclass default: {name: (value, where it came from)}."""
         defaults, sources = self.defaults(), getattr(self, "_sources", {})
-        return {f.name: (getattr(self, f.name), SOURCE_LABELS.get(sources.get(f.name, "code"), sources.get(f.name, "code")))
-                for f in dataclasses.fields(self)
-                if f.name not in defaults or getattr(self, f.name) != defaults[f.name]}
+        return {
+            f.name: (getattr(self, f.name), SOURCE_LABELS.get(sources.get(f.name, "code"), sources.get(f.name, "code")))
+            for f in dataclasses.fields(self)
+            if f.name not in defaults or getattr(self, f.name) != defaults[f.name]
+        }
 
     def describe(self, full: bool = False) -> str:
         """What this run changes: the fields that differ from the defaults, each with its value,
         where it came from (the parameters cell, the SMOKE preset, an environment variable, or code
         in the notebook) and what it does. ``full=True``: every field, defaults included."""
-        comments = _field_comments(type(self))
+        comments = field_comments(type(self))
         sources = getattr(self, "_sources", {})
         fields = dataclasses.fields(self)
         changed = self.changed()
@@ -458,7 +471,10 @@ class StepConfig:
                     f"(print(cfg.describe(full=True)) lists all):")
         smoke_rows = [] if full else [r for r in rows if r[2] == "SMOKE preset"]
         rows = [r for r in rows if r not in smoke_rows]
-        rows = [(name, _short(repr(value), 60 if not full else 40), src, comments.get(name, "")) for name, value, src in rows]
+        rows = [
+            (name, _short(repr(value), 60 if not full else 40), src, comments.get(name, ""))
+            for name, value, src in rows
+        ]
         lines = [head]
         if rows:
             w0 = max(len(r[0]) for r in rows)

@@ -1,6 +1,6 @@
 """JSON Lines on disk: ``read_jsonl`` and ``write_jsonl`` (whole files, written atomically) and a
 resumable, crash-safe JSONL store: rows that arrive one at a time (arXiv's manifest and
-abstracts in :mod:`helpers.scrape.arxiv`, the teacher's answers in :mod:`helpers.dataset.teacher`), each written
+abstracts in :mod:`helpers.scrape.step`, the teacher's answers in :mod:`helpers.dataset.teacher`), each written
 the moment it is done, so a rerun after a crash knows what is already done.
 
 :class:`JsonlStore` opens an existing file and indexes its rows by ``key(row)`` (``store.rows``,

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the kit's two remote services, arXiv (:mod:`helpers.scrape.arxiv`) and the
+"""HTTP plumbing shared by the kit's two remote services, arXiv (:mod:`helpers.scrape.client`) and the
 teacher LLM (:mod:`helpers.dataset.teacher`): one client library (httpx, pinned in requirements.txt),
 one ``Retry-After`` parser and one backoff policy.
 

@@ -6,5 +6,5 @@ from helpers.dataset.corpus import read_text_corpus
 from helpers.dataset.leakage import LeakageError, measure_leakage, training_passages
 from helpers.dataset.teacher import load_prompt
 
-__all__ = ["DatasetConfig", "LeakageError", "build_dataset", "default_dataset", "input_pdfs", "load_prompt", "measure_leakage",
-           "read_text_corpus", "training_passages"]
+__all__ = ["DatasetConfig", "LeakageError", "build_dataset", "default_dataset", "input_pdfs", "load_prompt",
+           "measure_leakage", "read_text_corpus", "training_passages"]

@@ -40,6 +40,7 @@ from helpers.common.resources import chitchat, fixture_pdf
 from helpers.core.config import ConfigError, StepConfig
 from helpers.core.jsonl import DataError, write_jsonl
 from helpers.core.show import announce
+from helpers.dataset.answers import triples_from_answer
 from helpers.dataset.chunking import chunk_documents
 from helpers.dataset.leakage import measure_leakage
 from helpers.dataset.pdf import describe_stats, find_pdfs, read_pdfs
@@ -52,7 +53,6 @@ from helpers.dataset.teacher import (
     render_messages,
     request_key,
     run_teacher,
-    triples_from_answer,
 )
 
 
@@ -64,8 +64,10 @@ class DatasetConfig(StepConfig, notebooks=("02",)):
     chunk_tokens: int = 512  # tokens per chunk
     chunk_overlap: int = 64  # tokens shared by consecutive chunks
     max_chunks: int = 0  # ask the teacher about at most this many chunks (0 = all)
-    teacher: str = "auto"  # "http" (an API), "local" (a transformers model), "auto" (http if TEACHER_BASE_URL is set, else local)
-    teacher_base_url: str = ""  # OpenAI-compatible API, e.g. https://api.groq.com/openai/v1 (key: the TEACHER_API_KEY secret, never here)
+    teacher: str = "auto"  # "http" (an API), "local" (a transformers model), "auto" (http if TEACHER_BASE_URL is set,
+                           # else local)
+    teacher_base_url: str = ""  # OpenAI-compatible API, e.g. https://api.groq.com/openai/v1 (key: the TEACHER_API_KEY
+                                # secret, never here)
     teacher_model: str = ""  # model name at that endpoint, e.g. "llama-3.3-70b-versatile"
     local_teacher_model: str = ""  # transformers model for TEACHER="local"; "" = the default model
     prompt_file: str = ""  # a text file with your own prompt ({text}, {source}, {n}); "" = ours (notebook 02 prints it)
@@ -76,13 +78,18 @@ class DatasetConfig(StepConfig, notebooks=("02",)):
     request_timeout: float = 120.0  # seconds before a request is retried
     max_retries: int = 5  # retries per request on 429, 5xx and timeouts
     price_input_per_m: float = 0.0  # USD per million prompt tokens, for the cost estimate (Groq Llama 3.3 70B: 0.59)
-    price_output_per_m: float = 0.0  # USD per million completion tokens, for the cost estimate (Groq Llama 3.3 70B: 0.79)
-    reask_rejected: bool = False  # on a rerun, ask again about chunks whose stored answer gave no usable example (more requests)
+    price_output_per_m: float = 0.0  # USD per million completion tokens, for the cost estimate (Groq Llama 3.3 70B:
+                                     # 0.79)
+    reask_rejected: bool = False  # on a rerun, ask again about chunks whose stored answer gave no usable example (more
+                                  # requests)
     near_dup_threshold: float = 0.8  # Jaccard similarity above which two examples count as near duplicates
-    test_fraction: float = 0.1  # share of examples held out for testing: whole documents, or their last chunks when too few
+    test_fraction: float = 0.1  # share of examples held out for testing: whole documents, or their last chunks when too
+                                # few
     seed: int = 0  # decides which documents go to the test split
-    leakage_threshold: float = 0.5  # a test row whose word 8-grams are at least this share in training text is flagged as leaked
-    drop_leaked_test: bool = True  # move flagged test rows out of test.jsonl into test_leaked.jsonl (counted on the card)
+    leakage_threshold: float = 0.5  # a test row whose word 8-grams are at least this share in training text is flagged
+                                    # as leaked
+    drop_leaked_test: bool = True  # move flagged test rows out of test.jsonl into test_leaked.jsonl (counted on the
+                                   # card)
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
@@ -102,7 +109,8 @@ class DatasetConfig(StepConfig, notebooks=("02",)):
         if self.pairs_per_chunk < 1:
             raise ConfigError(f"PAIRS_PER_CHUNK={self.pairs_per_chunk}: ask for at least one example.")
         if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
-            raise ConfigError(f"CHUNK_OVERLAP={self.chunk_overlap}: must be under half of CHUNK_TOKENS={self.chunk_tokens}.")
+            raise ConfigError(f"CHUNK_OVERLAP={self.chunk_overlap}: must be under half of "
+                              f"CHUNK_TOKENS={self.chunk_tokens}.")
 
     def backend(self) -> str:
         if self.teacher == "auto":
@@ -118,7 +126,8 @@ def _norm(s: str) -> str:
 
 
 def exact_key(row: dict) -> str:
-    return hashlib.sha256("\x1f".join(_norm(row.get(k, "")) for k in ("instruction", "input", "output")).encode()).hexdigest()
+    return hashlib.sha256("\x1f".join(_norm(row.get(k, "")) for k in ("instruction", "input", "output")).encode()
+                          ).hexdigest()
 
 
 def shingles(text: str, k: int = 3) -> set[str]:
@@ -145,8 +154,8 @@ class MinHasher:
 
     def signature(self, sh: set[str]):
         import numpy as np
-        hs = np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "little") for s in sh] or [0],
-                      dtype=np.uint64)
+        hs = np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "little") for s in sh]
+                      or [0], dtype=np.uint64)
         return ((hs[:, None] * self.a[None, :] + self.b[None, :]) % np.uint64(self.PRIME)).min(axis=0)
 
 
@@ -174,7 +183,8 @@ def deduplicate(rows: list[dict], threshold: float = 0.8, bands: int = 16) -> tu
             cands.update(buckets.get(bk, ()))
         best = max(((jaccard(sh, kept_sh[i]), i) for i in cands), default=(0.0, -1))
         if best[0] >= threshold:
-            dropped.append({**row, "reason": f"near duplicate (Jaccard {best[0]:.2f})", "duplicate_of": _ref(kept[best[1]])})
+            dropped.append({**row, "reason": f"near duplicate (Jaccard {best[0]:.2f})",
+                            "duplicate_of": _ref(kept[best[1]])})
             continue
         idx = len(kept)
         seen[key] = idx
@@ -192,7 +202,8 @@ def _ref(row: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Split by document
 # ----------------------------------------------------------------------------------------------
-def split_by_document(rows: list[dict], test_fraction: float = 0.1, seed: int = 0) -> tuple[list[dict], list[dict], str]:
+def split_by_document(rows: list[dict], test_fraction: float = 0.1,
+                      seed: int = 0) -> tuple[list[dict], list[dict], str]:
     """Train/test split that lands near ``test_fraction`` of the rows and keeps documents apart.
 
     Whole documents go to test, in an order fixed by ``seed`` and their names, skipping any that
@@ -263,7 +274,7 @@ def make_teacher(cfg: DatasetConfig):
 
 
 def _where_pdfs_go(cfg: DatasetConfig, ws) -> str:
-    return (f"Run notebook 01 to download arXiv papers into {ws.data('arxiv', 'pdfs')}, or put your own PDFs in "
+    return (f"Run notebook 01 to download arXiv papers into {ws.arxiv.pdfs}, or put your own PDFs in "
             f"a folder and set PDF_DIR to it (PDF_DIR={cfg.pdf_dir!r} now).")
 
 
@@ -271,14 +282,15 @@ def input_pdfs(cfg: DatasetConfig, ws, verbose: bool = True) -> list[Path]:
     """The PDFs notebook 02 reads: ``PDF_DIR`` if set, else notebook 01's downloads. Under ``SMOKE=1``
     with neither, the real arXiv paper that ships with the kit. Raises ``FileNotFoundError`` naming
     the folder it looked in, and what to do, when there are none."""
-    folder = Path(cfg.pdf_dir) if cfg.pdf_dir else ws.data("arxiv", "pdfs")
+    folder = Path(cfg.pdf_dir) if cfg.pdf_dir else ws.arxiv.pdfs
     pdfs = find_pdfs(folder)
     if not pdfs and ws.smoke and not cfg.pdf_dir:
         pdfs = [fixture_pdf()]
         if verbose:
             print(f"SMOKE: no PDFs in {folder}, using the arXiv paper that ships with the kit ({pdfs[0].name})")
     if not pdfs:
-        state = "does not exist" if not folder.exists() else ("is not a folder" if not folder.is_dir() else "has no .pdf files")
+        state = "does not exist" if not folder.exists() else \
+            ("is not a folder" if not folder.is_dir() else "has no .pdf files")
         raise FileNotFoundError(f"No PDFs to read: {folder} {state}. " + _where_pdfs_go(cfg, ws))
     if verbose:
         print(f"{len(pdfs)} PDF(s) found in {folder if pdfs[0].is_relative_to(folder) else pdfs[0].parent}")
@@ -299,7 +311,7 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
     if not docs:
         raise ValueError(f"None of the {len(pdfs)} PDF(s) gave any text: "
                          + "; ".join(f"{p['file']}: {p['reason']}" for p in pdf_problems))
-    write_jsonl(ws.data("corpus", "pdf_text.jsonl"), [d.row() for d in docs])
+    write_jsonl(ws.corpus.pdf_text, [d.row() for d in docs])
 
     tok_name = cfg.tokenizer or default_model_name()
     tok = load_tokenizer(tok_name)
@@ -310,7 +322,8 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
 
     template = load_prompt(cfg.prompt_file)
     teacher = teacher or make_teacher(cfg)
-    out = ws.data("dataset")
+    files = ws.dataset
+    out = files.folder
     store = TeacherStore(out / "teacher_answers.jsonl")
     run = run_teacher(chunks, teacher, store, cfg.pairs_per_chunk, template, DEFAULT_SYSTEM,
                       cfg.price_input_per_m, cfg.price_output_per_m, verbose=verbose,
@@ -333,12 +346,12 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
     rejects += dups
     train, test, split_desc = split_by_document(kept, cfg.test_fraction, cfg.seed)
     cols = ("instruction", "input", "output", "source", "chunk_id")
-    write_jsonl(out / "chunks.jsonl", [{"chunk_id": c.id, "source": c.source, "index": c.index, "text": c.text}
+    write_jsonl(files.chunks, [{"chunk_id": c.id, "source": c.source, "index": c.index, "text": c.text}
                                        for c in chunks])
-    test, leak = check_leakage(cfg, train, test, chunks, out / "test_leaked.jsonl", cols)
-    write_jsonl(out / "train.jsonl", [{k: r[k] for k in cols} for r in train])
-    write_jsonl(out / "test.jsonl", [{k: r[k] for k in cols} for r in test])
-    write_jsonl(out / "rejects.jsonl", rejects)
+    test, leak = check_leakage(cfg, train, test, chunks, files.test_leaked, cols)
+    write_jsonl(files.train, [{k: r[k] for k in cols} for r in train])
+    write_jsonl(files.test, [{k: r[k] for k in cols} for r in test])
+    write_jsonl(files.rejects, rejects)
     reasons = collections.Counter(re.sub(r"\(Jaccard [\d.]+\)", "", re.sub(r"^unparseable JSON.*", "unparseable JSON",
                                                                         r["reason"])).strip() for r in rejects)
     summary = {"pdfs": len(pdfs), "documents": [d.stats for d in docs], "pdf_problems": pdf_problems,
@@ -351,12 +364,12 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                "rejects": len(rejects),
                "rejects_by_reason": dict(reasons.most_common()), "prompt": template, "system": DEFAULT_SYSTEM,
                "pairs_per_chunk": cfg.pairs_per_chunk, "seconds": round(time.time() - t0, 1),
-               "files": {k: str(out / f) for k, f in (("train", "train.jsonl"), ("test", "test.jsonl"),
-                                                      ("rejects", "rejects.jsonl"), ("card", "card.md"),
-                                                      ("answers", "teacher_answers.jsonl"),
-                                                      ("chunks", "chunks.jsonl"), ("leaked", "test_leaked.jsonl"))}
-               | {"corpus": str(ws.data("corpus", "pdf_text.jsonl"))}}
-    (out / "card.md").write_text(dataset_card(summary, train, test), encoding="utf-8")
+               "files": {k: str(f) for k, f in (("train", files.train), ("test", files.test),
+                                                ("rejects", files.rejects), ("card", files.card),
+                                                ("answers", out / "teacher_answers.jsonl"),
+                                                ("chunks", files.chunks), ("leaked", files.test_leaked))}
+               | {"corpus": str(ws.corpus.pdf_text)}}
+    files.card.write_text(dataset_card(summary, train, test), encoding="utf-8")
     (out / "build_summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "prompt"}, indent=2,
                                                        default=str) + "\n")
     if verbose:
@@ -425,7 +438,8 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
         "Rows are `{\"instruction\", \"input\", \"output\", \"source\", \"chunk_id\"}` JSON lines: "
         "`datasets.load_dataset(\"json\", data_files={\"train\": \"train.jsonl\", \"test\": \"test.jsonl\"})`.", "",
         "## Sources", "",
-        "| document | pages | characters (extracted → clean) | chunks | train | test |", "|---|---:|---:|---:|---:|---:|"]
+        "| document | pages | characters (extracted → clean) | chunks | train | test |",
+        "|---|---:|---:|---:|---:|---:|"]
     for d in s["documents"]:
         tr, te = per_src.get(d["file"], [0, 0])
         lines.append(f"| {d['file']} | {d['pages']} | {d['chars_extracted']:,} → {d['chars_clean']:,} | "
@@ -438,7 +452,8 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
     if s["pdf_problems"]:
         lines += ["", "Skipped PDFs:", ""] + [f"- {p['file']}: {p['reason']}" for p in s["pdf_problems"]]
     lines += ["", "## Teacher", "",
-              f"- model: `{t['teacher']}` ({t['backend']}" + (f", {s['teacher_url']}" if s["teacher_url"] else "") + ")",
+              f"- model: `{t['teacher']}` ({t['backend']}" + (f", {s['teacher_url']}" if s["teacher_url"] else "")
+              + ")",
               f"- examples asked per chunk: {s['pairs_per_chunk']}",
               f"- tokens: {t['total_prompt_tokens']:,} prompt + {t['total_completion_tokens']:,} completion; "
               f"estimated cost ${t['total_cost_usd']:.4f}",
@@ -446,8 +461,8 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
               f"answer), {t['resumed']} resumed from earlier runs, {t['failed']} failed", "",
               "## Rejects by reason", "", "| reason | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s["rejects_by_reason"].items()] or ["| (none) | 0 |"]
-    lines += ["", "## Prompt", "", "System:", "", "```text", s["system"], "```", "", "User (`{text}` is the chunk):", "",
-              "```text", s["prompt"], "```", ""]
+    lines += ["", "## Prompt", "", "System:", "", "```text", s["system"], "```", "",
+              "User (`{text}` is the chunk):", "", "```text", s["prompt"], "```", ""]
     return "\n".join(lines)
 
 
@@ -464,7 +479,7 @@ def default_dataset(ws, min_rows: int = 20) -> Path:
       in a box.
     * No dataset from notebook 02 at all: the bundled real conversations, announced in a box.
     """
-    built = Path(ws.data_dir) / "dataset" / "train.jsonl"
+    built = ws.dataset.train
     bundled = chitchat("train")
     if built.exists():
         n = sum(1 for line in built.open(encoding="utf-8") if line.strip())

@@ -50,7 +50,8 @@ def split_sentences(paragraph: str) -> list[str]:
         last = re.search(r"(\S+)\.$", before)
         if last:
             word = last.group(1).lower().lstrip("(\"'\u201c")
-            if word in ABBREVIATIONS or re.fullmatch(r"[a-z]", word) or word.endswith(tuple("." + a for a in ABBREVIATIONS)):
+            if word in ABBREVIATIONS or re.fullmatch(r"[a-z]", word) or \
+                    word.endswith(tuple("." + a for a in ABBREVIATIONS)):
                 continue
         out.append(paragraph[start:m.end()].strip())
         start = m.end()
@@ -104,7 +105,8 @@ def _units(tokenizer, text: str, max_tokens: int) -> list[tuple[str, int, str]]:
             sents, sep = [ln for ln in para.split("\n") if ln.strip()], "line"
         for k, s in enumerate(sents):
             n = _count(tokenizer, s)
-            pieces = [(s, n)] if n <= max_tokens else [(p, _count(tokenizer, p)) for p in _split_long(tokenizer, s, max_tokens)]
+            pieces = [(s, n)] if n <= max_tokens else \
+                [(p, _count(tokenizer, p)) for p in _split_long(tokenizer, s, max_tokens)]
             for j, (p, pn) in enumerate(pieces):
                 last = k == len(sents) - 1 and j == len(pieces) - 1
                 units.append((p, pn, "para" if last else (sep if j == len(pieces) - 1 else "space")))
@@ -125,7 +127,8 @@ def chunk_text(text: str, tokenizer, max_tokens: int = 512, overlap_tokens: int 
     if max_tokens < 16:
         raise ChunkError(f"max_tokens={max_tokens}: too small for a sentence (use 128 or more).")
     if not 0 <= overlap_tokens < max_tokens // 2:
-        raise ChunkError(f"overlap_tokens={overlap_tokens} must be at least 0 and under half of max_tokens={max_tokens}.")
+        raise ChunkError(f"overlap_tokens={overlap_tokens} must be at least 0 and under half of "
+                         f"max_tokens={max_tokens}.")
     units = _units(tokenizer, text, max_tokens)
     chunks: list[Chunk] = []
     start = 0

@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+from helpers.core.files import DatasetFiles
 from helpers.core.jsonl import write_jsonl
 from helpers.dataset.pdf import read_pdfs
 
@@ -156,6 +157,7 @@ def save_dataset(rows: list[dict], out_dir: str | os.PathLike, test_fraction: fl
         h = int(hashlib.sha256(json.dumps(r, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:8], 16)
         (test if h / 0xFFFFFFFF < test_fraction else train).append(r)
     out = Path(out_dir)
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "test.jsonl", test)
+    files = DatasetFiles(out)
+    write_jsonl(files.train, train)
+    write_jsonl(files.test, test)
     return {"train": len(train), "test": len(test), "dir": str(out)}

@@ -18,15 +18,14 @@ were written from. Why this one:
   question;
 * the union of all training text, not one row at a time: a test row stitched from two training
   rows is as leaked as one copied from one;
-* 8 words: long enough that independent text on the same topic rarely shares a span (on the
-  bundled real conversations, 100 test conversations against the 800 training ones: mean
-  containment 0.007, largest 0.17; with 5-grams the largest is 0.30 and short common phrases
-  dominate), short enough that a near copy with a word changed here and there keeps most of its
-  8-grams (one changed word every 16 words leaves about half). 8-gram overlap is also what
-  contamination studies of large language models commonly use.
+* 8 words: long enough that independent text on the same topic rarely shares a span (5-grams
+  let short common phrases dominate), short enough that a near copy with a word changed here and
+  there keeps most of its 8-grams (one changed word every 16 words leaves about half). 8-gram
+  overlap is also what contamination studies of large language models commonly use
+  (measurements: bench/QUALITY.md, "Notes behind the evaluation's checks").
 
 A row is flagged when its containment is at least ``threshold`` (default 0.5: more than half of
-its 8-word spans appear verbatim in training; independent real text stays below 0.2). Rows with
+its 8-word spans appear verbatim in training; independent real text stays well below it). Rows with
 fewer than 8 words have no 8-gram and are not measured (reported as such, never flagged).
 A paraphrase that rewords every phrase shares no 8-gram and is not caught: no n-gram measure
 catches it.

@@ -19,7 +19,7 @@ asks for JSON. ``load_prompt(path)`` reads an edited copy; placeholders are ``{t
 Every answer is appended to a :class:`TeacherStore` (JSONL) the moment it arrives, keyed by a hash
 of (teacher model, system prompt, prompt with the chunk): a rerun after a crash asks only for
 what is missing, never twice for the same chunk. Parsing and validation run on the stored raw
-answers (``triples_from_answer``), so improving them never costs a new request. Answers that
+answers (``helpers.dataset.answers``), so improving them never costs a new request. Answers that
 cannot be used are returned as rejects with the reason (empty, truncated, unparseable, copied
 from the chunk, the prompt's example echoed) — never dropped silently. A rerun with
 ``reask_rejected`` (``REASK_REJECTED=1`` in notebook 02) asks again about the chunks whose answer
@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
 import threading
 import time
@@ -43,11 +42,11 @@ from helpers.common.generate import generate_answers
 from helpers.common.models import load_model
 from helpers.core.jsonl import JsonlStore
 from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
+from helpers.dataset.answers import triples_from_answer
 
 DEFAULT_SYSTEM = ("You write training data for an instruction-following assistant. "
                   "You reply with JSON only, with no text before or after it.")
 
-EXAMPLE_INSTRUCTION = "Why does R print [1] in front of a result?"
 DEFAULT_PROMPT = """Below is a passage from the document "{source}". Write {n} training examples that teach what the passage says.
 
 Each example is a JSON object with three string fields:
@@ -63,18 +62,8 @@ Reply with one JSON object of this form:
 Passage:
 <<<
 {text}
->>>"""
+>>>"""  # noqa: E501 (the prompt's text, one line per paragraph)
 LOCAL_PREFILL = '{"examples": [{"instruction": "What'
-FIELD_ALIASES = {"instruction": "instruction", "question": "instruction", "task": "instruction", "prompt": "instruction",
-                 "input": "input", "context": "input",
-                 "output": "output", "answer": "output", "response": "output"}
-JSON_STR = r'"(?:[^"\\]|\\.)*"'
-FIELDS_RE = re.compile(r'"instruction"\s*:\s*(?P<instruction>' + JSON_STR + r')\s*,\s*(?:"input"\s*:\s*(?P<input>'
-                       + JSON_STR + r')\s*,\s*)?"output"\s*:\s*(?P<output>' + JSON_STR + ')')
-PLACEHOLDER_RE = re.compile(r"\[(?:insert|your|placeholder)[^\]]*\]|<(?:insert|your)[^>]*>|\.\.\.\s*$", re.IGNORECASE)
-STOPWORDS = {"the", "a", "an", "is", "are", "of", "to", "in", "it", "this", "that", "and", "or", "what", "how", "why",
-             "does", "do", "which", "for", "on", "by", "with", "as", "be", "can"}
-LIST_KEYS = ("examples", "triples", "data", "items", "pairs", "instructions", "dataset")
 
 
 class TeacherError(RuntimeError):
@@ -104,10 +93,12 @@ def load_prompt(path: str | os.PathLike | None = None) -> str:
         return DEFAULT_PROMPT
     p = Path(path)
     if not p.exists():
-        raise TeacherError(f"Prompt file {str(p)!r} does not exist (write one from helpers.dataset.teacher.DEFAULT_PROMPT).")
+        raise TeacherError(f"Prompt file {str(p)!r} does not exist (write one from "
+                           "helpers.dataset.teacher.DEFAULT_PROMPT).")
     text = p.read_text(encoding="utf-8")
     if "{text}" not in text:
-        raise TeacherError(f"Prompt file {str(p)!r} has no {{text}} placeholder: the chunk would never reach the teacher.")
+        raise TeacherError(f"Prompt file {str(p)!r} has no {{text}} placeholder: the chunk would never reach "
+                           "the teacher.")
     return text
 
 
@@ -148,12 +139,15 @@ class HttpTeacher:
             raise TeacherError("TEACHER_BASE_URL is empty: set it to an OpenAI-compatible endpoint, e.g. "
                                "https://api.groq.com/openai/v1, https://api.openai.com/v1 or http://localhost:8000/v1.")
         if not model:
-            raise TeacherError("TEACHER_MODEL is empty: name the model the endpoint serves, e.g. llama-3.3-70b-versatile.")
-        self.url = base_url.rstrip("/") + ("" if base_url.rstrip("/").endswith("/chat/completions") else "/chat/completions")
+            raise TeacherError("TEACHER_MODEL is empty: name the model the endpoint serves, "
+                               "e.g. llama-3.3-70b-versatile.")
+        self.url = base_url.rstrip("/") + ("" if base_url.rstrip("/").endswith("/chat/completions")
+                                           else "/chat/completions")
         self.model = model
         self._key = api_key if api_key is not None else teacher_api_key()
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
-        self.timeout_s, self.max_retries, self.backoff_s, self.max_wait_s = timeout_s, max_retries, backoff_s, max_wait_s
+        self.timeout_s, self.max_retries = timeout_s, max_retries
+        self.backoff_s, self.max_wait_s = backoff_s, max_wait_s
         self.json_mode, self.concurrency = json_mode, max(1, concurrency)
         self._local = threading.local()
 
@@ -206,7 +200,8 @@ class HttpTeacher:
                         return Completion(text, choice.get("finish_reason"), int(usage.get("prompt_tokens") or 0),
                                           int(usage.get("completion_tokens") or 0), round(time.time() - t0, 3), attempt)
                     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                        err = f"HTTP 200 but not a chat completion ({type(exc).__name__}: {str(exc)[:100]}; body {r.text[:200]!r})"
+                        err = (f"HTTP 200 but not a chat completion ({type(exc).__name__}: {str(exc)[:100]}; "
+                               f"body {r.text[:200]!r})")
                 elif r.status_code == 429:
                     retry_after = parse_retry_after(r.headers.get("retry-after"))
                     err = f"rate limited (HTTP 429, Retry-After {r.headers.get('retry-after')!r})"
@@ -216,7 +211,8 @@ class HttpTeacher:
                     raise TeacherError(f"{self.url} refused the API key (HTTP {r.status_code}). Set TEACHER_API_KEY in "
                                        "the environment or as a Colab secret (key icon) to a valid key.")
                 else:
-                    raise TeacherError(f"{self.url} answered HTTP {r.status_code} for model {self.model!r}: {r.text[:300]}")
+                    raise TeacherError(f"{self.url} answered HTTP {r.status_code} for model {self.model!r}: "
+                                       f"{r.text[:300]}")
             if attempt > self.max_retries:
                 break
             time.sleep(self.backoff.delay(attempt - 1, retry_after))
@@ -231,7 +227,8 @@ class LocalTeacher:
     def __init__(self, model_name: str, quantization: str = "auto", max_new_tokens: int = 512,
                  temperature: float = 0.0, batch_size: int = 4, prefill: str = LOCAL_PREFILL):
         self.model_name, self.quantization = model_name, quantization
-        self.max_new_tokens, self.temperature, self.batch_size, self.prefill = max_new_tokens, temperature, batch_size, prefill
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.batch_size, self.prefill = batch_size, prefill
         self.concurrency = 1
         self._model = self._tok = None
 
@@ -308,6 +305,94 @@ def cost_usd(prompt_tokens: int, completion_tokens: int, price_input_per_m: floa
     return prompt_tokens / 1e6 * price_input_per_m + completion_tokens / 1e6 * price_output_per_m
 
 
+@dataclass
+class _TeacherJobs:
+    """What a run asks: the chunks to ask about (each with its messages and resume key), and how many
+    chunks were already answered (``resumed``) or are asked again (``reasked``)."""
+    jobs: list[tuple]  # (chunk, messages, key)
+    resumed: int
+    reasked: int
+
+
+def _plan_jobs(chunks: list, teacher, store: TeacherStore, n: int, template: str, system: str,
+               reask_rejected: bool) -> _TeacherJobs:
+    """The chunks not yet in ``store`` (and, with ``reask_rejected``, those whose stored answer gave
+    no usable example), in the chunks' order."""
+    jobs, resumed, reasked = [], 0, 0
+    for c in chunks:
+        msgs = render_messages(c.text, c.source, n, template, system)
+        key = request_key(teacher.key_id, msgs)
+        if key in store and reask_rejected and not triples_from_answer(store.records[key], c.text)[0]:
+            jobs.append((c, msgs, key))
+            reasked += 1
+        elif key in store:
+            resumed += 1
+        else:
+            jobs.append((c, msgs, key))
+    return _TeacherJobs(jobs, resumed, reasked)
+
+
+class _Progress:
+    """Stores each answer the moment it arrives and counts this run's answers and tokens, printing a
+    progress line every tenth answer and at the last."""
+
+    def __init__(self, teacher, store: TeacherStore, n_jobs: int, price_input_per_m: float,
+                 price_output_per_m: float, verbose: bool):
+        self.teacher, self.store, self.n_jobs, self.verbose = teacher, store, n_jobs, verbose
+        self.prices = (price_input_per_m, price_output_per_m)
+        self.n = self.pt = self.ct = 0
+        self.t0 = time.time()
+
+    def record(self, c, key: str, comp: Completion) -> None:
+        teacher, store = self.teacher, self.store
+        rec = {"key": key, "chunk_id": c.id, "source": c.source, "chunk_index": c.index, "teacher": teacher.name,
+               "backend": teacher.backend, "answer": comp.text, "finish_reason": comp.finish_reason,
+               "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
+               "seconds": comp.seconds, "attempts": comp.attempts}
+        if key in store:  # a re-asked chunk: this answer replaces the rejected one
+            rec["reasked"] = int(store.records[key].get("reasked", 0)) + 1
+        store.add(rec)
+        self.n += 1
+        self.pt += comp.prompt_tokens
+        self.ct += comp.completion_tokens
+        if self.verbose and (self.n % 10 == 0 or self.n == self.n_jobs):
+            print(f"  {self.n}/{self.n_jobs} answered, {self.pt + self.ct:,} tokens, "
+                  f"${cost_usd(self.pt, self.ct, *self.prices):.4f}, "
+                  f"{time.time() - self.t0:.0f}s", flush=True)
+
+
+def _ask_local(teacher: LocalTeacher, jobs: list[tuple], progress: _Progress) -> None:
+    """A local model answers the jobs in batches of its ``batch_size``, in order."""
+    for s in range(0, len(jobs), teacher.batch_size):
+        batch = jobs[s:s + teacher.batch_size]
+        for (c, _, key), comp in zip(batch, teacher.complete_many([m for _, m, _ in batch])):
+            progress.record(c, key, comp)
+
+
+def _ask_http(teacher, jobs: list[tuple], progress: _Progress, verbose: bool) -> list[dict]:
+    """The endpoint answers the jobs ``concurrency`` at a time, stored as they complete. A rejected key
+    or another 4xx stops the run (the pending requests are cancelled); any other failure is returned
+    by chunk, to be asked again on the next run."""
+    failures: list[dict] = []
+    with ThreadPoolExecutor(max_workers=teacher.concurrency) as pool:
+        futs = {pool.submit(teacher.complete, m): (c, key) for c, m, key in jobs}
+        for fut in as_completed(futs):
+            c, key = futs[fut]
+            try:
+                comp = fut.result()
+            except TeacherError as exc:
+                if "refused the API key" in str(exc) or "answered HTTP 4" in str(exc):
+                    for f in futs:
+                        f.cancel()
+                    raise
+                failures.append({"chunk_id": c.id, "source": c.source, "chunk_index": c.index, "error": str(exc)})
+                if verbose:
+                    print(f"  FAILED {c.source} chunk {c.index}: {exc} (asked again on the next run)", flush=True)
+                continue
+            progress.record(c, key, comp)
+    return failures
+
+
 def run_teacher(chunks: Iterable, teacher, store: TeacherStore, n: int = 3, template: str = DEFAULT_PROMPT,
                 system: str = DEFAULT_SYSTEM, price_input_per_m: float = 0.0, price_output_per_m: float = 0.0,
                 verbose: bool = True, reask_rejected: bool = False) -> dict:
@@ -321,229 +406,31 @@ def run_teacher(chunks: Iterable, teacher, store: TeacherStore, n: int = 3, temp
     reasons: those chunks are asked again on the next run), tokens and estimated cost of this run
     and of everything in the store."""
     chunks = list(chunks)
-    jobs, resumed, reasked = [], 0, 0
-    for c in chunks:
-        msgs = render_messages(c.text, c.source, n, template, system)
-        key = request_key(teacher.key_id, msgs)
-        if key in store and reask_rejected and not triples_from_answer(store.records[key], c.text)[0]:
-            jobs.append((c, msgs, key))
-            reasked += 1
-        elif key in store:
-            resumed += 1
-        else:
-            jobs.append((c, msgs, key))
+    plan = _plan_jobs(chunks, teacher, store, n, template, system, reask_rejected)
+    jobs, resumed, reasked = plan.jobs, plan.resumed, plan.reasked
     if verbose:
         print(f"Teacher {teacher.name} ({teacher.backend}): {len(chunks)} chunks, {resumed} already answered "
               f"(in {store.path.name}), {len(jobs)} to ask" + (f" ({reasked} re-asked: their answer gave no usable "
                                                               "example)" if reasked else "")
               + (f", {teacher.concurrency} at a time" if jobs else ""), flush=True)
     failures: list[dict] = []
-    done = {"n": 0, "pt": 0, "ct": 0}
-    t0 = time.time()
-
-    def record(c, key, comp: Completion):
-        rec = {"key": key, "chunk_id": c.id, "source": c.source, "chunk_index": c.index, "teacher": teacher.name,
-               "backend": teacher.backend, "answer": comp.text, "finish_reason": comp.finish_reason,
-               "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
-               "seconds": comp.seconds, "attempts": comp.attempts}
-        if key in store:  # a re-asked chunk: this answer replaces the rejected one
-            rec["reasked"] = int(store.records[key].get("reasked", 0)) + 1
-        store.add(rec)
-        done["n"] += 1
-        done["pt"] += comp.prompt_tokens
-        done["ct"] += comp.completion_tokens
-        if verbose and (done["n"] % 10 == 0 or done["n"] == len(jobs)):
-            print(f"  {done['n']}/{len(jobs)} answered, {done['pt'] + done['ct']:,} tokens, "
-                  f"${cost_usd(done['pt'], done['ct'], price_input_per_m, price_output_per_m):.4f}, "
-                  f"{time.time() - t0:.0f}s", flush=True)
-
+    progress = _Progress(teacher, store, len(jobs), price_input_per_m, price_output_per_m, verbose)
     if isinstance(teacher, LocalTeacher):
-        for s in range(0, len(jobs), teacher.batch_size):
-            batch = jobs[s:s + teacher.batch_size]
-            for (c, _, key), comp in zip(batch, teacher.complete_many([m for _, m, _ in batch])):
-                record(c, key, comp)
+        _ask_local(teacher, jobs, progress)
     else:
-        with ThreadPoolExecutor(max_workers=teacher.concurrency) as pool:
-            futs = {pool.submit(teacher.complete, m): (c, key) for c, m, key in jobs}
-            for fut in as_completed(futs):
-                c, key = futs[fut]
-                try:
-                    comp = fut.result()
-                except TeacherError as exc:
-                    if "refused the API key" in str(exc) or "answered HTTP 4" in str(exc):
-                        for f in futs:
-                            f.cancel()
-                        raise
-                    failures.append({"chunk_id": c.id, "source": c.source, "chunk_index": c.index, "error": str(exc)})
-                    if verbose:
-                        print(f"  FAILED {c.source} chunk {c.index}: {exc} (asked again on the next run)", flush=True)
-                    continue
-                record(c, key, comp)
+        failures = _ask_http(teacher, jobs, progress, verbose)
     keys = {request_key(teacher.key_id, render_messages(c.text, c.source, n, template, system)) for c in chunks}
     mine = [store.records[k] for k in keys if k in store.records]
     pt_all = sum(r["prompt_tokens"] for r in mine)
     ct_all = sum(r["completion_tokens"] for r in mine)
     summary = {"teacher": teacher.name, "backend": teacher.backend, "chunks": len(chunks), "resumed": resumed,
-               "answered": done["n"], "reasked": reasked, "failed": failures, "prompt_tokens": done["pt"], "completion_tokens": done["ct"],
-               "cost_usd": round(cost_usd(done["pt"], done["ct"], price_input_per_m, price_output_per_m), 8),
+               "answered": progress.n, "reasked": reasked, "failed": failures, "prompt_tokens": progress.pt,
+               "completion_tokens": progress.ct,
+               "cost_usd": round(cost_usd(progress.pt, progress.ct, price_input_per_m, price_output_per_m), 8),
                "total_prompt_tokens": pt_all, "total_completion_tokens": ct_all,
                "total_cost_usd": round(cost_usd(pt_all, ct_all, price_input_per_m, price_output_per_m), 8),
-               "seconds": round(time.time() - t0, 1)}
+               "seconds": round(time.time() - progress.t0, 1)}
     if verbose:
-        print(f"Teacher done: {done['n']} answered now, {resumed} resumed, {len(failures)} failed; "
+        print(f"Teacher done: {progress.n} answered now, {resumed} resumed, {len(failures)} failed; "
               f"{pt_all + ct_all:,} tokens in all (${summary['total_cost_usd']:.4f} estimated)", flush=True)
     return summary
-
-
-# ----------------------------------------------------------------------------------------------
-# Parsing and validation
-# ----------------------------------------------------------------------------------------------
-def _items_of(value) -> list | None:
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        low = {str(k).lower(): v for k, v in value.items()}
-        for k in LIST_KEYS:
-            if isinstance(low.get(k), list):
-                return low[k]
-        if any(k in FIELD_ALIASES for k in low):
-            return [value]
-        lists = [v for v in value.values() if isinstance(v, list)]
-        if len(lists) == 1:
-            return lists[0]
-    return None
-
-
-def parse_answer(text: str) -> tuple[list, str | None, bool]:
-    """JSON items in a teacher's answer, forgivingly: code fences, prose around the JSON,
-    trailing commas, a bare object or list. Returns ``(items, error, cut_short)``: ``error`` says
-    why nothing could be read; ``cut_short`` is True when an object was left unfinished."""
-    t = (text or "").strip()
-    fence = re.search(r"```(?:json|JSON)?\s*(.*?)(?:```|$)", t, re.S)
-    if fence and fence.group(1).strip():
-        t = fence.group(1).strip()
-    if not t:
-        return [], "empty answer", False
-    for cand in (t, re.sub(r",\s*([}\]])", r"\1", t)):
-        try:
-            items = _items_of(json.loads(cand))
-            if items is not None:
-                return items, None, False
-        except ValueError:
-            pass
-    dec = json.JSONDecoder()
-    items, pos, last_end, first_err = [], 0, 0, None
-    while True:
-        i = t.find("{", pos)
-        if i < 0:
-            break
-        try:
-            val, end = dec.raw_decode(t, i)
-        except ValueError as exc:
-            first_err = first_err or str(exc)
-            pos = i + 1
-            continue
-        got = _items_of(val)
-        if got and got is not None and any(isinstance(x, dict) and set(map(str.lower, x)) & set(FIELD_ALIASES) for x in got):
-            items.extend(got)
-            pos = last_end = end
-        else:
-            pos = i + 1
-    cut_short = "{" in t[last_end:] and not t.rstrip().endswith(("}", "]"))
-    if not items:  # an object left open (a nested list, the token limit): its complete fields still count
-        for m in FIELDS_RE.finditer(t):
-            try:
-                items.append({k: json.loads(m.group(k)) if m.group(k) else "" for k in ("instruction", "input", "output")})
-            except ValueError:
-                continue
-        cut_short = cut_short or bool(items)
-    if items:
-        return items, None, cut_short
-    return [], f"unparseable JSON ({first_err or 'no JSON object found'})", cut_short or not t.rstrip().endswith(("}", "]"))
-
-
-def _norm_words(s: str) -> list[str]:
-    return re.findall(r"\w+", s.lower())
-
-
-def _copied(candidate: str, source_words: list[str], source_grams: set, n: int = 8) -> bool:
-    w = _norm_words(candidate)
-    if len(w) >= n:
-        grams = {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
-        return len(grams & source_grams) / len(grams) >= 0.6
-    if len(w) >= 5:
-        return " ".join(w) in " ".join(source_words)
-    return False
-
-
-def validate_item(item, chunk_text: str, _cache: dict | None = None) -> tuple[dict | None, str | None]:
-    """A clean ``{"instruction", "input", "output"}`` triple, or None and the reason it is rejected."""
-    if not isinstance(item, dict):
-        return None, f"not a JSON object ({type(item).__name__})"
-    fields: dict[str, str] = {}
-    for k, v in item.items():
-        name = FIELD_ALIASES.get(str(k).strip().lower())
-        if name is None or name in fields:
-            continue
-        if v is None:
-            v = ""
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = str(v)
-        if not isinstance(v, str):
-            return None, f"field {name!r} is not a string ({type(v).__name__})"
-        fields[name] = v.strip()
-    for name in ("instruction", "output"):
-        if name not in fields:
-            return None, f"missing field {name!r}"
-        if not fields[name]:
-            return None, f"empty {name}"
-    fields.setdefault("input", "")
-    if fields["instruction"].strip().lower() == EXAMPLE_INSTRUCTION.lower():
-        return None, "copies the prompt's example"
-    if _norm_words(fields["output"]) == _norm_words(fields["instruction"]):
-        return None, "output repeats the instruction"
-    out_w, ins_w = _norm_words(fields["output"]), set(_norm_words(fields["instruction"])) | STOPWORDS
-    if len(out_w) >= 3 and set(out_w) <= ins_w:
-        return None, "output only restates the instruction"
-    if fields["input"] and _norm_words(fields["output"]) == _norm_words(fields["input"]):
-        return None, "output repeats the input"
-    if any(PLACEHOLDER_RE.search(fields[k]) for k in ("instruction", "output")):
-        return None, "placeholder text instead of content"
-    cache = _cache if _cache is not None else {}
-    if "grams" not in cache:
-        sw = _norm_words(chunk_text)
-        cache["words"], cache["grams"] = sw, {tuple(sw[i:i + 8]) for i in range(len(sw) - 7)}
-    if _copied(fields["output"], cache["words"], cache["grams"]):
-        return None, "output copied from the chunk"
-    if len(_norm_words(fields["instruction"])) >= 12 and _copied(fields["instruction"], cache["words"], cache["grams"]):
-        return None, "instruction copied from the chunk"
-    return {"instruction": fields["instruction"], "input": fields["input"], "output": fields["output"]}, None
-
-
-def triples_from_answer(record: dict, chunk_text: str) -> tuple[list[dict], list[dict]]:
-    """Valid triples of one stored answer, and rejects (each with ``reason`` and what was rejected)."""
-    base = {"source": record["source"], "chunk_id": record["chunk_id"], "chunk_index": record["chunk_index"],
-            "teacher": record["teacher"]}
-    items, error, cut_short = parse_answer(record["answer"])
-    truncated = record.get("finish_reason") == "length"
-    if error:
-        reason = "truncated: cut at the token limit before any complete example" if (truncated and error != "empty answer") \
-            else error
-        return [], [{**base, "reason": reason, "answer": record["answer"]}]
-    triples, rejects, cache, seen = [], [], {}, set()
-    for i, item in enumerate(items):
-        triple, why = validate_item(item, chunk_text, cache)
-        if triple is None:
-            rejects.append({**base, "reason": why, "item": item})
-            continue
-        key = (triple["instruction"].lower(), triple["output"].lower())
-        if key in seen:
-            rejects.append({**base, "reason": "repeated within the answer", "item": item})
-            continue
-        seen.add(key)
-        triples.append({**triple, **base, "item": i})
-    if cut_short or (truncated and not record["answer"].rstrip().endswith(("}", "]"))):
-        rejects.append({**base, "reason": "truncated: the last example was cut at the token limit",
-                        "answer_tail": record["answer"][-300:]})
-    return triples, rejects
-

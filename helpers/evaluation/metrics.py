@@ -22,7 +22,8 @@ def words(text: str) -> list[str]:
     return tokenize.tokenize(text or "", None)
 
 
-def rouge_scores(predictions: list[str], references: list[str], backend: str = "auto") -> tuple[dict[str, list[float]], str]:
+def rouge_scores(predictions: list[str], references: list[str],
+                 backend: str = "auto") -> tuple[dict[str, list[float]], str]:
     """Per-example ROUGE-1/2/L F1 and which library computed them.
 
     "auto" uses Hugging Face ``evaluate`` when its "rouge" metric loads (it is fetched from the
@@ -85,7 +86,7 @@ def is_copy(answer: str, source: str, threshold: float = 0.6, min_words: int = 4
 
 
 # ----------------------------------------------------------------------------------------------
-# Degeneration (the general section; rules in the module docstring)
+# Degeneration (the general section): repetition and glued words, the symptoms of over-tuning
 # ----------------------------------------------------------------------------------------------
 _EDGE = "\"'()[]{}<>*_`.,!?;:\u2026-\u201c\u201d\u2018\u2019"
 _LONG_LETTERS = 18
@@ -109,8 +110,13 @@ def repeated_word_share(text: str) -> float:
 
 
 def implausible_word(token: str) -> str | None:
-    """Why a whitespace-separated token looks like words glued together ("long", "case join",
-    "punctuation join"), or None for a plausible word."""
+    """Why a whitespace-separated token looks like words glued together, or None for a plausible word.
+
+    Three rules that need no dictionary: "long", 18 or more letters once letters repeated three times
+    or more are squeezed ("YESSSS" is an elongation); "case join", a lower-case run followed by a
+    capital in a token that starts lower-case ("storeYesterday", "thatI"; "iPhone" passes);
+    "punctuation join", two letters, a sentence mark, two letters ("cool.What"). Tokens with digits,
+    hashtags, mentions, web and e-mail addresses and file names are never flagged."""
     core = token.strip(_EDGE)
     if not core or core[0] in "#@" or any(c.isdigit() for c in core) or _NOT_A_JOIN.search(core):
         return None

@@ -31,6 +31,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -90,7 +91,8 @@ def load_recordings(fixture_dir: str | Path) -> list[Recording]:
             root = ET.fromstring(body)
         except ET.ParseError as exc:
             raise ValueError(f"{f}: not an Atom feed ({exc})") from None
-        self_link = next((l.get("href", "") for l in root.findall(f"{ATOM}link") if l.get("rel") == "self"), "")
+        self_link = next((link.get("href", "") for link in root.findall(f"{ATOM}link")
+                          if link.get("rel") == "self"), "")
         if "?" not in self_link:
             continue
         query = unquote(self_link.split("?", 1)[1])
@@ -118,7 +120,7 @@ class FixtureServer:
         self.requests: list[dict] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd = ThreadingHTTPServer((host, port), partial(RecordedHandler, fixture=self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -190,100 +192,102 @@ class FixtureServer:
         p = self.fixture_dir / (arxiv_id.replace("/", "_") + ".pdf")
         return p if p.is_file() else None
 
-    # --- HTTP ----------------------------------------------------------------------------
-    def _handler_class(self):
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            server_version = "arxiv-fixture-server/1"
+class RecordedHandler(BaseHTTPRequestHandler):
+    """Answers one connection's requests from a :class:`FixtureServer`'s recordings and faults, and
+    logs each in its ``requests``. Made by the server with ``partial(RecordedHandler, fixture=...)``."""
 
-            def log_message(self, *args):  # quiet: the request log is server.requests
-                pass
+    protocol_version = "HTTP/1.1"
+    server_version = "arxiv-fixture-server/1"
 
-            def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
+    def __init__(self, *args, fixture: FixtureServer, **kwargs):
+        self.fixture = fixture  # before the base class's __init__, which handles the request
+        super().__init__(*args, **kwargs)
 
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                parts = urlsplit(self.path)
-                on = "pdf" if parts.path.startswith("/pdf/") else "api"
-                entry = {"on": on, "path": parts.path, "query": parts.query, "time": time.monotonic(),
-                         "user_agent": self.headers.get("User-Agent", ""), "fault": None}
-                with server._lock:
-                    server.requests.append(entry)
-                fault = server._take_fault(on, self.path)
-                if fault:
-                    entry["fault"] = fault.kind
-                    if self._fault(fault, on, parts):
-                        return
-                if on == "api":
-                    self._api(parts, entry)
-                else:
-                    self._pdf(parts, entry)
+    def log_message(self, *args):  # quiet: the request log is the fixture server's requests
+        pass
 
-            def _fault(self, fault: Fault, on: str, parts) -> bool:
-                """Answer with the fault; False when the normal answer should follow (slow)."""
-                k = fault.kind
-                if k == "slow":
-                    time.sleep(fault.delay)
-                    return False
-                if k == "503":
-                    self._send(503, b"Service Unavailable (injected fault)\n", "text/plain")
-                elif k == "429":
-                    # Retry-After is whole seconds (RFC 9110 delay-seconds)
-                    hdr = {"Retry-After": str(math.ceil(fault.retry_after if fault.retry_after is not None else 1))}
-                    self._send(429, b"Too Many Requests (injected fault)\n", "text/plain", hdr)
-                elif k in ("malformed", "empty") and on == "api":
-                    rec = server.find(parts.query)
-                    body = rec.body if rec else "<?xml version='1.0'?><feed xmlns='http://www.w3.org/2005/Atom'></feed>"
-                    body = body[: len(body) // 2] if k == "malformed" else _strip_entries(body)
-                    self._send(200, body.encode(), "application/atom+xml; charset=utf-8")
-                elif k == "html":
-                    page = (b"<!DOCTYPE html>\n<html><head><title>arXiv: PDF unavailable</title></head>"
-                            b"<body><h1>PDF not yet available</h1><p>Please try again later.</p></body></html>\n")
-                    self._send(200, page, "text/html; charset=utf-8")
-                elif k in ("drop", "truncated") and on == "pdf":
-                    f = server.pdf_file(parts.path[len("/pdf/"):])
-                    data = f.read_bytes() if f else b"%PDF-1.5\n" + b"0" * 4096
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/pdf")
-                    if k == "drop":
-                        self.send_header("Content-Length", str(len(data)))
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                else:
-                    raise ValueError(f"fault {k!r} does not apply to {on} requests")
-                return True
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
 
-            def _api(self, parts, entry):
-                if parts.path.rstrip("/") != "/api/query":
-                    entry["status"] = 404
-                    return self._send(404, f"No such path {parts.path}; the API is /api/query\n".encode(), "text/plain")
-                rec = server.find(parts.query)
-                if rec is None:
-                    entry["status"] = 404
-                    msg = (f"No recorded arXiv response for ?{parts.query} in {server.fixture_dir}; "
-                           f"recorded queries: {sorted(r.source for r in server.recordings)}\n")
-                    return self._send(404, msg.encode(), "text/plain")
-                entry["status"] = rec.status
-                self._send(rec.status, rec.body.encode(), "application/atom+xml; charset=utf-8")
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        parts = urlsplit(self.path)
+        on = "pdf" if parts.path.startswith("/pdf/") else "api"
+        entry = {"on": on, "path": parts.path, "query": parts.query, "time": time.monotonic(),
+                 "user_agent": self.headers.get("User-Agent", ""), "fault": None}
+        with self.fixture._lock:
+            self.fixture.requests.append(entry)
+        fault = self.fixture._take_fault(on, self.path)
+        if fault:
+            entry["fault"] = fault.kind
+            if self._fault(fault, on, parts):
+                return
+        if on == "api":
+            self._api(parts, entry)
+        else:
+            self._pdf(parts, entry)
 
-            def _pdf(self, parts, entry):
-                f = server.pdf_file(parts.path[len("/pdf/"):])
-                if f is None:
-                    entry["status"] = 404
-                    return self._send(404, f"No recorded PDF for {parts.path} in {server.fixture_dir}\n".encode(),
-                                      "text/plain")
-                entry["status"] = 200
-                self._send(200, f.read_bytes(), "application/pdf")
+    def _fault(self, fault: Fault, on: str, parts) -> bool:
+        """Answer with the fault; False when the normal answer should follow (slow)."""
+        k = fault.kind
+        if k == "slow":
+            time.sleep(fault.delay)
+            return False
+        if k == "503":
+            self._send(503, b"Service Unavailable (injected fault)\n", "text/plain")
+        elif k == "429":
+            # Retry-After is whole seconds (RFC 9110 delay-seconds)
+            hdr = {"Retry-After": str(math.ceil(fault.retry_after if fault.retry_after is not None else 1))}
+            self._send(429, b"Too Many Requests (injected fault)\n", "text/plain", hdr)
+        elif k in ("malformed", "empty") and on == "api":
+            rec = self.fixture.find(parts.query)
+            body = rec.body if rec else "<?xml version='1.0'?><feed xmlns='http://www.w3.org/2005/Atom'></feed>"
+            body = body[: len(body) // 2] if k == "malformed" else _strip_entries(body)
+            self._send(200, body.encode(), "application/atom+xml; charset=utf-8")
+        elif k == "html":
+            page = (b"<!DOCTYPE html>\n<html><head><title>arXiv: PDF unavailable</title></head>"
+                    b"<body><h1>PDF not yet available</h1><p>Please try again later.</p></body></html>\n")
+            self._send(200, page, "text/html; charset=utf-8")
+        elif k in ("drop", "truncated") and on == "pdf":
+            f = self.fixture.pdf_file(parts.path[len("/pdf/"):])
+            data = f.read_bytes() if f else b"%PDF-1.5\n" + b"0" * 4096
+            self.send_response(200)
+            self.send_header("Content-Type", "application/pdf")
+            if k == "drop":
+                self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        else:
+            raise ValueError(f"fault {k!r} does not apply to {on} requests")
+        return True
 
-        return Handler
+    def _api(self, parts, entry):
+        if parts.path.rstrip("/") != "/api/query":
+            entry["status"] = 404
+            return self._send(404, f"No such path {parts.path}; the API is /api/query\n".encode(), "text/plain")
+        rec = self.fixture.find(parts.query)
+        if rec is None:
+            entry["status"] = 404
+            msg = (f"No recorded arXiv response for ?{parts.query} in {self.fixture.fixture_dir}; "
+                   f"recorded queries: {sorted(r.source for r in self.fixture.recordings)}\n")
+            return self._send(404, msg.encode(), "text/plain")
+        entry["status"] = rec.status
+        self._send(rec.status, rec.body.encode(), "application/atom+xml; charset=utf-8")
+
+    def _pdf(self, parts, entry):
+        f = self.fixture.pdf_file(parts.path[len("/pdf/"):])
+        if f is None:
+            entry["status"] = 404
+            return self._send(404, f"No recorded PDF for {parts.path} in {self.fixture.fixture_dir}\n".encode(),
+                              "text/plain")
+        entry["status"] = 200
+        self._send(200, f.read_bytes(), "application/pdf")

@@ -1,6 +1,8 @@
 """Notebook 07: a hyperparameter sweep on a fixed subset, with loss curves overlaid and the best
 configuration for notebook 04."""
 from helpers.dataset import default_dataset
-from helpers.sweep.runner import SweepConfig, load_best_config, run_sweep
+from helpers.sweep.config import SweepConfig
+from helpers.sweep.runner import run_sweep
+from helpers.train import load_best_config
 
 __all__ = ["SweepConfig", "default_dataset", "load_best_config", "run_sweep"]

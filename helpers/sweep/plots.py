@@ -17,7 +17,7 @@ def run_history(row: dict) -> list[dict]:
     return RunDir(row["run_dir"]).history()
 
 
-def _value_key(encoded: str):
+def value_key(encoded: str):
     """Sort hyperparameter values (JSON-encoded) numerically when they are numbers."""
     v = json.loads(encoded)
     return (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, encoded)
@@ -88,11 +88,11 @@ def _sweep_param_curves(runs: list[dict], hist: dict[str, list[dict]], param: st
     ncol = min(3, len(shown))
     nrow = math.ceil(len(shown) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), dpi=110, squeeze=False)
-    values = sorted({json.dumps(r["params"].get(param)) for r in runs}, key=_value_key)
+    values = sorted({json.dumps(r["params"].get(param)) for r in runs}, key=value_key)
     colors = {v: (plt.cm.tab10(i) if len(values) <= 10 else plt.cm.viridis(i / max(1, len(values) - 1)))
               for i, v in enumerate(values)}
     for ax, (g, rs) in zip(axes.flat, shown):
-        for r in sorted(rs, key=lambda x: _value_key(json.dumps(x["params"].get(param)))):
+        for r in sorted(rs, key=lambda x: value_key(json.dumps(x["params"].get(param)))):
             s = loss_series(hist[r["name"]])
             c = colors[json.dumps(r["params"].get(param))]
             lab = run_label({param: r["params"].get(param)}) + (" (pruned)" if r["status"] == "pruned" else "")

@@ -352,7 +352,7 @@ def _same(t):
     return t
 
 
-def _layer_fwd(x2, c: _LayerCall, shape, for_backward=False):
+def layer_fwd(x2, c: _LayerCall, shape, for_backward=False):
     """A Llama decoder layer on the (tokens, hidden) input x2. Returns the output, or, with
     for_backward, a dict of everything the backward pass needs (the recomputation: attention kept
     as an autograd graph from q, k, v; the MLP's down matmul skipped), from which _layer_bwd pops
@@ -391,7 +391,7 @@ def _layer_bwd(dy2, x2, c: _LayerCall, shape, need_dx=True) -> tuple[torch.Tenso
     and the output gradient, recomputing the forward pass."""
     layer, dtype, (q_p, k_p, v_p, o_p, g_p, u_p, d_p) = c.layer, c.dtype, c.projs
     with torch.no_grad():
-        s = _layer_fwd(x2, c, shape, for_backward=True)
+        s = layer_fwd(x2, c, shape, for_backward=True)
         dn2, mlp = _mlp_bwd(dy2.to(dtype), s["n2c"], s["mlp"], g_p, u_p, d_p, dtype)
         del s["mlp"], s["n2c"]
         post = layer.post_attention_layernorm
@@ -426,7 +426,7 @@ class _LoRADecoderLayer(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         ctx.c, ctx.shape = c, shape
         ctx.save_for_backward(x2)  # the one activation kept (activation offloading may move it to the CPU)
-        return _layer_fwd(x2, c, shape).view(x.shape)
+        return layer_fwd(x2, c, shape).view(x.shape)
 
     @staticmethod
     def backward(ctx, dy):
@@ -500,7 +500,7 @@ def _fusable(layer, args, kwargs) -> str | None:
 
 
 def _fused_forward(self, x, *args, **kwargs):
-    ready = self.__dict__.pop("_kit_out", None)  # computed with its siblings by _fused_attention_forward
+    ready = self.__dict__.pop("_kit_out", None)  # computed with its siblings by fused_attention_forward
     if ready is not None and ready[0] is x and not args and not kwargs:
         return ready[1]
     fused = None if args or kwargs else _fused_args(x, (self,))
@@ -510,12 +510,12 @@ def _fused_forward(self, x, *args, **kwargs):
     return _LoRALinear.apply(x, dtype, proj, *params)
 
 
-def _fused_mlp_forward(self, x, *args, **kwargs):
+def fused_mlp_forward(self, x, *args, **kwargs):
     out = None if args or kwargs else lora_mlp(x, self.gate_proj, self.up_proj, self.down_proj)
     return self._kit_forward(x, *args, **kwargs) if out is None else out
 
 
-def _fused_attention_forward(self, hidden_states, *args, **kwargs):
+def fused_attention_forward(self, hidden_states, *args, **kwargs):
     """Compute q, k and v together, then run the attention's own forward: its calls of q_proj,
     k_proj and v_proj on the same hidden states pick up the results (see _fused_forward)."""
     projs = (self.q_proj, self.k_proj, self.v_proj)
@@ -546,7 +546,7 @@ def _fused_layer_forward(self, hidden_states, *args, **kwargs):
         return out
     if not (d.get("_kit_ckpt") and self.training and torch.is_grad_enabled()):
         return self._kit_forward(hidden_states, *args, **kwargs)
-    call = None if args else _layer_call(self, hidden_states, kwargs)
+    call = None if args else layer_call(self, hidden_states, kwargs)
     if call is None:
         return d["_kit_ckpt_func"](functools.partial(self._kit_forward, **kwargs), hidden_states, *args)
     c, adapter_params = call
@@ -570,7 +570,7 @@ _LAYER_KWARGS = {"attention_mask", "position_ids", "past_key_values", "use_cache
 _PACKING_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
-def _layer_call(layer, x, kwargs) -> tuple[_LayerCall, list] | None:
+def layer_call(layer, x, kwargs) -> tuple[_LayerCall, list] | None:
     """The _LayerCall for this call and the 14 adapter parameters (A, B of q, k, v, o, gate, up,
     down), or None when it cannot take the fused layer path."""
     if kwargs.get("past_key_values") is not None or kwargs.get("position_embeddings") is None:
@@ -652,9 +652,9 @@ def patch_lora_layers(model) -> int:
             _swap_forward(module, _fused_layer_forward)
             _take_over_checkpointing(module)
         elif _is_swiglu_mlp(module):
-            _swap_forward(module, _fused_mlp_forward)
+            _swap_forward(module, fused_mlp_forward)
         elif _is_qkv_attention(module):
-            _swap_forward(module, _fused_attention_forward)
+            _swap_forward(module, fused_attention_forward)
         elif isinstance(module, LoraLayer):
             base = module.get_base_layer()
             if type(base) is not torch.nn.Linear and type(base).__name__ != "Linear4bit":

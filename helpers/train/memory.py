@@ -102,13 +102,14 @@ def plan_memory(model, cfg, quantized: bool, budget_gib: float | None = None, ro
     if act(want_b, per_tok_nockpt) <= free:
         return MemoryPlan(want_b, accum, False, budget, weights, act(want_b, per_tok_nockpt),
                           f"batch {want_b} x {seq} tokens fits without gradient checkpointing "
-                          f"(~{act(want_b, per_tok_nockpt):.1f} GiB activations of {free:.1f} free): fastest", trainable)
+                          f"(~{act(want_b, per_tok_nockpt):.1f} GiB activations of {free:.1f} free): fastest",
+                          trainable)
     b = want_b
     while b > 1 and act(b, per_tok_ckpt) > free:
         b //= 2
     if act(b, per_tok_ckpt) > free:
-        raise ConfigError(f"Even one sequence of {seq} tokens needs ~{act(1, per_tok_ckpt):.1f} GiB of activations with "
-                          f"checkpointing, and {free:.1f} GiB are free: lower MAX_SEQ_LEN.")
+        raise ConfigError(f"Even one sequence of {seq} tokens needs ~{act(1, per_tok_ckpt):.1f} GiB of activations "
+                          f"with checkpointing, and {free:.1f} GiB are free: lower MAX_SEQ_LEN.")
     new_accum = max(1, -(-effective // b))
     why = (f"batch {want_b} x {seq} tokens needs ~{act(want_b, per_tok_nockpt):.1f} GiB without checkpointing, "
            f"{free:.1f} GiB free: gradient checkpointing on")

@@ -60,7 +60,7 @@ from helpers.common.hardware import torch_varlen
 KERNELS = ("mask", "varlen", "flash_attention_2")
 VARLEN = "kit_varlen"  # the attention implementation name registered for PyTorch's varlen kernel
 # key of a micro-batch's non-padding token count, a Python int counted on the CPU
-# (PackedCollator(count_tokens=True)); the trainer (helpers.train.loop.KitTrainer) takes it out
+# (PackedCollator(count_tokens=True)); the trainer (helpers.train.trainer.KitTrainerMixin) takes it out
 REAL_TOKENS = "kit_real_tokens"
 
 

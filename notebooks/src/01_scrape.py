@@ -12,7 +12,7 @@
 # **No GPU needed:** scraping only talks to arXiv, so Colab's default CPU runtime is enough (the
 # setup cell's note about a GPU is for the training notebooks).
 #
-# <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/01_scrape.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/01_scrape.ipynb)
 
 # %% cellView="form"
 # @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
@@ -20,7 +20,8 @@ import os, sys
 if "google.colab" in sys.modules:
     KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
     if not os.path.isdir(KIT):
-        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+        REPO = os.environ.get("LLAMA_KIT_REPO", "https://github.com/llama-kit/llama-notebook-kit")
+        get_ipython().system(f"git clone -q --depth 1 {REPO} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
 from helpers.common.workspace import setup_notebook
@@ -39,7 +40,8 @@ KEYWORDS = ["llama", "large language model"]  # @param {type:"raw"}
 AUTHORS = []  # @param {type:"raw"}
 # @markdown `ID_LIST`: arXiv ids instead of (or within) a search, e.g. ["2407.21783"]; also 2404.12345v2, hep-th/9901001
 ID_LIST = []  # @param {type:"raw"}
-# @markdown `QUERY`: raw arXiv search_query, ANDed with the other filters, e.g. 'abs:"instruction tuning"' or 'all:testing'
+# @markdown `QUERY`: raw arXiv search_query, ANDed with the other filters, e.g. 'abs:"instruction tuning"' or
+# @markdown 'all:testing'
 QUERY = ""  # @param {type:"string"}
 # @markdown `SORT_BY`: "submittedDate", "relevance" or "lastUpdatedDate"
 SORT_BY = "submittedDate"  # @param ["submittedDate", "relevance", "lastUpdatedDate"]
@@ -49,20 +51,23 @@ SORT_ORDER = "descending"  # @param ["descending", "ascending"]
 MAX_RESULTS = 50  # @param {type:"integer"}
 # @markdown `PAGE_SIZE`: papers per API request (at most 2000)
 PAGE_SIZE = 50  # @param {type:"integer"}
-# @markdown `ABSTRACTS_ONLY`: True: skip the PDFs, keep only manifest.jsonl and abstracts.jsonl (a corpus for notebook 03)
+# @markdown `ABSTRACTS_ONLY`: True: skip the PDFs, keep only manifest.jsonl and abstracts.jsonl (a corpus for notebook
+# @markdown 03)
 ABSTRACTS_ONLY = False  # @param {type:"boolean"}
 # @markdown `DELAY_SECONDS`: seconds between requests, at least (arXiv's terms of use ask for 3)
 DELAY_SECONDS = 3.0  # @param {type:"number"}
-# @markdown `MAX_RETRIES`: retries of one request when arXiv is busy (429, 5xx) or the connection breaks (timeout, cut body)
+# @markdown `MAX_RETRIES`: retries of one request when arXiv is busy (429, 5xx) or the connection breaks (timeout, cut
+# @markdown body)
 MAX_RETRIES = 4  # @param {type:"integer"}
 # @markdown `TIMEOUT`: seconds to wait for arXiv (to connect, and between bytes read) before retrying
 TIMEOUT = 60.0  # @param {type:"number"}
 # @markdown `ARXIV_API_URL`: the arXiv export API; or a mirror, or a local test server
 ARXIV_API_URL = "http://export.arxiv.org/api/query"  # @param {type:"string"}
-# @markdown `PDF_BASE_URL`: "" = arXiv's own PDF links (another API server: its /pdf/ID); else where PDFs are fetched from
+# @markdown `PDF_BASE_URL`: "" = arXiv's own PDF links (another API server: its /pdf/ID); else where PDFs are fetched
+# @markdown from
 PDF_BASE_URL = ""  # @param {type:"string"}
-# @markdown `USER_AGENT`: who is asking (arXiv wants a descriptive User-Agent)
-USER_AGENT = "llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebook-kit; fine-tuning notebooks; at most 1 request every 3 s)"  # @param {type:"string"}
+# @markdown `USER_AGENT`: who is asking (arXiv wants a descriptive User-Agent); "" = the kit's, with its version
+USER_AGENT = ""  # @param {type:"string"}
 
 # %% [markdown]
 # ## Configuration
@@ -75,7 +80,12 @@ USER_AGENT = "llama-notebook-kit/0.1 (+https://github.com/llama-kit/llama-notebo
 from helpers.scrape import ScrapeConfig, build_search_query, run_for_notebook
 cfg = ScrapeConfig.from_params(globals())
 print(cfg.describe())
-print("search_query:", build_search_query(cfg) or "(none: an id-list look-up)", "| id_list:", ",".join(cfg.id_list) or "(none)")
+print(
+    "search_query:",
+    build_search_query(cfg) or "(none: an id-list look-up)",
+    "| id_list:",
+    ",".join(cfg.id_list) or "(none)",
+)
 
 # %% [markdown]
 # ## Search and download
@@ -83,7 +93,7 @@ print("search_query:", build_search_query(cfg) or "(none: an id-list look-up)", 
 # against their sha256 in the manifest and skipped.
 
 # %%
-result = run_for_notebook(cfg, ws.data("arxiv"))
+result = run_for_notebook(cfg, ws.arxiv.folder)
 print(result.summary())
 
 # %% [markdown]
@@ -101,9 +111,8 @@ display(result.table())
 
 # %%
 import json
-for name in ("manifest.jsonl", "abstracts.jsonl"):
-    path = ws.data("arxiv", name)
+for path in (ws.arxiv.manifest, ws.arxiv.abstracts):
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     print(f"{path}: {len(rows)} row(s)")
-pdfs = sorted(ws.data("arxiv", "pdfs").glob("*.pdf")) if ws.data("arxiv", "pdfs").is_dir() else []
-print(f"{ws.data('arxiv', 'pdfs')}: {len(pdfs)} PDF(s), {sum(p.stat().st_size for p in pdfs) / 2**20:.1f} MiB")
+pdfs = sorted(ws.arxiv.pdfs.glob("*.pdf")) if ws.arxiv.pdfs.is_dir() else []
+print(f"{ws.arxiv.pdfs}: {len(pdfs)} PDF(s), {sum(p.stat().st_size for p in pdfs) / 2**20:.1f} MiB")

@@ -9,7 +9,7 @@
 # Every answer is saved as it arrives: if the runtime dies, run the notebook again and it carries
 # on without paying twice. Bad answers are kept in `rejects.jsonl` with the reason.
 #
-# <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/02_build_dataset.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/02_build_dataset.ipynb)
 
 # %% cellView="form"
 # @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
@@ -17,7 +17,8 @@ import os, sys
 if "google.colab" in sys.modules:
     KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
     if not os.path.isdir(KIT):
-        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+        REPO = os.environ.get("LLAMA_KIT_REPO", "https://github.com/llama-kit/llama-notebook-kit")
+        get_ipython().system(f"git clone -q --depth 1 {REPO} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
 from helpers.common.workspace import setup_notebook
@@ -36,9 +37,11 @@ CHUNK_TOKENS = 512  # @param {type:"integer"}
 CHUNK_OVERLAP = 64  # @param {type:"integer"}
 # @markdown `MAX_CHUNKS`: ask the teacher about at most this many chunks (0 = all)
 MAX_CHUNKS = 0  # @param {type:"integer"}
-# @markdown `TEACHER`: "http" (an API), "local" (a transformers model), "auto" (http if TEACHER_BASE_URL is set, else local)
+# @markdown `TEACHER`: "http" (an API), "local" (a transformers model), "auto" (http if TEACHER_BASE_URL is set, else
+# @markdown local)
 TEACHER = "auto"  # @param ["auto", "http", "local"]
-# @markdown `TEACHER_BASE_URL`: OpenAI-compatible API, e.g. https://api.groq.com/openai/v1 (key: the TEACHER_API_KEY secret, never here)
+# @markdown `TEACHER_BASE_URL`: OpenAI-compatible API, e.g. https://api.groq.com/openai/v1 (key: the TEACHER_API_KEY
+# @markdown secret, never here)
 TEACHER_BASE_URL = ""  # @param {type:"string"}
 # @markdown `TEACHER_MODEL`: model name at that endpoint, e.g. "llama-3.3-70b-versatile"
 TEACHER_MODEL = ""  # @param {type:"string"}
@@ -58,7 +61,8 @@ CONCURRENCY = 4  # @param {type:"integer"}
 PRICE_INPUT_PER_M = 0.0  # @param {type:"number"}
 # @markdown `PRICE_OUTPUT_PER_M`: USD per million completion tokens, for the cost estimate (Groq Llama 3.3 70B: 0.79)
 PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
-# @markdown `REASK_REJECTED`: on a rerun, ask again about chunks whose stored answer gave no usable example (more requests)
+# @markdown `REASK_REJECTED`: on a rerun, ask again about chunks whose stored answer gave no usable example (more
+# @markdown requests)
 REASK_REJECTED = False  # @param {type:"boolean"}
 # @markdown `NEAR_DUP_THRESHOLD`: Jaccard similarity above which two examples count as near duplicates
 NEAR_DUP_THRESHOLD = 0.8  # @param {type:"number"}
@@ -66,7 +70,8 @@ NEAR_DUP_THRESHOLD = 0.8  # @param {type:"number"}
 TEST_FRACTION = 0.1  # @param {type:"number"}
 # @markdown `SEED`: decides which documents go to the test split
 SEED = 0  # @param {type:"integer"}
-# @markdown `LEAKAGE_THRESHOLD`: a test row whose word 8-grams are at least this share in training text is flagged as leaked
+# @markdown `LEAKAGE_THRESHOLD`: a test row whose word 8-grams are at least this share in training text is flagged as
+# @markdown leaked
 LEAKAGE_THRESHOLD = 0.5  # @param {type:"number"}
 # @markdown `DROP_LEAKED_TEST`: move flagged test rows out of test.jsonl into test_leaked.jsonl (counted on the card)
 DROP_LEAKED_TEST = True  # @param {type:"boolean"}
@@ -117,24 +122,24 @@ if summary["leakage"]["dropped"]:
 
 # %%
 from helpers.core.jsonl import read_jsonl
-train = read_jsonl(ws.data("dataset", "train.jsonl"))
-rejects = read_jsonl(ws.data("dataset", "rejects.jsonl"))
+train = read_jsonl(ws.dataset.train)
+rejects = read_jsonl(ws.dataset.rejects)
 if not train:
     raise RuntimeError(f"The teacher produced no usable example ({len(rejects)} rejects; see "
-                       f"{ws.data('dataset', 'rejects.jsonl')}). Use a stronger teacher or more chunks.")
+                       f"{ws.dataset.rejects}). Use a stronger teacher or more chunks.")
 for row in train[:3]:
     print("INSTRUCTION:", row["instruction"], "\nINPUT:", row["input"][:200], "\nOUTPUT:", row["output"][:300], "\n")
 for r in rejects[:3]:
     print("REJECTED:", r["reason"])
-print(open(ws.data("dataset", "card.md")).read()[:1500])
+print(open(ws.dataset.card).read()[:1500])
 
 # %% [markdown]
 # ## It loads with `datasets`
 
 # %%
 from datasets import load_dataset
-files = {"train": str(ws.data("dataset", "train.jsonl"))}
+files = {"train": str(ws.dataset.train)}
 if summary["test"]:
-    files["test"] = str(ws.data("dataset", "test.jsonl"))
+    files["test"] = str(ws.dataset.test)
 ds = load_dataset("json", data_files=files)
 print(ds)

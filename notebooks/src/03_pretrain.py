@@ -17,7 +17,7 @@
 # bundled conversations, or your own JSONL (`REPLAY_PATH`), rendered with the model's chat
 # template and packed into blocks of their own, never mixed with a domain document in one block.
 #
-# <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/03_pretrain.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/03_pretrain.ipynb)
 
 # %% cellView="form"
 # @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
@@ -25,18 +25,22 @@ import os, sys
 if "google.colab" in sys.modules:
     KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
     if not os.path.isdir(KIT):
-        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+        REPO = os.environ.get("LLAMA_KIT_REPO", "https://github.com/llama-kit/llama-notebook-kit")
+        get_ipython().system(f"git clone -q --depth 1 {REPO} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
 from helpers.common.workspace import setup_notebook
 ws = setup_notebook("03 domain pretraining")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
+# @markdown `MODEL_NAME`: base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else
+# @markdown embedded SmolLM2-135M
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `TEXT_SOURCES`: notebook 03's corpus, read into DATASET_PATH: comma-separated JSONL/text/PDF files or folders ("" = notebooks 01 and 02's)
+# @markdown `TEXT_SOURCES`: notebook 03's corpus, read into DATASET_PATH: comma-separated JSONL/text/PDF files or
+# @markdown folders ("" = notebooks 01 and 02's)
 TEXT_SOURCES = ""  # @param {type:"string"}
-# @markdown `RUN_NAME`: the run's folder under the outputs folder (notebooks 03, 04), its label in logs and plots ("" = OUTPUT_DIR's name)
+# @markdown `RUN_NAME`: the run's folder under the outputs folder (notebooks 03, 04), its label in logs and plots ("" =
+# @markdown OUTPUT_DIR's name)
 RUN_NAME = "pretrain"  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
@@ -44,7 +48,8 @@ QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
 LORA_R = 64  # @param {type:"integer"}
 # @markdown `LORA_ALPHA`: LoRA scale numerator (scale = LORA_ALPHA / LORA_R)
 LORA_ALPHA = 32  # @param {type:"integer"}
-# @markdown `TRAIN_EMBEDDINGS`: also train embed_tokens and lm_head in full (domain pretraining: the domain's vocabulary use)
+# @markdown `TRAIN_EMBEDDINGS`: also train embed_tokens and lm_head in full (domain pretraining: the domain's vocabulary
+# @markdown use)
 TRAIN_EMBEDDINGS = True  # @param {type:"boolean"}
 # @markdown `EMBEDDING_LR_RATIO`: learning rate of embed_tokens and lm_head relative to LEARNING_RATE
 EMBEDDING_LR_RATIO = 0.1  # @param {type:"number"}
@@ -54,9 +59,11 @@ MAX_SEQ_LEN = 1024  # @param {type:"integer"}
 SEPARATE_DOCUMENTS = False  # @param {type:"boolean"}
 # @markdown `EVAL_FRACTION`: share of training rows (pretrain: documents) held out for validation when EVAL_PATH is ""
 EVAL_FRACTION = 0.05  # @param {type:"number"}
-# @markdown `REPLAY_SHARE`: share of the packed blocks that are general conversations, so the model keeps its chat skills (0 = off)
+# @markdown `REPLAY_SHARE`: share of the packed blocks that are general conversations, so the model keeps its chat
+# @markdown skills (0 = off)
 REPLAY_SHARE = 0.2  # @param {type:"number"}
-# @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows (pretrain); "" = bundled chats
+# @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows
+# @markdown (pretrain); "" = bundled chats
 REPLAY_PATH = ""  # @param {type:"string"}
 # @markdown `NUM_TRAIN_EPOCHS`: passes over the training data (ignored when MAX_STEPS > 0)
 NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
@@ -81,8 +88,9 @@ RESUME = "auto"  # @param {type:"string"}
 # shrinks the run to a few steps of the embedded model on a CPU.
 
 # %%
-from helpers.train import TrainConfig, train
+from helpers.train import PretrainSources, TrainConfig, train
 cfg = TrainConfig.from_params(globals(), mode="pretrain")
+corpus_cfg = PretrainSources.from_params(globals())
 
 # %% [markdown]
 # ## Gather the corpus
@@ -90,15 +98,16 @@ cfg = TrainConfig.from_params(globals(), mode="pretrain")
 # %%
 from helpers.dataset import read_text_corpus
 from helpers.core.jsonl import write_jsonl
-sources = [s.strip() for s in cfg.text_sources.split(",") if s.strip()] or [
-    p for p in (ws.data("corpus", "pdf_text.jsonl"), ws.data("arxiv", "abstracts.jsonl")) if p.exists()]
+sources = [s.strip() for s in corpus_cfg.text_sources.split(",") if s.strip()] or [
+    p for p in (ws.corpus.pdf_text, ws.arxiv.abstracts) if p.exists()]
 if not sources:
     raise SystemExit("No text to pretrain on: run notebook 01 (abstracts) or 02 (PDF text), or set TEXT_SOURCES.")
 docs, problems = read_text_corpus(sources)
 for p in problems:
     print("skipped:", p)
-corpus_path = write_jsonl(ws.data("corpus", "pretrain.jsonl"), docs)
-print(f"{len(docs)} documents, {sum(len(d['text']) for d in docs):,} characters from {len(sources)} source(s) -> {corpus_path}")
+corpus_path = write_jsonl(ws.corpus.pretrain, docs)
+chars = sum(len(d["text"]) for d in docs)
+print(f"{len(docs)} documents, {chars:,} characters from {len(sources)} source(s) -> {corpus_path}")
 cfg = cfg.replace(dataset_path=str(corpus_path), output_dir=str(ws.out(cfg.run_name)),
                   checkpoint_dir=str(ws.local_dir / cfg.run_name) if ws.drive else "")
 print(cfg.describe())
@@ -126,6 +135,8 @@ print(f"To start notebook 04 from this adapter, set INIT_ADAPTER = \"03\" there 
 # %%
 from IPython.display import Image, display
 from helpers.train import plot_losses
-plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and held-out loss")
+plot = plot_losses(
+    result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and held-out loss"
+)
 if plot:
     display(Image(filename=str(plot)))

@@ -12,7 +12,7 @@
 # examples (*replay*): the bundled ones, or your JSONL of conversations or instruction rows
 # (`REPLAY_PATH`), trained like your rows (loss on the replies); validation stays your data only.
 #
-# <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/04_finetune.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/04_finetune.ipynb)
 
 # %% cellView="form"
 # @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
@@ -20,18 +20,22 @@ import os, sys
 if "google.colab" in sys.modules:
     KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
     if not os.path.isdir(KIT):
-        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+        REPO = os.environ.get("LLAMA_KIT_REPO", "https://github.com/llama-kit/llama-notebook-kit")
+        get_ipython().system(f"git clone -q --depth 1 {REPO} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
 from helpers.common.workspace import setup_notebook
 ws = setup_notebook("04 fine-tune")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
+# @markdown `MODEL_NAME`: base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else
+# @markdown embedded SmolLM2-135M
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `DATASET_PATH`: JSONL: instruction/messages rows (sft), {"text"} rows (pretrain); "" = notebook 02's (needs 20 rows), else bundled chats
+# @markdown `DATASET_PATH`: JSONL: instruction/messages rows (sft), {"text"} rows (pretrain); "" = notebook 02's (needs
+# @markdown 20 rows), else bundled chats
 DATASET_PATH = ""  # @param {type:"string"}
-# @markdown `RUN_NAME`: the run's folder under the outputs folder (notebooks 03, 04), its label in logs and plots ("" = OUTPUT_DIR's name)
+# @markdown `RUN_NAME`: the run's folder under the outputs folder (notebooks 03, 04), its label in logs and plots ("" =
+# @markdown OUTPUT_DIR's name)
 RUN_NAME = "sft"  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
@@ -47,11 +51,14 @@ TEMPLATE = "auto"  # @param ["auto", "chat", "alpaca"]
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
 # @markdown `PACKING`: sft: pack examples into rows of MAX_SEQ_LEN tokens, each attending only to itself (no padding)
 PACKING = True  # @param {type:"boolean"}
-# @markdown `PACKED_LR_SCALING`: sft packing: LEARNING_RATE x examples per row ("linear"), x their square root ("sqrt") or as set ("none")
+# @markdown `PACKED_LR_SCALING`: sft packing: LEARNING_RATE x examples per row ("linear"), x their square root ("sqrt")
+# @markdown or as set ("none")
 PACKED_LR_SCALING = "linear"  # @param ["linear", "sqrt", "none"]
-# @markdown `REPLAY_SHARE`: share of the training stream that is general data, against forgetting (0 = off; sft: examples, pretrain: blocks)
+# @markdown `REPLAY_SHARE`: share of the training stream that is general data, against forgetting (0 = off; sft:
+# @markdown examples, pretrain: blocks)
 REPLAY_SHARE = 0.0  # @param {type:"number"}
-# @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows (pretrain); "" = bundled chats
+# @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows
+# @markdown (pretrain); "" = bundled chats
 REPLAY_PATH = ""  # @param {type:"string"}
 # @markdown `NUM_TRAIN_EPOCHS`: passes over the training data (ignored when MAX_STEPS > 0)
 NUM_TRAIN_EPOCHS = 1.0  # @param {type:"number"}
@@ -69,13 +76,15 @@ EVAL_STEPS = 50  # @param {type:"integer"}
 SAVE_STEPS = 50  # @param {type:"integer"}
 # @markdown `EARLY_STOPPING_PATIENCE`: stop after N evaluations without a better validation loss (0 = off)
 EARLY_STOPPING_PATIENCE = 3  # @param {type:"integer"}
-# @markdown `INIT_ADAPTER`: "" = a fresh LoRA; else an adapter folder to start from, or "03" = notebook 03's (domain pretraining)
+# @markdown `INIT_ADAPTER`: "" = a fresh LoRA; else an adapter folder to start from, or "03" = notebook 03's (domain
+# @markdown pretraining)
 INIT_ADAPTER = ""  # @param {type:"string"}
 # @markdown `NUM_SHARDS`: > 1: cut the training data into N shards and train one per sitting
 NUM_SHARDS = 1  # @param {type:"integer"}
 # @markdown `RESUME`: "auto" continues from the newest complete checkpoint, "never" starts over; or a checkpoint folder
 RESUME = "auto"  # @param {type:"string"}
-# @markdown `USE_SWEEP_BEST`: True: notebook 04 takes notebook 07's best settings over the others (run 07 first; sweep/best_config.json)
+# @markdown `USE_SWEEP_BEST`: True: notebook 04 takes notebook 07's best settings over the others (run 07 first;
+# @markdown sweep/best_config.json)
 USE_SWEEP_BEST = False  # @param {type:"boolean"}
 
 # %% [markdown]
@@ -88,17 +97,18 @@ USE_SWEEP_BEST = False  # @param {type:"boolean"}
 
 # %%
 from helpers.dataset import default_dataset
-from helpers.train import TrainConfig, train
+from helpers.train import PRETRAIN_RUN, FinetuneChoices, TrainConfig, load_best_config, train
 cfg = TrainConfig.from_params(globals())
-cfg = cfg.replace(output_dir=str(ws.out(cfg.run_name)), checkpoint_dir=str(ws.local_dir / cfg.run_name) if ws.drive else "")
+choices = FinetuneChoices.from_params(globals())
+cfg = cfg.replace(
+    output_dir=str(ws.out(cfg.run_name)), checkpoint_dir=str(ws.local_dir / cfg.run_name) if ws.drive else ""
+)
 if not cfg.dataset_path:
     cfg = cfg.replace(dataset_path=str(default_dataset(ws)))
 if cfg.init_adapter == "03":
-    from helpers.train import RunDir
-    cfg = cfg.replace(init_adapter=str(RunDir(ws.out("pretrain")).adapter))  # notebook 03's run
-if cfg.use_sweep_best:
-    from helpers.sweep import load_best_config
-    cfg = cfg.replace(**load_best_config(ws.out("sweep", "best_config.json")))
+    cfg = cfg.replace(init_adapter=str(ws.run(PRETRAIN_RUN).adapter))  # notebook 03's run
+if choices.use_sweep_best:
+    cfg = cfg.replace(**load_best_config(ws.sweep().best))
 print(cfg.describe())
 
 # %% [markdown]
@@ -147,7 +157,9 @@ result = train(cfg)
 # %%
 from IPython.display import Image, display
 from helpers.train import plot_losses
-plot = plot_losses(result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and validation loss")
+plot = plot_losses(
+    result.log_history, ws.plot(f"{cfg.run_name}_loss.png"), title=f"{cfg.run_name}: train and validation loss"
+)
 if plot:
     display(Image(filename=str(plot)))
 

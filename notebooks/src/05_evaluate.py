@@ -10,7 +10,7 @@
 # training set already held word for word (leakage). The report (JSON + Markdown) is saved beside
 # the adapter.
 #
-# <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/05_evaluate.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/05_evaluate.ipynb)
 
 # %% cellView="form"
 # @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
@@ -18,14 +18,16 @@ import os, sys
 if "google.colab" in sys.modules:
     KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
     if not os.path.isdir(KIT):
-        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+        REPO = os.environ.get("LLAMA_KIT_REPO", "https://github.com/llama-kit/llama-notebook-kit")
+        get_ipython().system(f"git clone -q --depth 1 {REPO} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
 from helpers.common.workspace import setup_notebook
 ws = setup_notebook("05 evaluate")
 
 # %% tags=["parameters"]
-# @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder: the adapter evaluated, the report in its eval/
+# @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder: the adapter evaluated, the report in its
+# @markdown eval/
 RUN_NAME = "sft"  # @param {type:"string"}
 # @markdown `ADAPTER_DIR`: LoRA adapter to evaluate; "" = the one notebook 04 wrote (outputs/RUN_NAME/adapter)
 ADAPTER_DIR = ""  # @param {type:"string"}
@@ -33,7 +35,8 @@ ADAPTER_DIR = ""  # @param {type:"string"}
 TEST_PATH = ""  # @param {type:"string"}
 # @markdown `MODEL_NAME`: base model; "" = the one the adapter was trained on
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `QUANTIZATION`: "4bit" (an 8B model fits a T4), "8bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
+# @markdown `QUANTIZATION`: "4bit" (an 8B model fits a T4), "8bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32
+# @markdown on CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
 # @markdown `MAX_EXAMPLES`: evaluate only the first N held-out prompts (0 = all)
 MAX_EXAMPLES = 0  # @param {type:"integer"}
@@ -53,13 +56,15 @@ LONG_PROMPTS = "truncate"  # @param ["truncate", "skip", "error"]
 BOOTSTRAP = 1000  # @param {type:"integer"}
 # @markdown `N_SHOW`: answers shown side by side in the report
 N_SHOW = 5  # @param {type:"integer"}
-# @markdown `GENERAL_PATH`: general prompts for the forgetting check (JSONL with references); "" = the bundled conversations' test split; "none" = skip
+# @markdown `GENERAL_PATH`: general prompts for the forgetting check (JSONL with references); "" = the bundled
+# @markdown conversations' test split; "none" = skip
 GENERAL_PATH = ""  # @param {type:"string"}
 # @markdown `GENERAL_MAX_EXAMPLES`: general prompts evaluated (0 = all)
 GENERAL_MAX_EXAMPLES = 100  # @param {type:"integer"}
 # @markdown `FORGETTING_TOLERANCE`: relative rise of general perplexity still counted as "held" (0.02 = 2%)
 FORGETTING_TOLERANCE = 0.02  # @param {type:"number"}
-# @markdown `LEAKAGE_THRESHOLD`: a held-out row whose word 8-grams are at least this share in the training text counts as leaked
+# @markdown `LEAKAGE_THRESHOLD`: a held-out row whose word 8-grams are at least this share in the training text counts
+# @markdown as leaked
 LEAKAGE_THRESHOLD = 0.5  # @param {type:"number"}
 # @markdown `DROP_LEAKED`: leave leaked held-out rows out of the scores (False = only report them)
 DROP_LEAKED = False  # @param {type:"boolean"}
@@ -73,7 +78,7 @@ DROP_LEAKED = False  # @param {type:"boolean"}
 from helpers.evaluation import (EvalConfig, EvalError, RunDir, check_adapter, default_test_path, evaluate_adapter,
                                 general_markdown, leakage_line, metrics_table, side_by_side)
 cfg = EvalConfig.from_params(globals())
-run = RunDir(ws.out(cfg.run_name))  # notebook 04's run: its adapter, and the report beside it
+run = ws.run(cfg.run_name)  # notebook 04's run: its adapter, and the report beside it
 if not cfg.adapter_dir:
     cfg = cfg.replace(adapter_dir=str(run.adapter))
 check_adapter(cfg.adapter_dir, cfg.model_name, error=EvalError)  # a clear message if notebook 04 has not run

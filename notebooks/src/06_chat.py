@@ -5,11 +5,12 @@
 # multi-turn history through the model's chat template, offers system-prompt presets (a plain
 # assistant, and a choose-your-own-adventure *storymaker*), sampling controls, Stop and Clear
 # buttons, and a switch between the base and the tuned model. Then take the model elsewhere:
-# merge the adapter into the base weights (safetensors: 16-bit on a GPU, fp32 on a CPU), write a GGUF file for llama.cpp and Ollama
-# (checked by loading it back), and optionally push to the Hugging Face Hub. The same chat also
-# runs as a Gradio app (`app/app.py`) locally or on a Hugging Face Space.
+# merge the adapter into the base weights (safetensors: 16-bit on a GPU, fp32 on a CPU), write a
+# GGUF file for llama.cpp and Ollama (checked by loading it back), and optionally push to the
+# Hugging Face Hub. The same chat also runs as a Gradio app (`app/app.py`) locally or on a
+# Hugging Face Space.
 #
-# <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/06_chat.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/06_chat.ipynb)
 
 # %% cellView="form"
 # @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
@@ -17,7 +18,8 @@ import os, sys
 if "google.colab" in sys.modules:
     KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
     if not os.path.isdir(KIT):
-        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+        REPO = os.environ.get("LLAMA_KIT_REPO", "https://github.com/llama-kit/llama-notebook-kit")
+        get_ipython().system(f"git clone -q --depth 1 {REPO} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
 from helpers.common.workspace import setup_notebook
@@ -30,7 +32,8 @@ MODEL_NAME = ""  # @param {type:"string"}
 RUN_NAME = "sft"  # @param {type:"string"}
 # @markdown `ADAPTER_DIR`: LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
 ADAPTER_DIR = ""  # @param {type:"string"}
-# @markdown `QUANTIZATION`: how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32 on CPU
+# @markdown `QUANTIZATION`: how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32
+# @markdown on CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
 # @markdown `PRESET`: system prompt preset: "assistant" or "storymaker"
 PRESET = "assistant"  # @param ["assistant", "storymaker"]
@@ -42,7 +45,8 @@ TOP_P = 0.9  # @param {type:"number"}
 MAX_NEW_TOKENS = 256  # @param {type:"integer"}
 # @markdown `CONTEXT_TOKENS`: context window in tokens (0 = the model's own); the oldest turns are dropped to fit
 CONTEXT_TOKENS = 0  # @param {type:"integer"}
-# @markdown `MERGE`: merge the adapter into the base: safetensors in outputs/RUN_NAME/merged (16-bit on GPU, fp32 on CPU)
+# @markdown `MERGE`: merge the adapter into the base: safetensors in outputs/RUN_NAME/merged (16-bit on GPU, fp32 on
+# @markdown CPU)
 MERGE = True  # @param {type:"boolean"}
 # @markdown `MERGE_MODE`: "full" (full-precision base) or "nf4-dequantized" (the NF4 weights QLoRA saw; CUDA only)
 MERGE_MODE = "full"  # @param ["full", "nf4-dequantized"]
@@ -66,11 +70,12 @@ HUB_PRIVATE = True  # @param {type:"boolean"}
 # %%
 from helpers.chat import ChatConfig, ChatSession, ExportConfig, RunDir, chat_model_name, load_chat_model
 chat_cfg = ChatConfig.from_params(globals())
-run = RunDir(ws.out(chat_cfg.run_name))  # notebook 04's run: its adapter, and the merged model and GGUF beside it
+run = ws.run(chat_cfg.run_name)  # notebook 04's run: its adapter, and the merged model and GGUF beside it
 if not chat_cfg.adapter_dir:
     chat_cfg = chat_cfg.replace(adapter_dir=str(run.adapter))
 export_cfg = ExportConfig.from_params(globals())
-print(chat_cfg.describe()); print(export_cfg.describe())
+print(chat_cfg.describe())
+print(export_cfg.describe())
 model_name = chat_model_name(chat_cfg.model_name, chat_cfg.adapter_dir)  # a clear message if notebook 04 has not run
 print(RunDir.of(chat_cfg.adapter_dir).describe())
 model, tok = load_chat_model(model_name, chat_cfg.adapter_dir, chat_cfg.quantization)
@@ -101,7 +106,8 @@ SCRIPTED = [("assistant", ["Hi! What do you like to do on weekends?", "Why that?
 if not ws.smoke:
     print("Not under SMOKE=1: the scripted conversation is skipped; the chat above is yours.")
 for preset, turns in SCRIPTED:
-    ui.clear(); ui.preset.value = preset
+    ui.clear()
+    ui.preset.value = preset
     for which in ("base", "tuned"):
         ui.model_switch.value = which
         ui.clear()
@@ -111,21 +117,26 @@ for preset, turns in SCRIPTED:
         print(f"=== {preset} / {which} ({ui.status.value})")
         print(ui.text(), end="\n\n")
 if ws.smoke:
-    ui.clear(); ui.preset.value = "assistant"; ui.model_switch.value = "tuned"
+    ui.clear()
+    ui.preset.value = "assistant"
+    ui.model_switch.value = "tuned"
     ui.max_new_tokens.value = 512
     ui.send("Tell me a long story about a lighthouse keeper.")
     while ui.busy and len(session.history) == 0 and "▌" not in ui.transcript.value:
         time.sleep(0.05)
-    ui.stop(); ui.wait()
+    ui.stop()
+    ui.wait()
     print("Stop pressed mid-reply:", session.last.stop_reason, f"after {session.last.new_tokens} tokens")
-    ui.max_new_tokens.value = chat_cfg.max_new_tokens; ui.clear()
+    ui.max_new_tokens.value = chat_cfg.max_new_tokens
+    ui.clear()
 
 # %% [markdown]
 # ## Merge the adapter into the base weights
 # The merged model is saved in the base's unquantized dtype: 16-bit (bf16/fp16) on a GPU, fp32 on
 # a CPU (the message below says which). An adapter trained with QLoRA learned against the 4-bit
-# (NF4) rounded base. Merging it into the full-precision base changes the model slightly; `MERGE_MODE="nf4-dequantized"` (GPU) merges into
-# the dequantized NF4 weights instead. We never merge into a quantized base and re-round it.
+# (NF4) rounded base. Merging it into the full-precision base changes the model slightly;
+# `MERGE_MODE="nf4-dequantized"` (GPU) merges into the dequantized NF4 weights instead. We never merge
+# into a quantized base and re-round it.
 
 # %%
 from helpers.chat import check_gguf, export_gguf, merge_adapter, push_to_hub

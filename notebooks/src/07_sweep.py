@@ -10,7 +10,7 @@
 # the best settings in `best_config.json` for notebook 04. Rerun after a disconnect: finished runs
 # are skipped and an interrupted one continues from its last checkpoint on your Drive.
 #
-# <a href="https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/07_sweep.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/07_sweep.ipynb)
 
 # %% cellView="form"
 # @title Setup: on Colab, fetch the kit and install it with its pins (Colab's torch is kept)
@@ -18,18 +18,21 @@ import os, sys
 if "google.colab" in sys.modules:
     KIT = os.path.join(os.environ.get("LLAMA_KIT_COLAB_ROOT", "/content"), "llama-notebook-kit")
     if not os.path.isdir(KIT):
-        get_ipython().system(f"git clone -q --depth 1 {os.environ.get('LLAMA_KIT_REPO', 'https://github.com/llama-kit/llama-notebook-kit')} {KIT}")
+        REPO = os.environ.get("LLAMA_KIT_REPO", "https://github.com/llama-kit/llama-notebook-kit")
+        get_ipython().system(f"git clone -q --depth 1 {REPO} {KIT}")
     get_ipython().system(f"{sys.executable} {KIT}/scripts/install.py --colab")
     os.chdir(f"{KIT}/notebooks")
 from helpers.common.workspace import setup_notebook
 ws = setup_notebook("07 sweep")
 
 # %% tags=["parameters"]
-# @markdown `NAME`: sweep folder under the outputs folder, and its plots' prefix (use a new name for other data or model)
+# @markdown `NAME`: sweep folder under the outputs folder, and its plots' prefix (use a new name for other data or
+# @markdown model)
 NAME = "sweep"  # @param {type:"string"}
 # @markdown `MODEL_NAME`: base model of every run; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
 MODEL_NAME = ""  # @param {type:"string"}
-# @markdown `DATASET_PATH`: JSONL the fixed subset is drawn from; "" = notebook 02's dataset (needs 20 rows), else bundled chats
+# @markdown `DATASET_PATH`: JSONL the fixed subset is drawn from; "" = notebook 02's dataset (needs 20 rows), else
+# @markdown bundled chats
 DATASET_PATH = ""  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
@@ -37,7 +40,8 @@ QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
 MAX_SEQ_LEN = 512  # @param {type:"integer"}
 # @markdown `GRID`: JSON {"field": [values]}: every combination (SEARCH="random": values to draw)
 GRID = '{"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]}'  # @param {type:"string"}
-# @markdown `SEARCH`: "grid": every combination of GRID; "random": NUM_SAMPLES draws (GRID may give {"log_uniform": [lo, hi]})
+# @markdown `SEARCH`: "grid": every combination of GRID; "random": NUM_SAMPLES draws (GRID may give {"log_uniform": [lo,
+# @markdown hi]})
 SEARCH = "grid"  # @param ["grid", "random"]
 # @markdown `NUM_SAMPLES`: random search: how many configurations to draw
 NUM_SAMPLES = 8  # @param {type:"integer"}
@@ -47,7 +51,8 @@ BASE = '{"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alp
 SUBSET_SIZE = 1000  # @param {type:"integer"}
 # @markdown `EVAL_SIZE`: validation rows carved once from the dataset, never trained on
 EVAL_SIZE = 100  # @param {type:"integer"}
-# @markdown `MAX_STEPS_PER_RUN`: steps of each run; caps num_train_epochs/max_steps given in BASE or GRID (-1 = their epochs)
+# @markdown `MAX_STEPS_PER_RUN`: steps of each run; caps num_train_epochs/max_steps given in BASE or GRID (-1 = their
+# @markdown epochs)
 MAX_STEPS_PER_RUN = 150  # @param {type:"integer"}
 # @markdown `MAX_MINUTES_PER_RUN`: time budget of each run (0 = none)
 MAX_MINUTES_PER_RUN = 0.0  # @param {type:"number"}
@@ -57,7 +62,8 @@ MAX_MINUTES_TOTAL = 0.0  # @param {type:"number"}
 EVALS_PER_RUN = 10  # @param {type:"integer"}
 # @markdown `PRUNE_AFTER_EVALS`: stop a run clearly behind the best finished run after this many evaluations (0 = never)
 PRUNE_AFTER_EVALS = 3  # @param {type:"integer"}
-# @markdown `PRUNE_MARGIN`: "clearly behind": validation loss this fraction above the best run's at the same step (0.1 = 10%)
+# @markdown `PRUNE_MARGIN`: "clearly behind": validation loss this fraction above the best run's at the same step (0.1 =
+# @markdown 10%)
 PRUNE_MARGIN = 0.1  # @param {type:"number"}
 
 # %% [markdown]

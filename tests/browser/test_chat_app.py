@@ -160,8 +160,9 @@ def test_message_streams_an_answer_and_stop_works(app_url, browser, screenshots)
     assert len(browser.find_elements(By.CSS_SELECTOR, ".user-row")) == 1
     assert box.get_attribute("value") == "Thanks!\nBye."
     box.send_keys(Keys.ENTER)
-    WebDriverWait(browser, 180, poll_frequency=0.2, ignored_exceptions=STALE).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bot-row")) >= 2
-                                                         and bot_text(d))
+    WebDriverWait(browser, 180, poll_frequency=0.2, ignored_exceptions=STALE).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bot-row")) >= 2 and bot_text(d)
+    )
     users = browser.find_elements(By.CSS_SELECTOR, ".user-row")
     assert len(users) == 2 and "Bye." in users[-1].text, [u.text for u in users]
     WebDriverWait(browser, 120, ignored_exceptions=STALE).until(

@@ -2,7 +2,7 @@
 
 
 def test_plot_report_with_and_without_intervals(tmp_path):
-    from helpers.evaluation.report import METRICS, paired_bootstrap
+    from helpers.evaluation.stats import METRICS, paired_bootstrap
     from helpers.evaluation.plots import plot_report
     base = {"rouge1": [0.2, 0.3, 0.1, 0.4], "rouge2": [0.0, 0.1, 0.0, 0.2], "rougeL": [0.2, 0.2, 0.1, 0.3],
             "stop_rate": [1.0, 0.0, 1.0, 1.0], "copy_rate": [0.0, 0.0, 1.0, 0.0], "answer_words": [12, 30, 7, 18],

@@ -53,6 +53,6 @@ def test_plot_sweep_grid_and_random_search(tmp_path):
 
 def test_value_key_sorts_numbers_as_numbers_then_the_rest_by_their_json():
     import json
-    from helpers.sweep.plots import _value_key
+    from helpers.sweep.plots import value_key
     vals = [json.dumps(v) for v in (1e-3, 2e-4, 5e-5, "cosine", True)]
-    assert [json.loads(v) for v in sorted(vals, key=_value_key)] == [5e-5, 2e-4, 1e-3, "cosine", True]
+    assert [json.loads(v) for v in sorted(vals, key=value_key)] == [5e-5, 2e-4, 1e-3, "cosine", True]

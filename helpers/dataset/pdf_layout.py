@@ -1,0 +1,87 @@
+"""One PDFium page → its text lines, laid out: a superscript or subscript put back on its line, and
+lines set in a monospaced font (code) marked with ``CODE_MARK`` and indented from their column's left
+edge (the columns' left edges are where several lines of prose start)."""
+from __future__ import annotations
+
+import collections
+import re
+
+CODE_MARK = "\ue000"  # starts a line set in a monospaced font (code) until join_paragraphs; never in the output
+MONO_FONT_RE = re.compile(r"mono|courier|consol|menlo|typewriter|inconsolata|cmtt|lmtt|tt\d*$", re.IGNORECASE)
+
+
+def pdfium_page_text(page) -> str:
+    """One page's text from PDFium: its lines, a superscript or subscript put back on its line,
+    PDFium's line-end hyphen (U+FFFE) turned back into a hyphen for the de-hyphenation, and
+    lines set in a monospaced font (code) marked with ``CODE_MARK`` and indented as far as they
+    sit right of their column's left edge."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+    tp = page.get_textpage()
+    try:
+        # Character by character (PDFium's indices), so each line knows its first and last glyph.
+        n_chars = tp.count_chars()
+        lines: list[tuple[str, int | None, int | None]] = []
+        cur: list[str] = []
+        first_i = last_i = None
+        i = 0
+        while i < n_chars:
+            u = pdfium_c.FPDFText_GetUnicode(tp, i)
+            step = 1
+            if 0xD800 <= u < 0xDC00 and i + 1 < n_chars:  # a surrogate pair is one character
+                lo = pdfium_c.FPDFText_GetUnicode(tp, i + 1)
+                ch = chr(0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)) if 0xDC00 <= lo < 0xE000 else ""
+                step = 2
+            else:
+                ch = chr(u) if u and not 0xD800 <= u < 0xE000 else ""
+            if ch == "\n":
+                lines.append(("".join(cur), first_i, last_i))
+                cur, first_i, last_i = [], None, None
+            elif ch and ch != "\r":
+                cur.append(ch)
+                if not ch.isspace():
+                    first_i = i if first_i is None else first_i
+                    last_i = i
+            i += step
+        lines.append(("".join(cur), first_i, last_i))
+        buf, flags = ctypes.create_string_buffer(128), ctypes.c_int()
+        geo = []  # (x0, glyph width, monospaced, x1, bottom, top) of each line with text
+        for text, fi, li in lines:
+            if fi is None:
+                geo.append(None)
+                continue
+            first, last = tp.get_charbox(fi), tp.get_charbox(li)
+            pdfium_c.FPDFText_GetFontInfo(tp, fi, buf, 128, ctypes.byref(flags))
+            mono = bool(MONO_FONT_RE.search(buf.value.decode("latin-1").split("+")[-1]))
+            n = max(1, len(text.strip()))
+            geo.append((first[0], max(0.1, (last[2] - first[0]) / n), mono, last[2],
+                        min(first[1], last[1]), max(first[3], last[3])))
+        # columns' left edges: where 3 or more lines of prose start (code is indented from them)
+        lefts = collections.Counter(round(g[0]) for g in geo if g and not g[2])
+        margins = sorted(x for x, k in lefts.items() if k >= 3) or [min((round(g[0]) for g in geo if g), default=0)]
+        widths = sorted(g[1] for (text, _, _), g in zip(lines, geo) if g and g[2] and len(text.strip()) >= 8)
+        mono_w = widths[len(widths) // 2] if widths else None  # one monospaced glyph's width on this page
+        out, prev = [], None
+        for (text, _, _), g in zip(lines, geo):
+            ln = text.strip()
+            if g and prev and out and not g[2] and g[0] >= prev[3] - 1 and \
+                    min(g[5], prev[5]) - max(g[4], prev[4]) > 0.3 * min(g[5] - g[4], prev[5] - prev[4]):
+                # PDFium breaks a line at a superscript or subscript (a footnote mark, an exponent):
+                # the piece sits in the same band, right of the previous piece
+                out[-1] += ("" if len(ln) <= 3 or ln[:1] in ",.;:)" else " ") + ln
+                prev = (prev[0], prev[1], prev[2], g[3], min(prev[4], g[4]), max(prev[5], g[5]))
+                continue
+            prev = g if g else prev
+            if g and g[2] and margins:
+                ref = max((m for m in margins if m <= g[0] + 1), default=margins[0])
+                indent = int(round((g[0] - ref) / (mono_w or g[1])))
+                ln = CODE_MARK + " " * (indent if 0 < indent <= 40 else 0) + ln
+            out.append(ln)
+        page_text = "\n".join(out)
+    finally:
+        tp.close()
+    # PDFium's line-end hyphen: at a line end it is a hyphen; inside a word (PDFium already joined
+    # the two halves) it stays U+FFFE until join_paragraphs decides, as for any line-end hyphen
+    page_text = re.sub("[\ufffe\x02]\n", "-\n", page_text).replace("\x02", "\ufffe")
+    return re.sub("[\x00-\x08\x0b-\x1f]", "", page_text)  # PDFium's codes for unmapped math glyphs

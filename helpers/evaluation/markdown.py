@@ -1,0 +1,114 @@
+"""The evaluation report in Markdown: the base-vs-tuned table with intervals, the general-ability
+(forgetting) section, the leakage line, the answers side by side, and report.md around them."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _fmt(x: float, name: str) -> str:
+    if name == "perplexity":
+        return f"{x:.2f}"
+    if name == "answer_words":
+        return f"{x:.1f}"
+    return f"{x:.3f}"
+
+
+def _cell(d: dict, name: str, signed: bool = False) -> str:
+    v = d["value"]
+    s = ("+" if signed and v >= 0 else "") + _fmt(v, name)
+    if "ci" in d:
+        lo, hi = d["ci"]
+        lo_s = ("+" if signed and lo >= 0 else "") + _fmt(lo, name)
+        hi_s = ("+" if signed and hi >= 0 else "") + _fmt(hi, name)
+        s += f" [{lo_s}, {hi_s}]"
+    return s
+
+
+def metrics_table(report: dict, metrics: dict | None = None) -> str:
+    """The base-vs-tuned table in Markdown: value [95% CI] for each model and the difference
+    (``metrics``: another section's, e.g. ``report["general"]["metrics"]``; default the in-domain)."""
+    lines = ["| metric | base | tuned | tuned − base | verdict |", "|---|---|---|---|---|"]
+    for name, m in (metrics if metrics is not None else report["metrics"]).items():
+        arrow = {True: " ↑", False: " ↓", None: ""}[m["higher_is_better"]]
+        lines.append(f"| {m['label']}{arrow} | {_cell(m['base'], name)} | {_cell(m['tuned'], name)} | "
+                     f"{_cell(m['diff'], name, signed=True)} | {m['verdict']} |")
+    return "\n".join(lines)
+
+
+def side_by_side(report: dict, width: int = 400) -> str:
+    """The sample answers in Markdown: prompt (its end), reference, base, tuned."""
+    def clip(t: str, tail: bool = False) -> str:
+        t = " ".join(str(t).split())
+        if len(t) <= width:
+            return t
+        return ("…" + t[-width:]) if tail else (t[:width] + "…")
+    out = []
+    for ex in report["examples"]:
+        out += [f"### Example {ex['index'] + 1}" + (f" ({ex['id']})" if ex.get("id") else ""), "",
+                f"- **prompt (end):** `{clip(ex['prompt'], tail=True)}`",
+                f"- **reference:** {clip(ex['reference'])}",
+                f"- **base** (ROUGE-L {ex['base_rougeL']:.2f}): {clip(ex['base']) or '*(empty)*'}",
+                f"- **tuned** (ROUGE-L {ex['tuned_rougeL']:.2f}): {clip(ex['tuned']) or '*(empty)*'}", ""]
+    return "\n".join(out)
+
+
+def leakage_line(report: dict) -> str:
+    """The leakage figure in one line, for the notebook and the Markdown report."""
+    lk = report.get("leakage") or {}
+    if "skipped" in lk:
+        return f"Leakage: {lk['skipped']}."
+    text = f"Leakage: {lk['line']} ({lk['train_path']}; {lk['passages']})"
+    if lk.get("same_file"):
+        text += "; the test set IS the training set"
+    return text + (f"; {lk['dropped']} left out of the scores (DROP_LEAKED)." if lk.get("dropped") else
+                   "; reported only, all rows scored." if lk.get("flagged") else ".")
+
+
+def general_markdown(report: dict) -> str:
+    """The forgetting section in Markdown: what the general set is, the one-line verdict, the table."""
+    g = report.get("general") or {}
+    if "skipped" in g:
+        return f"General ability: {g['skipped']}."
+    line = g["held"]["line"][0].upper() + g["held"]["line"][1:]
+    lines = [f"**General ability: {g['held']['outcome']}.** {line}.", "",
+             f"- general prompts: `{g['path']}`, {g['n_examples']} with a reference ({g['note']})",
+             "- held = the 95% interval of the relative change of general perplexity lies at or below "
+             f"+{g['tolerance']:.0%} and no degeneration figure (repeated 3-grams, repeated words, glued words, "
+             "stops at end of turn) got worse with an interval excluding 0; forgot = the interval lies above "
+             f"+{g['tolerance']:.0%} or a degeneration figure got worse; unclear = neither", "",
+             metrics_table(report, g["metrics"])]
+    return "\n".join(lines)
+
+
+def report_markdown(report: dict, out_dir: Path | None = None) -> str:
+    g, lp = report["generation"], report["long_prompts"]
+    lines = [
+        f"# Base vs tuned: {report['model_name']} + {report['adapter_dir']}", "",
+        f"- held-out set: `{report['test_path']}`, {report['n_examples']} prompts with a reference "
+        f"({report['reference_turn']} assistant reply of each conversation); "
+        f"{len(report['rows_without_reference'])} rows without a reference skipped",
+        f"- prompt format: {report['template']}"
+        + (f", system prompt {report['system_prompt']!r}" if report['system_prompt'] else ""),
+        f"- answers: {g['decoding']}, at most {g['max_new_tokens']} new tokens, batches of {g['batch_size']}; "
+        f"{g['base_tokens_per_second']} (base) and {g['tuned_tokens_per_second']} (tuned) generated tokens/s "
+        f"on {report['device']}",
+        f"- long prompts (context {lp['context']} tokens, at most {lp['max_prompt_tokens']} for the prompt): "
+        f"{lp['count']} — policy '{lp['policy']}': {lp['what']}",
+        f"- ROUGE: {report['rouge_backend']}; perplexity: of the reference replies under each model, reply tokens only "
+        f"({report['reference_tokens_scored']} tokens), as in training",
+        f"- copy check: {report['copy_check']}",
+        f"- intervals: {report['bootstrap']['interval']} bootstrap over prompts, {report['bootstrap']['resamples']} "
+        f"resamples (seed {report['bootstrap']['seed']}); a difference whose interval contains 0 is not established "
+        "by this test set", "",
+        "## Metrics (value [95% CI])", "", metrics_table(report), "",
+        f"Mean reference length: {report['reference_words']:.1f} words.", "", leakage_line(report), "",
+        "## General ability: base vs tuned on general prompts (forgetting)", "", general_markdown(report), "",
+        "## Answers side by side", "", side_by_side(report),
+    ]
+    if report.get("plots"):
+        lines += ["## Plots", ""]
+        for p in report["plots"]:
+            rel = os.path.relpath(p, out_dir) if out_dir else p
+            lines.append(f"![{Path(p).stem}]({rel})")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,255 @@
+"""The sweep's settings and which runs it makes (notebook 07).
+
+:class:`SweepConfig` holds the sweep's fields; :func:`expand_runs` turns its GRID (every
+combination, or random draws from lists and ranges) or its explicit RUNS into each run's
+hyperparameters, checked against TrainConfig and converted to the fields' types, so a typo fails
+before any data or model work. :func:`check_base` does the same for BASE.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers.core.config import ConfigError, StepConfig, coerce_field, field_types, unknown_field
+from helpers.core.files import SWEEP_RUN
+from helpers.sweep.curves import run_name
+from helpers.train import TrainConfig
+
+# TrainConfig fields the sweep sets itself for every run (per run folder, the fixed subset, resume).
+SET_BY_SWEEP = {
+    "output_dir": "each run gets <sweep>/runs/<name>",
+    "checkpoint_dir": "set CHECKPOINT_DIR of the sweep",
+    "run_name": "the run name is made from its hyperparameter values",
+    "dataset_path": "set DATASET_PATH of the sweep: the subset is drawn from it",
+    "eval_path": "the validation rows are carved once from DATASET_PATH (EVAL_SIZE)",
+    "eval_fraction": "use EVAL_SIZE of the sweep",
+    "max_rows": "use SUBSET_SIZE of the sweep",
+    "resume": "the sweep resumes killed runs itself",
+    "num_shards": "a sweep run is a single sitting",
+    "shard_index": "a sweep run is a single sitting",
+    "max_time_minutes": "use MAX_MINUTES_PER_RUN of the sweep",
+    "merge": "merge the best adapter in notebook 04/06",
+}
+# TrainConfig fields that are fields of the sweep too: give them there, not in BASE (GRID may vary them).
+SWEEP_LEVEL = ("model_name", "mode", "quantization", "max_seq_len", "seed")
+# Run mechanics: not hyperparameters, so not part of the best configuration handed to notebook 04.
+MECHANICS = {"logging_steps", "eval_steps", "save_steps", "save_total_limit", "report_to", "max_steps",
+             "num_train_epochs", "early_stopping_patience", "gradient_checkpointing"}
+DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int_uniform")
+STATUSES = ("done", "pruned", "failed")
+
+
+
+@dataclass
+class SweepConfig(StepConfig, notebooks=("07",)):
+    """A hyperparameter sweep: which runs, on which subset, within which budget."""
+    name: str = SWEEP_RUN  # sweep folder under the outputs folder, and its plots' prefix (use a new name for other data
+                           # or model)
+    output_dir: str = ""  # the sweep folder ("" = outputs/<name>; notebooks pass ws.out(name))
+    plots_dir: str = ""  # where the overlay plots go ("" = <sweep folder>/plots; notebooks pass ws.plots_dir)
+    checkpoint_dir: str = ""  # fast local disk for checkpoints while training ("" = inside each run folder)
+    model_name: str = ""  # base model of every run; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
+    dataset_path: str = ""  # JSONL the fixed subset is drawn from; "" = notebook 02's dataset (needs 20 rows), else
+                            # bundled chats
+    mode: str = "sft"  # "sft" or "pretrain", as in TrainConfig
+    quantization: str = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
+    max_seq_len: int = 512  # tokens per example
+    grid: dict = field(default_factory=dict)  # JSON {"field": [values]}: every combination (SEARCH="random": values to
+                                              # draw)
+    runs: list = field(default_factory=list)  # explicit configurations [{"field": value}, ...], run as listed (instead
+                                              # of GRID)
+    search: str = "grid"  # "grid": every combination of GRID; "random": NUM_SAMPLES draws (GRID may give
+                          # {"log_uniform": [lo, hi]})
+    num_samples: int = 8  # random search: how many configurations to draw
+    search_seed: int = 0  # random search: seed of the draws
+    base: dict = field(default_factory=dict)  # JSON: TrainConfig settings shared by every run, e.g. {"lora_alpha": 32}
+    subset_size: int = 1000  # training rows of the fixed subset (the same rows, same order, for every run)
+    eval_size: int = 100  # validation rows carved once from the dataset, never trained on
+    subset_seed: int = 42  # seed of the subset draw
+    seed: int = 42  # training seed of every run: LoRA init, data order, dropout
+    max_steps_per_run: int = 200  # steps of each run; caps num_train_epochs/max_steps given in BASE or GRID (-1 = their
+                                  # epochs)
+    max_minutes_per_run: float = 0.0  # time budget of each run (0 = none)
+    max_minutes_total: float = 0.0  # time budget of the whole sweep in this sitting (0 = none); rerun to go on
+    evals_per_run: int = 10  # validation points per run (sets eval_steps unless BASE gives it)
+    prune_after_evals: int = 0  # stop a run clearly behind the best finished run after this many evaluations (0 =
+                                # never)
+    prune_margin: float = 0.1  # "clearly behind": validation loss this fraction above the best run's at the same step
+                               # (0.1 = 10%)
+    retry_failed: bool = True  # rerun runs that failed last time (done and pruned runs are always skipped)
+
+    @classmethod
+    def notebook_defaults(cls) -> dict[str, dict[str, Any]]:
+        # Notebook 07 starts from a real sweep (a 3x2 grid, pruning on); the dataclass's run
+        # budget (200 steps, no pruning) is what `python -m helpers.sweep.runner` and code get.
+        return {"07": dict(grid={"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]},
+                           base={"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alpha": 16},
+                           max_steps_per_run=150, prune_after_evals=3)}
+
+    @classmethod
+    def smoke_preset(cls) -> dict[str, Any]:
+        return dict(model_name="embedded/smollm2-135m-instruct", quantization="none", max_seq_len=128,
+                    grid={"learning_rate": [3e-3, 1e-5], "lora_r": [4, 8]}, runs=[], search="grid",
+                    subset_size=12, eval_size=4, max_steps_per_run=3, evals_per_run=3, max_minutes_per_run=0.0,
+                    prune_after_evals=1, prune_margin=0.02,
+                    base={"per_device_batch_size": 2, "gradient_accumulation_steps": 1, "logging_steps": 1,
+                          "save_steps": 3, "gradient_checkpointing": False, "warmup_ratio": 0.0, "report_to": "none"})
+
+    def validate(self) -> None:
+        if self.search not in ("grid", "random"):
+            raise ConfigError(f"SEARCH={self.search!r}: use 'grid' (every combination) or 'random'.")
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.name or ""):
+            raise ConfigError(f"NAME={self.name!r}: use letters, digits, '.', '_' or '-' (it names a folder).")
+        if not isinstance(self.grid, dict):
+            raise ConfigError(f"GRID must be a JSON object {{field: [values]}}, got {type(self.grid).__name__}.")
+        if not isinstance(self.runs, list) or not all(isinstance(r, dict) for r in self.runs):
+            raise ConfigError("RUNS must be a JSON list of objects, e.g. [{\"lora_r\": 8}, {\"lora_r\": 16}].")
+        if not isinstance(self.base, dict):
+            raise ConfigError(f"BASE must be a JSON object of TrainConfig fields, got {type(self.base).__name__}.")
+        if self.subset_size < 1:
+            raise ConfigError(f"SUBSET_SIZE={self.subset_size}: must be at least 1.")
+        if self.eval_size < 1:
+            raise ConfigError(f"EVAL_SIZE={self.eval_size}: a sweep compares validation losses; hold out at least "
+                              "1 row.")
+        if self.max_steps_per_run == 0 or self.max_steps_per_run < -1:
+            raise ConfigError(f"MAX_STEPS_PER_RUN={self.max_steps_per_run}: a positive step count, or -1 for none.")
+        for name in ("max_minutes_per_run", "max_minutes_total", "prune_margin"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: must not be negative.")
+        if self.evals_per_run < 1:
+            raise ConfigError(f"EVALS_PER_RUN={self.evals_per_run}: must be at least 1.")
+        if self.search == "random" and self.num_samples < 1:
+            raise ConfigError(f"NUM_SAMPLES={self.num_samples}: a random search needs at least 1 draw.")
+
+    def sweep_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("outputs") / self.name
+
+
+def _train_hints() -> dict[str, Any]:
+    return field_types(TrainConfig)
+
+
+def check_field(name: str, where: str, hints: dict) -> None:
+    """Refuse a name that is not a TrainConfig field, or one the sweep sets itself."""
+    if name not in hints:
+        raise unknown_field(TrainConfig, name, where)
+    if name in SET_BY_SWEEP:
+        raise ConfigError(f"{where} sets {name!r}, which the sweep sets itself: {SET_BY_SWEEP[name]}.")
+
+
+def coerce_value(name: str, value: Any, where: str) -> Any:
+    """A grid/base value converted to the TrainConfig field's type, or a clear ConfigError
+    (helpers.core.config.coerce_field: the one conversion of the kit)."""
+    return coerce_field(TrainConfig, name, value, where)
+
+
+def _sig3(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def _draw(name: str, spec: Any, rng: random.Random, hints: dict) -> Any:
+    if isinstance(spec, list):
+        return rng.choice(spec)
+    kind = next(iter(spec))
+    args = spec[kind]
+    if kind == "choice":
+        return rng.choice(args)
+    lo, hi = args
+    if kind == "uniform":
+        return _sig3(rng.uniform(lo, hi))
+    if kind == "log_uniform":
+        return _sig3(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    return rng.randint(int(lo), int(hi))  # int_uniform
+
+
+def _check_spec(name: str, spec: Any, search: str) -> None:
+    where = f"GRID[{name!r}]"
+    if isinstance(spec, list):
+        if not spec:
+            raise ConfigError(f"{where} is an empty list: give at least one value.")
+        return
+    if search == "random" and isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS:
+        kind, args = next(iter(spec.items()))
+        if kind == "choice":
+            if not isinstance(args, list) or not args:
+                raise ConfigError(f"{where}: 'choice' needs a non-empty list of values.")
+            return
+        if (not isinstance(args, list) or len(args) != 2 or not all(isinstance(a, (int, float)) for a in args)
+                or args[0] > args[1]):
+            raise ConfigError(f"{where}: {kind!r} needs [low, high] with low <= high, got {args!r}.")
+        if kind == "log_uniform" and args[0] <= 0:
+            raise ConfigError(f"{where}: 'log_uniform' needs positive bounds, got {args!r}.")
+        return
+    if search == "random":
+        raise ConfigError(f"{where}={spec!r}: give a list of values or one of "
+                          + ", ".join(f'{{"{d}": ...}}' for d in DISTRIBUTIONS) + ".")
+    raise ConfigError(f"{where}={spec!r}: a grid needs a list of values, e.g. [1e-4, 2e-4]; put a fixed value "
+                      f"in BASE instead.")
+
+
+def expand_runs(cfg: SweepConfig) -> list[dict]:
+    """The hyperparameters of every run, in order: ``[{"learning_rate": 1e-4, "lora_r": 8}, ...]``.
+
+    Every name is checked against TrainConfig and every value converted to the field's type, so a
+    typo fails here, before any model is loaded."""
+    hints = _train_hints()
+    if cfg.runs and cfg.grid:
+        raise ConfigError("Give either GRID (combinations or random draws) or RUNS (an explicit list), not both.")
+    if cfg.runs:
+        configs = [dict(r) for r in cfg.runs]
+        if any(not r for r in configs):
+            raise ConfigError("RUNS holds an empty configuration {}: every entry needs at least one field.")
+    else:
+        if not cfg.grid:
+            raise ConfigError('GRID is empty: give at least one TrainConfig field with a list of values, e.g. '
+                              '{"learning_rate": [1e-4, 2e-4], "lora_r": [8, 16]}.')
+        for name, spec in cfg.grid.items():
+            check_field(name, "GRID", hints)
+            _check_spec(name, spec, cfg.search)
+        names = list(cfg.grid)
+        if cfg.search == "grid":
+            configs = [dict(zip(names, combo)) for combo in itertools.product(*(cfg.grid[n] for n in names))]
+        else:
+            rng = random.Random(cfg.search_seed)
+            configs, seen = [], set()
+            for _ in range(cfg.num_samples * 50):
+                c = {n: _draw(n, cfg.grid[n], rng, hints) for n in names}
+                key = json.dumps(c, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    configs.append(c)
+                if len(configs) == cfg.num_samples:
+                    break
+            if len(configs) < cfg.num_samples:
+                print(f"Random search: only {len(configs)} distinct configurations exist in GRID "
+                      f"(NUM_SAMPLES={cfg.num_samples}); running those.")
+    out, seen_names = [], {}
+    for i, c in enumerate(configs):
+        where = f"RUNS[{i}]" if cfg.runs else "GRID"
+        for name in c:
+            check_field(name, where, hints)
+        conv = {n: coerce_value(n, v, where) for n, v in c.items()}
+        name = run_name(conv)
+        if name in seen_names:
+            raise ConfigError(f"{where}: configuration {conv} appears twice (run {name!r}).")
+        seen_names[name] = i
+        out.append(conv)
+    return out
+
+
+def check_base(cfg: SweepConfig) -> dict:
+    """BASE checked against TrainConfig (no field the sweep sets or varies itself) and converted."""
+    hints = _train_hints()
+    base = {}
+    for name, value in cfg.base.items():
+        check_field(name, "BASE", hints)
+        if name in SWEEP_LEVEL:
+            raise ConfigError(f"BASE sets {name!r}: set {name.upper()} of the sweep instead (GRID may vary it).")
+        base[name] = coerce_value(name, value, "BASE")
+    return base

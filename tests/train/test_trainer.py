@@ -132,12 +132,12 @@ def test_gpu_training_step_never_waits_for_the_gpu(tmp_path):
 
     from transformers import TrainerCallback
 
-    from helpers.common.resources import chitchat_conversations
-    from helpers.core.jsonl import write_jsonl
+    from helpers.common.resources import chitchat
+    from helpers.core.jsonl import read_jsonl, write_jsonl
     from helpers.common.hardware import choose, gpu_caps
     if choose(gpu_caps()).dtype != "bfloat16":
         pytest.skip("fp16 training: the gradient scaler checks for overflow every step")
-    write_jsonl(tmp_path / "train.jsonl", chitchat_conversations()[:200])
+    write_jsonl(tmp_path / "train.jsonl", read_jsonl(chitchat("train"))[:200])  # the bundled real conversations
     found = []
 
     class Watch(TrainerCallback):

@@ -225,3 +225,24 @@ def test_coerce_field_reads_strings_and_checks_other_values():
     with pytest.raises(ConfigError, match="LORA_R=8.5: expected a whole number"):
         TrainConfig.from_params({"LORA_R": 8.5}, environ={})
     assert TrainConfig.from_params({"NUM_TRAIN_EPOCHS": 2}, environ={}).num_train_epochs == 2.0
+
+
+def test_describe_lists_what_differs_with_its_source_and_full_lists_all():
+    cfg = TrainConfig.from_params({"LORA_R": 8, "RUN_NAME": "", "MAX_STEPS": -1}, environ={"LEARNING_RATE": "1e-4"},
+                                  output_dir="/tmp/x/sft")
+    text = cfg.describe()
+    lines = text.splitlines()
+    assert lines[0].startswith("TrainConfig: 3 of ") and "describe(full=True)" in lines[0]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {"output_dir", "lora_r", "learning_rate"}  # RUN_NAME and MAX_STEPS equal the defaults
+    assert "parameters cell" in rows["lora_r"] and "LoRA rank" in rows["lora_r"]
+    assert "environment" in rows["learning_rate"] and "set in code" in rows["output_dir"]
+    full = cfg.describe(full=True)
+    assert len(full.splitlines()) == 1 + len(TrainConfig.field_names()) and "default" in full
+    assert TrainConfig().describe().endswith(f"(cfg.describe(full=True) lists all {len(TrainConfig.field_names())}).")
+
+
+def test_describe_puts_the_smoke_preset_in_one_paragraph():
+    text = TrainConfig.from_params({}, environ={"SMOKE": "1"}).describe()
+    assert "from the SMOKE preset" in text and "max_steps=6" in text
+    assert not any(line.startswith("  max_steps ") for line in text.splitlines())

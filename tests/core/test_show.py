@@ -17,3 +17,9 @@ def test_announce_prints_the_box_outside_a_notebook(capsys):
     said = announce("Disk full", "Free some space on Drive, then rerun this cell.", kind="error")
     assert capsys.readouterr().out == said + "\n"
     assert "Free some space on Drive" in said
+
+
+def test_box_wraps_and_frames_every_line():
+    text = box_text("Title", ["x " * 80, "short"])
+    lines = text.splitlines()
+    assert len({len(line) for line in lines}) == 1 and all(line.startswith("!!") for line in lines)

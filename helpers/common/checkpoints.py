@@ -3,8 +3,8 @@
 While training, each checkpoint is written to fast local disk. :class:`DurableCheckpoints` then
 writes its ``MANIFEST.json`` (every file's size and SHA-256) and its completion marker, and
 copies it to the run's durable ``checkpoints/`` folder (Drive on Colab) under a temporary name,
-renamed when complete; the newest ``save_total_limit`` are kept and leftovers of interrupted
-copies are removed.
+renamed when complete; a copy already there that does not verify is replaced the same way; the
+newest ``save_total_limit`` are kept and leftovers of interrupted copies are removed.
 
 :func:`find_resume_checkpoint` picks the newest checkpoint, local or durable, that
 :func:`verify_checkpoint` accepts: complete, with its weights, optimizer, scheduler and trainer
@@ -145,27 +145,49 @@ def find_resume_checkpoint(local_dir: Path, durable_dir: Path, log=print) -> Pat
     return None
 
 
-def copy_checkpoint(src: Path, dest_root: Path, keep: int) -> Path:
+def copy_checkpoint(src: Path, dest_root: Path, keep: int, log=print) -> Path:
     """Copy a checkpoint folder completely (temporary name, then rename), keep the newest ``keep``,
-    and remove the ``.partial`` leftovers of copies that were interrupted."""
+    and remove the ``.partial`` leftovers of copies that were interrupted.
+
+    A copy already there is kept only when it verifies (:func:`verify_checkpoint`); a damaged one
+    (cut short, changed bytes, a file missing, though marked complete) is named and replaced: the new
+    copy is written beside it and swapped in, so no half-written folder ever has the checkpoint's name."""
     dest_root.mkdir(parents=True, exist_ok=True)
     final = dest_root / src.name
     if final.exists() and is_complete_checkpoint(final):
-        return final
+        why = verify_checkpoint(final)
+        if why is None:
+            return final
+        log(f"Replacing {final}: {why}; copying {src} in its place.")
     tmp = dest_root / f".{src.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
     (tmp / COMPLETE_MARKER).write_text(json.dumps({"copied_at": time.time()}) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
+    old = dest_root / f".{src.name}.replaced"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)  # a folder cannot be renamed over another: the damaged one steps aside first
     os.replace(tmp, final)
-    for stale in dest_root.glob(".checkpoint-*.partial"):  # a complete copy exists now: they are no use
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in [*dest_root.glob(".checkpoint-*.partial"), *dest_root.glob(".checkpoint-*.replaced")]:
+        shutil.rmtree(stale, ignore_errors=True)  # a complete copy exists now: they are no use
     ckpts = [c for c in list_checkpoints(dest_root) if is_complete_checkpoint(c)]
-    for old in ckpts[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    for old_ckpt in ckpts[:-keep] if keep > 0 else []:
+        shutil.rmtree(old_ckpt, ignore_errors=True)
     return final
 
 
+def keep_durable_copy(local: Path, durable: Path, keep: int, log=print) -> Path | None:
+    """At the end of a run: the newest local checkpoint that verifies, also on the durable side
+    (Drive), verified there, a damaged copy replaced (:func:`copy_checkpoint`). Checkpoints are
+    copied as they are saved; this is for a run that saves nothing more (resumed at its last step),
+    whose durable copy may be the damaged one. None when the trainer writes to the durable folder
+    itself or no local checkpoint verifies."""
+    if durable.resolve() == local.resolve():
+        return None
+    for ckpt in reversed(list_checkpoints(local)):
+        if verify_checkpoint(ckpt) is None:
+            return copy_checkpoint(ckpt, durable, keep, log)
+    return None
 
 
 def checkpoint_dirs(checkpoint_dir: str, run, in_shard: bool = False) -> tuple[Path, Path]:
@@ -210,9 +232,10 @@ def stage_locally(ckpt: Path, local: Path, log=print) -> Path:
     return dest
 
 
-def durable_checkpoints_callback(durable: Path, keep: int):
+def durable_checkpoints_callback(durable: Path, keep: int, log=print):
     """A TrainerCallback that, after each checkpoint, writes its manifest and completion marker
-    and copies it to ``durable`` (when that is not where the trainer writes)."""
+    and copies it to ``durable`` (when that is not where the trainer writes); ``log`` hears of a
+    damaged durable copy replaced."""
     from transformers import TrainerCallback
 
     class DurableCheckpoints(TrainerCallback):
@@ -225,6 +248,6 @@ def durable_checkpoints_callback(durable: Path, keep: int):
             write_manifest(ckpt)
             (ckpt / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "time": time.time()}) + "\n")
             if durable.resolve() != Path(args.output_dir).resolve():
-                copy_checkpoint(ckpt, durable, keep)
+                copy_checkpoint(ckpt, durable, keep, log)
 
     return DurableCheckpoints()

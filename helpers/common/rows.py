@@ -13,8 +13,8 @@ TYPE_PROBLEM = "not text:"  # a list or dict where a string belongs (it would be
 
 
 def validate_rows(rows: list[dict], path: str = "dataset") -> list[str]:
-    """Problems with rows (missing fields, empty replies, wrong roles, a list or dict in a text
-    field), one message per bad row."""
+    """Problems with rows (missing fields, empty replies or user turns, wrong roles, a list or dict in
+    a text field or a message's content), one message per bad row."""
     problems = []
     for i, row in enumerate(rows):
         where = f"{path} row {i}"
@@ -24,6 +24,10 @@ def validate_rows(rows: list[dict], path: str = "dataset") -> list[str]:
                 problems.append(f"{where}: 'messages' is empty or not a list")
                 continue
             for j, m in enumerate(msgs):
+                if isinstance(m, dict) and isinstance(m.get("content"), (list, dict)):
+                    kind = type(m["content"]).__name__
+                    problems.append(f"{where}: {TYPE_PROBLEM} message {j}'s 'content' is a {kind}")
+                    break
                 if (
                     not isinstance(m, dict)
                     or m.get("role") not in ("system", "user", "assistant")
@@ -32,7 +36,10 @@ def validate_rows(rows: list[dict], path: str = "dataset") -> list[str]:
                     problems.append(f"{where}: message {j} needs role system/user/assistant and string content")
                     break
             else:
-                if not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
+                empty = next((j for j, m in enumerate(msgs) if m["role"] == "user" and not m["content"].strip()), None)
+                if empty is not None:
+                    problems.append(f"{where}: message {empty} is an empty user turn")
+                elif not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
                     problems.append(f"{where}: no non-empty assistant reply")
         elif "instruction" in row or "output" in row:
             wrong = [

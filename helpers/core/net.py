@@ -14,6 +14,11 @@ one ``Retry-After`` parser and one backoff policy.
   (``retry_after="replaces"``).
 * :func:`transport_errors` gives the httpx exception classes worth retrying: timeouts, and broken
   connections or bodies (refused, reset, cut short, undecodable).
+* :func:`request_within` sends one request and reads its whole body within a deadline: httpx's
+  timeouts apply to each read, so a server that trickles a byte every second would hold a
+  request for ever. The body is streamed and the clock checked after every piece, and a watchdog
+  shuts the socket at the deadline (the socket of a new connection from the start; of a reused
+  one once the headers are in). Past the deadline it raises httpx's timeout exception.
 
 httpx is imported inside the functions, so ``import helpers.core.net`` stays fast. (Not named ``http``: with
 helpers/ itself on ``sys.path`` it would hide the standard library's ``http``.)
@@ -21,11 +26,15 @@ helpers/ itself on ``sys.path`` it would hide the standard library's ``http``.)
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import re
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Callable
+from typing import Any, Callable
 
 DELAY_SECONDS = re.compile(r"\d+(\.\d+)?")  # RFC 9110 delay-seconds (digits; a fraction tolerated)
 
@@ -89,3 +98,69 @@ class Backoff:
         if retry_after is not None:
             wait = retry_after if self.retry_after == "replaces" else max(retry_after, wait)
         return wait if self.cap is None else min(wait, self.cap)
+
+
+@dataclass
+class Reply:
+    """A response read to its end by :func:`request_within`: status, headers and the body's bytes."""
+
+    status_code: int
+    headers: Any  # httpx.Headers: case-insensitive
+    content: bytes
+    encoding: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _shut(holder: dict) -> None:
+    """The watchdog: shut the request's socket (a blocked read then returns at once)."""
+    holder["fired"] = True
+    stream = holder.get("stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def request_within(session, method: str, url: str, deadline_s: float, **kw) -> Reply:
+    """``session.request(method, url, **kw)`` read to its end within ``deadline_s`` seconds in all
+    (see the module docstring); raises httpx's timeout exception when the deadline passes."""
+    import httpx
+    t0 = time.monotonic()
+    holder: dict = {}
+
+    def trace(event: str, info: dict) -> None:  # a new connection: its stream, for the watchdog
+        if event == "connection.connect_tcp.complete":
+            holder["stream"] = info.get("return_value")
+
+    watchdog = threading.Timer(deadline_s, _shut, (holder,))
+    watchdog.daemon = True
+    watchdog.start()
+    pieces: list[bytes] = []
+    ended = None  # when the body was read to its end
+    try:
+        with session.stream(method, url, timeout=deadline_s, extensions={"trace": trace}, **kw) as r:
+            holder.setdefault("stream", r.extensions.get("network_stream"))
+            if holder.get("fired"):
+                _shut(holder)
+            for piece in r.iter_bytes():
+                pieces.append(piece)
+                if time.monotonic() - t0 > deadline_s:
+                    break
+            else:
+                ended = time.monotonic()
+    except (httpx.TransportError, httpx.DecodingError):
+        if not holder.get("fired"):
+            raise
+    finally:
+        watchdog.cancel()
+    if ended is None or ended - t0 > deadline_s:  # cut by the watchdog or the clock (even if it looks whole)
+        raise httpx.ReadTimeout(f"no complete answer within {deadline_s:g}s (a deadline for the whole request)")
+    return Reply(r.status_code, r.headers, b"".join(pieces), r.charset_encoding)

@@ -153,6 +153,8 @@ def triples_from_answer(record: dict, chunk_text: str) -> tuple[list[dict], list
     """Valid triples of one stored answer, and rejects (each with ``reason`` and what was rejected)."""
     base = {"source": record["source"], "chunk_id": record["chunk_id"], "chunk_index": record["chunk_index"],
             "teacher": record["teacher"]}
+    if record.get("part"):  # an answer about a part of a chunk too long for the teacher
+        base["part"] = record["part"]
     items, error, cut_short = parse_answer(record["answer"])
     truncated = record.get("finish_reason") == "length"
     if error:

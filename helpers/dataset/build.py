@@ -18,7 +18,8 @@
   ``drop_leaked_test`` (the default), moved out of ``test.jsonl`` into
   ``dataset/test_leaked.jsonl`` (with their containment and the training text that holds it);
 * ``dataset/card.md``: counts, sources, the split and why, the leakage figure, cleaning warnings
-  (a cut that took a large share of a document), teacher, prompt, cost, rejects by reason.
+  (a cut that took a large share of a document), teacher, prompt, cost, rejects by reason, the chunks
+  split in parts (too long for the teacher) and those it did not answer, with its message.
 
 Near duplicates are found with MinHash (64 permutations, LSH in 16 bands) over word 3-gram
 shingles of instruction + output, confirmed by the exact Jaccard similarity
@@ -49,6 +50,7 @@ from helpers.dataset.teacher import (
     HttpTeacher,
     LocalTeacher,
     TeacherStore,
+    chunk_answers,
     load_prompt,
     render_messages,
     request_key,
@@ -329,19 +331,7 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                       cfg.price_input_per_m, cfg.price_output_per_m, verbose=verbose,
                       reask_rejected=cfg.reask_rejected)
 
-    triples, rejects = [], []
-    for c in chunks:
-        rec = store.records.get(request_key(teacher.key_id, render_messages(c.text, c.source, cfg.pairs_per_chunk,
-                                                                          template, DEFAULT_SYSTEM)))
-        if rec is None:
-            fail = next((f for f in run["failed"] if f["chunk_id"] == c.id), None)
-            rejects.append({"source": c.source, "chunk_id": c.id, "chunk_index": c.index, "teacher": teacher.name,
-                            "reason": "no answer yet: " + (fail["error"] if fail else "request failed") +
-                                      " (rerun the notebook to ask again)"})
-            continue
-        t, r = triples_from_answer(rec, c.text)
-        triples += t
-        rejects += r
+    triples, rejects = _teacher_rows(chunks, store, teacher, run["failed"], cfg.pairs_per_chunk, template)
     kept, dups = deduplicate(triples, cfg.near_dup_threshold)
     rejects += dups
     train, test, split_desc = split_by_document(kept, cfg.test_fraction, cfg.seed)
@@ -358,6 +348,7 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                "tokenizer": tok_name, "chunk_tokens": cfg.chunk_tokens, "chunk_overlap": cfg.chunk_overlap,
                "chunks": len(chunks), "chunks_per_source": dict(collections.Counter(c.source for c in chunks)),
                "teacher": {k: run[k] for k in run if k != "failed"} | {"failed": len(run["failed"])},
+               "failed_chunks": run["failed"],
                "teacher_url": cfg.teacher_base_url if teacher.backend == "http" else "",
                "examples_from_teacher": len(triples), "duplicates_removed": len(dups), "kept": len(kept),
                "train": len(train), "test": len(test), "split": split_desc, "leakage": leak,
@@ -377,6 +368,26 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
               f"{len(train)} train / {len(test)} test ({split_desc}); leakage: {leak['line']}; {len(rejects)} rejects "
               f"({', '.join(f'{k}: {v}' for k, v in reasons.most_common(5))})", flush=True)
     return summary
+
+
+def _teacher_rows(chunks: list, store: TeacherStore, teacher, failed: list[dict], n: int,
+                 template: str) -> tuple[list[dict], list[dict]]:
+    """The triples of every stored answer of ``chunks`` (or of their parts, for a chunk asked in parts),
+    and the rejects: unusable answers and items, and each chunk or part not answered yet, with why."""
+    triples, rejects = [], []
+    why = {(f["chunk_id"], f["part"]): f["error"] for f in failed}
+    for c in chunks:
+        key = request_key(teacher.key_id, render_messages(c.text, c.source, n, template, DEFAULT_SYSTEM))
+        for rec, text, part in chunk_answers(store, key, c.text):
+            if rec is None:
+                rejects.append({"source": c.source, "chunk_id": c.id, "chunk_index": c.index, "part": part,
+                                "teacher": teacher.name, "reason": "no answer yet: " + why.get(
+                                    (c.id, part), "request failed") + " (rerun the notebook to ask again)"})
+                continue
+            t, r = triples_from_answer(rec, text)
+            triples += t
+            rejects += r
+    return triples, rejects
 
 
 def check_leakage(cfg: DatasetConfig, train: list[dict], test: list[dict], chunks: list, leaked_path: Path,
@@ -412,6 +423,17 @@ def _leakage_lines(s: dict) -> list[str]:
     return ["## Train/test leakage", "",
             f"{lk['line'][0].upper() + lk['line'][1:]}. Measure: {lk['measure']}; training passages: "
             f"{lk['passages']}; threshold {lk['threshold']} (LEAKAGE_THRESHOLD). {what[0].upper() + what[1:]}.", ""]
+
+
+def _failed_lines(failed: list[dict]) -> list[str]:
+    """The card's list of chunks the teacher did not answer this run, with its message."""
+    if not failed:
+        return []
+    return ["## Chunks the teacher did not answer", "",
+            f"{len(failed)} request(s) failed: these chunks (or parts) gave no examples this time and are asked "
+            "again on the next run:", "",
+            *[f"- {f['source']} chunk {f['chunk_index']}" + (f" part {f['part']}" if f.get("part") else "")
+              + f" (`{f['chunk_id']}`): {f['error']}" for f in failed], ""]
 
 
 def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
@@ -458,7 +480,9 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
               f"- tokens: {t['total_prompt_tokens']:,} prompt + {t['total_completion_tokens']:,} completion; "
               f"estimated cost ${t['total_cost_usd']:.4f}",
               f"- this run: {t['answered']} chunks answered ({t.get('reasked', 0)} of them re-asked after an unusable "
-              f"answer), {t['resumed']} resumed from earlier runs, {t['failed']} failed", "",
+              f"answer), {t['resumed']} resumed from earlier runs, {t['failed']} failed",
+              f"- chunks split in parts, too long for the teacher's context: {t.get('split', 0)}", "",
+              *_failed_lines(s.get("failed_chunks", [])),
               "## Rejects by reason", "", "| reason | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s["rejects_by_reason"].items()] or ["| (none) | 0 |"]
     lines += ["", "## Prompt", "", "System:", "", "```text", s["system"], "```", "",

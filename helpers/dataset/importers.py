@@ -8,7 +8,10 @@
   rows for notebook 03 (PDFs cleaned by ``helpers.dataset.pdf``).
 
 Each returns ``(rows, problems)``: a row or file that cannot be used is listed in ``problems`` with
-its file, row number and reason, never dropped silently. ``save_dataset(rows, out_dir)`` writes
+its file, row number and reason, never dropped silently. Files are read as
+``helpers.core.jsonl.read_rows`` reads them: UTF-8 with or without a BOM, or UTF-16; a byte that is
+not UTF-8 costs its row alone; JSON list or JSON Lines by the content. A list or dict where text
+belongs, and an empty user turn, reject their row. ``save_dataset(rows, out_dir)`` writes
 ``train.jsonl`` / ``test.jsonl`` with a deterministic held-out share.
 """
 from __future__ import annotations
@@ -19,46 +22,41 @@ import os
 from pathlib import Path
 
 from helpers.core.files import DatasetFiles
-from helpers.core.jsonl import write_jsonl
+from helpers.core.jsonl import BadRow, DataError, read_rows, read_text_file, write_jsonl
 from helpers.dataset.pdf import read_pdfs
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
             "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
 
 
-class ImportDataError(ValueError):
-    """A file that cannot be imported at all; the message names it."""
+class ImportDataError(DataError):
+    """A file that cannot be imported at all; the message names it (and the row, where there is one)."""
 
 
 def _load_rows(path: str | os.PathLike) -> list[tuple[int, object]]:
-    """(row number, value) of a JSON list, JSONL or Parquet file; row numbers count from 1."""
+    """(row number, value) of a JSON list, JSONL or Parquet file; row numbers count from 1; a row
+    that cannot be read is a BadRow."""
     p = Path(path)
-    if not p.exists():
-        raise ImportDataError(f"{p}: no such file")
-    if p.suffix.lower() == ".parquet":
+    if p.suffix.lower() == ".parquet" and p.is_file():
         import pyarrow.parquet as pq
         return list(enumerate(pq.read_table(p).to_pylist(), 1))
-    text = p.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ImportDataError(f"{p}: not valid JSON ({exc})") from None
-        return list(enumerate(data, 1))
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append((n, json.loads(line)))
-            except ValueError as exc:
-                rows.append((n, ValueError(f"not JSON ({exc})")))
-    return rows
+    try:
+        return read_rows(p)
+    except DataError as exc:
+        raise ImportDataError(str(exc)) from None
+
+
+def _structured(fields: dict) -> str | None:
+    """Why a row with a list or dict where text belongs is refused (it would become Python's repr)."""
+    wrong = [f"{k!r} is a {type(v).__name__}" for k, v in fields.items() if isinstance(v, (list, dict))]
+    return ("not text: " + ", ".join(wrong) + " (import it as text, e.g. json.dumps the value)") if wrong else None
 
 
 def _conversation(row, where: str) -> tuple[dict | None, str | None]:
-    if isinstance(row, Exception):
+    if isinstance(row, BadRow):
         return None, f"{where}: {row}"
+    if isinstance(row, list):  # a row that is the list of turns itself
+        row = {"conversations": row}
     if not isinstance(row, dict):
         return None, f"{where}: not a JSON object"
     turns = row.get("conversations") if "conversations" in row else row.get("messages")
@@ -73,6 +71,8 @@ def _conversation(row, where: str) -> tuple[dict | None, str | None]:
         role = ROLE_MAP.get(who)
         if role is None:
             return None, f"{where}: turn {j} has an unknown speaker {who!r} (known: {', '.join(sorted(ROLE_MAP))})"
+        if isinstance(text, (list, dict)):
+            return None, f"{where}: turn {j}: " + _structured({"value": text})
         if not isinstance(text, str):
             return None, f"{where}: turn {j} has no text"
         if msgs and msgs[-1]["role"] == role and role != "system":
@@ -82,6 +82,9 @@ def _conversation(row, where: str) -> tuple[dict | None, str | None]:
     body = [m for m in msgs if m["role"] != "system"]
     if not body or body[0]["role"] != "user":
         return None, f"{where}: the conversation does not start with a user turn"
+    empty = next((j for j, m in enumerate(body) if m["role"] == "user" and not m["content"]), None)
+    if empty is not None:
+        return None, f"{where}: user turn {empty} is empty"
     if not any(m["role"] == "assistant" and m["content"] for m in body):
         return None, f"{where}: no non-empty assistant turn"
     return {"messages": msgs}, None
@@ -102,7 +105,7 @@ def import_alpaca(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
     rows, problems = [], []
     for n, row in _load_rows(path):
         where = f"{Path(path).name} row {n}"
-        if isinstance(row, Exception):
+        if isinstance(row, BadRow):
             problems.append(f"{where}: {row}")
             continue
         if not isinstance(row, dict):
@@ -112,8 +115,12 @@ def import_alpaca(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
         out = {}
         for field, aliases in (("instruction", ("instruction", "prompt", "question")), ("input", ("input", "context")),
                                ("output", ("output", "response", "answer"))):
-            val = next((low[a] for a in aliases if a in low), "")
-            out[field] = "" if val is None else str(val).strip()
+            out[field] = next((low[a] for a in aliases if a in low), "")
+        why = _structured(out)
+        if why:
+            problems.append(f"{where}: {why}")
+            continue
+        out = {k: "" if v is None else str(v).strip() for k, v in out.items()}
         if not out["instruction"] or not out["output"]:
             problems.append(f"{where}: empty or missing {'instruction' if not out['instruction'] else 'output'}")
             continue
@@ -138,9 +145,9 @@ def import_text_folder(folder: str | os.PathLike) -> tuple[list[dict], list[str]
                 rows.append({"text": by_path[str(p)].text, "source": rel})
             continue
         try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(f"{rel}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+            text = read_text_file(p)
+        except DataError as exc:
+            problems.append(f"{rel}: {str(exc).removeprefix(f'{p}: ')}")
             continue
         if not text.strip():
             problems.append(f"{rel}: empty file")

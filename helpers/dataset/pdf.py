@@ -31,8 +31,10 @@ document in ``removed_share``) and the warnings.
 
 Files that cannot give text raise :class:`PdfError` naming the file and the reason: encrypted
 with a password (files with only an owner password, RC4 or AES, are opened), corrupt or not a
-PDF, no pages, or no text layer (a scan: OCR it first). ``read_pdfs(paths)`` reads a batch,
-reports those by name and carries on with the rest.
+PDF, no pages, no text layer, or mostly scanned: more than half of its pages are images with
+at most a stray line of text (``SCANNED_PAGE_CHARS``), so what text it has (a stamp, a URL, one
+page) is not the document; OCR it first. A minority of scanned pages is a warning naming them.
+``read_pdfs(paths)`` reads a batch, reports those by name and carries on with the rest.
 
 This module ties the steps together; each lives in its own module: ``pdf_extract`` (files → page
 texts), ``pdf_layout`` (a PDFium page's lines), ``pdf_unicode``, ``pdf_furniture`` (headers,
@@ -47,7 +49,7 @@ from pathlib import Path
 from typing import Iterable
 
 from helpers.dataset.pdf_backmatter import MAX_SHARE, WARN_SHARE, drop_back_matter
-from helpers.dataset.pdf_extract import MIN_TEXT_CHARS, PdfError, extract_pages
+from helpers.dataset.pdf_extract import MIN_TEXT_CHARS, SCANNED_PAGE_CHARS, PdfError, extract_pages
 from helpers.dataset.pdf_furniture import remove_page_furniture
 from helpers.dataset.pdf_layout import CODE_MARK
 from helpers.dataset.pdf_paragraphs import SENTENCE_END, join_paragraphs
@@ -135,14 +137,34 @@ def read_pdf(path: str | Path, engine: str = "auto") -> PdfText:
     t0 = time.time()
     pages, facts = extract_pages(path, engine)
     raw_chars = sum(len(p) for p in pages)
+    scanned = scanned_pages(pages, facts["image_pages"])
+    if len(scanned) > len(pages) / 2:
+        raise PdfError(path.name, f"mostly scanned: {len(scanned)} of its {len(pages)} pages are images without a "
+                                  f"text layer, and the {raw_chars:,} characters of text it has (stray lines, URLs, "
+                                  "a few pages) are not the document; run OCR on it first (e.g. ocrmypdf)")
     text, counts = clean_pages(pages, path.name)
+    if scanned:
+        counts["warnings"].append(f"{path.name}: {len(scanned)} of {len(pages)} pages are scanned images without "
+                                  f"text (page(s) {_page_list(scanned)}): their content is missing; OCR them to use it")
     if len(text.strip()) < MIN_TEXT_CHARS:
         raise PdfError(path.name, "nothing left after cleaning (only headers, page numbers or references)")
     stats = {"file": path.name, "pages": len(pages), "pages_without_text": sum(1 for p in pages if not p.strip()),
-             "failed_pages": facts["failed_pages"], "encrypted": facts["encrypted"], "extractor": facts["extractor"],
+             "scanned_pages": scanned, "failed_pages": facts["failed_pages"], "encrypted": facts["encrypted"],
+             "extractor": facts["extractor"],
              "chars_extracted": raw_chars, "chars_clean": len(text), "paragraphs": text.count("\n\n") + 1,
              **counts, "seconds": round(time.time() - t0, 2)}
     return PdfText(source=path.name, path=str(path), text=text, stats=stats)
+
+
+def scanned_pages(pages: list[str], image_pages: list[int] | None) -> list[int]:
+    """The pages (from 1) that look scanned: fewer than ``SCANNED_PAGE_CHARS`` characters of text on a
+    page that images cover (``image_pages``; every page short of text when that is None)."""
+    return [i for i, p in enumerate(pages, 1) if len(p.strip()) < SCANNED_PAGE_CHARS
+            and (image_pages is None or i in image_pages)]
+
+
+def _page_list(pages: list[int]) -> str:
+    return ", ".join(map(str, pages[:10])) + (f" and {len(pages) - 10} more" if len(pages) > 10 else "")
 
 
 def find_pdfs(folder: str | Path) -> list[Path]:
@@ -193,6 +215,8 @@ def describe_stats(s: dict) -> str:
     msg = f"{s['pages']} pages, {s['chars_extracted']:,} → {s['chars_clean']:,} chars"
     if s.get("pages_without_text"):
         msg += f", {s['pages_without_text']} page(s) without text"
+    if s.get("scanned_pages"):
+        msg += f", {len(s['scanned_pages'])} scanned page(s) (OCR them)"
     if s.get("failed_pages"):
         msg += f", {len(s['failed_pages'])} page(s) unreadable"
     if dropped:

@@ -8,6 +8,8 @@ from pathlib import Path
 from helpers.dataset.pdf_layout import pdfium_page_text
 
 MIN_TEXT_CHARS = 20  # fewer non-blank characters than this in the whole file = no text layer
+SCANNED_PAGE_CHARS = 200  # a page with fewer characters than this (a stamp, a URL) over an image is a scan
+IMAGE_PAGE_SHARE = 0.5  # ... when images cover at least this share of it
 
 
 class PdfError(ValueError):
@@ -52,6 +54,8 @@ def _extract_pdfium(path: Path, facts: dict) -> list[str] | None:
                 page = doc[i]
                 try:
                     pages.append(pdfium_page_text(page))
+                    if _image_share(page) >= IMAGE_PAGE_SHARE:
+                        facts["image_pages"].append(i + 1)
                 finally:
                     page.close()
             except Exception as exc:  # a damaged page: named in the stats, the rest goes on
@@ -60,6 +64,17 @@ def _extract_pdfium(path: Path, facts: dict) -> list[str] | None:
         return pages
     finally:
         doc.close()
+
+
+def _image_share(page) -> float:
+    """The share of a PDFium page that its images cover (overlaps counted twice, capped at 1)."""
+    import pypdfium2.raw as pdfium_c
+    width, height = page.get_size()
+    area = 0.0
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]):
+        left, bottom, right, top = obj.get_bounds()
+        area += max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(top, height) - max(bottom, 0.0))
+    return min(1.0, area / (width * height)) if width * height > 0 else 0.0
 
 
 def _extract_pypdf(path: Path, facts: dict) -> list[str]:
@@ -96,7 +111,8 @@ def _extract_pypdf(path: Path, facts: dict) -> list[str]:
 
 
 def extract_pages(path: str | Path, engine: str = "auto") -> tuple[list[str], dict]:
-    """The raw text of every page and extraction facts; PdfError for unusable files.
+    """The raw text of every page and extraction facts (``image_pages``: the pages, from 1, that
+    images cover at least half of; None when pypdf read the file); PdfError for unusable files.
 
     ``engine``: ``"pdfium"`` (pypdfium2, the default: it loses no spaces on justified lines, see
     ``bench/RESULTS.md``), ``"pypdf"`` (pure Python; needs ``cryptography`` for AES), or
@@ -107,7 +123,7 @@ def extract_pages(path: str | Path, engine: str = "auto") -> tuple[list[str], di
     _check_file(path)
     if engine not in ("auto", "pdfium", "pypdf"):
         raise ValueError(f"engine={engine!r}: use 'auto', 'pdfium' or 'pypdf'")
-    facts = {"encrypted": False, "failed_pages": [], "extractor": engine}
+    facts = {"encrypted": False, "failed_pages": [], "extractor": engine, "image_pages": []}
     pages = None
     if engine in ("auto", "pdfium"):
         pages = _extract_pdfium(path, facts)
@@ -116,6 +132,7 @@ def extract_pages(path: str | Path, engine: str = "auto") -> tuple[list[str], di
             raise PdfError(name, "corrupt or unreadable PDF (PDFium cannot parse it)")
     if pages is None:
         facts["extractor"] = "pypdf"
+        facts["image_pages"] = None  # not measured: a page short of text counts as a scan
         pages = _extract_pypdf(path, facts)
     n_pages = len(pages)
     if n_pages == 0:

@@ -2,11 +2,14 @@
 
 Two backends answer the same chat messages:
 
-* :class:`HttpTeacher`: any OpenAI-compatible ``/chat/completions`` endpoint (Groq, OpenAI,
-  a local vLLM or llama.cpp server), set by ``TEACHER_BASE_URL`` and ``TEACHER_MODEL``; the key
-  is ``TEACHER_API_KEY`` from the environment or Colab's secret store, and is never printed.
-  Requests run concurrently in a thread pool; 429 waits for ``Retry-After``, 5xx, timeouts and
-  dropped connections are retried with exponential backoff; other 4xx stop with the reason.
+* :class:`HttpTeacher` (:mod:`helpers.dataset.teacher_http`): any OpenAI-compatible endpoint.
+  Requests run ``concurrency`` at a time in a thread pool. Only what dooms every request stops
+  the build (:class:`TeacherStop`: a refused key, an unknown model, no credit, a ``Retry-After``
+  longer than ``max_wait_s``, an endpoint that answers HTML every time), and every answer in
+  flight is still stored; any other refusal fails its chunk alone (:class:`ChunkRefused`, named
+  with the document and chunk; asked again on a rerun). A chunk refused as too long for the
+  teacher's context is split in two at a paragraph or sentence near its middle and the parts
+  asked (the split is stored, so a rerun asks only missing parts).
   Token counts come from the response's ``usage``; the cost from per-million-token prices.
 * :class:`LocalTeacher`: a transformers model (the embedded SmolLM2 offline; a real Llama on a
   GPU). Its answer is started with ``{"examples": [{"instruction": "What`` so a small model stays
@@ -30,19 +33,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
+import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from helpers.common.generate import generate_answers
 from helpers.common.models import load_model
 from helpers.core.jsonl import JsonlStore
-from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
 from helpers.dataset.answers import triples_from_answer
+from helpers.dataset.teacher_http import (  # noqa: F401 (HttpTeacher and teacher_api_key: re-exported)
+    ChunkRefused,
+    Completion,
+    HttpTeacher,
+    TeacherError,
+    TeacherStop,
+    teacher_api_key,
+)
 
 DEFAULT_SYSTEM = ("You write training data for an instruction-following assistant. "
                   "You reply with JSON only, with no text before or after it.")
@@ -64,26 +74,8 @@ Passage:
 {text}
 >>>"""  # noqa: E501 (the prompt's text, one line per paragraph)
 LOCAL_PREFILL = '{"examples": [{"instruction": "What'
-
-
-class TeacherError(RuntimeError):
-    """A teacher that cannot answer (bad settings, rejected key, a request that kept failing)."""
-
-
-def teacher_api_key() -> str | None:
-    """``TEACHER_API_KEY`` from the environment or Colab's secret store (never printed)."""
-    key = os.environ.get("TEACHER_API_KEY")
-    if key:
-        return key
-    if "google.colab" in sys.modules:
-        try:
-            from google.colab import userdata  # type: ignore
-            return userdata.get("TEACHER_API_KEY")
-        except Exception:
-            return None
-    return None
-
-
+MIN_SPLIT_CHARS = 200  # a part shorter than this is not split again
+MAX_SPLIT_DEPTH = 3  # a chunk is split at most into 2**3 parts
 # ----------------------------------------------------------------------------------------------
 # Prompt
 # ----------------------------------------------------------------------------------------------
@@ -115,110 +107,8 @@ def request_key(teacher_name: str, messages: list[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Backends
+# The local backend
 # ----------------------------------------------------------------------------------------------
-@dataclass
-class Completion:
-    text: str
-    finish_reason: str | None  # "stop", "length" (cut at the token limit), ...
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    attempts: int = 1
-
-
-class HttpTeacher:
-    """An OpenAI-compatible chat-completions endpoint (see the module docstring)."""
-
-    backend = "http"
-
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, max_new_tokens: int = 1024,
-                 temperature: float = 0.2, timeout_s: float = 120.0, max_retries: int = 5, backoff_s: float = 2.0,
-                 max_wait_s: float = 120.0, json_mode: bool = True, concurrency: int = 4):
-        if not base_url:
-            raise TeacherError("TEACHER_BASE_URL is empty: set it to an OpenAI-compatible endpoint, e.g. "
-                               "https://api.groq.com/openai/v1, https://api.openai.com/v1 or http://localhost:8000/v1.")
-        if not model:
-            raise TeacherError("TEACHER_MODEL is empty: name the model the endpoint serves, "
-                               "e.g. llama-3.3-70b-versatile.")
-        self.url = base_url.rstrip("/") + ("" if base_url.rstrip("/").endswith("/chat/completions")
-                                           else "/chat/completions")
-        self.model = model
-        self._key = api_key if api_key is not None else teacher_api_key()
-        self.max_new_tokens, self.temperature = max_new_tokens, temperature
-        self.timeout_s, self.max_retries = timeout_s, max_retries
-        self.backoff_s, self.max_wait_s = backoff_s, max_wait_s
-        self.json_mode, self.concurrency = json_mode, max(1, concurrency)
-        self._local = threading.local()
-
-    @property
-    def name(self) -> str:
-        return self.model
-
-    @property
-    def backoff(self) -> Backoff:
-        """``backoff_s`` doubled per retry, plus up to 25 % at random; a 429's Retry-After is the wait
-        instead; never more than ``max_wait_s``."""
-        return Backoff(self.backoff_s, jitter=0.25, cap=self.max_wait_s, retry_after="replaces")
-
-    @property
-    def key_id(self) -> str:
-        return self.model
-
-    def __repr__(self) -> str:  # never the key
-        return f"HttpTeacher(url={self.url!r}, model={self.model!r}, key={'set' if self._key else 'not set'})"
-
-    def _client(self):
-        if getattr(self._local, "client", None) is None:  # one pooled client per worker thread
-            self._local.client = client(self.timeout_s)
-        return self._local.client
-
-    def complete(self, messages: list[dict]) -> Completion:
-        timeout_error, broken = transport_errors()
-        payload = {"model": self.model, "messages": messages, "max_tokens": self.max_new_tokens,
-                   "temperature": self.temperature}
-        if self.json_mode:
-            payload["response_format"] = {"type": "json_object"}
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        t0 = time.time()
-        err = ""
-        for attempt in range(1, self.max_retries + 2):
-            retry_after = None
-            try:
-                r = self._client().post(self.url, json=payload, headers=headers)
-            except timeout_error:
-                err = f"no answer within {self.timeout_s:g}s (timeout)"
-            except broken as exc:
-                err = f"connection failed ({type(exc).__name__}: {str(exc)[:200]})"
-            else:
-                if r.status_code == 200:
-                    try:
-                        body = r.json()
-                        choice = body["choices"][0]
-                        text = choice["message"].get("content") or ""
-                        usage = body.get("usage") or {}
-                        return Completion(text, choice.get("finish_reason"), int(usage.get("prompt_tokens") or 0),
-                                          int(usage.get("completion_tokens") or 0), round(time.time() - t0, 3), attempt)
-                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                        err = (f"HTTP 200 but not a chat completion ({type(exc).__name__}: {str(exc)[:100]}; "
-                               f"body {r.text[:200]!r})")
-                elif r.status_code == 429:
-                    retry_after = parse_retry_after(r.headers.get("retry-after"))
-                    err = f"rate limited (HTTP 429, Retry-After {r.headers.get('retry-after')!r})"
-                elif r.status_code >= 500:
-                    err = f"server error (HTTP {r.status_code}: {r.text[:200]!r})"
-                elif r.status_code in (401, 403):
-                    raise TeacherError(f"{self.url} refused the API key (HTTP {r.status_code}). Set TEACHER_API_KEY in "
-                                       "the environment or as a Colab secret (key icon) to a valid key.")
-                else:
-                    raise TeacherError(f"{self.url} answered HTTP {r.status_code} for model {self.model!r}: "
-                                       f"{r.text[:300]}")
-            if attempt > self.max_retries:
-                break
-            time.sleep(self.backoff.delay(attempt - 1, retry_after))
-        raise TeacherError(f"gave up after {self.max_retries + 1} tries: {err}")
-
-
 class LocalTeacher:
     """A transformers model as the teacher (the embedded model offline)."""
 
@@ -305,31 +195,74 @@ def cost_usd(prompt_tokens: int, completion_tokens: int, price_input_per_m: floa
     return prompt_tokens / 1e6 * price_input_per_m + completion_tokens / 1e6 * price_output_per_m
 
 
+def split_text(text: str) -> list[str]:
+    """Two halves of a text too long for the teacher, cut at the paragraph break, else the sentence end,
+    else the space nearest its middle (within its middle half)."""
+    mid = len(text) // 2
+    for pattern in (r"\n\s*\n", r"(?<=[.!?])\s+", r"\s+"):
+        cuts = [m for m in re.finditer(pattern, text) if len(text) / 4 <= m.start() <= 3 * len(text) / 4]
+        if cuts:
+            cut = min(cuts, key=lambda m: abs(m.start() - mid))
+            return [text[:cut.start()], text[cut.end():]]
+    return [text[:mid], text[mid:]]
+
+
+def chunk_answers(store: TeacherStore, key: str, text: str, part: str = "") -> list[tuple[dict | None, str, str]]:
+    """``(stored answer or None, text asked, part)`` for the chunk asked with ``key``: its answer, or
+    those of the parts it was split into (part "1", "2", "2.1", ...), None where not answered yet."""
+    rec = store.records.get(key)
+    if rec is None or not rec.get("split"):
+        return [(rec, text, part)]
+    return [leaf for p in rec["split"] for leaf in chunk_answers(store, p["key"], p["text"], p["part"])]
+
+
 @dataclass
-class _TeacherJobs:
-    """What a run asks: the chunks to ask about (each with its messages and resume key), and how many
-    chunks were already answered (``resumed``) or are asked again (``reasked``)."""
-    jobs: list[tuple]  # (chunk, messages, key)
+class _Job:
+    """One request: a chunk, or a part of it (which keeps its chunk's id, source and index)."""
+    chunk: Any
+    text: str
+    messages: list[dict]
+    key: str
+    part: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.chunk.source} chunk {self.chunk.index}" + (f" part {self.part}" if self.part else "")
+
+
+@dataclass
+class _Plan:
+    """What a run asks, and how many chunks were already answered (``resumed``) or are asked again."""
+    jobs: list[_Job]
     resumed: int
     reasked: int
 
 
-def _plan_jobs(chunks: list, teacher, store: TeacherStore, n: int, template: str, system: str,
-               reask_rejected: bool) -> _TeacherJobs:
-    """The chunks not yet in ``store`` (and, with ``reask_rejected``, those whose stored answer gave
-    no usable example), in the chunks' order."""
+class _Asker:
+    """Renders the messages and resume key of a chunk or part."""
+
+    def __init__(self, teacher, n: int, template: str, system: str):
+        self.teacher, self.n, self.template, self.system = teacher, n, template, system
+
+    def job(self, chunk, text: str | None = None, part: str = "") -> _Job:
+        text = chunk.text if text is None else text
+        msgs = render_messages(text, chunk.source, self.n, self.template, self.system)
+        return _Job(chunk, text, msgs, request_key(self.teacher.key_id, msgs), part)
+
+
+def _plan_jobs(chunks: list, asker: _Asker, store: TeacherStore, reask_rejected: bool) -> _Plan:
+    """The chunks (or parts of a split chunk) not yet in ``store`` and, with ``reask_rejected``, those whose
+    stored answer gave no usable example, in the chunks' order."""
     jobs, resumed, reasked = [], 0, 0
     for c in chunks:
-        msgs = render_messages(c.text, c.source, n, template, system)
-        key = request_key(teacher.key_id, msgs)
-        if key in store and reask_rejected and not triples_from_answer(store.records[key], c.text)[0]:
-            jobs.append((c, msgs, key))
-            reasked += 1
-        elif key in store:
-            resumed += 1
-        else:
-            jobs.append((c, msgs, key))
-    return _TeacherJobs(jobs, resumed, reasked)
+        leaves = chunk_answers(store, asker.job(c).key, c.text)
+        missing = [asker.job(c, text, part) for rec, text, part in leaves if rec is None]
+        useless = [asker.job(c, text, part) for rec, text, part in leaves
+                   if rec is not None and reask_rejected and not triples_from_answer(rec, text)[0]]
+        jobs += missing + useless
+        reasked += bool(useless)
+        resumed += not missing and not useless
+    return _Plan(jobs, resumed, reasked)
 
 
 class _Progress:
@@ -343,15 +276,20 @@ class _Progress:
         self.n = self.pt = self.ct = 0
         self.t0 = time.time()
 
-    def record(self, c, key: str, comp: Completion) -> None:
-        teacher, store = self.teacher, self.store
-        rec = {"key": key, "chunk_id": c.id, "source": c.source, "chunk_index": c.index, "teacher": teacher.name,
-               "backend": teacher.backend, "answer": comp.text, "finish_reason": comp.finish_reason,
-               "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
-               "seconds": comp.seconds, "attempts": comp.attempts}
-        if key in store:  # a re-asked chunk: this answer replaces the rejected one
-            rec["reasked"] = int(store.records[key].get("reasked", 0)) + 1
-        store.add(rec)
+    def base(self, job: _Job) -> dict:
+        c = job.chunk
+        rec = {"key": job.key, "chunk_id": c.id, "source": c.source, "chunk_index": c.index,
+               "teacher": self.teacher.name, "backend": self.teacher.backend}
+        if job.part:
+            rec["part"] = job.part
+        if job.key in self.store:  # asked again: this record replaces the stored one
+            rec["reasked"] = int(self.store.records[job.key].get("reasked", 0)) + 1
+        return rec
+
+    def record(self, job: _Job, comp: Completion) -> None:
+        self.store.add(self.base(job) | {
+            "answer": comp.text, "finish_reason": comp.finish_reason, "prompt_tokens": comp.prompt_tokens,
+            "completion_tokens": comp.completion_tokens, "seconds": comp.seconds, "attempts": comp.attempts})
         self.n += 1
         self.pt += comp.prompt_tokens
         self.ct += comp.completion_tokens
@@ -360,37 +298,101 @@ class _Progress:
                   f"${cost_usd(self.pt, self.ct, *self.prices):.4f}, "
                   f"{time.time() - self.t0:.0f}s", flush=True)
 
+    def record_split(self, job: _Job, parts: list[_Job], why: str) -> None:
+        """A chunk too long for the teacher: the parts it is asked in, stored so a rerun asks only them."""
+        self.store.add(self.base(job) | {
+            "answer": "", "finish_reason": None, "prompt_tokens": 0, "completion_tokens": 0, "error": why,
+            "split": [{"key": p.key, "part": p.part, "text": p.text} for p in parts]})
 
-def _ask_local(teacher: LocalTeacher, jobs: list[tuple], progress: _Progress) -> None:
+
+def _ask_local(teacher: LocalTeacher, jobs: list[_Job], progress: _Progress) -> None:
     """A local model answers the jobs in batches of its ``batch_size``, in order."""
     for s in range(0, len(jobs), teacher.batch_size):
         batch = jobs[s:s + teacher.batch_size]
-        for (c, _, key), comp in zip(batch, teacher.complete_many([m for _, m, _ in batch])):
-            progress.record(c, key, comp)
+        for job, comp in zip(batch, teacher.complete_many([j.messages for j in batch])):
+            progress.record(job, comp)
 
 
-def _ask_http(teacher, jobs: list[tuple], progress: _Progress, verbose: bool) -> list[dict]:
-    """The endpoint answers the jobs ``concurrency`` at a time, stored as they complete. A rejected key
-    or another 4xx stops the run (the pending requests are cancelled); any other failure is returned
-    by chunk, to be asked again on the next run."""
-    failures: list[dict] = []
-    with ThreadPoolExecutor(max_workers=teacher.concurrency) as pool:
-        futs = {pool.submit(teacher.complete, m): (c, key) for c, m, key in jobs}
-        for fut in as_completed(futs):
-            c, key = futs[fut]
+class _HttpRun:
+    """The endpoint answers the jobs ``concurrency`` at a time, each answer stored as it completes. A
+    :class:`TeacherStop` (or an interrupt) sets ``stop``: requests not started are cancelled, those in
+    flight are awaited and their answers stored, then it is raised. Any other failure is kept by chunk
+    in ``failures``."""
+
+    def __init__(self, teacher, asker: _Asker, progress: _Progress, verbose: bool):
+        self.teacher, self.asker, self.progress, self.verbose = teacher, asker, progress, verbose
+        self.stop = threading.Event()
+        self.fatal: TeacherStop | None = None
+        self.failures: list[dict] = []
+        self.not_openai = 0  # replies that were not a chat completion
+
+    def _ask(self, job: _Job) -> Completion:
+        try:
+            return self.teacher.complete(job.messages, self.stop)
+        except TeacherStop:
+            self.stop.set()  # at once, so that no worker sends another request
+            raise
+
+    def run(self, jobs: list[_Job]) -> None:
+        with ThreadPoolExecutor(max_workers=self.teacher.concurrency) as pool:
+            futs = {pool.submit(self._ask, j): j for j in jobs}
             try:
-                comp = fut.result()
-            except TeacherError as exc:
-                if "refused the API key" in str(exc) or "answered HTTP 4" in str(exc):
-                    for f in futs:
-                        f.cancel()
-                    raise
-                failures.append({"chunk_id": c.id, "source": c.source, "chunk_index": c.index, "error": str(exc)})
-                if verbose:
-                    print(f"  FAILED {c.source} chunk {c.index}: {exc} (asked again on the next run)", flush=True)
-                continue
-            progress.record(c, key, comp)
-    return failures
+                while futs:
+                    done, _ = wait(futs, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        for part in self._settle(futs.pop(fut), fut):
+                            futs[pool.submit(self._ask, part)] = part
+                    if self.fatal is not None:
+                        self.stop.set()
+                        for fut in [f for f in futs if f.cancel()]:  # not started: never asked
+                            futs.pop(fut)
+            except BaseException:  # interrupted (Ctrl-C, the notebook's stop button): keep what is in flight
+                self.stop.set()
+                for fut, job in futs.items():
+                    if not fut.cancel() and fut.exception() is None:
+                        self.progress.record(job, fut.result())
+                raise
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _settle(self, job: _Job, fut) -> list[_Job]:
+        """Store the answer, or note the failure; returns the parts to ask when the chunk was too long."""
+        try:
+            comp = fut.result()
+        except TeacherStop as exc:
+            self.fatal = self.fatal or TeacherStop(f"{exc} (answering {job.where})")
+            return []
+        except ChunkRefused as exc:
+            depth = job.part.count(".") + 1 if job.part else 0
+            if exc.kind == "too_long" and len(job.text) >= MIN_SPLIT_CHARS and depth < MAX_SPLIT_DEPTH:
+                return self._split(job, str(exc))
+            if exc.kind == "protocol":
+                self.not_openai += 1
+                if self.progress.n == 0 and self.not_openai >= 3:  # a proxy's page every time
+                    self.fatal = self.fatal or TeacherStop(f"no reply so far was a chat completion ({self.not_openai} "
+                                                           f"of them): {exc}")
+            self._fail(job, exc)
+            return []
+        except TeacherError as exc:
+            self._fail(job, exc)
+            return []
+        self.progress.record(job, comp)
+        return []
+
+    def _split(self, job: _Job, why: str) -> list[_Job]:
+        parts = [self.asker.job(job.chunk, text, f"{job.part}.{i}" if job.part else str(i))
+                 for i, text in enumerate(split_text(job.text), 1)]
+        self.progress.record_split(job, parts, why)
+        if self.verbose:
+            print(f"  SPLIT {job.where}: {why}; asking it in {len(parts)} parts", flush=True)
+        return [] if self.stop.is_set() else parts
+
+    def _fail(self, job: _Job, exc: Exception) -> None:
+        c = job.chunk
+        self.failures.append({"chunk_id": c.id, "source": c.source, "chunk_index": c.index, "part": job.part,
+                              "error": str(exc)})
+        if self.verbose:
+            print(f"  FAILED {job.where}: {exc} (asked again on the next run)", flush=True)
 
 
 def run_teacher(chunks: Iterable, teacher, store: TeacherStore, n: int = 3, template: str = DEFAULT_PROMPT,
@@ -402,35 +404,50 @@ def run_teacher(chunks: Iterable, teacher, store: TeacherStore, n: int = 3, temp
     (empty, unparseable, cut before any example, every example rejected); the new answer replaces
     the old one for the build, and both stay in the store's file.
 
-    Returns a summary: chunks, resumed (already stored), answered now, re-asked, failed (with
-    reasons: those chunks are asked again on the next run), tokens and estimated cost of this run
-    and of everything in the store."""
+    Returns a summary: chunks, resumed (already stored), answered now, re-asked, split (chunks asked
+    in parts), failed (by chunk, with the teacher's message: asked again on the next run), tokens and
+    estimated cost of this run and of everything in the store. Raises :class:`TeacherStop` (after
+    storing every answer in flight) when no request can succeed."""
     chunks = list(chunks)
-    plan = _plan_jobs(chunks, teacher, store, n, template, system, reask_rejected)
+    asker = _Asker(teacher, n, template, system)
+    plan = _plan_jobs(chunks, asker, store, reask_rejected)
     jobs, resumed, reasked = plan.jobs, plan.resumed, plan.reasked
     if verbose:
         print(f"Teacher {teacher.name} ({teacher.backend}): {len(chunks)} chunks, {resumed} already answered "
               f"(in {store.path.name}), {len(jobs)} to ask" + (f" ({reasked} re-asked: their answer gave no usable "
                                                               "example)" if reasked else "")
               + (f", {teacher.concurrency} at a time" if jobs else ""), flush=True)
-    failures: list[dict] = []
     progress = _Progress(teacher, store, len(jobs), price_input_per_m, price_output_per_m, verbose)
+    http = _HttpRun(teacher, asker, progress, verbose)
     if isinstance(teacher, LocalTeacher):
         _ask_local(teacher, jobs, progress)
     else:
-        failures = _ask_http(teacher, jobs, progress, verbose)
-    keys = {request_key(teacher.key_id, render_messages(c.text, c.source, n, template, system)) for c in chunks}
-    mine = [store.records[k] for k in keys if k in store.records]
+        try:
+            http.run(jobs)
+        except TeacherStop as exc:
+            raise TeacherStop(f"Teacher build stopped: {exc}. {progress.n} answer(s) of this run are stored in "
+                              f"{store.path} ({len(store)} in all); a rerun asks only for what is missing.") from None
+    return _summary(chunks, asker, store, progress, http, resumed, reasked)
+
+
+def _summary(chunks: list, asker: _Asker, store: TeacherStore, progress: _Progress, http: _HttpRun, resumed: int,
+             reasked: int) -> dict:
+    """run_teacher's summary (see there), printed in one line when verbose."""
+    teacher, prices = asker.teacher, progress.prices
+    tops = [asker.job(c).key for c in chunks]
+    mine = [rec for k, c in zip(tops, chunks) for rec, _, _ in chunk_answers(store, k, c.text) if rec is not None]
     pt_all = sum(r["prompt_tokens"] for r in mine)
     ct_all = sum(r["completion_tokens"] for r in mine)
+    split = sum(1 for k in tops if store.records.get(k, {}).get("split"))
     summary = {"teacher": teacher.name, "backend": teacher.backend, "chunks": len(chunks), "resumed": resumed,
-               "answered": progress.n, "reasked": reasked, "failed": failures, "prompt_tokens": progress.pt,
-               "completion_tokens": progress.ct,
-               "cost_usd": round(cost_usd(progress.pt, progress.ct, price_input_per_m, price_output_per_m), 8),
+               "answered": progress.n, "reasked": reasked, "split": split, "failed": http.failures,
+               "prompt_tokens": progress.pt, "completion_tokens": progress.ct,
+               "cost_usd": round(cost_usd(progress.pt, progress.ct, *prices), 8),
                "total_prompt_tokens": pt_all, "total_completion_tokens": ct_all,
-               "total_cost_usd": round(cost_usd(pt_all, ct_all, price_input_per_m, price_output_per_m), 8),
+               "total_cost_usd": round(cost_usd(pt_all, ct_all, *prices), 8),
                "seconds": round(time.time() - progress.t0, 1)}
-    if verbose:
-        print(f"Teacher done: {progress.n} answered now, {resumed} resumed, {len(failures)} failed; "
-              f"{pt_all + ct_all:,} tokens in all (${summary['total_cost_usd']:.4f} estimated)", flush=True)
+    if progress.verbose:
+        print(f"Teacher done: {progress.n} answered now, {resumed} resumed, {split} split in parts, "
+              f"{len(http.failures)} failed; {pt_all + ct_all:,} tokens in all (${summary['total_cost_usd']:.4f} "
+              "estimated)", flush=True)
     return summary

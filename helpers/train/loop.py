@@ -17,7 +17,9 @@ one to resume, are :mod:`helpers.common.checkpoints`. This module holds ``train(
 phases, and the run's record.
 
 Resuming restores weights, optimizer, scheduler, RNG state and the position in the data; the
-manifest's ``train_loss`` is the mean over the whole run, every sitting included. A long dataset
+manifest's ``train_loss`` is the mean over the whole run, every sitting included. A run whose
+checkpoint already holds its last step (killed before its record was written, or simply rerun) is
+not trained again: what is missing is written from that checkpoint. A long dataset
 can be trained in shards, one per sitting, with a ledger in the manifest so no shard is trained
 twice or skipped.
 """
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers.common.checkpoints import checkpoint_dirs, resume_point, stage_locally, step_of
+from helpers.common.checkpoints import checkpoint_dirs, keep_durable_copy, resume_point, stage_locally, step_of
 from helpers.common.merge import merge_adapter
 from helpers.common.models import check_quantization, default_model_name, load_model, resolve_model_path
 from helpers.common.plots import plot_losses
@@ -68,14 +70,21 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
         cfg = plan.cfg
         rows = read_data(cfg, plan.shard)
         ckpt = _resume_from(cfg, plan, log)
+        if ckpt.resume_from is not None and 0 < cfg.max_steps <= step_of(ckpt.resume_from):
+            recorded = _recorded_result(cfg, plan, ckpt, log)
+            if recorded is not None:  # a rerun of a finished run: nothing to load
+                return recorded
         model, tok, data = _load_and_encode(cfg, plan.quant, rows, log)
         prepared = prepare_model(model, cfg, plan.quant, data, log)
         cfg = prepared.cfg
         batches = training_batches(cfg, data, tok, prepared.packing, log)
         data.train_rep.update(batches.report)  # the packing report joins the data report
         args = training_arguments(cfg, batches, plan.run, ckpt.local, log)
-        callbacks = run_callbacks(cfg, plan.root, ckpt.durable, t_start, list(callbacks or []), data.has_eval)
+        callbacks = run_callbacks(cfg, plan.root, ckpt.durable, t_start, list(callbacks or []), data.has_eval,
+                                  log)
         trainer = build_trainer(cfg, prepared.model, tok, batches, args, callbacks, log)
+        if _holds_every_step(trainer, ckpt.resume_from):
+            return _finish_without_training(cfg, trainer, tok, data, plan, ckpt, prepared, log)
         start_eval = _evaluate_start(trainer, plan.run, data.has_eval, ckpt.resume_from, log)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -173,6 +182,61 @@ def _resume_from(cfg: TrainConfig, plan: RunPlan, log) -> Checkpoints:
         resume_from = stage_locally(resume_from, local_ckpt, log)
         log(f"Resuming from {resume_from} (step {step_of(resume_from)})")
     return Checkpoints(local_ckpt, durable_ckpt, resume_from)
+
+
+def _holds_every_step(trainer, resume_from: Path | None) -> bool:
+    """Whether the checkpoint to resume from has every step of the run (MAX_STEPS, or the steps of
+    NUM_TRAIN_EPOCHS). The Trainer itself checks for the end only after a step, so resuming there
+    would train one step more than the run has."""
+    if resume_from is None:
+        return False
+    done = json.loads((resume_from / "trainer_state.json").read_text())["global_step"]
+    total = trainer.args.max_steps
+    if total <= 0:
+        total = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
+    return done >= total
+
+
+def _recorded_result(cfg: TrainConfig, plan: RunPlan, ckpt: Checkpoints, log) -> TrainResult | None:
+    """A run already complete whose record is all there (metrics at its last checkpoint's step,
+    weights, log, loss plot, the merged model when MERGE): that record, its durable checkpoint
+    checked; None when something is missing (or for a shard, whose ledger :func:`_finish` writes)."""
+    run, step = plan.run, step_of(ckpt.resume_from)
+    weights, m = run.weights_dir(cfg.finetune), run.metrics
+    has_weights = any(weights.glob("*.safetensors")) and any((weights / f).exists() for f in ("adapter_config.json",
+                                                                                          "config.json"))
+    whole = has_weights and run.history_file.exists() and run.loss_plot.exists() \
+        and (run.merged_dir.exists() or not cfg.merge)
+    if plan.shard is not None or m.get("steps") != step or not whole:
+        return None
+    if int(os.environ.get("RANK", "0")) == 0:  # under DDP one process copies
+        keep_durable_copy(ckpt.local, ckpt.durable, cfg.save_total_limit, log)
+    log(f"Run already complete: {ckpt.resume_from.name} is its last step ({step}), nothing to train; its record "
+        f"is in {run.path} (train loss {_num(m.get('train_loss'))}). RESUME='never' trains it again from the start.")
+    return TrainResult(run.path, weights, m, run.history(), run.loss_plot,
+                       run.merged_dir if cfg.merge else None, m.get("resumed_from"), plan.shard)
+
+
+def _finish_without_training(cfg: TrainConfig, trainer, tok, data: TrainData, plan: RunPlan, ckpt: Checkpoints,
+                             prepared: PreparedModel, log) -> TrainResult:
+    """A run complete in its checkpoint (killed after its last one): its record as it is, or the
+    weights and state restored from the checkpoint and :func:`_finish` writing what is missing
+    (adapter, metrics, log, plots); the train loss and steps stay those of the training done."""
+    from transformers.trainer_callback import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    recorded = _recorded_result(cfg, plan, ckpt, log)
+    if recorded is not None:
+        return recorded
+    log(f"Run already complete: {ckpt.resume_from.name} holds every step of it ({step_of(ckpt.resume_from)}); "
+        "nothing to train. Writing its adapter, metrics and plots from that checkpoint.")
+    trainer._load_from_checkpoint(str(ckpt.resume_from))  # the weights, as Trainer.train loads them to resume
+    trainer.state = TrainerState.load_from_json(str(ckpt.resume_from / "trainer_state.json"))
+    if trainer.is_world_process_zero():
+        keep_durable_copy(ckpt.local, ckpt.durable, cfg.save_total_limit, log)
+    fit = _Fit(TrainOutput(trainer.state.global_step, 0.0, {}), 0.0, plan.run.get("start_eval"), ckpt.resume_from,
+               plan.quant, prepared, plan.shard)
+    return _finish(cfg, trainer, tok, data, plan, fit, log)
 
 
 def _load_and_encode(cfg: TrainConfig, quant: str, rows: RunRows, log):
@@ -280,7 +344,8 @@ def _finish(cfg: TrainConfig, trainer, tok, data: TrainData, plan: RunPlan, fit:
     if fit.shard is not None:
         plan.root.record_shard(fit.shard, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": len(data.train_rows),
                                       "steps": trainer.state.global_step, "adapter": str(adapter_dir)})
-    log(f"Done: {_plural(metrics['steps'], 'step')} in {fit.seconds:.0f} s; train loss {_num(metrics['train_loss'])}"
+    took = f"in {fit.seconds:.0f} s" if fit.output.training_loss or fit.seconds else "(trained before, none now)"
+    log(f"Done: {_plural(metrics['steps'], 'step')} {took}; train loss {_num(metrics['train_loss'])}"
         + (f", eval loss {_num(metrics['first_eval_loss'])} -> {_num(metrics['eval_loss'])}" if data.has_eval else "")
         + f"; adapter in {adapter_dir}")
     del trainer

@@ -249,7 +249,7 @@ def training_arguments(cfg: TrainConfig, batches: TrainingBatches, run: RunDir, 
 
 
 def run_callbacks(cfg: TrainConfig, root: RunDir, durable_ckpt: Path, t_start: float, extra: list,
-                  has_eval: bool) -> list:
+                  has_eval: bool, log=print) -> list:
     """Drive-safe checkpoint copies, the time budget, the live log of the run, the ``extra``
     callbacks (the sweep's pruning watch), and early stopping (EARLY_STOPPING_PATIENCE, with validation)."""
     from transformers import EarlyStoppingCallback, TrainerCallback
@@ -272,7 +272,7 @@ def run_callbacks(cfg: TrainConfig, root: RunDir, durable_ckpt: Path, t_start: f
             if state.is_world_process_zero and logs:
                 root.append_log({"step": state.global_step, "epoch": state.epoch, **logs})
 
-    callbacks = [durable_checkpoints_callback(durable_ckpt, cfg.save_total_limit), TimeBudget(), LiveLog()] + extra
+    callbacks = [durable_checkpoints_callback(durable_ckpt, cfg.save_total_limit, log), TimeBudget(), LiveLog()] + extra
     if cfg.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     return callbacks

@@ -37,3 +37,17 @@ def test_row_hash_is_stable_and_ignores_key_order():
     assert row_hash(a) == row_hash(b) and len(row_hash(a)) == 16
     assert row_hash(a) != row_hash({**a, "output": "R!"})
     assert row_hash({"text": "é"}) == row_hash({"text": "\u00e9"})
+
+
+def test_structured_content_and_empty_user_turns_are_named_by_row():
+    from helpers.common.rows import TYPE_PROBLEM
+    ok = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    rows = [ok, {"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "hello"}]},
+            {"messages": [{"role": "user", "content": ["a", "b"]}, {"role": "assistant", "content": "x"}]},
+            {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": {"k": 1}}]},
+            {"instruction": "x", "output": ["a", "b"]}]
+    assert validate_rows(rows, "f.jsonl") == [
+        "f.jsonl row 1: message 0 is an empty user turn",
+        f"f.jsonl row 2: {TYPE_PROBLEM} message 0's 'content' is a list",
+        f"f.jsonl row 3: {TYPE_PROBLEM} message 1's 'content' is a dict",
+        f"f.jsonl row 4: {TYPE_PROBLEM} 'output' is a list"]

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from helpers.core.jsonl import DataError, JsonlError, JsonlStore, read_jsonl, write_jsonl
+from helpers.core.jsonl import (BadRow, DataError, JsonlError, JsonlStore, read_jsonl, read_rows, read_text_file,
+                                 write_jsonl)
 
 
 def by_id(row):
@@ -133,3 +134,74 @@ def test_write_jsonl_is_atomic_and_loadable_by_datasets(tmp_path):
     from datasets import load_dataset
     ds = load_dataset("json", data_files=str(p), split="train")
     assert ds.num_rows == 3 and ds.column_names == ["instruction", "input", "output"]
+
+
+# --- files users bring: BOM, UTF-16, a stray latin-1 byte, a list, a folder ------------------------
+ROWS = [{"instruction": "Name the café's owner.", "output": "Zoë"}, {"instruction": "2+2?", "output": "4"},
+        {"instruction": "Capital of Peru?", "output": "Lima"}]
+
+
+def _jsonl_bytes(rows, encoding="utf-8"):
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(encoding)
+
+
+def test_a_bom_or_utf16_keeps_every_row_strict_or_not(tmp_path):
+    for name, data in [("bom.jsonl", b"\xef\xbb\xbf" + _jsonl_bytes(ROWS)),
+                       ("utf16.jsonl", _jsonl_bytes(ROWS, "utf-16")),  # with its BOM
+                       ("utf16be.jsonl", b"\xfe\xff" + _jsonl_bytes(ROWS, "utf-16-be")),
+                       ("utf16le_nobom.jsonl", _jsonl_bytes(ROWS, "utf-16-le")),
+                       ("crlf.jsonl", _jsonl_bytes(ROWS).replace(b"\n", b"\r\n"))]:
+        (tmp_path / name).write_bytes(data)
+        assert read_jsonl(tmp_path / name) == ROWS, name
+        assert read_jsonl(tmp_path / name, strict=False) == ROWS, name
+
+
+def test_one_latin1_byte_costs_its_row_alone_named_with_file_row_and_offset(tmp_path, capsys):
+    good = _jsonl_bytes(ROWS)
+    lines = good.split(b"\n")
+    lines[1] = lines[1].replace(b"4", b"vier \xe9")  # one latin-1 byte in row 2
+    p = tmp_path / "mixed.jsonl"
+    p.write_bytes(b"\n".join(lines))
+    offset = len(lines[0]) + 1 + lines[1].index(b"\xe9")
+    assert read_jsonl(p, strict=False) == [ROWS[0], ROWS[2]]
+    out = capsys.readouterr().out
+    assert f"1 unreadable line(s) skipped in {p}: {p}:2: byte 0xe9 at byte offset {offset} is not UTF-8" in out
+    with pytest.raises(DataError, match=rf"mixed.jsonl:2: byte 0xe9 at byte offset {offset} is not UTF-8"):
+        read_jsonl(p)
+
+
+def test_read_rows_tells_a_json_list_from_json_lines_by_the_content(tmp_path):
+    pretty = tmp_path / "pretty.json"  # a pretty-printed JSON list with a BOM
+    pretty.write_bytes(b"\xef\xbb\xbf" + json.dumps(ROWS, indent=2, ensure_ascii=False).encode())
+    assert read_rows(pretty) == list(enumerate(ROWS, 1))
+    one_line = tmp_path / "one_line.json"
+    one_line.write_text(json.dumps(ROWS))
+    assert read_rows(one_line) == list(enumerate(ROWS, 1))
+    for name in ("lists.json", "lists.jsonl"):  # JSON Lines whose rows are lists: never one document
+        (tmp_path / name).write_text(json.dumps([1, 2]) + "\n" + json.dumps(ROWS[0]) + "\n")
+        assert read_rows(tmp_path / name) == [(1, [1, 2]), (2, ROWS[0])]
+    bad = tmp_path / "bad_list.json"  # a latin-1 byte in item 2 of a list: that item alone, with its offset
+    data = json.dumps(ROWS, indent=1, ensure_ascii=False).encode().replace(b'"4"', b'"\xe9"')
+    bad.write_bytes(data)
+    got = read_rows(bad)
+    assert [n for n, r in got if isinstance(r, dict)] == [1, 3]
+    at = data.index(b"\xe9")
+    assert isinstance(got[1][1], BadRow) and f"byte 0xe9 at byte offset {at} is not UTF-8" in str(got[1][1])
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(ROWS, indent=1)[:-30])
+    with pytest.raises(DataError, match=r"broken.json: row 3 of the JSON list: not valid JSON at byte offset \d+"):
+        read_rows(broken)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.jsonl").write_text("{}\n")
+    with pytest.raises(DataError, match=r"folder is a folder, not a file: give one file in it \(it holds a.jsonl\)"):
+        read_rows(tmp_path / "folder")
+
+
+def test_read_text_file_drops_a_bom_and_names_a_byte_that_is_not_utf8(tmp_path):
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfCaf\xc3\xa9 notes.\n")
+    assert read_text_file(tmp_path / "bom.txt") == "Café notes.\n"
+    (tmp_path / "u16.txt").write_bytes("Café notes.\n".encode("utf-16"))
+    assert read_text_file(tmp_path / "u16.txt") == "Café notes.\n"
+    (tmp_path / "latin1.txt").write_bytes("Line one.\nCafé notes.\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.txt: not UTF-8 text, line 2: byte 0xe9 at byte offset 13 "):
+        read_text_file(tmp_path / "latin1.txt")

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helpers.core.net import Backoff, client, parse_retry_after, transport_errors
+from helpers.core.net import Backoff, client, parse_retry_after, request_within, transport_errors
 
 NOW = dt.datetime(2026, 4, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -68,6 +68,19 @@ class Server:
                     return
                 if self.path == "/slow":
                     time.sleep(1.0)
+                if self.path in ("/trickle", "/stall"):  # headers at once, then a byte every 0.3 s, or one and silence
+                    self.send_response(200)
+                    self.send_header("Content-Length", "40")
+                    self.end_headers()
+                    for _ in range(40 if self.path == "/trickle" else 1):
+                        try:
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(0.3)
+                    time.sleep(3.0 if self.path == "/stall" else 0)
+                    return
                 body = (self.headers.get("User-Agent", "") if self.path in ("/ua", "/slow") else "0123456789").encode()
                 self.send_response(200)
                 self.send_header("Content-Length", "1000" if self.path == "/cut" else str(len(body)))
@@ -121,3 +134,17 @@ def test_client_timeout_and_cut_body_are_the_retryable_errors(server):
         with pytest.raises(broken):
             c.get("http://127.0.0.1:9/")
     assert not issubclass(timeout_error, broken[1]) and issubclass(timeout_error, broken[0])
+
+
+def test_request_within_is_a_deadline_for_the_whole_request(server):
+    """httpx's timeout is per read: a byte every 0.3 s would hold it for 12 s. The deadline cuts it at 1 s,
+    and a body that stops after its first byte too; a prompt answer comes back whole."""
+    timeout_error, _ = transport_errors()
+    with client(1.0) as c:
+        for path in ("/trickle", "/stall"):
+            t0 = time.monotonic()
+            with pytest.raises(timeout_error, match="within 1s"):
+                request_within(c, "GET", server.url + path, 1.0)
+            assert 0.9 <= time.monotonic() - t0 < 1.5, path
+        reply = request_within(c, "GET", server.url + "/ua", 1.0)  # the pooled client still works
+    assert reply.status_code == 200 and reply.text.startswith("python-httpx/")

@@ -13,8 +13,9 @@ from helpers.common.workspace import Workspace, workspace
 from helpers.core.jsonl import DataError
 from helpers.dataset.build import (DatasetConfig, build_dataset, check_leakage, dataset_card, deduplicate,
                                    default_dataset, input_pdfs, split_by_document)
-from helpers.dataset.chunking import chunk_text
-from helpers.dataset.pdf import read_pdf
+from helpers.dataset.chunking import chunk_documents, chunk_text
+from helpers.dataset.pdf import read_pdf, read_pdfs
+from helpers.dataset.teacher import render_messages
 
 REPO = Path(__file__).resolve().parent.parent.parent
 PAPER = fixtures.fixture_pdf()
@@ -142,6 +143,51 @@ def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
     assert f"| test rows moved out as leaked (`test_leaked.jsonl`) | {len(leaked)} |" in card
     chunk_rows = [json.loads(x) for x in (d / "chunks.jsonl").read_text().splitlines()]
     assert len(chunk_rows) == 8 and {r["chunk_id"] for r in train} <= {c["chunk_id"] for c in chunk_rows}
+
+
+def test_a_build_finishes_past_a_refused_chunk_and_splits_one_too_long(tmp_path, monkeypatch):
+    """A teacher that refuses 1 chunk in 10 with HTTP 400 and whose context is too small for the longest
+    one: the build finishes, every answer delivered is stored, the long chunk's parts give examples, and
+    the card lists the refused chunk with the teacher's message; a rerun asks only for that chunk."""
+    monkeypatch.setenv("LLAMA_KIT_WORKDIR", str(tmp_path / "ws"))
+    monkeypatch.setenv("TEACHER_API_KEY", API_KEY)
+    ws = workspace(use_drive=False)
+    pdfs = [PAPER, R_INTRO]
+    chunks = chunk_documents(read_pdfs(pdfs, verbose=False)[0], load_tokenizer("embedded/smollm2-135m-instruct"),
+                             256, 32, 10)
+    users = [len(render_messages(c.text, c.source, 2)[1]["content"]) for c in chunks]
+    n_split = users.count(max(users))
+    refused = next(c for c, u in zip(chunks, users) if u < max(users))
+    middle = refused.text[len(refused.text) // 2 - 30:len(refused.text) // 2 + 30]
+    with FakeOpenAI(refuse={middle: "400"}, context_chars=max(users) - 1, delay=0.05) as fake:
+        cfg = DatasetConfig(tokenizer="embedded/smollm2-135m-instruct", chunk_tokens=256, chunk_overlap=32,
+                            max_chunks=10, teacher="http", teacher_base_url=fake.base_url,
+                            teacher_model="llama-3.3-70b", pairs_per_chunk=2, concurrency=4, request_timeout=10,
+                            test_fraction=0.3)
+        s = build_dataset(cfg, ws, pdfs=pdfs, verbose=False)
+        delivered = sum(fake.delivered.values())
+        assert delivered == 10 - 1 + n_split and set(fake.delivered.values()) == {1}
+        d = ws.data("dataset")
+        stored = [json.loads(x) for x in (d / "teacher_answers.jsonl").read_text().splitlines()]
+        assert len([r for r in stored if r["answer"]]) == delivered  # every answer paid for is stored
+        assert len([r for r in stored if r.get("split")]) == n_split
+        assert s["teacher"]["failed"] == 1 and s["teacher"]["split"] == n_split
+        assert s["examples_from_teacher"] == 2 * delivered  # the parts' examples are kept
+        card = (d / "card.md").read_text()
+        assert "## Chunks the teacher did not answer" in card and (
+            f"- {refused.source} chunk {refused.index} (`{refused.id}`): refused by the teacher (HTTP 400: Your "
+            "request was flagged by our content filter.)") in card
+        assert f"- chunks split in parts, too long for the teacher's context: {n_split}" in card
+        summary = json.loads((d / "build_summary.json").read_text())
+        assert [f["chunk_id"] for f in summary["failed_chunks"]] == [refused.id]
+        rejects = [json.loads(x) for x in (d / "rejects.jsonl").read_text().splitlines()]
+        assert [r["chunk_id"] for r in rejects if r["reason"].startswith("no answer yet: refused")] == [refused.id]
+        fake.refuse.clear()
+        s2 = build_dataset(cfg, ws, pdfs=pdfs, verbose=False)
+        assert sum(fake.requests.values()) == delivered + n_split + 2  # once more: the refused chunk alone
+    assert s2["teacher"]["answered"] == 1 and s2["teacher"]["failed"] == 0 and s2["teacher"]["resumed"] == 9
+    assert s2["examples_from_teacher"] == 2 * (delivered + 1)
+    assert "## Chunks the teacher did not answer" not in (d / "card.md").read_text()
 
 
 def test_no_pdfs_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch, capsys):

@@ -3,11 +3,13 @@ Alpaca JSON, and a folder of real text and PDFs."""
 import json
 import shutil
 
+import pytest
+
 
 from helpers.common import resources as fixtures
 from helpers.common.resources import chitchat_conversations
 from helpers.core.jsonl import read_jsonl
-from helpers.dataset.importers import import_alpaca, import_sharegpt, import_text_folder, save_dataset
+from helpers.dataset.importers import ImportDataError, import_alpaca, import_sharegpt, import_text_folder, save_dataset
 
 
 def test_sharegpt_fine_tome_conversations(tmp_path):
@@ -71,3 +73,91 @@ def test_text_folder_with_real_pdfs(tmp_path):
     assert "Tešanović" in rows[0]["text"] and rows[1]["text"].startswith("# Notes")
     assert any(p.startswith("bad.pdf: ") for p in problems)
     assert any(p.startswith("latin1.txt: not UTF-8") for p in problems)
+
+
+# --- files as users have them: a BOM, UTF-16, one latin-1 byte, lists, folders, structured values ----
+def _sharegpt_rows(n):
+    back = {"user": "human", "assistant": "gpt"}
+    return [{"conversations": [{"from": back[m["role"]], "value": m["content"]} for m in c["messages"]]}
+            for c in chitchat_conversations()[:n]]
+
+
+def test_sharegpt_with_a_bom_utf16_or_a_stray_byte_keeps_every_readable_row(tmp_path):
+    rows = _sharegpt_rows(6)
+    pretty = tmp_path / "pretty.json"  # a pretty-printed JSON list with a BOM, as Windows tools write it
+    pretty.write_bytes(b"\xef\xbb\xbf" + json.dumps(rows, indent=2).encode())
+    got, problems = import_sharegpt(pretty)
+    assert len(got) == 6 and problems == []
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+    assert import_sharegpt(bom) == (got, [])  # the first row is kept
+    u16 = tmp_path / "u16.jsonl"
+    u16.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-16"))
+    assert import_sharegpt(u16) == (got, [])
+    lines = [json.dumps(r).encode() for r in rows]
+    lines[2] = lines[2].replace(b'"value": "', b'"value": "caf\xe9 ', 1)  # one latin-1 byte in row 3
+    stray = tmp_path / "stray.jsonl"
+    stray.write_bytes(b"\n".join(lines) + b"\n")
+    offset = len(lines[0]) + len(lines[1]) + 2 + lines[2].index(b"\xe9")
+    got_stray, problems = import_sharegpt(stray)
+    assert got_stray == got[:2] + got[3:]
+    assert problems == [f"stray.jsonl row 3: byte 0xe9 at byte offset {offset} is not UTF-8 "
+                        "(the file is neither UTF-8 nor UTF-16; save it as UTF-8)"]
+
+
+def test_sharegpt_lists_empty_user_turns_and_folders(tmp_path):
+    rows = _sharegpt_rows(3)
+    turns_only = tmp_path / "turns.json"  # JSON Lines whose first line is a list (the turns themselves)
+    turns_only.write_text("\n".join(json.dumps(r["conversations"]) for r in rows) + "\n")
+    got, problems = import_sharegpt(turns_only)
+    assert len(got) == 3 and problems == []
+    rows[1]["conversations"][0]["value"] = "   "
+    rows[2]["conversations"][1]["value"] = ["a", "b"]
+    p = tmp_path / "empty_user.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    got, problems = import_sharegpt(p)
+    assert len(got) == 1
+    assert problems == ["empty_user.jsonl row 2: user turn 0 is empty",
+                        "empty_user.jsonl row 3: turn 1: not text: 'value' is a list (import it as text, "
+                        "e.g. json.dumps the value)"]
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "part-1.jsonl").write_text("{}\n")
+    for importer in (import_sharegpt, import_alpaca):
+        with pytest.raises(ImportDataError, match=r"shards is a folder, not a file: give one file in it "
+                                                  r"\(it holds part-1.jsonl\)"):
+            importer(tmp_path / "shards")
+    with pytest.raises(ImportDataError, match=r"nothing.json: no such file"):
+        import_sharegpt(tmp_path / "nothing.json")
+
+
+def test_alpaca_refuses_structured_values_and_names_bad_rows(tmp_path):
+    rows = [{"instruction": "List two R vectors.", "input": "", "output": ["a", "b"]},
+            {"instruction": "Describe the row.", "input": {"x": 1}, "output": "one field"},
+            {"instruction": "Name R's sequence function.", "input": "", "output": "seq()"},
+            {"instruction": "How many?", "input": "", "output": 3}]
+    p = tmp_path / "typed.json"
+    data = json.dumps(rows, indent=2).encode()
+    p.write_bytes(data.replace(b"seq()", b"s\xe9q()"))  # a latin-1 byte in row 3 of a JSON list
+    got, problems = import_alpaca(p)
+    assert got == [{"instruction": "How many?", "input": "", "output": "3"}]
+    assert problems[0] == ("typed.json row 1: not text: 'output' is a list (import it as text, "
+                           "e.g. json.dumps the value)")
+    assert problems[1].startswith("typed.json row 2: not text: 'input' is a dict")
+    assert problems[2].startswith(f"typed.json row 3: byte 0xe9 at byte offset {data.index(b'seq()') + 1} is not UTF-8")
+    assert "['a', 'b']" not in json.dumps(got)
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(rows, indent=2)[:-40])
+    with pytest.raises(ImportDataError, match=r"broken.json: row 4 of the JSON list: not valid JSON at byte offset"):
+        import_alpaca(broken)
+
+
+def test_text_folder_reads_a_bom_and_utf16(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "bom.md").write_bytes(b"\xef\xbb\xbf# Notes\n\nThe Bethe lattice has no loops.\n")
+    (tmp_path / "docs" / "u16.txt").write_bytes("Caf\u00e9 notes on R.\n".encode("utf-16"))
+    (tmp_path / "docs" / "latin1.txt").write_bytes("Line one.\ncaf\xe9".encode("latin-1"))
+    rows, problems = import_text_folder(tmp_path / "docs")
+    assert rows == [{"text": "# Notes\n\nThe Bethe lattice has no loops.", "source": "bom.md"},
+                    {"text": "Café notes on R.", "source": "u16.txt"}]
+    assert problems == ["latin1.txt: not UTF-8 text, line 2: byte 0xe9 at byte offset 13 is not UTF-8 "
+                        "(the file is neither UTF-8 nor UTF-16; save it as UTF-8)"]

@@ -252,3 +252,62 @@ def test_find_pdfs_walks_folders_and_describe_stats_sums_up_a_document(tmp_path,
     assert line.startswith(f"8 pages, {paper.stats['chars_extracted']:,} → {paper.stats['chars_clean']:,} chars")
     assert "7 page numbers" in line and "1,418 chars of references (3.8%)" in line
     assert "words de-hyphenated" in line and "warning" not in line
+
+
+# --- scanned pages: images with at most a stray line of text ---------------------------------------
+def _scan_book(dst: Path, pages: str):
+    """A PDF whose pages are ``T`` (a page of real prose set as text) or ``S`` (a scanned page: a
+    picture of prose drawn by Pillow, covering the page, with a library's download stamp and URL set
+    as text, as archives stamp their scans)."""
+    import argparse
+    import inspect
+    import json.decoder
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.backends.backend_pdf import PdfPages
+    from PIL import Image, ImageDraw
+    prose = [ln for obj in (json, argparse, json.decoder.JSONDecoder, PdfPages)
+             for ln in inspect.getdoc(obj).splitlines() if ln.strip()]
+    with PdfPages(dst) as out:
+        for n, kind in enumerate(pages, 1):
+            fig = plt.figure(figsize=(8.5, 11))
+            if kind == "T":
+                for k, ln in enumerate(prose[20 * n:20 * n + 20]):
+                    fig.text(0.08, 0.95 - 0.025 * k, ln, fontsize=9)
+            else:
+                img = Image.new("L", (850, 1100), 235)
+                draw = ImageDraw.Draw(img)
+                for k, ln in enumerate(prose[:30]):
+                    draw.text((60, 60 + 30 * k), ln, fill=20)
+                ax = fig.add_axes([0, 0, 1, 1])
+                ax.imshow(np.asarray(img), cmap="gray", aspect="auto")
+                ax.axis("off")
+                fig.text(0.05, 0.01, f"Downloaded from https://archive.example.org/scans/4711/p{n} on 2 Dec 2026",
+                         fontsize=7)
+            out.savefig(fig)
+            plt.close(fig)
+    return dst
+
+
+def test_a_mostly_scanned_document_is_refused_by_name_and_a_few_scanned_pages_are_warned_about(tmp_path):
+    mostly = _scan_book(tmp_path / "mostly_scanned.pdf", "TSSSSSS")  # one text page among six scans
+    few = _scan_book(tmp_path / "one_scan.pdf", "TTTST")
+    only = tmp_path / "only_images.pdf"  # image-only, several pages, no text at all (Pillow)
+    from PIL import Image
+    Image.new("RGB", (400, 500), "white").save(only, "PDF", save_all=True,
+                                               append_images=[Image.new("RGB", (400, 500), "gray")] * 3)
+    pages, facts = extract_pages(mostly)
+    assert facts["image_pages"] == [2, 3, 4, 5, 6, 7] and "archive.example.org" in pages[1]
+    docs, problems = read_pdfs([mostly, few, only], verbose=False)
+    assert [d.source for d in docs] == ["one_scan.pdf"]  # the teacher never sees the stamps of the scans
+    why = {p["file"]: p["reason"] for p in problems}
+    assert why["mostly_scanned.pdf"].startswith("mostly scanned: 6 of its 7 pages are images without a text layer")
+    assert "OCR" in why["mostly_scanned.pdf"] and "no text layer on any of its 4 page(s)" in why["only_images.pdf"]
+    s = docs[0].stats
+    assert s["scanned_pages"] == [4] and s["pages_without_text"] == 0
+    assert s["warnings"] == ["one_scan.pdf: 1 of 5 pages are scanned images without text (page(s) 4): their "
+                             "content is missing; OCR them to use it"]
+    assert "1 scanned page(s) (OCR them)" in describe_stats(s)

@@ -1,6 +1,8 @@
 """helpers.dataset.teacher: the OpenAI-compatible client against a real HTTP server on 127.0.0.1 (429 with
-Retry-After, 500, timeouts, invalid JSON, truncated answers, a wrong key), the resume store
-under SIGKILL, and the embedded model as the local teacher."""
+Retry-After, 500, timeouts, invalid JSON, truncated answers, a wrong key), a build that goes on past a
+refused chunk, splits a chunk too long for the teacher and stores what is in flight when it must stop, the
+resume store under SIGKILL, and the embedded model as the local teacher."""
+import functools
 import json
 import os
 import signal
@@ -17,8 +19,9 @@ from helpers.common import resources as fixtures
 from helpers.core.net import parse_retry_after
 from helpers.dataset.chunking import Chunk, chunk_id
 from helpers.dataset.answers import triples_from_answer
-from helpers.dataset.teacher import (DEFAULT_PROMPT, HttpTeacher, TeacherError, TeacherStore, load_prompt,
-                                     render_messages, request_key, run_teacher)
+from helpers.dataset.teacher import (DEFAULT_PROMPT, HttpTeacher, TeacherError, TeacherStop, TeacherStore,
+                                     chunk_answers, load_prompt, render_messages, request_key, run_teacher,
+                                     split_text)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PAPER = fixtures.fixture_pdf()
@@ -126,6 +129,104 @@ def test_settings_errors():
     assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") < 1  # a date in the past: now
 
 
+# --- refusals: a chunk alone, or the build (with what is in flight stored) -------------------------
+@functools.lru_cache(maxsize=1)
+def paper_chunks():
+    from helpers.common.models import load_tokenizer
+    from helpers.dataset.chunking import chunk_text
+    from helpers.dataset.pdf import read_pdf
+    return chunk_text(read_pdf(PAPER).text, load_tokenizer("embedded/smollm2-135m-instruct"), 200, 0, PAPER.name)[:10]
+
+
+def middle(text: str) -> str:
+    """A piece of a text that no other chunk or part holds (not the overlap at its edges)."""
+    return text[len(text) // 2 - 30:len(text) // 2 + 30]
+
+
+def test_one_refused_chunk_in_ten_fails_alone_and_a_rerun_asks_only_for_it(tmp_path):
+    cs = paper_chunks()
+    bad = cs[3]
+    store_path = tmp_path / "answers.jsonl"
+    with FakeOpenAI(refuse={middle(bad.text): "400"}, delay=0.1) as fake:
+        s = run_teacher(cs, teacher(fake, concurrency=4), TeacherStore(store_path), n=2, verbose=False)
+        assert s["answered"] == 9 and len(TeacherStore(store_path)) == 9 and sum(fake.delivered.values()) == 9
+        assert s["failed"] == [{"chunk_id": bad.id, "source": PAPER.name, "chunk_index": 3, "part": "",
+                                "error": "refused by the teacher (HTTP 400: Your request was flagged by our content "
+                                         "filter.)"}]
+        assert fake.requests[passage_id(bad.text)] == 1  # a refusal is not retried
+        fake.refuse.clear()
+        s2 = run_teacher(cs, teacher(fake, concurrency=4), TeacherStore(store_path), n=2, verbose=False)
+        assert s2["answered"] == 1 and s2["resumed"] == 9 and s2["failed"] == []
+        assert fake.requests[passage_id(bad.text)] == 2 and sum(fake.requests.values()) == 11
+
+
+def test_a_chunk_too_long_for_the_teacher_is_split_and_a_rerun_asks_only_the_missing_part(tmp_path):
+    cs = paper_chunks()[:4]
+    users = [len(render_messages(c.text, c.source, 2)[1]["content"]) for c in cs]
+    long = cs[users.index(max(users))]
+    halves = split_text(long.text)
+    assert all(h and h in long.text for h in halves) and sum(map(len, halves)) >= len(long.text) - 2
+    assert halves[0].rstrip()[-1:] in ".!?:)" or "\n\n" in long.text  # cut at a sentence end or paragraph
+    store_path = tmp_path / "answers.jsonl"
+    with FakeOpenAI(context_chars=max(users) - 1, refuse={middle(halves[1]): "400"}) as fake:
+        s = run_teacher(cs, teacher(fake), TeacherStore(store_path), n=2, verbose=False)
+        assert s["split"] == sum(u > max(users) - 1 for u in users) == 1
+        assert [(f["chunk_id"], f["part"]) for f in s["failed"]] == [(long.id, "2")]
+        store = TeacherStore(store_path)
+        key = request_key("llama-3.3-70b-versatile", render_messages(long.text, long.source, 2))
+        assert "context_length" not in store.records[key]["answer"] and store.records[key]["split"][1]["part"] == "2"
+        assert "maximum context length" in store.records[key]["error"]
+        leaves = chunk_answers(store, key, long.text)
+        assert [(rec is not None, text, part) for rec, text, part in leaves] == [(True, halves[0], "1"),
+                                                                                  (False, halves[1], "2")]
+        triples, rejects = triples_from_answer(leaves[0][0], halves[0])
+        assert len(triples) == 2 and rejects == [] and {t["part"] for t in triples} == {"1"}
+        assert triples[0]["chunk_id"] == long.id  # the part's rows belong to their chunk
+        fake.refuse.clear()
+        s2 = run_teacher(cs, teacher(fake), TeacherStore(store_path), n=2, verbose=False)
+        assert s2["answered"] == 1 and s2["failed"] == [] and s2["split"] == 1 and s2["resumed"] == 3
+        # the whole chunk was asked once (refused), each half once, the refused half once more
+        assert fake.requests[passage_id(long.text)] == 1 and fake.requests[passage_id(halves[0])] == 1
+        assert fake.requests[passage_id(halves[1])] == 2
+    leaves = chunk_answers(TeacherStore(store_path), key, long.text)
+    assert all(len(triples_from_answer(rec, text)[0]) == 2 for rec, text, _ in leaves)
+
+
+def test_a_refused_key_stops_the_build_and_answers_in_flight_are_stored(tmp_path):
+    store_path = tmp_path / "answers.jsonl"
+    with FakeOpenAI(plan=["ok", "ok", "ok", "401"], delay=0.6) as fake:
+        t0 = time.time()
+        with pytest.raises(TeacherStop, match="refused the API key") as err:
+            run_teacher(paper_chunks(), teacher(fake, concurrency=4, timeout_s=5), TeacherStore(store_path),
+                        verbose=False)
+        stored = len(TeacherStore(store_path))
+        # the three answers in flight when the 401 came were paid for: every one delivered is stored
+        assert stored == sum(fake.delivered.values()) == 3 and sum(fake.requests.values()) == 4
+        assert time.time() - t0 < 3  # the six not yet asked never were
+    msg = str(err.value)
+    assert f"{stored} answer(s) of this run are stored in {store_path}" in msg
+    assert f"answering {PAPER.name} chunk" in msg
+
+
+def test_a_retry_after_of_an_hour_stops_the_build_with_its_answers_saved(tmp_path):
+    cs, store_path = chunks()[:3], tmp_path / "answers.jsonl"
+    with FakeOpenAI(plan=["ok", "429"], retry_after="3600") as fake:
+        with pytest.raises(TeacherStop, match=r"asked to wait 3600 s \(60 min.*rerun after") as err:
+            run_teacher(cs, teacher(fake), TeacherStore(store_path), verbose=False)
+        assert "1 answer(s) of this run are stored" in str(err.value) and len(TeacherStore(store_path)) == 1
+        s = run_teacher(cs, teacher(fake), TeacherStore(store_path), verbose=False)  # later: only the rest
+        assert s["resumed"] == 1 and s["answered"] == 2 and set(fake.delivered.values()) == {1}
+
+
+def test_an_html_page_for_every_request_stops_the_build_naming_it(tmp_path):
+    with FakeOpenAI(default="html") as fake:
+        with pytest.raises(TeacherStop, match=r"no reply so far was a chat completion \(3 of them\).*"
+                                              r"'Sign in - Corporate Proxy'.*not the OpenAI protocol"):
+            run_teacher(chunks(), teacher(fake), TeacherStore(tmp_path / "a.jsonl"), verbose=False)
+        # three chunks asked three times each; the fourth (started as the third failed) at most once
+        assert sorted(fake.requests.values())[-3:] == [3, 3, 3] and sum(fake.requests.values()) <= 10
+
+
 # --- the resume store under SIGKILL --------------------------------------------------------------
 KILL_SCRIPT = textwrap.dedent("""
     import sys
@@ -178,6 +279,37 @@ def test_killed_build_resumes_without_losing_or_repeating_a_chunk(tmp_path):
     # chunks answered before the kill were never asked again; only one in flight at the kill is asked twice
     assert sum(fake.requests.values()) == n + in_flight
     assert sorted(fake.requests.values()) == [1] * (n - in_flight) + [2] * in_flight
+
+
+INTERRUPT_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from helpers.dataset.chunking import Chunk, chunk_id
+    from helpers.dataset.teacher import HttpTeacher, TeacherStore, run_teacher
+    texts = [f"Passage {{i}} explains how the Bethe lattice behaves, case {{i}}." for i in range(8)]
+    chunks = [Chunk(chunk_id("doc.pdf", t), "doc.pdf", i, t, 20) for i, t in enumerate(texts)]
+    t = HttpTeacher({url!r}, "llama-3.3-70b-versatile", api_key={key!r}, concurrency=4, timeout_s=10)
+    run_teacher(chunks, t, TeacherStore({store!r}), n=2)
+""")
+
+
+def test_an_interrupted_build_stores_the_answers_in_flight(tmp_path):
+    """Ctrl-C (SIGINT) while four requests are in flight: the four answers, paid for, are stored."""
+    store = tmp_path / "answers.jsonl"
+    with FakeOpenAI(delay=1.5) as fake:
+        script = tmp_path / "ask.py"
+        script.write_text(INTERRUPT_SCRIPT.format(root=str(ROOT), url=fake.base_url, key=API_KEY, store=str(store)))
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline and sum(fake.requests.values()) < 4:
+            time.sleep(0.02)
+        assert sum(fake.requests.values()) == 4, proc.stdout.read().decode()[-2000:] if proc.poll() is not None else ""
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=60)[0].decode()
+        assert proc.returncode != 0 and "KeyboardInterrupt" in out
+        assert sum(fake.requests.values()) == 4  # nothing asked after the interrupt
+    answers = [json.loads(line) for line in store.read_text().splitlines()]
+    assert len(answers) == 4 == sum(fake.delivered.values())
 
 
 def test_store_cuts_a_half_written_line_and_ignores_duplicates(tmp_path):

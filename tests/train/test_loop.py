@@ -5,6 +5,7 @@ the path `accelerate launch` takes on several GPUs), its checkpoints moving betw
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 import helpers.train.loop
-from helpers.common.checkpoints import COMPLETE_MARKER, find_resume_checkpoint
+from helpers.common.checkpoints import COMPLETE_MARKER, find_resume_checkpoint, verify_checkpoint
 from helpers.common.resources import chitchat_conversations
 from helpers.common.run import RunDir
 from helpers.core.config import ConfigError
@@ -106,6 +107,55 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path, co
         assert abs(losses[s] - ref_losses[s]) < 1e-4 * max(1.0, abs(ref_losses[s])), (s, losses[s], ref_losses[s])
 
 
+@pytest.mark.parametrize("schedule", [dict(max_steps=6), dict(max_steps=-1, num_train_epochs=1.5, rows=8)],
+                         ids=["max-steps", "epochs"])
+def test_a_run_complete_in_its_checkpoint_is_not_trained_again(tmp_path, convs, schedule):
+    """The runtime is lost after the last checkpoint (step 6 of 6), before the adapter and metrics are
+    written, and the Drive copy of that checkpoint is damaged: the rerun says the run is complete and
+    trains nothing (the Trainer alone would train a step 7), writes the same adapter, metrics and plot
+    from the local checkpoint, and leaves a verified checkpoint-6 on Drive. A rerun of the finished
+    run then returns its record as it is."""
+    schedule = dict(schedule)
+    data = convs
+    if schedule.pop("rows", None):  # 8 rows, 4 steps an epoch: 1.5 epochs end mid-epoch at step 6
+        data = tmp_path / "eight.jsonl"
+        write_jsonl(data, chitchat_conversations()[:8])
+    drive, local = tmp_path / "drive", tmp_path / "local"
+    cfg = cfg_for(drive, data, save_steps=3, eval_fraction=0.0, checkpoint_dir=str(local), **schedule)
+    first = train(cfg)
+    ref, ref_metrics = adapter_tensors(first.adapter_dir), first.metrics
+    assert ref_metrics["steps"] == 6
+    shutil.rmtree(first.adapter_dir)  # lost with the runtime: what the run writes after its last checkpoint
+    manifest = json.loads((drive / "run.json").read_text())
+    del manifest["metrics"]
+    (drive / "run.json").write_text(json.dumps(manifest))
+    (drive / "log_history.json").unlink()
+    (drive / "loss.png").unlink()
+    weights = drive / "checkpoints" / "checkpoint-6" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    assert verify_checkpoint(weights.parent) is not None
+
+    said = []
+    again = train(cfg, log=said.append)
+    assert any("Run already complete: checkpoint-6" in m and "nothing to train" in m for m in said), said
+    assert not any(m.startswith("Done: 7") for m in said) and any(m.startswith("Done: 6 steps") for m in said)
+    m = RunDir(drive).metrics
+    assert m["steps"] == again.metrics["steps"] == 6
+    assert m["train_loss"] == ref_metrics["train_loss"]
+    assert not [c for d in (local, drive / "checkpoints") for c in d.glob("checkpoint-7*")]
+    got = adapter_tensors(again.adapter_dir)
+    assert got.keys() == ref.keys() and all(torch.equal(got[n], ref[n]) for n in ref)
+    losses = [(h["step"], h["loss"]) for h in first.log_history if "loss" in h]
+    assert (drive / "loss.png").exists() and [(h["step"], h["loss"]) for h in RunDir(drive).history()
+                                              if "loss" in h] == losses
+    assert verify_checkpoint(weights.parent) is None  # the damaged Drive copy was replaced
+
+    said.clear()
+    third = train(cfg, log=said.append)
+    assert any("Run already complete" in m for m in said) and not any(m.startswith("Done") for m in said), said
+    assert third.metrics == RunDir(drive).metrics == m  # its record as it was, train time included
+
+
 def test_resume_folder_from_another_model_or_config_is_refused(tmp_path, convs):
     train(cfg_for(tmp_path / "run", convs, max_steps=2, save_steps=2, eval_fraction=0.0))
     with pytest.raises(ConfigError, match="lora_r: folder has 4, this run 8"):
@@ -170,7 +220,7 @@ def test_whole_run_train_loss_weights_each_log_by_its_steps():
 def test_main_help_lists_every_setting(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "python -m helpers.train.loop config.json" in out
+    assert "python -m helpers.train config.json" in out
     assert f"TrainConfig, all {len(TrainConfig.field_names())} settings:" in out and "learning_rate" in out
 
 

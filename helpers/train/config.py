@@ -13,7 +13,7 @@ from typing import Any
 from helpers.core.config import ConfigError, StepConfig, coerce_field
 from helpers.core.files import PRETRAIN_RUN, SFT_RUN
 
-# how a packed run's learning rate follows the k examples one packed row holds (packed_lr)
+# how a packed run's learning rate follows the examples one step holds (packed_step)
 _PACKED_LR_FACTOR = {"linear": lambda k: k, "sqrt": math.sqrt, "none": lambda k: 1.0}
 PACKED_LR_SCALINGS = tuple(_PACKED_LR_FACTOR)
 
@@ -56,8 +56,10 @@ class TrainConfig(StepConfig, notebooks=("03", "04")):
                           # padding)
     separate_documents: bool = False  # pretrain: documents sharing a block attend only to themselves (False: one
                                       # stream)
-    packed_lr_scaling: str = "linear"  # sft packing: LEARNING_RATE x examples per row ("linear"), x their square root
-                                       # ("sqrt") or as set ("none")
+    packed_step_examples: float = 2.0  # sft packing: a step takes at most this many times the batch in examples
+                                       # (fewer rows when rows hold many), so an epoch keeps enough steps (0 = off)
+    packed_lr_scaling: str = "linear"  # sft packing: LEARNING_RATE x the step's examples per batch ("linear"), x its
+                                       # square root ("sqrt") or as set ("none")
     num_train_epochs: float = 1.0  # passes over the training data (ignored when MAX_STEPS > 0)
     max_steps: int = -1  # > 0: stop after this many optimizer steps; -1 = run NUM_TRAIN_EPOCHS
     per_device_batch_size: int = 4  # rows per GPU per micro-batch: packed rows, examples (PACKING=False) or blocks
@@ -133,6 +135,9 @@ class TrainConfig(StepConfig, notebooks=("03", "04")):
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: must be at least 1.")
         if self.learning_rate <= 0:
             raise ConfigError(f"LEARNING_RATE={self.learning_rate}: must be positive.")
+        if self.packed_step_examples < 0:
+            raise ConfigError(f"PACKED_STEP_EXAMPLES={self.packed_step_examples}: 0 (off) or a positive multiple of "
+                              "the batch.")
         if self.packed_lr_scaling not in PACKED_LR_SCALINGS:
             raise ConfigError(f"PACKED_LR_SCALING={self.packed_lr_scaling!r}: one of "
                               f"{', '.join(repr(k) for k in PACKED_LR_SCALINGS)}.")
@@ -165,27 +170,54 @@ class FinetuneChoices(StepConfig, notebooks=("04",)):
                                   # sweep/best_config.json)
 
 
-_PACKED_LR_MEASURED = 2.1  # the largest factor the packing rule was measured at (bench/QUALITY.md)
+# what the packing rule was measured at (bench/QUALITY.md): examples per row, and the rate's factor
+_PACKED_K_MEASURED = 16.0
+_PACKED_LR_MEASURED = 2.1
 
 
-def packed_lr(lr: float, examples: int, rows: int, scaling: str) -> tuple[float, str]:
-    """The learning rate of a packed SFT run, and the sentence that says so.
+@dataclass
+class PackedStep:
+    """A packed SFT run's optimizer step: micro-batch and accumulation (rows per step), learning
+    rate, and the sentence the log prints about them."""
+    micro_batch: int
+    accumulation: int
+    learning_rate: float
+    why: str
 
-    LEARNING_RATE is the rate of a batch of examples, as recipes give it. Packed, a row holds
-    k = examples / rows of them, so an epoch takes k times fewer, k times bigger steps and at the
-    same rate learns less. "linear" multiplies the rate by k (the linear scaling rule), "sqrt" by
-    sqrt(k) (the square-root rule for Adam), "none" keeps it (measurements: bench/QUALITY.md)."""
+
+def packed_step(cfg: TrainConfig, examples: int, rows: int, world: int = 1) -> PackedStep:
+    """Rows per step and learning rate of a packed SFT run whose rows hold k = examples / rows each.
+
+    The batch (micro-batch x accumulation x GPUs) counts examples, as recipes give it. A packed step
+    takes at most PACKED_STEP_EXAMPLES times that many examples: when rows hold more, a step takes
+    fewer rows, so short examples still make an epoch of enough optimizer steps. The rate follows
+    the examples a step holds against the batch: x that ratio ("linear"), its square root ("sqrt"),
+    or as set ("none"). Measurements at several data shapes: bench/QUALITY.md."""
     k = examples / rows if rows else 1.0
-    factor = _PACKED_LR_FACTOR[scaling](k)
-    if scaling == "none" or factor == 1.0:
-        return lr, f"learning rate {lr:.3g} as set (PACKED_LR_SCALING={scaling!r}, {k:.2f} examples per row)"
-    rule = f"sqrt({k:.2f})" if scaling == "sqrt" else f"{k:.2f}"
-    why = (f"learning rate {lr:.3g} x {rule} = {lr * factor:.3g} for {k:.2f} examples per row "
-           f"(PACKED_LR_SCALING={scaling!r}; 'none' keeps {lr:.3g})")
-    if factor > _PACKED_LR_MEASURED:
-        why += (f". The rule was measured up to x{_PACKED_LR_MEASURED:g} (bench/QUALITY.md); at x{factor:.1f} "
-                "watch the first losses, and if they jump, try 'sqrt' or notebook 07's sweep")
-    return lr * factor, why
+    micro, accum = cfg.per_device_batch_size, cfg.gradient_accumulation_steps
+    batch = micro * accum * world
+    if cfg.packed_step_examples > 0:
+        want_rows = max(1, min(batch, round(cfg.packed_step_examples * batch / k)))
+        per_rank = max(1, round(want_rows / world))
+        if per_rank >= micro:
+            accum = max(1, round(per_rank / micro))
+        else:
+            micro, accum = per_rank, 1
+    step_rows = micro * accum * world
+    ratio = step_rows * k / batch
+    factor = _PACKED_LR_FACTOR[cfg.packed_lr_scaling](ratio)
+    lr = cfg.learning_rate * factor
+    steps = f"{step_rows} rows per step ({step_rows * k:.0f} examples)"
+    if step_rows != batch:
+        steps += f", not {batch}: rows of {k:.1f} examples would leave an epoch too few steps"
+    if cfg.packed_lr_scaling == "none" or factor == 1.0:
+        return PackedStep(micro, accum, lr, f"{steps}; learning rate {lr:.3g} as set")
+    rule = f"sqrt({ratio:.2f})" if cfg.packed_lr_scaling == "sqrt" else f"{ratio:.2f}"
+    why = f"{steps}; learning rate {cfg.learning_rate:.3g} x {rule} = {lr:.3g} (PACKED_LR_SCALING)"
+    if k > _PACKED_K_MEASURED or factor > _PACKED_LR_MEASURED * 1.05:
+        why += (f". Measured up to {_PACKED_K_MEASURED:g} examples per row and x{_PACKED_LR_MEASURED:g} "
+                "(bench/QUALITY.md): watch the first losses, and if they jump, lower LEARNING_RATE or run notebook 07")
+    return PackedStep(micro, accum, lr, why)
 
 
 def packs_documents(cfg: TrainConfig) -> bool:

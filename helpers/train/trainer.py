@@ -11,7 +11,7 @@ from pathlib import Path
 from helpers.common.checkpoints import durable_checkpoints_callback
 from helpers.common.models import compute_dtype, under_fsdp
 from helpers.common.run import RunDir
-from helpers.train.config import TrainConfig, packed_lr
+from helpers.train.config import PackedStep, TrainConfig, packed_step
 from helpers.train.data import TrainData
 from helpers.train.model import keep_master_weights_fp32
 from helpers.train.packing import REAL_TOKENS, PackedCollator, describe_packing, pack_examples
@@ -195,12 +195,12 @@ def sft_arguments(cfg: TrainConfig, run: RunDir, local_ckpt: Path, has_eval: boo
 @dataclass
 class TrainingBatches:
     """What the trainer is given: the training and validation examples (the training ones packed
-    into rows with PACKING), the collator for the packing kernel, the learning rate the packed rows
-    call for (None = LEARNING_RATE as set), and the packing report for the run's data report."""
+    into rows with PACKING), the collator for the packing kernel, the packed run's step (rows per
+    step and learning rate; None = the config's as set), and the packing report for the data report."""
     train: list[dict]
     eval: list[dict]
     collator: PackedCollator | None
-    learning_rate: float | None
+    step: PackedStep | None
     report: dict
 
     @property
@@ -210,32 +210,39 @@ class TrainingBatches:
 
 def training_batches(cfg: TrainConfig, data: TrainData, tok, packing: str | None, log) -> TrainingBatches:
     """The examples as the trainer takes them. With ``packing`` (a kernel of helpers.train.packing)
-    SFT examples are packed into rows of MAX_SEQ_LEN tokens at the learning rate of :func:`packed_lr`,
-    and the collator trains the documents of a row (or a pretraining block) apart. The validation
-    examples stay one per row (collated for the same kernel), so the validation loss is the same
-    figure with PACKING on or off."""
-    train_enc, collator, lr, report = data.train_enc, None, None, {}
+    SFT examples are packed into rows of MAX_SEQ_LEN tokens, with the rows per step and learning
+    rate of :func:`packed_step`, and the collator trains the documents of a row (or a pretraining
+    block) apart. The validation examples stay one per row (collated for the same kernel), so the
+    validation loss is the same figure with PACKING on or off."""
+    train_enc, collator, step, report = data.train_enc, None, None, {}
     if packing:
         if cfg.mode == "sft":
             train_enc, rep = pack_examples(train_enc, cfg.max_seq_len)
-            lr, why = packed_lr(cfg.learning_rate, rep["examples"], rep["rows"], cfg.packed_lr_scaling)
-            report["packing"] = dict(rep, kernel=packing, learning_rate=lr, lr_scaling=cfg.packed_lr_scaling)
-            log(describe_packing(rep, packing) + "; " + why)
+            step = packed_step(cfg, rep["examples"], rep["rows"], int(os.environ.get("WORLD_SIZE", "1")))
+            report["packing"] = dict(rep, kernel=packing, learning_rate=step.learning_rate,
+                                     lr_scaling=cfg.packed_lr_scaling,
+                                     rows_per_step=step.micro_batch * step.accumulation)
+            log(describe_packing(rep, packing) + "; " + step.why)
         else:
             report["separate_documents"] = {"kernel": packing}
             log(f"Documents sharing a block trained apart (SEPARATE_DOCUMENTS, {packing} path)")
         collator = PackedCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, packing,
                                   count_tokens=True)
-    return TrainingBatches(train_enc, data.eval_enc, collator, lr, report)
+    return TrainingBatches(train_enc, data.eval_enc, collator, step, report)
 
 
 def training_arguments(cfg: TrainConfig, batches: TrainingBatches, run: RunDir, local_ckpt: Path, log):
-    """:func:`sft_arguments` at the batches' learning rate, with TensorBoard's logs in the run folder,
-    and one process that sees several GPUs kept to one of them."""
+    """:func:`sft_arguments` with the packed step's rows and learning rate (validation keeps the
+    micro-batch as set), TensorBoard's logs in the run folder, and one process that sees several
+    GPUs kept to one of them."""
     import torch
 
-    lr_cfg = cfg if batches.learning_rate is None else cfg.replace(learning_rate=batches.learning_rate)
-    args = sft_arguments(lr_cfg, run, local_ckpt, batches.has_eval)
+    step = batches.step
+    step_cfg = cfg if step is None else cfg.replace(
+        learning_rate=step.learning_rate, per_device_batch_size=step.micro_batch,
+        gradient_accumulation_steps=step.accumulation)
+    args = sft_arguments(step_cfg, run, local_ckpt, batches.has_eval)
+    args.per_device_eval_batch_size = cfg.per_device_batch_size
     if _report_to(cfg) == "tensorboard":
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")  # durable (Drive on Colab)
     if args.n_gpu > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:

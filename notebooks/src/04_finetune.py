@@ -51,8 +51,8 @@ TEMPLATE = "auto"  # @param ["auto", "chat", "alpaca"]
 MAX_SEQ_LEN = 1024  # @param {type:"integer"}
 # @markdown `PACKING`: sft: pack examples into rows of MAX_SEQ_LEN tokens, each attending only to itself (no padding)
 PACKING = True  # @param {type:"boolean"}
-# @markdown `PACKED_LR_SCALING`: sft packing: LEARNING_RATE x examples per row ("linear"), x their square root ("sqrt")
-# @markdown or as set ("none")
+# @markdown `PACKED_LR_SCALING`: sft packing: LEARNING_RATE x the step's examples per batch ("linear"), x its square
+# @markdown root ("sqrt") or as set ("none")
 PACKED_LR_SCALING = "linear"  # @param ["linear", "sqrt", "none"]
 # @markdown `REPLAY_SHARE`: share of the training stream that is general data, against forgetting (0 = off; sft:
 # @markdown examples, pretrain: blocks)
@@ -115,24 +115,12 @@ print(cfg.describe())
 # ## Train
 # Interrupted? Run the notebook again: it resumes from the newest complete checkpoint.
 #
-# **Packing** (`PACKING`, on by default). Instruction examples are short and of very different
-# lengths (the bundled conversations: a median of about 220 tokens), so batches padded to their
-# longest example are mostly padding. With packing, whole examples are laid back to back into rows
-# of up to `MAX_SEQ_LEN` tokens, and each is still trained exactly as if it were alone: it attends
-# only to itself, its positions start at 0, the loss covers its replies only, and no label crosses
-# into the next example. A GPU with FlashAttention or PyTorch's varlen attention (A100, H100) runs
-# the examples of a micro-batch as one row with their bounds; a T4 or a CPU uses a per-document
-# mask. The training log says which, and how full the rows are. What changes for you:
-# `PER_DEVICE_BATCH_SIZE` counts packed rows, so a step holds several times more examples and an
-# epoch takes fewer steps (lower `EVAL_STEPS` and `SAVE_STEPS` to validate and save as often as before).
-# So that fewer, bigger steps still learn as much per epoch, the learning rate is multiplied by
-# the examples per row (`PACKED_LR_SCALING = "linear"`; the log prints both rates): `LEARNING_RATE`
-# keeps the meaning recipes give it, the rate of a batch of examples. `"sqrt"` scales by the square
-# root, `"none"` uses `LEARNING_RATE` as it is. The linear rule was measured at 2.1 examples per
-# row (`bench/QUALITY.md`); with many short examples per row the factor grows (x8 at 8 per row),
-# and the log then says to watch the first losses and try `"sqrt"` if they jump. The validation examples
-# stay one per row, so the validation loss is the same figure either way. `PACKING = False`
-# trains one example per row, padded, as before.
+# **Packing** (`PACKING`, on by default): short examples are laid back to back into rows of up to
+# `MAX_SEQ_LEN` tokens, each still trained as if alone (its own attention, positions and loss), so
+# no step is spent on padding. `PER_DEVICE_BATCH_SIZE` x `GRADIENT_ACCUMULATION_STEPS` keeps the
+# meaning recipes give it, a batch of examples: when rows hold many short examples a step takes
+# fewer rows, and the learning rate follows the examples a step holds. The log says both; the rule
+# and its measurements at several data shapes are in `bench/QUALITY.md`. `PACKING = False` pads.
 #
 # On a GPU the run takes the fast path unless you say otherwise: a memory plan for your GPU
 # (micro-batch, checkpointing, checkpointed activations kept in CPU memory; printed with its

@@ -8,7 +8,7 @@ import pytest
 from helpers.core.config import ConfigError, registered_configs, siblings
 from helpers.core.files import PRETRAIN_RUN, SFT_RUN, SweepFiles
 from helpers.train import FinetuneChoices, PretrainSources, TrainConfig, load_best_config
-from helpers.train.config import packed_lr, packs_documents
+from helpers.train.config import packed_step, packs_documents
 
 
 def test_notebook_switches_are_configs_of_their_notebook_not_training_settings():
@@ -40,16 +40,34 @@ def test_train_config_checks_its_values():
     assert packs_documents(TrainConfig(mode="pretrain", separate_documents=True))
 
 
-def test_packed_learning_rate_rule():
-    """PACKED_LR_SCALING: the rate of a batch of examples, carried to packed rows that hold k of them."""
-    assert packed_lr(2e-4, 300, 75, "sqrt")[0] == pytest.approx(4e-4)
-    assert packed_lr(2e-4, 300, 75, "linear")[0] == pytest.approx(8e-4)
-    lr, why = packed_lr(2e-4, 300, 75, "none")
-    assert lr == 2e-4 and "as set" in why and "4.00 examples per row" in why
-    assert packed_lr(2e-4, 10, 10, "sqrt")[0] == 2e-4  # one example per row: nothing to carry
-    assert "learning rate 0.0002 x sqrt(4.00) = 0.0004 for 4.00 examples per row" in packed_lr(2e-4, 300, 75, "sqrt")[1]
-    assert "watch the first losses" not in packed_lr(2e-4, 300, 75, "sqrt")[1]  # x2: inside what was measured
-    assert "measured up to x2.1 (bench/QUALITY.md); at x4.0" in packed_lr(2e-4, 300, 75, "linear")[1]
+def test_packed_step_keeps_an_epoch_of_steps_and_scales_the_rate_by_examples_per_step():
+    """A packed step takes at most PACKED_STEP_EXAMPLES x the batch in examples: rows of many short
+    examples mean fewer rows per step (accumulation first, then the micro-batch), and the rate
+    follows the examples a step holds against the batch."""
+    cfg = TrainConfig(per_device_batch_size=4, gradient_accumulation_steps=4, learning_rate=2e-4)
+    conv = packed_step(cfg, 630, 300)  # k = 2.1: 15 rows would hold 31.5 examples; accumulation 4 x 4 = 16 rows
+    assert (conv.micro_batch, conv.accumulation) == (4, 4)
+    assert conv.learning_rate == pytest.approx(2e-4 * 16 * 2.1 / 16)
+    assert "16 rows per step (34 examples)" in conv.why and "watch the first losses" not in conv.why
+    short = packed_step(cfg, 2430, 300)  # k = 8.1: 4 rows per step, 32.4 examples, rate x2.03
+    assert (short.micro_batch, short.accumulation) == (4, 1)
+    assert short.learning_rate == pytest.approx(2e-4 * 4 * 8.1 / 16)
+    assert "4 rows per step (32 examples), not 16: rows of 8.1 examples" in short.why
+    tiny = packed_step(cfg, 4800, 300)  # k = 16: 2 rows, the micro-batch shrinks
+    assert (tiny.micro_batch, tiny.accumulation) == (2, 1) and tiny.learning_rate == pytest.approx(4e-4)
+    one = packed_step(cfg, 300, 300)  # one example per row: the batch and the rate as set
+    assert (one.micro_batch, one.accumulation, one.learning_rate) == (4, 4, 2e-4) and "as set" in one.why
+    two_gpus = packed_step(cfg.replace(gradient_accumulation_steps=2), 2430, 300, world=2)  # 4 rows over 2 ranks
+    assert (two_gpus.micro_batch, two_gpus.accumulation) == (2, 1)
+    off = packed_step(cfg.replace(packed_step_examples=0), 2430, 300)  # the rows as set, the rate x k
+    assert (off.micro_batch, off.accumulation) == (4, 4) and off.learning_rate == pytest.approx(2e-4 * 8.1)
+    assert "Measured up to 16 examples per row and x2.1" in off.why  # x8.1: outside what was measured
+    assert packed_step(cfg.replace(packed_lr_scaling="sqrt"), 2430, 300).learning_rate == pytest.approx(
+        2e-4 * (4 * 8.1 / 16) ** 0.5)
+    wide = packed_step(cfg, 6000, 300)  # k = 20: outside the measured k
+    assert (wide.micro_batch, wide.accumulation) == (2, 1) and "Measured up to 16 examples per row" in wide.why
+    with pytest.raises(ConfigError, match="PACKED_STEP_EXAMPLES=-1"):
+        TrainConfig(packed_step_examples=-1).validate()
     with pytest.raises(ConfigError, match="PACKED_LR_SCALING='cube'"):
         TrainConfig(packed_lr_scaling="cube").validate()
 

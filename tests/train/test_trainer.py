@@ -12,7 +12,7 @@ from helpers.common.resources import chitchat_conversations
 from helpers.common.run import RunDir
 from helpers.core.jsonl import write_jsonl
 from helpers.train import TrainConfig, train
-from helpers.train.config import packed_lr
+from helpers.train.config import packed_step
 from helpers.train.data import TrainData
 from helpers.train.packing import REAL_TOKENS, PackedCollator, pack_examples
 from helpers.train.trainer import kit_trainer_class, run_callbacks, training_arguments, training_batches
@@ -25,7 +25,7 @@ def tok():
 
 
 def test_training_batches_pack_sft_rows_at_the_packed_rate_and_keep_validation_one_per_row(tmp_path, tok):
-    """PACKING: the SFT examples packed into rows of MAX_SEQ_LEN, the rate multiplied as packed_lr
+    """PACKING: the SFT examples packed into rows of MAX_SEQ_LEN, rows per step and rate as packed_step
     says, the report for the data report; validation stays one example per row. Without a packing
     kernel the examples go as they are, at LEARNING_RATE as set."""
     examples = chat_examples(tok, 12, max_len=128)
@@ -35,19 +35,23 @@ def test_training_batches_pack_sft_rows_at_the_packed_rate_and_keep_validation_o
     batches = training_batches(cfg, data, tok, "mask", said.append)
     rows, rep = pack_examples(examples[:10], 256)
     assert batches.train == rows and batches.eval == examples[10:] and batches.has_eval
-    lr, why = packed_lr(1e-4, 10, len(rows), "linear")
-    assert batches.learning_rate == lr > 1e-4 and why in said[0]
-    assert batches.report["packing"] == dict(rep, kernel="mask", learning_rate=lr, lr_scaling="linear")
+    step = packed_step(cfg, 10, len(rows))
+    lr = step.learning_rate
+    assert batches.step == step and lr > 1e-4 and step.why in said[0]
+    assert batches.report["packing"] == dict(rep, kernel="mask", learning_rate=lr, lr_scaling="linear",
+                                             rows_per_step=step.micro_batch * step.accumulation)
     assert isinstance(batches.collator, PackedCollator) and batches.collator.kernel == "mask"
     plain = training_batches(cfg.replace(packing=False), data, tok, None, said.append)
-    assert plain.train == examples[:10] and plain.collator is None and plain.learning_rate is None
+    assert plain.train == examples[:10] and plain.collator is None and plain.step is None
     assert plain.report == {}
     pretrain = training_batches(cfg.replace(mode="pretrain"), data, tok, "mask", said.append)
     assert pretrain.train == examples[:10] and pretrain.report == {"separate_documents": {"kernel": "mask"}}
     # the trainer's arguments: the packed rate, the kit's own packing (never TRL's), validation by steps
     args = training_arguments(cfg.replace(report_to="none"), batches, RunDir(tmp_path / "run"), tmp_path / "ckpt",
                               said.append)
-    assert args.learning_rate == lr and args.packing is False and args.output_dir == str(tmp_path / "ckpt")
+    assert args.learning_rate == lr and args.packing is False
+    assert args.per_device_train_batch_size == step.micro_batch and args.per_device_eval_batch_size == 4
+    assert args.output_dir == str(tmp_path / "ckpt")
     assert args.eval_strategy == "steps" and args.optim == "adamw_torch" and args.use_cpu
 
 

@@ -172,7 +172,7 @@ class FinetuneChoices(StepConfig, notebooks=("04",)):
 
 # what the packing rule was measured at (bench/QUALITY.md): examples per row, and the rate's factor
 _PACKED_K_MEASURED = 16.0
-_PACKED_LR_MEASURED = 2.1
+_PACKED_LR_MEASURED = 2.2
 
 
 @dataclass

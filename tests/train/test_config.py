@@ -61,7 +61,7 @@ def test_packed_step_keeps_an_epoch_of_steps_and_scales_the_rate_by_examples_per
     assert (two_gpus.micro_batch, two_gpus.accumulation) == (2, 1)
     off = packed_step(cfg.replace(packed_step_examples=0), 2430, 300)  # the rows as set, the rate x k
     assert (off.micro_batch, off.accumulation) == (4, 4) and off.learning_rate == pytest.approx(2e-4 * 8.1)
-    assert "Measured up to 16 examples per row and x2.1" in off.why  # x8.1: outside what was measured
+    assert "Measured up to 16 examples per row and x2.2" in off.why  # x8.1: outside what was measured
     assert packed_step(cfg.replace(packed_lr_scaling="sqrt"), 2430, 300).learning_rate == pytest.approx(
         2e-4 * (4 * 8.1 / 16) ** 0.5)
     wide = packed_step(cfg, 6000, 300)  # k = 20: outside the measured k

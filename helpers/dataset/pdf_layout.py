@@ -7,7 +7,25 @@ import collections
 import re
 
 CODE_MARK = "\ue000"  # starts a line set in a monospaced font (code) until join_paragraphs; never in the output
-MONO_FONT_RE = re.compile(r"mono|courier|consol|menlo|typewriter|inconsolata|cmtt|lmtt|tt\d*$", re.IGNORECASE)
+# a font is monospaced by its FixedPitch flag, or by its name: TeX's own fonts (CMTT10) carry no flag
+FIXED_PITCH = 1  # bit 1 of a PDF font descriptor's /Flags
+MONO_FONT_RE = re.compile(r"mono|cour|consol|menlo|typewriter|inconsolata|fixed|sourcecode|cmtt|lmtt|pcrr|txtt|"
+                          r"nimbusmon|lucidaconsole|tt\d*$|-tt$", re.IGNORECASE)
+
+
+def _monospaced(tp, indices: list[int], buf, flags) -> bool:
+    """Whether a line is set in a monospaced font: its first, middle and last glyphs all are
+    (a code word inside a line of prose does not make it code), by the font's FixedPitch flag
+    (Ghostscript's ``NimbusMonL-Regu``, any Courier) or its name (TeX's ``CMTT10`` has no flag)."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+    for i in {indices[0], indices[len(indices) // 2], indices[-1]}:
+        pdfium_c.FPDFText_GetFontInfo(tp, i, buf, len(buf), ctypes.byref(flags))
+        if not (flags.value > 0 and flags.value & FIXED_PITCH
+                or MONO_FONT_RE.search(buf.value.decode("latin-1").split("+")[-1])):
+            return False
+    return True
 
 
 def pdfium_page_text(page) -> str:
@@ -22,9 +40,9 @@ def pdfium_page_text(page) -> str:
     try:
         # Character by character (PDFium's indices), so each line knows its first and last glyph.
         n_chars = tp.count_chars()
-        lines: list[tuple[str, int | None, int | None]] = []
+        lines: list[tuple[str, list[int]]] = []  # a line's text and its visible glyphs' indices
         cur: list[str] = []
-        first_i = last_i = None
+        seen: list[int] = []
         i = 0
         while i < n_chars:
             u = pdfium_c.FPDFText_GetUnicode(tp, i)
@@ -36,34 +54,32 @@ def pdfium_page_text(page) -> str:
             else:
                 ch = chr(u) if u and not 0xD800 <= u < 0xE000 else ""
             if ch == "\n":
-                lines.append(("".join(cur), first_i, last_i))
-                cur, first_i, last_i = [], None, None
+                lines.append(("".join(cur), seen))
+                cur, seen = [], []
             elif ch and ch != "\r":
                 cur.append(ch)
                 if not ch.isspace():
-                    first_i = i if first_i is None else first_i
-                    last_i = i
+                    seen.append(i)
             i += step
-        lines.append(("".join(cur), first_i, last_i))
+        lines.append(("".join(cur), seen))
         buf, flags = ctypes.create_string_buffer(128), ctypes.c_int()
         geo = []  # (x0, glyph width, monospaced, x1, bottom, top) of each line with text
-        for text, fi, li in lines:
-            if fi is None:
+        for text, seen in lines:
+            if not seen:
                 geo.append(None)
                 continue
-            first, last = tp.get_charbox(fi), tp.get_charbox(li)
-            pdfium_c.FPDFText_GetFontInfo(tp, fi, buf, 128, ctypes.byref(flags))
-            mono = bool(MONO_FONT_RE.search(buf.value.decode("latin-1").split("+")[-1]))
+            first, last = tp.get_charbox(seen[0]), tp.get_charbox(seen[-1])
+            mono = _monospaced(tp, seen, buf, flags)
             n = max(1, len(text.strip()))
             geo.append((first[0], max(0.1, (last[2] - first[0]) / n), mono, last[2],
                         min(first[1], last[1]), max(first[3], last[3])))
         # columns' left edges: where 3 or more lines of prose start (code is indented from them)
         lefts = collections.Counter(round(g[0]) for g in geo if g and not g[2])
         margins = sorted(x for x, k in lefts.items() if k >= 3) or [min((round(g[0]) for g in geo if g), default=0)]
-        widths = sorted(g[1] for (text, _, _), g in zip(lines, geo) if g and g[2] and len(text.strip()) >= 8)
+        widths = sorted(g[1] for (text, _), g in zip(lines, geo) if g and g[2] and len(text.strip()) >= 8)
         mono_w = widths[len(widths) // 2] if widths else None  # one monospaced glyph's width on this page
         out, prev = [], None
-        for (text, _, _), g in zip(lines, geo):
+        for (text, _), g in zip(lines, geo):
             ln = text.strip()
             if g and prev and out and not g[2] and g[0] >= prev[3] - 1 and \
                     min(g[5], prev[5]) - max(g[4], prev[4]) > 0.3 * min(g[5] - g[4], prev[5] - prev[4]):

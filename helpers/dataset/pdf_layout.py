@@ -27,6 +27,56 @@ def _monospaced(tp, indices: list[int], buf, flags) -> bool:
             return False
     return True
 
+WORD_GAP = 0.15  # a gap between two glyphs wider than this share of the font size is a word space ...
+NO_GAP = 0.08  # ... and a space whose glyphs sit closer than this is none (see _page_lines)
+
+
+def _page_lines(tp) -> list[tuple[str, list[int]]]:
+    """A PDFium text page's lines, character by character: each line's text and its visible
+    glyphs' indices. Word spaces are decided from the glyphs' positions where PDFium's own guess
+    is wrong: a gap wider than ``WORD_GAP`` of the font size without a space gets one
+    (Ghostscript's PDFs of groff: ``twocores``), and a single space between glyphs that touch
+    (``ev ery``, a space the maker drew and then set the word over) is dropped."""
+    import pypdfium2.raw as pdfium_c
+    n_chars = tp.count_chars()
+    lines: list[tuple[str, list[int]]] = []
+    cur: list[str] = []
+    seen: list[int] = []
+    rect = pdfium_c.FS_RECTF()
+    prev = None  # (right edge, font size) of the last glyph when no space has followed it yet
+    pending = False  # one space seen after that glyph, kept or dropped at the next glyph
+    i = 0
+    while i < n_chars:
+        u = pdfium_c.FPDFText_GetUnicode(tp, i)
+        step = 1
+        if 0xD800 <= u < 0xDC00 and i + 1 < n_chars:  # a surrogate pair is one character
+            lo = pdfium_c.FPDFText_GetUnicode(tp, i + 1)
+            ch = chr(0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)) if 0xDC00 <= lo < 0xE000 else ""
+            step = 2
+        else:
+            ch = chr(u) if u and not 0xD800 <= u < 0xE000 else ""
+        if ch == " " and prev is not None and not pending:
+            pending = True
+        elif ch == "\n":
+            lines.append(("".join(cur), seen))
+            cur, seen, prev, pending = [], [], None, False
+        elif not ch or ch == "\r" or ch.isspace() or not ch.isprintable():
+            cur.append((" " if pending else "") + (ch if ch != "\r" else ""))
+            prev, pending = None, False
+        else:
+            pdfium_c.FPDFText_GetLooseCharBox(tp, i, rect)
+            size = pdfium_c.FPDFText_GetFontSize(tp, i)
+            if prev is not None:
+                gap = (rect.left - prev[0]) / max(size, prev[1], 1.0)
+                if (pending and (gap > NO_GAP or gap < -1)) or (not pending and gap > WORD_GAP):
+                    cur.append(" ")
+            cur.append(ch)
+            seen.append(i)
+            prev, pending = (rect.right, size), False
+        i += step
+    lines.append(("".join(cur), seen))
+    return lines
+
 
 def pdfium_page_text(page) -> str:
     """One page's text from PDFium: its lines, a superscript or subscript put back on its line,
@@ -35,33 +85,9 @@ def pdfium_page_text(page) -> str:
     sit right of their column's left edge."""
     import ctypes
 
-    import pypdfium2.raw as pdfium_c
     tp = page.get_textpage()
     try:
-        # Character by character (PDFium's indices), so each line knows its first and last glyph.
-        n_chars = tp.count_chars()
-        lines: list[tuple[str, list[int]]] = []  # a line's text and its visible glyphs' indices
-        cur: list[str] = []
-        seen: list[int] = []
-        i = 0
-        while i < n_chars:
-            u = pdfium_c.FPDFText_GetUnicode(tp, i)
-            step = 1
-            if 0xD800 <= u < 0xDC00 and i + 1 < n_chars:  # a surrogate pair is one character
-                lo = pdfium_c.FPDFText_GetUnicode(tp, i + 1)
-                ch = chr(0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)) if 0xDC00 <= lo < 0xE000 else ""
-                step = 2
-            else:
-                ch = chr(u) if u and not 0xD800 <= u < 0xE000 else ""
-            if ch == "\n":
-                lines.append(("".join(cur), seen))
-                cur, seen = [], []
-            elif ch and ch != "\r":
-                cur.append(ch)
-                if not ch.isspace():
-                    seen.append(i)
-            i += step
-        lines.append(("".join(cur), seen))
+        lines = _page_lines(tp)
         buf, flags = ctypes.create_string_buffer(128), ctypes.c_int()
         geo = []  # (x0, glyph width, monospaced, x1, bottom, top) of each line with text
         for text, seen in lines:

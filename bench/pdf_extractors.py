@@ -154,10 +154,12 @@ def running_heads(ref_pages: list[str]) -> set[str]:
 
 
 def heads_left(text: str, heads: set[str], ref_pages: list[str]) -> float | None:
+    """Lines of ``text`` that start or end with a running head, per page that has one in pdftotext."""
     if not heads:
         return None
-    total = sum(1 for p in ref_pages for ln in p.splitlines() if _key(ln) in heads)
-    left = sum(1 for ln in text.splitlines() if _key(ln) in heads)
+    total = sum(1 for p in ref_pages if any(_key(ln) in heads for ln in p.splitlines()))
+    left = sum(1 for ln in text.splitlines()
+               if (k := _key(ln)) and any(k.startswith(h) or k.endswith(h) for h in heads))
     return min(1.0, left / max(1, total))
 
 
@@ -224,8 +226,11 @@ def main(argv=None) -> int:
     ap.add_argument("--site", default=os.environ.get("PDF_BENCH_SITE", "/tmp/benchsite"),
                     help="a pip --target folder with pymupdf and pdfminer.six (appended to sys.path)")
     ap.add_argument("--makers", nargs="*", default=None, help="only makers whose name contains one of these")
+    ap.add_argument("--kit-root", help="measure the kit-* candidates of another checkout (an earlier commit's tree)")
     a = ap.parse_args(argv)
     sys.path.append(a.site)
+    if a.kit_root:
+        sys.path.insert(0, str(Path(a.kit_root).resolve()))
     libs = a.libs or [lib for lib in EXTRACTORS if lib == "pdftotext" or importlib.util.find_spec(MODULE[lib])]
     docs = pdf_makers.makers(Path(a.out))
     if a.makers:
@@ -236,7 +241,11 @@ def main(argv=None) -> int:
     for lib in libs:  # import time is not extraction time
         if lib in MODULE:
             __import__(MODULE[lib])
-    print_tables(measure(libs, docs, a.repeat))
+    rows = measure(libs, docs, a.repeat)
+    if a.kit_root:
+        for r in rows:
+            r["lib"] += f" ({Path(a.kit_root).name})" if r["lib"].startswith("kit") else ""
+    print_tables(rows)
     versions = {m: getattr(sys.modules.get(m), "__version__", "?") for m in ("pypdf", "pdfminer")}
     print(f"\nversions: pypdfium2 {_pdfium_version()}, pypdf {versions['pypdf']}, pdfminer.six {versions['pdfminer']}, "
           f"pymupdf {_mupdf_version()}, {_poppler_version()}")

@@ -29,6 +29,7 @@ BASH_MAN = Path("/usr/share/man/man1/bash.1.gz")
 VALGRIND_PDF = Path("/usr/share/doc/valgrind/valgrind_manual.pdf.gz")
 BZIP2_PDF = Path("/usr/share/doc/bzip2/manual.pdf.gz")
 R_INTRO = ROOT / "tests" / "material" / "R-intro.pdf"
+ARXIV_PDF = ROOT / "helpers" / "resources" / "arxiv" / "1111.2011v2.pdf"  # the fixture paper
 
 
 def prose_paragraphs(limit: int = 40) -> list[str]:
@@ -194,7 +195,8 @@ def doxygen_pdf(out: Path) -> tuple[Path, list[str]] | None:
         shutil.copy(ROOT / name, src / Path(name).name)
         code += (ROOT / name).read_text().splitlines()
     (src / "Doxyfile").write_text("PROJECT_NAME = kit\nINPUT = .\nFILE_PATTERNS = *.py\nGENERATE_HTML = NO\n"
-                                  "GENERATE_LATEX = YES\nSOURCE_BROWSER = YES\nHAVE_DOT = NO\nQUIET = YES\n")
+                                  "GENERATE_LATEX = YES\nSOURCE_BROWSER = YES\nHAVE_DOT = NO\nCLASS_DIAGRAMS = NO\n"
+                                  "CLASS_GRAPH = NO\nQUIET = YES\nWARNINGS = NO\n")
     if not _run(["doxygen", "Doxyfile"], src):
         return None
     latex = src / "latex"
@@ -237,7 +239,11 @@ def makers(out: Path) -> list[tuple[str, Path, str | None, list[str]]]:
     add("LibreOffice Writer", libreoffice_pdf(out, doc), doc)
     dox = doxygen_pdf(out)
     if dox:
-        found.append(("Doxygen (pdfLaTeX)", dox[0], "\n".join(dox[1]), [ln for ln in dox[1] if ln.strip()]))
+        code = [ln for ln in dox[1] if ln.strip()]
+        found.append(("Doxygen (pdfLaTeX)", dox[0], "\n".join(dox[1]), code))
+        if shutil.which("gs") and _run(["gs", "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=pdfwrite",
+                                        "-sOutputFile=kit-doxygen-gs.pdf", dox[0].name], out):
+            found.append(("Doxygen printed through Ghostscript", out / "kit-doxygen-gs.pdf", "\n".join(dox[1]), code))
     man = bash_man(out)
     if man:
         found.append(("groff -Tpdf, Debian bash(1)", man[0], man[1], []))
@@ -249,10 +255,8 @@ def makers(out: Path) -> list[tuple[str, Path, str | None, list[str]]]:
     if BZIP2_PDF.exists():
         (out / "bzip2-manual.pdf").write_bytes(gzip.decompress(BZIP2_PDF.read_bytes()))
         found.append(("DocBook, PassiveTeX (bzip2)", out / "bzip2-manual.pdf", None, []))
-    sys.path.insert(0, str(ROOT))
-    from helpers.common.resources import fixture_pdf
-    if fixture_pdf():
-        found.append(("revtex two-column (arXiv)", fixture_pdf(), None, []))
+    if ARXIV_PDF.exists():
+        found.append(("revtex two-column (arXiv)", ARXIV_PDF, None, []))
     return found
 
 

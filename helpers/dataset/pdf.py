@@ -69,6 +69,20 @@ class PdfText:
         return {"source": self.source, "text": self.text}
 
 
+LONG_TOKEN = 30  # characters without a space: longer runs are glued words (URLs and paths aside)
+LONG_TOKEN_WARN = 0.05  # warn when this share of a document's text is in such runs (prose and code: under 0.3 %)
+
+
+def long_token_share(text: str) -> float:
+    """The share of a text's non-space characters that sit in runs of ``LONG_TOKEN`` or more
+    letters without a space (at most a tenth of other characters, so code, URLs and paths do not
+    count): near 0 for prose, high for a PDF whose text layer lost its spaces
+    (``Thefunctionreturnsthevalue``)."""
+    tokens = text.split()
+    total = sum(map(len, tokens)) or 1
+    return sum(len(t) for t in tokens if len(t) >= LONG_TOKEN and sum(map(str.isalpha, t)) >= 0.9 * len(t)) / total
+
+
 STEP_LABELS = {"header_footer_lines": "running headers/footers and page numbers", "toc_lines": "contents lines",
                "references_chars": "references", "index_chars": "index"}
 
@@ -98,7 +112,7 @@ def clean_pages(pages: list[str], name: str = "document") -> tuple[str, dict]:
     removed["toc_lines"], removed["header_footer_lines"] = c.pop("toc_chars"), c.pop("furniture_chars")
     stats.update(c)
     lines = _unbreak_pages(page_lines)
-    lines, c = drop_back_matter(lines)
+    lines, c = drop_back_matter(lines, total)
     warnings += c.pop("warnings")
     stats.update(c)
     removed["references_chars"], removed["index_chars"] = c["references_chars"], c["index_chars"]
@@ -108,7 +122,13 @@ def clean_pages(pages: list[str], name: str = "document") -> tuple[str, dict]:
     share = {k: round(v / total, 4) for k, v in removed.items() if v}
     for k in ("header_footer_lines", "toc_lines"):
         if share.get(k, 0) > WARN_SHARE:
-            warnings.append(f"dropped {removed[k]:,} chars ({share[k]:.0%} of the document) as {STEP_LABELS[k]}")
+            warnings.append(f"dropped {removed[k]:,} chars ({share[k]:.1%} of the document) as {STEP_LABELS[k]}")
+    glued = long_token_share(text)
+    stats["long_token_share"] = round(glued, 4)
+    if glued > LONG_TOKEN_WARN:
+        warnings.append(f"{glued:.0%} of its text is in runs of {LONG_TOKEN}+ characters without a space: its text "
+                        "layer lost the spaces between words, and the teacher would read glued words; check "
+                        "`pdftotext` on it, or export the PDF again from its source")
     if len(text) < 0.5 * total:
         warnings.append(f"the clean text is {len(text):,} of {total:,} chars ({len(text) / total:.0%}): check it")
     stats["removed_share"] = share

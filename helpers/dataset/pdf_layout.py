@@ -28,7 +28,7 @@ def _monospaced(tp, indices: list[int], buf, flags) -> bool:
     return True
 
 WORD_GAP = 0.15  # a gap between two glyphs wider than this share of the font size is a word space ...
-NO_GAP = 0.08  # ... and a space whose glyphs sit closer than this is none (see _page_lines)
+NO_GAP = 0.03  # ... and a space whose glyphs sit closer than this is none (see _page_lines)
 
 
 def _page_lines(tp) -> list[tuple[str, list[int]]]:

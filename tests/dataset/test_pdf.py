@@ -160,7 +160,8 @@ def test_a_large_cut_is_reported_by_name_and_share_and_a_too_large_one_refused()
     # page 1 and the last page: the references are 14% of this document, under the 15% cap
     text, s = clean_pages(paper[:1] + paper[7:], "short.pdf")
     assert "Claredon Press" not in text and 0.10 < s["removed_share"]["references_chars"] < 0.15
-    assert s["warnings"] == ["short.pdf: dropped 1,418 chars (14% of the document) as an unheaded numbered "
+    share = s["removed_share"]["references_chars"]  # the warning and the stats share one total
+    assert s["warnings"] == [f"short.pdf: dropped 1,418 chars ({share:.1%} of the document) as an unheaded numbered "
                              "reference list at its end"]
     # half of page 1 and the last page: the list would be over 15%: nothing is cut, and the warning says so
     text, s = clean_pages([paper[0][:2000]] + paper[7:], "tiny.pdf")

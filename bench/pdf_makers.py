@@ -5,7 +5,7 @@ plus Debian's documentation PDFs where they are installed.
     apt-get install poppler-utils ghostscript groff pandoc doxygen texlive-latex-base \\
         texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra libreoffice-writer-nogui
     .venv/bin/python bench/pdf_makers.py --out /tmp/pdf-makers          # builds every maker it can
-    .venv/bin/python bench/pdf_makers.py --material tests/material      # the two groff PDFs the tests ship
+    .venv/bin/python bench/pdf_makers.py --material tests/material      # the PDFs the tests ship
 
 Each maker gives ``(maker, pdf, source text or None, code lines)``: the source text is what was set
 (the reference vocabulary for split and glued words), the code lines those set as listings."""
@@ -96,10 +96,12 @@ def _roff(doc, title: str = "KITMANUAL") -> str:
     for t, ps, code in doc:
         out.append(f".SH {t.upper()}")
         for p in ps:  # a few words in bold and italic, as man pages set option and file names
-            words = esc(p).split()
+            words = p.replace("\\", "\\e").split()
             for k in range(3, len(words), 11):
                 words[k] = f"\\fB{words[k]}\\fR" if k % 2 else f"\\fI{words[k]}\\fR"
-            out += [".PP", " ".join(words)]
+            # short source lines, as man pages are written: groff's PDF writer then ends a run with
+            # a word space and an empty string, the shape PDFium misreads (pdf_repair)
+            out += [".PP"] + [re.sub(r"^([.'])", r"\\&\1", ln) for ln in textwrap.wrap(" ".join(words), 60)]
         out += [".PP", ".EX"] + [esc(ln) if ln.strip() else "" for ln in code] + [".EE"]
     return "\n".join(out) + "\n"
 
@@ -263,15 +265,19 @@ def makers(out: Path) -> list[tuple[str, Path, str | None, list[str]]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/pdf-makers")
-    ap.add_argument("--material", help="write the tests' groff PDFs (kit-groff.pdf, kit-gs.pdf) into this folder")
+    ap.add_argument("--material", help="write the tests' PDFs (kit-groff, kit-gs, kit-dvips) and sources here")
     a = ap.parse_args(argv)
-    if a.material:
+    if a.material:  # the tests' material: three sections, the sources beside the PDFs
         doc = document(n_sections=3)
         work = Path(a.out)
         work.mkdir(parents=True, exist_ok=True)
-        for pdf in (groff_pdf(work, doc), groff_ghostscript(work, doc)):
-            shutil.copy(pdf, Path(a.material) / pdf.name)
-            print(pdf.name, pdf.stat().st_size)
+        courier = "\\usepackage{times}\\usepackage{courier}\n"
+        for pdf in (groff_pdf(work, doc), groff_ghostscript(work, doc),
+                    latex_pdf(work, doc, "kit-dvips", packages=courier, dvips=True)):
+            for f in (pdf, pdf.with_suffix(".7"), pdf.with_suffix(".tex")):
+                if f.exists():
+                    shutil.copy(f, Path(a.material) / f.name)
+                    print(f.name, f.stat().st_size)
         return 0
     for maker, pdf, _, code in makers(Path(a.out)):
         print(f"{maker}: {pdf} ({len(code)} code lines)")

@@ -1,17 +1,19 @@
 """PDF → clean text for the dataset builder (notebook 02) and the pretraining corpus (notebook 03).
 
 ``read_pdf(path)`` extracts the text layer with PDFium (pypdfium2; chosen by measurement on PDFs
-of five makers, see ``bench/RESULTS.md``, "PDF extraction": pypdf loses the spaces of justified
-lines), falling back to pypdf for a file PDFium cannot parse, and cleans it:
+of fourteen makers, see ``bench/RESULTS.md``, "PDF extraction"), falling back to pypdf for a file
+PDFium cannot parse, and cleans it:
 
-* extraction: superscripts and subscripts put back on their line; lines set in a monospaced font
-  (code) keep their line breaks and their indentation, measured from the column's left edge;
+* extraction: groff's content streams repaired where PDFium misreads them; word spaces decided
+  from the glyphs' positions where PDFium's guess is wrong; superscripts and subscripts put back
+  on their line; lines set in a monospaced font (its FixedPitch flag or its name: code) keep
+  their line breaks and their indentation, measured from the column's left edge;
 * Unicode: ligatures (``ﬁ`` → ``fi``), spacing accents that TeX fonts put before a letter
   (``Teˇsanovi´c`` → ``Tešanović``), soft hyphens, no-break and zero-width spaces, NFC;
 * page furniture: running headers and footers (edge lines that repeat across pages with digits
   masked, that carry the page's own number, or that open like many others: a section title that
   changes every few pages goes too), bare page numbers (``12``, ``iii``, ``Page 3 of 9``),
-  table-of-contents lines with dot leaders;
+  table-of-contents lines (with dot leaders, or after a ``Contents`` heading without them);
 * back matter: the references / bibliography (a heading such as ``References`` followed by
   citation-shaped lines, or an unheaded numbered list of citations that ends the document, as in
   revtex papers) and indexes;
@@ -23,7 +25,8 @@ Nothing is cut on weak evidence, and no cut is unbounded: a step that would remo
 cap (``MAX_SHARE``: 25 % of the document for a headed reference list, 15 % for an unheaded one,
 20 % for an index, 30 % for contents lines) is not made, and every cut of more than
 ``WARN_SHARE`` (5 %) or refused is reported in ``stats["warnings"]``, naming the document and the
-share, and printed by ``read_pdfs``.
+share (of the same total as ``removed_share``), and printed by ``read_pdfs``. A document whose
+text lost its word spaces (``LONG_TOKEN_WARN`` of it in 30+ letter runs) is warned about by name.
 
 Paragraphs are separated by a blank line in ``PdfText.text``. ``PdfText.stats`` says per document
 how many pages and characters there were, what was dropped (counted by kind, and as a share of the
@@ -37,9 +40,9 @@ page) is not the document; OCR it first. A minority of scanned pages is a warnin
 ``read_pdfs(paths)`` reads a batch, reports those by name and carries on with the rest.
 
 This module ties the steps together; each lives in its own module: ``pdf_extract`` (files → page
-texts), ``pdf_layout`` (a PDFium page's lines), ``pdf_unicode``, ``pdf_furniture`` (headers,
-footers, page numbers, contents lines), ``pdf_backmatter`` (references, index) and
-``pdf_paragraphs`` (lines → paragraphs).
+texts), ``pdf_repair`` (streams PDFium misreads), ``pdf_layout`` (a PDFium page's lines),
+``pdf_unicode``, ``pdf_furniture`` (headers, footers, page numbers, contents lines),
+``pdf_backmatter`` (references, index) and ``pdf_paragraphs`` (lines → paragraphs).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 ``bench/RESULTS.md``, "PDF extraction".
 
     apt-get install poppler-utils ghostscript groff pandoc doxygen texlive-latex-base \\
-        texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra libreoffice-writer-nogui
+        texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra texlive-plain-generic \\
+        lmodern libreoffice-writer-nogui dblatex docbook-xml
     pip install --target /tmp/benchsite pymupdf==2.0 pdfminer.six==20260107   # comparison only
     PYTHONPATH=$PWD .venv/bin/python bench/pdf_extractors.py --out /tmp/pdf-makers
 

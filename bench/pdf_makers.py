@@ -3,7 +3,8 @@ own text (prose from CONTRIBUTING.md, code listings from ``helpers/``) set by ea
 plus Debian's documentation PDFs where they are installed.
 
     apt-get install poppler-utils ghostscript groff pandoc doxygen texlive-latex-base \\
-        texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra libreoffice-writer-nogui
+        texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra texlive-plain-generic \\
+        lmodern libreoffice-writer-nogui dblatex docbook-xml
     .venv/bin/python bench/pdf_makers.py --out /tmp/pdf-makers          # builds every maker it can
     .venv/bin/python bench/pdf_makers.py --material tests/material      # the PDFs the tests ship
 
@@ -186,6 +187,28 @@ def libreoffice_pdf(out: Path, doc) -> Path | None:
     return out / "kit-writer.pdf" if ok else None
 
 
+def dblatex_pdf(out: Path, doc) -> Path | None:
+    """DocBook through dblatex: listings with callout marks (``<co/>``) on every third code line."""
+    if not shutil.which("dblatex"):
+        return None
+    body = []
+    for k, (t, ps, code) in enumerate(doc):
+        marked = [html.escape(ln) + (f'<co id="c{k}_{j}"/>' if j % 3 == 0 and ln.strip() else "")
+                  for j, ln in enumerate(code)]
+        calls = "".join(f'<callout arearefs="c{k}_{j}"><para>Line {j + 1}.</para></callout>'
+                        for j, ln in enumerate(code) if j % 3 == 0 and ln.strip())
+        body.append(f"<section><title>{html.escape(t)}</title>"
+                    + "".join(f"<para>{html.escape(p)}</para>" for p in ps)
+                    + "<programlisting>" + "\n".join(marked) + "</programlisting>"
+                    + f"<calloutlist>{calls}</calloutlist></section>")
+    (out / "kit-dblatex.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE article PUBLIC "-//OASIS//DTD DocBook XML V4.5//EN" '
+        '"http://www.oasis-open.org/docbook/xml/4.5/docbookx.dtd">\n<article><title>Kit Manual</title>'
+        + "".join(body) + "</article>\n")
+    ok = _run(["dblatex", "-q", "kit-dblatex.xml", "-o", "kit-dblatex.pdf"], out)
+    return out / "kit-dblatex.pdf" if ok else None
+
+
 def doxygen_pdf(out: Path) -> tuple[Path, list[str]] | None:
     """Doxygen's LaTeX reference manual (with source listings) of a few kit modules, pdfLaTeX."""
     if not (shutil.which("doxygen") and shutil.which("pdflatex")):
@@ -239,6 +262,7 @@ def makers(out: Path) -> list[tuple[str, Path, str | None, list[str]]]:
         latex_pdf(out, doc, "kit-dvips", packages="\\usepackage{times}\\usepackage{courier}\n", dvips=True), doc)
     add("pandoc (pdfLaTeX)", pandoc_pdf(out, doc), doc)
     add("LibreOffice Writer", libreoffice_pdf(out, doc), doc)
+    add("DocBook, dblatex (callouts)", dblatex_pdf(out, doc), doc)
     dox = doxygen_pdf(out)
     if dox:
         code = [ln for ln in dox[1] if ln.strip()]
@@ -265,7 +289,7 @@ def makers(out: Path) -> list[tuple[str, Path, str | None, list[str]]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/pdf-makers")
-    ap.add_argument("--material", help="write the tests' PDFs (kit-groff, kit-gs, kit-dvips) and sources here")
+    ap.add_argument("--material", help="write the tests' PDFs (groff, Ghostscript, dvips, dblatex) and sources here")
     a = ap.parse_args(argv)
     if a.material:  # the tests' material: three sections, the sources beside the PDFs
         doc = document(n_sections=3)
@@ -273,8 +297,8 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         courier = "\\usepackage{times}\\usepackage{courier}\n"
         for pdf in (groff_pdf(work, doc), groff_ghostscript(work, doc),
-                    latex_pdf(work, doc, "kit-dvips", packages=courier, dvips=True)):
-            for f in (pdf, pdf.with_suffix(".7"), pdf.with_suffix(".tex")):
+                    latex_pdf(work, doc, "kit-dvips", packages=courier, dvips=True), dblatex_pdf(work, doc)):
+            for f in (pdf, pdf.with_suffix(".7"), pdf.with_suffix(".tex"), pdf.with_suffix(".xml")):
                 if f.exists():
                     shutil.copy(f, Path(a.material) / f.name)
                     print(f.name, f.stat().st_size)

@@ -14,18 +14,20 @@ MONO_FONT_RE = re.compile(r"mono|cour|consol|menlo|typewriter|inconsolata|fixed|
 
 
 def _monospaced(tp, indices: list[int], buf, flags) -> bool:
-    """Whether a line is set in a monospaced font: its first, middle and last glyphs all are
-    (a code word inside a line of prose does not make it code), by the font's FixedPitch flag
+    """Whether a line is set in a monospaced font: two of its first, middle and last glyphs are
+    (a code word inside a line of prose does not make it code, a callout mark after a line of
+    code does not make it prose: dblatex's listings), by the font's FixedPitch flag
     (Ghostscript's ``NimbusMonL-Regu``, any Courier) or its name (TeX's ``CMTT10`` has no flag)."""
     import ctypes
 
     import pypdfium2.raw as pdfium_c
-    for i in {indices[0], indices[len(indices) // 2], indices[-1]}:
+    samples = [indices[0], indices[len(indices) // 2], indices[-1]]
+    mono = 0
+    for i in samples:
         pdfium_c.FPDFText_GetFontInfo(tp, i, buf, len(buf), ctypes.byref(flags))
-        if not (flags.value > 0 and flags.value & FIXED_PITCH
-                or MONO_FONT_RE.search(buf.value.decode("latin-1").split("+")[-1])):
-            return False
-    return True
+        mono += bool(flags.value > 0 and flags.value & FIXED_PITCH
+                     or MONO_FONT_RE.search(buf.value.decode("latin-1").split("+")[-1]))
+    return mono >= 2
 
 WORD_GAP = 0.15  # a gap between two glyphs wider than this share of the font size is a word space ...
 NO_GAP = 0.03  # ... and a space whose glyphs sit closer than this is none (see _page_lines)
@@ -111,7 +113,9 @@ def pdfium_page_text(page) -> str:
                     min(g[5], prev[5]) - max(g[4], prev[4]) > 0.3 * min(g[5] - g[4], prev[5] - prev[4]):
                 # PDFium breaks a line at a superscript or subscript (a footnote mark, an exponent):
                 # the piece sits in the same band, right of the previous piece
-                out[-1] += ("" if len(ln) <= 3 or ln[:1] in ",.;:)" else " ") + ln
+                # (a mark set against the word; a page number far to the right of a title is a word of its own)
+                close = g[0] - prev[3] < 0.5 * (prev[5] - prev[4])
+                out[-1] += ("" if close and (len(ln) <= 3 or ln[:1] in ",.;:)") else " ") + ln
                 prev = (prev[0], prev[1], prev[2], g[3], min(prev[4], g[4]), max(prev[5], g[5]))
                 continue
             prev = g if g else prev

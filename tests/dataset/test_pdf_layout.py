@@ -102,3 +102,17 @@ def test_groff_through_ghostscript_keeps_word_spaces_and_code_lines():
     want = _listing_lines(MATERIAL / "kit-groff.7", ".EX", ".EE")
     lines = _code_blocks(text)
     assert len(want) >= 15 and all(ln in lines for ln in want), [ln for ln in want if ln not in lines]
+
+
+def test_dblatex_listings_with_callout_marks_keep_their_lines():
+    """DocBook through dblatex, a callout mark (another font) after every third code line: the
+    marked lines stay code lines (they were glued to the prose or to the next line)."""
+    import html
+    import re
+    source = (MATERIAL / "kit-dblatex.xml").read_text(encoding="utf-8")
+    want = [html.unescape(re.sub(r"<co [^>]*/>", "", ln)) for block in re.findall(
+        r"<programlisting>(.*?)</programlisting>", source, re.S) for ln in block.splitlines() if ln.strip()]
+    text = read_pdf(MATERIAL / "kit-dblatex.pdf").text
+    lines = [re.sub(r"\s+\d+\u2708$", "", ln.rstrip()) for ln in text.splitlines()]  # the marks print as "1✈"
+    assert len(want) >= 15 and all(ln in lines for ln in want), [ln for ln in want if ln not in lines]
+    assert sum(1 for ln in text.splitlines() if re.search(r"\S \d+\u2708$", ln)) >= 5  # marks stay on their line

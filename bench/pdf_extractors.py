@@ -20,7 +20,9 @@ the text notebook 02 sends the teacher). Per maker and candidate:
   joined first in every candidate;
 * 5-gram recall: the share of pdftotext's word 5-grams that the candidate has;
 * code kept: the share of the listings' lines (8+ characters) that come out as one line of their
-  own (a leading line number allowed);
+  own (a leading line number allowed); indentation kept: the share of indented ones that keep
+  their indentation relative to the line that opens their listing (``pdftotext -layout`` is the
+  reference here: plain ``pdftotext`` drops indentation);
 * heads left: running heads (first/last line of a pdftotext page, digits masked, on 3+ pages)
   still in the text, as a share of their occurrences;
 * ms/page: one process, one thread, best of ``--repeat``.
@@ -45,6 +47,12 @@ import pdf_makers  # noqa: E402
 
 def extract_pdftotext(path: Path) -> list[str]:
     out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True).stdout
+    return out.decode("utf-8", "replace").split("\f")[:-1] or [""]
+
+
+def extract_pdftotext_layout(path: Path) -> list[str]:
+    out = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(path), "-"], capture_output=True,
+                         check=True).stdout
     return out.decode("utf-8", "replace").split("\f")[:-1] or [""]
 
 
@@ -90,7 +98,8 @@ def extract_kit_clean(path: Path) -> list[str]:
     return [read_pdf(path).text]
 
 
-EXTRACTORS = {"pdftotext": extract_pdftotext, "pypdfium2": extract_pypdfium2, "pypdf": extract_pypdf,
+EXTRACTORS = {"pdftotext": extract_pdftotext, "pdftotext -layout": extract_pdftotext_layout,
+              "pypdfium2": extract_pypdfium2, "pypdf": extract_pypdf,
               "pdfminer.six": extract_pdfminer, "pymupdf": extract_pymupdf, "kit-extract": extract_kit,
               "kit-clean": extract_kit_clean}
 MODULE = {"pypdfium2": "pypdfium2", "pypdf": "pypdf", "pdfminer.six": "pdfminer", "pymupdf": "pymupdf",
@@ -133,10 +142,14 @@ def recall5(text: str, ref: str) -> float:
     return sum((grams(text) & r).values()) / max(1, sum(r.values()))
 
 
+CALLOUT_RE = re.compile("\\s*\\d+\u2708$")  # dblatex's callout mark after a code line, as PDFs map its glyph
+
+
 def code_kept(text: str, code: list[str]) -> float | None:
     want = [re.sub(r"\s+", " ", ln.strip()) for ln in code if len(ln.strip()) >= 8]
     if not want:
         return None
+    text = "\n".join(CALLOUT_RE.sub("", ln) for ln in text.splitlines())
     lines = {re.sub(r"\s+", " ", re.sub(r"^\s*\d+\s+", "", ln).strip()) for ln in text.splitlines()}
     lines |= {re.sub(r"\s+", " ", ln.strip()) for ln in text.splitlines()}
     return sum(w in lines for w in want) / len(want)
@@ -144,6 +157,28 @@ def code_kept(text: str, code: list[str]) -> float | None:
 
 def _key(line: str) -> str:
     return re.sub(r"\s+", "", re.sub(r"\d+", "#", line))
+
+
+def indent_kept(text: str, code: list[str]) -> float | None:
+    """The share of indented code lines (8+ characters) that come out indented as in the source,
+    relative to the unindented line that opens their listing (a page margin or a line number
+    before both is allowed)."""
+    def key(ln: str) -> str:
+        return re.sub(r"\s+", " ", ln.strip())
+    leads: dict[str, list[int]] = collections.defaultdict(list)
+    for ln in text.splitlines():
+        body = re.sub(r"^(\s*)\d+ ", r"\1", CALLOUT_RE.sub("", ln.rstrip()))  # Doxygen's line numbers
+        leads[key(body)].append(len(body) - len(body.lstrip()))
+    kept = total = 0
+    anchor = None
+    for ln in code:
+        indent = len(ln) - len(ln.lstrip())
+        if ln.strip() and indent == 0:
+            anchor = key(ln)
+        elif anchor and indent >= 4 and len(ln.strip()) >= 8:
+            total += 1
+            kept += any(b - a == indent for a in leads.get(anchor, []) for b in leads.get(key(ln), []))
+    return kept / total if total else None
 
 
 def running_heads(ref_pages: list[str]) -> set[str]:
@@ -181,6 +216,7 @@ def measure(libs, docs, repeat: int):
             split, glue, examples = split_glued(text, source or ref)
             rows.append({"maker": maker, "doc": pdf.name, "lib": lib, "pages": len(ref_pages), "split": split,
                          "glued": glue, "recall": recall5(text, ref), "code": code_kept(text, code),
+                         "indent": indent_kept(text, code),
                          "heads": heads_left(text, heads, ref_pages), "ms": 1000 * best / max(1, len(ref_pages)),
                          "source": source is not None, "examples": examples})
             print(f"  {maker:<36} {lib:<13} {best:6.2f}s {examples}", file=sys.stderr, flush=True)
@@ -193,28 +229,30 @@ def _fmt(v, pattern):
 
 def print_tables(rows) -> None:
     print("| maker | document | pages | reference words | candidate | split/10k | glued/10k | 5-gram recall | "
-          "code lines kept | heads left | ms/page |")
-    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
+          "code lines kept | indentation kept | heads left | ms/page |")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['maker']} | {r['doc']} | {r['pages']} | {'source' if r['source'] else 'pdftotext'} | {r['lib']} | "
               f"{r['split']:.1f} | {r['glued']:.1f} | {r['recall']:.3f} | {_fmt(r['code'], '{:.1%}')} | "
+              f"{_fmt(r['indent'], '{:.1%}')} | "
               f"{_fmt(r['heads'], '{:.0%}')} | {r['ms']:.0f} |")
     print()
     libs = list(dict.fromkeys(r["lib"] for r in rows))
     print("| candidate | makers | split/10k (mean) | glued/10k (mean) | 5-gram recall (mean) | code lines kept "
-          "(mean) | worst split/10k | worst glued/10k | ms/page (mean) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "(mean) | indentation kept (mean) | worst split/10k | worst glued/10k | ms/page (mean) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for lib in libs:
         rs = [r for r in rows if r["lib"] == lib]
         src = [r for r in rs if r["source"]]
         codes = [r["code"] for r in rs if r["code"] is not None]
+        indents = [r["indent"] for r in rs if r["indent"] is not None]
 
         def mean(xs):
             return sum(xs) / max(1, len(xs))
         worst_s = max(src, key=lambda r: r["split"]) if src else None
         worst_g = max(src, key=lambda r: r["glued"]) if src else None
         print(f"| {lib} | {len(rs)} | {mean([r['split'] for r in src]):.1f} | {mean([r['glued'] for r in src]):.1f} | "
-              f"{mean([r['recall'] for r in rs]):.3f} | {mean(codes):.1%} | "
+              f"{mean([r['recall'] for r in rs]):.3f} | {mean(codes):.1%} | {mean(indents):.1%} | "
               f"{worst_s['split']:.1f} ({worst_s['maker']}) | {worst_g['glued']:.1f} ({worst_g['maker']}) | "
               f"{mean([r['ms'] for r in rs]):.0f} |")
 
@@ -232,7 +270,7 @@ def main(argv=None) -> int:
     sys.path.append(a.site)
     if a.kit_root:
         sys.path.insert(0, str(Path(a.kit_root).resolve()))
-    libs = a.libs or [lib for lib in EXTRACTORS if lib == "pdftotext" or importlib.util.find_spec(MODULE[lib])]
+    libs = a.libs or [lib for lib in EXTRACTORS if lib not in MODULE or importlib.util.find_spec(MODULE[lib])]
     docs = pdf_makers.makers(Path(a.out))
     if a.makers:
         docs = [d for d in docs if any(m.lower() in d[0].lower() for m in a.makers)]

@@ -33,17 +33,18 @@ WORD_GAP = 0.15  # a gap between two glyphs wider than this share of the font si
 NO_GAP = 0.03  # ... and a space whose glyphs sit closer than this is none (see _page_lines)
 
 
-def _page_lines(tp) -> list[tuple[str, list[int]]]:
-    """A PDFium text page's lines, character by character: each line's text and its visible
-    glyphs' indices. Word spaces are decided from the glyphs' positions where PDFium's own guess
+def _page_lines(tp) -> list[tuple[str, list[int], list[float]]]:
+    """A PDFium text page's lines, character by character: each line's text, its visible glyphs'
+    indices and their left edges. Word spaces are decided from the glyphs' positions where PDFium's own guess
     is wrong: a gap wider than ``WORD_GAP`` of the font size without a space gets one
     (Ghostscript's PDFs of groff: ``twocores``), and a single space between glyphs that touch
     (``ev ery``, a space the maker drew and then set the word over) is dropped."""
     import pypdfium2.raw as pdfium_c
     n_chars = tp.count_chars()
-    lines: list[tuple[str, list[int]]] = []
+    lines: list[tuple[str, list[int], list[float]]] = []
     cur: list[str] = []
     seen: list[int] = []
+    xs: list[float] = []
     rect = pdfium_c.FS_RECTF()
     prev = None  # (right edge, font size) of the last glyph when no space has followed it yet
     pending = False  # one space seen after that glyph, kept or dropped at the next glyph
@@ -60,8 +61,8 @@ def _page_lines(tp) -> list[tuple[str, list[int]]]:
         if ch == " " and prev is not None and not pending:
             pending = True
         elif ch == "\n":
-            lines.append(("".join(cur), seen))
-            cur, seen, prev, pending = [], [], None, False
+            lines.append(("".join(cur), seen, xs))
+            cur, seen, xs, prev, pending = [], [], [], None, False
         elif not ch or ch == "\r" or ch.isspace() or not ch.isprintable():
             cur.append((" " if pending else "") + (ch if ch != "\r" else ""))
             prev, pending = None, False
@@ -74,10 +75,39 @@ def _page_lines(tp) -> list[tuple[str, list[int]]]:
                     cur.append(" ")
             cur.append(ch)
             seen.append(i)
+            xs.append(rect.left)
             prev, pending = (rect.right, size), False
         i += step
-    lines.append(("".join(cur), seen))
+    lines.append(("".join(cur), seen, xs))
     return lines
+
+
+def _pitch(xs: list[float]) -> float | None:
+    """The most common step between a line's glyphs (a monospaced font's pitch), None for a short line."""
+    steps = sorted(b - a for a, b in zip(xs, xs[1:]) if b - a > 0.1)
+    return steps[len(steps) // 2] if len(steps) >= 3 else None
+
+
+def _columns(text: str, xs: list[float], width: float) -> str:
+    """A monospaced line laid out on its glyphs' columns (the pitch of its glyphs, or ``width``
+    for a line too short to tell, from its first glyph), as ``pdftotext -layout`` does: code whose
+    spaces are gaps (Doxygen's listings after their line numbers) keeps its inner indentation."""
+    width = _pitch(xs) or width
+    out, k, space = "", 0, False
+    for ch in text.strip():
+        if ch.isspace():
+            space = True
+            continue
+        if ch.isprintable() and k < len(xs):
+            col = int(round((xs[k] - xs[0]) / width))
+            k += 1
+            if col > len(out):
+                out += " " * (col - len(out))
+            elif space and out and not out.endswith(" "):
+                out += " "
+        out += ch
+        space = False
+    return out
 
 
 def pdfium_page_text(page) -> str:
@@ -92,7 +122,7 @@ def pdfium_page_text(page) -> str:
         lines = _page_lines(tp)
         buf, flags = ctypes.create_string_buffer(128), ctypes.c_int()
         geo = []  # (x0, glyph width, monospaced, x1, bottom, top) of each line with text
-        for text, seen in lines:
+        for text, seen, _ in lines:
             if not seen:
                 geo.append(None)
                 continue
@@ -103,11 +133,13 @@ def pdfium_page_text(page) -> str:
                         min(first[1], last[1]), max(first[3], last[3])))
         # columns' left edges: where 3 or more lines of prose start (code is indented from them)
         lefts = collections.Counter(round(g[0]) for g in geo if g and not g[2])
-        margins = sorted(x for x, k in lefts.items() if k >= 3) or [min((round(g[0]) for g in geo if g), default=0)]
-        widths = sorted(g[1] for (text, _), g in zip(lines, geo) if g and g[2] and len(text.strip()) >= 8)
+        # (a paragraph's indented first lines, a few points right of a busier edge, are no edge)
+        margins = sorted(x for x, k in lefts.items() if k >= 3 and not any(
+            x - 40 <= y < x and n > k for y, n in lefts.items())) or [min((round(g[0]) for g in geo if g), default=0)]
+        widths = sorted(w for (_, _, xs), g in zip(lines, geo) if g and g[2] and (w := _pitch(xs)))
         mono_w = widths[len(widths) // 2] if widths else None  # one monospaced glyph's width on this page
         out, prev = [], None
-        for (text, _), g in zip(lines, geo):
+        for (text, _, xs), g in zip(lines, geo):
             ln = text.strip()
             if g and prev and out and not g[2] and g[0] >= prev[3] - 1 and \
                     min(g[5], prev[5]) - max(g[4], prev[4]) > 0.3 * min(g[5] - g[4], prev[5] - prev[4]):
@@ -122,6 +154,7 @@ def pdfium_page_text(page) -> str:
             if g and g[2] and margins:
                 ref = max((m for m in margins if m <= g[0] + 1), default=margins[0])
                 indent = int(round((g[0] - ref) / (mono_w or g[1])))
+                ln = _columns(text, xs, mono_w or g[1])
                 ln = CODE_MARK + " " * (indent if 0 < indent <= 40 else 0) + ln
             out.append(ln)
         page_text = "\n".join(out)

@@ -37,7 +37,8 @@ def test_superscripts_stay_on_their_line_and_prose_is_not_code():
 def test_monospaced_lines_are_marked_and_indented_from_the_column_edge():
     lines = page_text(R_INTRO, 8).splitlines()
     code = [ln[len(CODE_MARK):] for ln in lines if ln.startswith(CODE_MARK)]
-    assert ["      $ mkdir work", "      $ cd work", "      $ R", "      > q()"] == code[-4:]
+    # from the text's left edge (x=90), not from the indented lines at 96 and 105 beside it
+    assert ["         $ mkdir work", "         $ cd work", "         $ R", "         > q()"] == code[-4:]
     prose = [ln for ln in lines if not ln.startswith(CODE_MARK) and len(ln) > 60]
     assert len(prose) > 10 and not any(ln.startswith(" ") for ln in prose)  # prose keeps no indentation
     assert "\x02" not in "\n".join(lines) and "\ufffe\n" not in "\n".join(lines)

@@ -91,7 +91,8 @@ def _pitch(xs: list[float]) -> float | None:
 def _columns(text: str, xs: list[float], width: float) -> str:
     """A monospaced line laid out on its glyphs' columns (the pitch of its glyphs, or ``width``
     for a line too short to tell, from its first glyph), as ``pdftotext -layout`` does: code whose
-    spaces are gaps (Doxygen's listings after their line numbers) keeps its inner indentation."""
+    spaces are gaps (Doxygen's listings after their line numbers) keeps its inner indentation.
+    Spaces are widened only where there was one, so a justified line never splits a word."""
     width = _pitch(xs) or width
     out, k, space = "", 0, False
     for ch in text.strip():
@@ -101,10 +102,8 @@ def _columns(text: str, xs: list[float], width: float) -> str:
         if ch.isprintable() and k < len(xs):
             col = int(round((xs[k] - xs[0]) / width))
             k += 1
-            if col > len(out):
-                out += " " * (col - len(out))
-            elif space and out and not out.endswith(" "):
-                out += " "
+            if space and out:  # only where a space was: inside a word the columns never part glyphs
+                out += " " * max(1, col - len(out))
         out += ch
         space = False
     return out

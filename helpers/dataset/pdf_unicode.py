@@ -31,8 +31,13 @@ def normalise_unicode(text: str) -> tuple[str, dict]:
     text = re.sub("[\ufb00-\ufb4f\uff01-\uff5e]", lambda m: unicodedata.normalize("NFKC", m.group()), text)
 
     def compose(m):
+        # only into a letter that exists accented (š, ć, ñ): groff's "~chet" and "${parameter^pattern}"
+        # print ~ and ^ as these glyphs too, and p̂ or c̃ are no letters of any language
+        letter = unicodedata.normalize("NFC", m.group(3) + SPACING_ACCENTS[m.group(1) or m.group(2)])
+        if len(letter) != 1:
+            return m.group(0)
         counts["accents_composed"] += 1
-        return m.group(3) + SPACING_ACCENTS[m.group(1) or m.group(2)]
+        return letter
     text = ACCENT_RE.sub(compose, text)
     text, n = INVISIBLE_RE.subn("", text)
     counts["invisible_chars"] = n

@@ -1,17 +1,19 @@
 """PDF → clean text for the dataset builder (notebook 02) and the pretraining corpus (notebook 03).
 
 ``read_pdf(path)`` extracts the text layer with PDFium (pypdfium2; chosen by measurement on PDFs
-of five makers, see ``bench/RESULTS.md``, "PDF extraction": pypdf loses the spaces of justified
-lines), falling back to pypdf for a file PDFium cannot parse, and cleans it:
+of fourteen makers, see ``bench/RESULTS.md``, "PDF extraction"), falling back to pypdf for a file
+PDFium cannot parse, and cleans it:
 
-* extraction: superscripts and subscripts put back on their line; lines set in a monospaced font
-  (code) keep their line breaks and their indentation, measured from the column's left edge;
+* extraction: groff's content streams repaired where PDFium misreads them; word spaces decided
+  from the glyphs' positions where PDFium's guess is wrong; superscripts and subscripts put back
+  on their line; lines set in a monospaced font (its FixedPitch flag or its name: code) keep
+  their line breaks and their indentation, measured from the column's left edge;
 * Unicode: ligatures (``ﬁ`` → ``fi``), spacing accents that TeX fonts put before a letter
   (``Teˇsanovi´c`` → ``Tešanović``), soft hyphens, no-break and zero-width spaces, NFC;
 * page furniture: running headers and footers (edge lines that repeat across pages with digits
   masked, that carry the page's own number, or that open like many others: a section title that
   changes every few pages goes too), bare page numbers (``12``, ``iii``, ``Page 3 of 9``),
-  table-of-contents lines with dot leaders;
+  table-of-contents lines (with dot leaders, or after a ``Contents`` heading without them);
 * back matter: the references / bibliography (a heading such as ``References`` followed by
   citation-shaped lines, or an unheaded numbered list of citations that ends the document, as in
   revtex papers) and indexes;
@@ -23,7 +25,8 @@ Nothing is cut on weak evidence, and no cut is unbounded: a step that would remo
 cap (``MAX_SHARE``: 25 % of the document for a headed reference list, 15 % for an unheaded one,
 20 % for an index, 30 % for contents lines) is not made, and every cut of more than
 ``WARN_SHARE`` (5 %) or refused is reported in ``stats["warnings"]``, naming the document and the
-share, and printed by ``read_pdfs``.
+share (of the same total as ``removed_share``), and printed by ``read_pdfs``. A document whose
+text lost its word spaces (``LONG_TOKEN_WARN`` of it in 30+ letter runs) is warned about by name.
 
 Paragraphs are separated by a blank line in ``PdfText.text``. ``PdfText.stats`` says per document
 how many pages and characters there were, what was dropped (counted by kind, and as a share of the
@@ -37,9 +40,9 @@ page) is not the document; OCR it first. A minority of scanned pages is a warnin
 ``read_pdfs(paths)`` reads a batch, reports those by name and carries on with the rest.
 
 This module ties the steps together; each lives in its own module: ``pdf_extract`` (files → page
-texts), ``pdf_layout`` (a PDFium page's lines), ``pdf_unicode``, ``pdf_furniture`` (headers,
-footers, page numbers, contents lines), ``pdf_backmatter`` (references, index) and
-``pdf_paragraphs`` (lines → paragraphs).
+texts), ``pdf_repair`` (streams PDFium misreads), ``pdf_layout`` (a PDFium page's lines),
+``pdf_unicode``, ``pdf_furniture`` (headers, footers, page numbers, contents lines),
+``pdf_backmatter`` (references, index) and ``pdf_paragraphs`` (lines → paragraphs).
 """
 from __future__ import annotations
 
@@ -67,6 +70,20 @@ class PdfText:
     def row(self) -> dict:
         """The ``{"source", "text"}`` row of the PDF corpus (notebook 03 reads these)."""
         return {"source": self.source, "text": self.text}
+
+
+LONG_TOKEN = 30  # characters without a space: longer runs are glued words (URLs and paths aside)
+LONG_TOKEN_WARN = 0.05  # warn when this share of a document's text is in such runs (prose and code: under 0.3 %)
+
+
+def long_token_share(text: str) -> float:
+    """The share of a text's non-space characters that sit in runs of ``LONG_TOKEN`` or more
+    letters without a space (at most a tenth of other characters, so code, URLs and paths do not
+    count): near 0 for prose, high for a PDF whose text layer lost its spaces
+    (``Thefunctionreturnsthevalue``)."""
+    tokens = text.split()
+    total = sum(map(len, tokens)) or 1
+    return sum(len(t) for t in tokens if len(t) >= LONG_TOKEN and sum(map(str.isalpha, t)) >= 0.9 * len(t)) / total
 
 
 STEP_LABELS = {"header_footer_lines": "running headers/footers and page numbers", "toc_lines": "contents lines",
@@ -98,7 +115,7 @@ def clean_pages(pages: list[str], name: str = "document") -> tuple[str, dict]:
     removed["toc_lines"], removed["header_footer_lines"] = c.pop("toc_chars"), c.pop("furniture_chars")
     stats.update(c)
     lines = _unbreak_pages(page_lines)
-    lines, c = drop_back_matter(lines)
+    lines, c = drop_back_matter(lines, total)
     warnings += c.pop("warnings")
     stats.update(c)
     removed["references_chars"], removed["index_chars"] = c["references_chars"], c["index_chars"]
@@ -108,7 +125,13 @@ def clean_pages(pages: list[str], name: str = "document") -> tuple[str, dict]:
     share = {k: round(v / total, 4) for k, v in removed.items() if v}
     for k in ("header_footer_lines", "toc_lines"):
         if share.get(k, 0) > WARN_SHARE:
-            warnings.append(f"dropped {removed[k]:,} chars ({share[k]:.0%} of the document) as {STEP_LABELS[k]}")
+            warnings.append(f"dropped {removed[k]:,} chars ({share[k]:.1%} of the document) as {STEP_LABELS[k]}")
+    glued = long_token_share(text)
+    stats["long_token_share"] = round(glued, 4)
+    if glued > LONG_TOKEN_WARN:
+        warnings.append(f"{glued:.0%} of its text is in runs of {LONG_TOKEN}+ characters without a space: its text "
+                        "layer lost the spaces between words, and the teacher would read glued words; check "
+                        "`pdftotext` on it, or export the PDF again from its source")
     if len(text) < 0.5 * total:
         warnings.append(f"the clean text is {len(text):,} of {total:,} chars ({len(text) / total:.0%}): check it")
     stats["removed_share"] = share

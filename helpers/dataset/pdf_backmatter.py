@@ -27,6 +27,7 @@ INDEX_LINE_RE = re.compile(r"(?:[,\s]\d{1,4}(?:\s*[-–]\s*\d{1,4})?\s*$)|\bsee(
 URL_RE = re.compile(r"https?://|ftp://|\bdoi:|\bwww\.")
 ENTRY_MAX_LINES = 6  # a reference entry wraps over a few lines at most
 ENTRY_MAX_CHARS = 600
+MIN_JUDGED_LINES = 5  # a kept section shorter than this is not worth a warning
 
 
 def citation_like(entry: str) -> bool:
@@ -105,14 +106,16 @@ def _section_end(lines: list[str], start: int, kind: str) -> tuple[int, int]:
     return len(lines), evidence
 
 
-def drop_back_matter(lines: list[str]) -> tuple[list[str], dict]:
+def drop_back_matter(lines: list[str], total: int | None = None) -> tuple[list[str], dict]:
     """Remove the references/bibliography and index sections (counted in characters).
 
     Each cut needs strong evidence (see ``_section_end`` and ``_numbered_citations_start``) and is
     bounded: one that would take more than ``MAX_SHARE`` of the document is not made. Every cut of
-    more than ``WARN_SHARE``, and every cut refused, is described in ``counts["warnings"]``."""
+    more than ``WARN_SHARE``, and every cut refused, is described in ``counts["warnings"]``;
+    shares are of ``total`` characters (the whole document's, as its stats count them; by default
+    those of ``lines``). A heading with too few lines after it to judge is kept without a word."""
     counts: dict = {"references_chars": 0, "index_chars": 0, "warnings": []}
-    total = sum(len(ln) for ln in lines) or 1
+    total = total or sum(len(ln) for ln in lines) or 1
     drop = [False] * len(lines)
     seen_chars, i = 0, 0
     while i < len(lines):
@@ -133,17 +136,18 @@ def drop_back_matter(lines: list[str]) -> tuple[list[str], dict]:
         chars = sum(len(ln) for ln in lines[i:end])
         label = "references" if kind == "references_chars" else "index"
         if not body or evidence < max(1.0, 0.3 * len(body)):
-            counts["warnings"].append(f"kept a section headed {s!r}: only {evidence} of its {len(body)} lines look "
-                                      f"like {'citations' if kind == 'references_chars' else 'index entries'}")
+            if len(body) >= MIN_JUDGED_LINES:  # a heading alone, or over a few lines, is no news
+                counts["warnings"].append(f"kept a section headed {s!r}: only {evidence} of its {len(body)} lines "
+                                          f"look like {'citations' if kind == 'references_chars' else 'index entries'}")
         elif chars > MAX_SHARE[kind] * total:
-            counts["warnings"].append(f"kept {chars:,} chars ({chars / total:.0%} of the document) under the heading "
+            counts["warnings"].append(f"kept {chars:,} chars ({chars / total:.1%} of the document) under the heading "
                                       f"{s!r}: more than the {MAX_SHARE[kind]:.0%} a {label} section may take")
         else:
             for j in range(i, end):
                 drop[j] = True
             counts[kind] += chars
             if chars > WARN_SHARE * total:
-                counts["warnings"].append(f"dropped {chars:,} chars ({chars / total:.0%} of the document) as {label} "
+                counts["warnings"].append(f"dropped {chars:,} chars ({chars / total:.1%} of the document) as {label} "
                                           f"(heading {s!r}, {evidence} of {len(body)} lines shaped like it)")
         seen_chars += sum(len(ln) for ln in lines[i:end])
         i = max(end, i + 1)
@@ -152,13 +156,13 @@ def drop_back_matter(lines: list[str]) -> tuple[list[str], dict]:
     if start is not None:
         chars = sum(len(ln) for ln in out[start:])
         if chars > MAX_SHARE["numbered_references"] * total:
-            counts["warnings"].append(f"kept {chars:,} chars ({chars / total:.0%} of the document) that end it as a "
+            counts["warnings"].append(f"kept {chars:,} chars ({chars / total:.1%} of the document) that end it as a "
                                       "numbered list of citations: more than the "
                                       f"{MAX_SHARE['numbered_references']:.0%} an unheaded reference list may take")
         else:
             counts["references_chars"] += chars
             if chars > WARN_SHARE * total:
-                counts["warnings"].append(f"dropped {chars:,} chars ({chars / total:.0%} of the document) as an "
+                counts["warnings"].append(f"dropped {chars:,} chars ({chars / total:.1%} of the document) as an "
                                           "unheaded numbered reference list at its end")
             out = out[:start]
     return out, counts

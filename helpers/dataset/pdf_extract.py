@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers.dataset.pdf_layout import pdfium_page_text
+from helpers.dataset.pdf_repair import repaired_pdf
 
 MIN_TEXT_CHARS = 20  # fewer non-blank characters than this in the whole file = no text layer
 SCANNED_PAGE_CHARS = 200  # a page with fewer characters than this (a stamp, a URL) over an image is a scan
@@ -38,8 +39,10 @@ def _extract_pdfium(path: Path, facts: dict) -> list[str] | None:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
     name = path.name
+    repaired = repaired_pdf(path)  # groff's streams, which PDFium misreads (see pdf_repair)
+    facts["repaired"] = repaired is not None
     try:
-        doc = pdfium.PdfDocument(str(path))  # an owner-only password (no user password) opens as is
+        doc = pdfium.PdfDocument(repaired or str(path))  # an owner-only password (no user password) opens as is
     except pdfium.PdfiumError as exc:
         if getattr(exc, "err_code", None) == pdfium_c.FPDF_ERR_PASSWORD or "password" in str(exc).lower():
             facts["encrypted"] = True
@@ -123,7 +126,7 @@ def extract_pages(path: str | Path, engine: str = "auto") -> tuple[list[str], di
     _check_file(path)
     if engine not in ("auto", "pdfium", "pypdf"):
         raise ValueError(f"engine={engine!r}: use 'auto', 'pdfium' or 'pypdf'")
-    facts = {"encrypted": False, "failed_pages": [], "extractor": engine, "image_pages": []}
+    facts = {"encrypted": False, "failed_pages": [], "extractor": engine, "image_pages": [], "repaired": False}
     pages = None
     if engine in ("auto", "pdfium"):
         pages = _extract_pdfium(path, facts)

@@ -7,6 +7,10 @@ import re
 
 PAGE_NUMBER_RE = re.compile(r"^[-–—\s]*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:of|/)\s*\d{1,4})?[-–—\s]*$",
                             re.IGNORECASE)
+CONTENTS_HEADING_RE = re.compile(r"^(?:table\s+of\s+)?contents$|^inhalt(?:sverzeichnis)?$|^sommaire$", re.IGNORECASE)
+TOC_BARE_RE = re.compile(r"^(?:(?:\d{1,2}(?:\.\d{1,2})*|[A-Z](?:\.\d{1,2})*|[IVX]{1,5})\.?\s+)?"
+                         r"[^\W\d_].{0,90}?\s(\d{1,4}|[ivxlc]{1,6})$")
+TOC_NUMBERED_RE = re.compile(r"^(?:\d{1,2}(?:\.\d{1,2})*|[A-Z](?:\.\d{1,2})+|[IVX]{1,5}\.|appendix)\s", re.IGNORECASE)
 TOC_RE = re.compile(r"(?:(?:\.\s?){4,}|\s\.{3,}|(?:\s\.){2,})\s*\d{1,4}(?:\s*[,–-]\s*\d{1,4})*\s*[A-Z]?\s*$")
 
 
@@ -45,6 +49,39 @@ def _folio_offset(split: list[list[str]], edge_lines: int) -> int | None:
     return off if n >= max(3, 0.25 * len(split)) else None
 
 
+def leaderless_contents(lines: list[str], continued: bool = False) -> tuple[set[int], bool]:
+    """The indices of a page's contents lines set without dot leaders (``1.2 Section title 17``)
+    and its ``Contents`` heading, and whether the contents run on to the next page.
+
+    A contents line here is a title ending in a page number; a block of them counts when it
+    follows a ``Contents`` heading on the page (or ``continued`` from the page before), holds at
+    least 3 such lines, most of them numbered like sections, with page numbers that never go
+    down. Prose lines that happen to end in a number break the block."""
+    found, in_block, last_page, block, numbered = set(), continued, 0, [], 0
+    heading = None
+    for j, line in enumerate(lines):
+        s = line.strip()
+        if not s:
+            continue
+        if CONTENTS_HEADING_RE.match(s):
+            heading, in_block, last_page, block, numbered = j, True, 0, [], 0
+            continue
+        m = TOC_BARE_RE.match(s) if in_block and len(s) <= 100 else None
+        page = int(m.group(1)) if m and m.group(1).isdigit() else None
+        if m and (page is None or page >= last_page):
+            block.append(j)
+            numbered += bool(TOC_NUMBERED_RE.match(s))
+            last_page = page if page is not None else last_page
+            continue
+        if in_block and len(block) >= 3 and numbered >= 0.6 * len(block):
+            found.update(block + ([heading] if heading is not None else []))
+        in_block, block, numbered, heading = False, [], 0, None
+    ends_in_block = in_block and len(block) >= 3 and numbered >= 0.6 * len(block)
+    if ends_in_block:
+        found.update(block + ([heading] if heading is not None else []))
+    return found, ends_in_block
+
+
 def remove_page_furniture(pages: list[str], edge_lines: int = 2, drop_toc: bool = True) -> tuple[list[list[str]], dict]:
     """Drop running headers/footers, bare page numbers and table-of-contents lines.
 
@@ -76,7 +113,9 @@ def remove_page_furniture(pages: list[str], edge_lines: int = 2, drop_toc: bool 
     folio = _folio_offset(split, edge_lines) if len(pages) >= 3 else None
     counts = {"header_footer_lines": 0, "page_number_lines": 0, "toc_lines": 0, "furniture_chars": 0, "toc_chars": 0}
     out = []
+    continued = False
     for i, lines in enumerate(split):
+        contents, continued = leaderless_contents(lines, continued) if drop_toc else (set(), False)
         edges = set(_edges(lines, edge_lines)) if len(pages) > 1 else set()
         outer = _edges(lines, 1)
         side_of = {outer[0]: "top", outer[-1]: "bottom"} if outer and len(pages) > 1 else {}
@@ -97,7 +136,7 @@ def remove_page_furniture(pages: list[str], edge_lines: int = 2, drop_toc: bool 
                     counts["header_footer_lines"] += 1
                     counts["furniture_chars"] += len(s)
                     continue
-            if drop_toc and TOC_RE.search(s):
+            if drop_toc and (TOC_RE.search(s) or j in contents):
                 counts["toc_lines"] += 1
                 counts["toc_chars"] += len(s)
                 continue

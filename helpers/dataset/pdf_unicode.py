@@ -11,7 +11,10 @@ LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\
 SPACING_ACCENTS = {"\u00b4": "\u0301", "\u02c7": "\u030c", "\u00a8": "\u0308", "\u02dc": "\u0303",
                    "\u02c6": "\u0302", "\u00b8": "\u0327", "\u02da": "\u030a", "\u02d8": "\u0306",
                    "\u02dd": "\u030b"}
-ACCENT_RE = re.compile("([" + "".join(SPACING_ACCENTS) + "]) ?([A-Za-z\u0131])")
+_ACC = "[" + "".join(SPACING_ACCENTS) + "]"
+# inside a word the accent may come with a space ("Teˇ sanovi"); after a space or a sign it is the
+# character itself (bash's "=˜ binary", "a ˆ then") and takes no letter across a space
+ACCENT_RE = re.compile(f"(?:(?<=[^\\W\\d_])({_ACC}) ?|({_ACC}))([A-Za-z\u0131])")
 INVISIBLE_RE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
 SPACES_RE = re.compile("[\u00a0\u2000-\u200a\u202f\u205f\u3000]")
 
@@ -28,8 +31,13 @@ def normalise_unicode(text: str) -> tuple[str, dict]:
     text = re.sub("[\ufb00-\ufb4f\uff01-\uff5e]", lambda m: unicodedata.normalize("NFKC", m.group()), text)
 
     def compose(m):
+        # only into a letter that exists accented (š, ć, ñ): groff's "~chet" and "${parameter^pattern}"
+        # print ~ and ^ as these glyphs too, and p̂ or c̃ are no letters of any language
+        letter = unicodedata.normalize("NFC", m.group(3) + SPACING_ACCENTS[m.group(1) or m.group(2)])
+        if len(letter) != 1:
+            return m.group(0)
         counts["accents_composed"] += 1
-        return m.group(2) + SPACING_ACCENTS[m.group(1)]
+        return letter
     text = ACCENT_RE.sub(compose, text)
     text, n = INVISIBLE_RE.subn("", text)
     counts["invisible_chars"] = n

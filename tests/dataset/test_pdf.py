@@ -160,7 +160,8 @@ def test_a_large_cut_is_reported_by_name_and_share_and_a_too_large_one_refused()
     # page 1 and the last page: the references are 14% of this document, under the 15% cap
     text, s = clean_pages(paper[:1] + paper[7:], "short.pdf")
     assert "Claredon Press" not in text and 0.10 < s["removed_share"]["references_chars"] < 0.15
-    assert s["warnings"] == ["short.pdf: dropped 1,418 chars (14% of the document) as an unheaded numbered "
+    share = s["removed_share"]["references_chars"]  # the warning and the stats share one total
+    assert s["warnings"] == [f"short.pdf: dropped 1,418 chars ({share:.1%} of the document) as an unheaded numbered "
                              "reference list at its end"]
     # half of page 1 and the last page: the list would be over 15%: nothing is cut, and the warning says so
     text, s = clean_pages([paper[0][:2000]] + paper[7:], "tiny.pdf")
@@ -311,3 +312,33 @@ def test_a_mostly_scanned_document_is_refused_by_name_and_a_few_scanned_pages_ar
     assert s["warnings"] == ["one_scan.pdf: 1 of 5 pages are scanned images without text (page(s) 4): their "
                              "content is missing; OCR them to use it"]
     assert "1 scanned page(s) (OCR them)" in describe_stats(s)
+
+
+def test_a_pdf_whose_text_has_no_spaces_is_warned_about_by_name(tmp_path):
+    """A text layer without word spaces (as some DocBook PDFs have: pdftotext glues them too) is
+    named before a teacher is paid to read it; the same prose with its spaces, and real papers,
+    are not."""
+    import contextlib
+    import inspect
+    import json.decoder
+
+    from pdf_material import font, write_pdf
+    prose = [ln for ln in inspect.getdoc(json.decoder.JSONDecoder).splitlines() if len(ln.split()) >= 6][:30]
+
+    def page(lines):
+        ops = [b"BT /F1 9 Tf"] + [b"1 0 0 1 60 %d Tm (%s) Tj" % (740 - 12 * k, ln.replace("(", "[").replace(
+            ")", "]").encode()) for k, ln in enumerate(lines)] + [b"ET"]
+        return b"\n".join(ops)
+    glued = write_pdf(tmp_path / "nospace.pdf", page([ln.replace(" ", "") for ln in prose]),
+                      {"F1": font("Times-Roman")})
+    spaced = write_pdf(tmp_path / "spaced.pdf", page(prose), {"F1": font("Times-Roman")})
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        docs, _ = read_pdfs([glued, spaced, PAPER])
+    assert docs[0].stats["long_token_share"] > 0.3
+    assert [w for d in docs for w in d.stats["warnings"] if "without a space" in w] == [
+        f"nospace.pdf: {docs[0].stats['long_token_share']:.0%} of its text is in runs of 30+ characters without a "
+        "space: its text layer lost the spaces between words, and the teacher would read glued words; check "
+        "`pdftotext` on it, or export the PDF again from its source"]
+    assert docs[1].stats["long_token_share"] == 0 and docs[2].stats["long_token_share"] < 0.01
+    assert "WARNING nospace.pdf:" in buf.getvalue() and "WARNING spaced.pdf" not in buf.getvalue()

@@ -43,3 +43,16 @@ def test_citations_are_told_from_prose():
     assert citation_like("D. M. Bates and D. G. Watts (1988), Nonlinear Regression Analysis and Its Applications.")
     assert not citation_like("2. Grant of Copyright License. Subject to the terms and conditions of this License.")
     assert not citation_like("The Bethe lattice is a tree in which every node has the same number of neighbours.")
+
+
+def test_a_heading_with_too_few_lines_to_judge_is_kept_without_a_warning():
+    """A "Reference" heading over nothing, or over a line or two, is kept and not reported (the
+    old "kept a section headed 'reference': only 0 of its 0 lines" was noise); over prose it is."""
+    body = [f"Line {i} of a long and plain paragraph about configuration files and settings." for i in range(60)]
+    for tail in ([], ["See the notebook for details."]):
+        out, c = drop_back_matter(body + ["Reference"] + tail)
+        assert out == body + ["Reference"] + tail and c["warnings"] == [] and c["references_chars"] == 0
+    prose = [f"Prose line {i} that says how the kit reads a file and what it keeps from it." for i in range(8)]
+    out, c = drop_back_matter(body + ["References"] + prose)
+    assert c["references_chars"] == 0 and c["warnings"] == [
+        "kept a section headed 'References': only 0 of its 8 lines look like citations"]

@@ -12,7 +12,8 @@ PAPER = fixtures.fixture_pdf()
 def test_both_engines_give_every_page_of_the_paper():
     pages, facts = extract_pages(PAPER)
     assert len(pages) == 8
-    assert facts == {"encrypted": False, "failed_pages": [], "extractor": "pdfium", "image_pages": []}
+    assert facts == {"encrypted": False, "failed_pages": [], "extractor": "pdfium", "image_pages": [],
+                     "repaired": False}
     assert pages[0].startswith("Quantum Criticality for Extended Nodes on a Bethe Lattice")
     pages2, facts2 = extract_pages(PAPER, engine="pypdf")
     assert facts2["extractor"] == "pypdf" and len(pages2) == 8 and "Bethe" in pages2[0]

@@ -34,7 +34,8 @@ def test_code_lines_stay_a_block_with_their_indentation():
     paras, _ = join_paragraphs(text.splitlines())
     # each run of code lines is one block, its lines and indentation kept; the numbered steps between
     # them are not glued to the code
-    assert "      $ mkdir work\n      $ cd work" in paras and "      $ R" in paras and "      > q()" in paras
+    pad = " " * 9  # the examples' indentation from the text's left edge
+    assert f"{pad}$ mkdir work\n{pad}$ cd work" in paras and f"{pad}$ R" in paras and f"{pad}> q()" in paras
     assert not any("$ cd work" in p and "Start the R program" in p for p in paras)
     prose = [p for p in paras if "$ " not in p and "q()" not in p]
     assert any(len(p) > 200 and "\n" not in p for p in prose)  # the text around it is joined into paragraphs

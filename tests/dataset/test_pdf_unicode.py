@@ -21,3 +21,12 @@ def test_tex_accents_of_the_real_paper_are_composed():
     assert c["accents_composed"] == 2 and c["ligatures"] == 0
     assert normalise_unicode(text) == (text, {"ligatures": 0, "accents_composed": 0, "invisible_chars": 0,
                                               "replacement_chars": 0})  # clean text stays as it is
+
+
+def test_a_lone_accent_character_takes_no_letter_across_a_space():
+    """bash(1) prints its =~ operator as U+02DC: "=˜ binary" stays two words (it became "=b̃inary")."""
+    text, c = normalise_unicode("the =\u02dc binary operator; a \u02c6 then; Te\u02c7 sanovi\u00b4c")
+    assert text == "the =\u02dc binary operator; a \u02c6 then; Tešanović" and c["accents_composed"] == 2
+    # nor into a letter no language has: groff's "~chet" and "${parameter^pattern}"
+    text, c = normalise_unicode("case.edu/\u02dcchet/bash ${parameter\u02c6pattern} ma\u02dcnana")
+    assert text == "case.edu/\u02dcchet/bash ${parameter\u02c6pattern} mañana" and c["accents_composed"] == 1

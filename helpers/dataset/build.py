@@ -343,7 +343,7 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
 
     triples, rejects = _teacher_rows(chunks, store, teacher, run["failed"], cfg.pairs_per_chunk, template)
     graded, curated_out, curation = curate(triples, {c.id: c.text for c in chunks}, teacher,
-                                           TeacherStore(out / "teacher_grades.jsonl"), cfg.curate_min_grade,
+                                           TeacherStore(files.grades), cfg.curate_min_grade,
                                            grade_template, (cfg.price_input_per_m, cfg.price_output_per_m), verbose)
     kept, dups = deduplicate(graded, cfg.near_dup_threshold)
     rejects += curated_out + dups
@@ -372,11 +372,11 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                "files": {k: str(f) for k, f in (("train", files.train), ("test", files.test),
                                                 ("rejects", files.rejects), ("card", files.card),
                                                 ("answers", out / "teacher_answers.jsonl"),
-                                                ("grades", out / "teacher_grades.jsonl"),
+                                                ("grades", files.grades),
                                                 ("chunks", files.chunks), ("leaked", files.test_leaked))}
                | {"corpus": str(ws.corpus.pdf_text)}}
     files.card.write_text(dataset_card(summary, train, test), encoding="utf-8")
-    (out / "build_summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "prompt"}, indent=2,
+    files.summary.write_text(json.dumps({k: v for k, v in summary.items() if k != "prompt"}, indent=2,
                                                        default=str) + "\n")
     if verbose:
         print(f"Dataset: {len(triples)} examples from the teacher, {len(curated_out)} graded below CURATE_MIN_GRADE, "

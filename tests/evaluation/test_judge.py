@@ -86,7 +86,7 @@ def test_an_honest_judge_grades_compares_and_caches(report, tmp_path, monkeypatc
         assert j["n"] == 4 and j["n_graded"] == 3 and j["unreadable"] == {"not JSON": 1}
         assert j["verdicts"] == {"base": {"wrong": 3}, "tuned": {"correct": 4}}
         assert j["correct"]["base"]["value"] == 0 and j["correct"]["tuned"]["value"] == 1
-        assert j["correct"]["diff"]["ci"] == [1.0, 1.0] and j["rougeL"]["tuned"]["value"] == pytest.approx(0.7 / 3)  # rows 0-2
+        assert j["correct"]["diff"]["ci"] == [1.0, 1.0] and j["rougeL"]["tuned"]["value"] == pytest.approx(0.7 / 3)
         assert j["win_rate"]["value"] == 1 and j["win_rate"]["n"] == 4 and j["outcomes"] == {"tuned wins": 4}
         assert j["consistency"] == {"value": 1.0, "n": 4} and j["first_position"]["value"] == 0.5
         assert j["rouge_agreement"] == {"value": 1.0, "n": 3}

@@ -77,11 +77,10 @@ def load_grade_prompt(path: str | os.PathLike | None = None) -> str:
 
 
 def fill(template: str, values: dict[str, str]) -> str:
-    """``template`` with each ``{name}`` replaced literally by its value (JSON braces need no escaping);
-    the passage ``{text}`` goes in last, so nothing in it is taken for a placeholder."""
-    for k, v in sorted(values.items(), key=lambda kv: kv[0] == "text"):
-        template = template.replace("{" + k + "}", v)
-    return template
+    """``template`` with each ``{name}`` of ``values`` replaced literally, in one pass (JSON braces need no
+    escaping, and a placeholder inside a passage or an answer is never filled in)."""
+    pattern = re.compile("|".join(re.escape("{" + k + "}") for k in values))
+    return pattern.sub(lambda m: values[m.group()[1:-1]], template) if values else template
 
 
 def grade_messages(triple: dict, chunk_text: str, template: str = DEFAULT_GRADE_PROMPT) -> list[dict]:

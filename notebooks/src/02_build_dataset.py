@@ -124,7 +124,7 @@ summary = build_dataset(cfg, ws, pdfs=pdfs)
 # a rerun asks only the missing ones.
 
 # %%
-from helpers.dataset.grading import curation_lines
+from helpers.dataset import curation_lines
 print("\n".join(curation_lines(summary["curation"])))
 
 # %% [markdown]

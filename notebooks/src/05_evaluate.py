@@ -146,7 +146,8 @@ print(leakage_line(report))
 # %%
 from helpers.evaluation import JudgeConfig, judge_answers, judge_markdown, load_judge_prompts
 judge_cfg = JudgeConfig.from_params(globals())
-print(load_judge_prompts(judge_cfg)[1])  # the pairwise prompt (PAIRWISE_PROMPT_FILE to change it)
+grade_prompt, pairwise_prompt = load_judge_prompts(judge_cfg)  # JUDGE_PROMPT_FILE, PAIRWISE_PROMPT_FILE
+print(grade_prompt, "\n\n--- pairwise prompt ---\n", pairwise_prompt, sep="\n")
 
 # %%
 report = judge_answers(judge_cfg, cfg, report)

@@ -71,6 +71,8 @@ def test_the_grading_prompt_is_a_file_the_user_can_edit(tmp_path):
     msgs = grade_messages(triples()[0], CHUNKS["c1"], load_grade_prompt(mine))
     assert msgs[1]["content"].startswith("Rate An answer in other words, number 0. against <<<\nIn R, the function")
     assert '{"faithful": n}' in msgs[1]["content"]  # JSON braces are left alone
+    odd = grade_messages(triples()[0], "a passage that writes {output} and {instruction}", DEFAULT_GRADE_PROMPT)
+    assert "a passage that writes {output} and {instruction}" in odd[1]["content"]  # filled in one pass
     (tmp_path / "bad.txt").write_text("Rate {output}.", encoding="utf-8")
     with pytest.raises(TeacherError, match=r"GRADE_PROMPT_FILE: prompt file .*bad.txt.* has no \{text\} placeholder"):
         load_grade_prompt(tmp_path / "bad.txt")

@@ -131,14 +131,16 @@ def parse_grade(text: str, finish_reason: str | None = None) -> tuple[dict | Non
 
 
 def grader_for(teacher):
-    """The teacher as a grader: short answers at temperature 0; a local model starts inside the object."""
+    """The teacher as a grader: short answers (at most GRADE_MAX_NEW_TOKENS, nor more than the teacher's) at
+    temperature 0; a local model starts inside the object."""
+    tokens = min(GRADE_MAX_NEW_TOKENS, getattr(teacher, "max_new_tokens", GRADE_MAX_NEW_TOKENS))
     if isinstance(teacher, LocalTeacher):
-        g = LocalTeacher(teacher.model_name, teacher.quantization, max_new_tokens=GRADE_MAX_NEW_TOKENS,
+        g = LocalTeacher(teacher.model_name, teacher.quantization, max_new_tokens=tokens,
                          temperature=0.0, batch_size=teacher.batch_size, prefill=LOCAL_GRADE_PREFILL)
         g._model, g._tok = teacher._model, teacher._tok  # the model already loaded, if it is
         return g
     g = copy.copy(teacher)
-    g.max_new_tokens, g.temperature = GRADE_MAX_NEW_TOKENS, 0.0
+    g.max_new_tokens, g.temperature = tokens, 0.0
     return g
 
 

@@ -44,8 +44,8 @@ class JudgeConfig(StepConfig, notebooks=("05",)):
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
-        return {"judge": "local", "local_judge_model": "embedded/smollm2-135m-instruct", "judge_max_examples": 2,
-                "judge_max_new_tokens": 40, "judge_concurrency": 1}
+        return {"judge": "local", "local_judge_model": "embedded/smollm2-135m-instruct", "judge_max_examples": 1,
+                "judge_max_new_tokens": 32, "judge_concurrency": 1}
 
     def validate(self) -> None:
         if self.judge not in JUDGE_BACKENDS:

@@ -71,6 +71,6 @@ def test_settings_are_checked_and_the_key_variable_is_no_near_miss(monkeypatch):
         cfg = JudgeConfig.from_params({}, environ={"JUDGE_API_KEY": "k", "JUDGE_MODEL": "m"})
     assert cfg.judge_model == "m"
     smoke = JudgeConfig.from_params({}, environ={"SMOKE": "1"})
-    assert smoke.judge == "local" and smoke.judge_max_examples == 2
+    assert smoke.judge == "local" and smoke.judge_max_examples == 1
     monkeypatch.setenv("SOME_SECRET", "v")
     assert secret("SOME_SECRET") == "v" and secret("NOT_SET_ANYWHERE_32") is None and secret("") is None

@@ -12,8 +12,10 @@ proxy's sign-in page with status 200), ``"empty_choices"``, ``"trickle"`` (the a
 byte every ``trickle_s``); ``default`` is what comes after the plan. ``refuse`` maps a piece of a
 passage to what every request about that passage gets; ``context_chars`` refuses, as OpenAI does
 with HTTP 400 ``context_length_exceeded``, a prompt longer than that. ``delay`` slows every
-answer (for the kill test). The server counts requests and delivered answers per passage, so a
-test can prove nothing was asked twice.
+answer (for the kill test). ``reply`` (a function of the request's messages) writes the content of
+an "ok" answer instead of the examples: scripted grades and verdicts, refusals, garbage. The
+server counts requests and delivered answers per passage, so a test can prove nothing was asked
+twice.
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ def examples_for(passage: str, n: int = 2) -> list[dict]:
 class FakeOpenAI:
     def __init__(self, plan: list[str] | None = None, delay: float = 0.0, retry_after: str = "1",
                  timeout_sleep: float = 3.0, n_examples: int = 2, default: str = "ok",
-                 refuse: dict[str, str] | None = None, context_chars: int = 0, trickle_s: float = 0.8):
+                 refuse: dict[str, str] | None = None, context_chars: int = 0, trickle_s: float = 0.8,
+                 reply=None):
         self.plan = list(plan or [])
         self.default, self.refuse, self.context_chars, self.trickle_s = default, dict(refuse or {}), context_chars, \
             trickle_s
@@ -80,6 +83,7 @@ class FakeOpenAI:
             timeout_sleep,
             n_examples,
         )
+        self.reply = reply
         self.requests = collections.Counter()  # passage id -> requests received
         self.delivered = collections.Counter()  # passage id -> 200 answers fully sent
         self.bodies: list[dict] = []
@@ -178,7 +182,8 @@ class FakeOpenAI:
                 if fake.delay:
                     time.sleep(fake.delay)
                 finish = "stop"
-                content = json.dumps({"examples": examples_for(passage, fake.n_examples)})
+                content = fake.reply(body["messages"]) if fake.reply else \
+                    json.dumps({"examples": examples_for(passage, fake.n_examples)})
                 if what == "invalid_json":
                     content = "Sure! Here are the examples: {instruction: explain the model, output: it is a model}"
                 elif what == "truncated":

@@ -88,6 +88,16 @@ class DatasetFiles:
         return self.folder / "test_leaked.jsonl"
 
     @property
+    def grades(self) -> Path:
+        """The teacher's grade of each triple (notebook 02's curation), a resume store."""
+        return self.folder / "teacher_grades.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        """build_summary.json: what the build did, with the teacher's endpoint and model (notebook 05's judge)."""
+        return self.folder / "build_summary.json"
+
+    @property
     def corpus(self) -> CorpusFiles:
         """The corpus folder beside the dataset folder (both under the data folder)."""
         return CorpusFiles(self.folder.parent / "corpus")

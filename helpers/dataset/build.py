@@ -10,6 +10,8 @@
   both sides) so that test holds about ``test_fraction`` of the rows; where whole documents cannot
   give that share (one document, or one that dominates), by position within the documents (their
   last chunks), as the card says; loadable with ``datasets.load_dataset("json", ...)``;
+* ``dataset/teacher_grades.jsonl``: the teacher's grade of each triple against its chunk (the same
+  resume store; ``helpers.dataset.grading``), and triples graded below ``curate_min_grade`` dropped;
 * ``dataset/rejects.jsonl``: every teacher answer or example that was not kept, with the reason;
 * ``dataset/chunks.jsonl``: the chunks the teacher was asked about (``{"chunk_id", "source",
   "index", "text"}``), so a later step can compare test rows with the training rows' source text;
@@ -43,6 +45,7 @@ from helpers.core.jsonl import DataError, write_jsonl
 from helpers.core.show import announce
 from helpers.dataset.answers import triples_from_answer
 from helpers.dataset.chunking import chunk_documents
+from helpers.dataset.grading import curate, curation_lines, load_grade_prompt
 from helpers.dataset.leakage import measure_leakage
 from helpers.dataset.pdf import describe_stats, find_pdfs, read_pdfs
 from helpers.dataset.teacher import (
@@ -82,6 +85,10 @@ class DatasetConfig(StepConfig, notebooks=("02",)):
     price_input_per_m: float = 0.0  # USD per million prompt tokens, for the cost estimate (Groq Llama 3.3 70B: 0.59)
     price_output_per_m: float = 0.0  # USD per million completion tokens, for the cost estimate (Groq Llama 3.3 70B:
                                      # 0.79)
+    curate_min_grade: int = 3  # the teacher grades each example 1-5 (faithful, self-contained, useful) against its
+                               # chunk; keep those whose lowest grade is at least this (0 = no grading, keep all)
+    grade_prompt_file: str = ""  # a text file with your own grading prompt ({text}, {instruction}, {input}, {output},
+                                 # {source}); "" = ours (notebook 02 prints it)
     reask_rejected: bool = False  # on a rerun, ask again about chunks whose stored answer gave no usable example (more
                                   # requests)
     near_dup_threshold: float = 0.8  # Jaccard similarity above which two examples count as near duplicates
@@ -108,6 +115,8 @@ class DatasetConfig(StepConfig, notebooks=("02",)):
             raise ConfigError(f"NEAR_DUP_THRESHOLD={self.near_dup_threshold}: must be in (0, 1].")
         if not 0 < self.leakage_threshold <= 1:
             raise ConfigError(f"LEAKAGE_THRESHOLD={self.leakage_threshold}: must be in (0, 1].")
+        if not 0 <= self.curate_min_grade <= 5:
+            raise ConfigError(f"CURATE_MIN_GRADE={self.curate_min_grade}: a grade from 1 to 5, or 0 for no grading.")
         if self.pairs_per_chunk < 1:
             raise ConfigError(f"PAIRS_PER_CHUNK={self.pairs_per_chunk}: ask for at least one example.")
         if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
@@ -323,6 +332,7 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
               + (f" (MAX_CHUNKS={cfg.max_chunks})" if cfg.max_chunks else ""), flush=True)
 
     template = load_prompt(cfg.prompt_file)
+    grade_template = load_grade_prompt(cfg.grade_prompt_file)  # a bad file is named before any request
     teacher = teacher or make_teacher(cfg)
     files = ws.dataset
     out = files.folder
@@ -332,8 +342,11 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                       reask_rejected=cfg.reask_rejected)
 
     triples, rejects = _teacher_rows(chunks, store, teacher, run["failed"], cfg.pairs_per_chunk, template)
-    kept, dups = deduplicate(triples, cfg.near_dup_threshold)
-    rejects += dups
+    graded, curated_out, curation = curate(triples, {c.id: c.text for c in chunks}, teacher,
+                                           TeacherStore(files.grades), cfg.curate_min_grade,
+                                           grade_template, (cfg.price_input_per_m, cfg.price_output_per_m), verbose)
+    kept, dups = deduplicate(graded, cfg.near_dup_threshold)
+    rejects += curated_out + dups
     train, test, split_desc = split_by_document(kept, cfg.test_fraction, cfg.seed)
     cols = ("instruction", "input", "output", "source", "chunk_id")
     write_jsonl(files.chunks, [{"chunk_id": c.id, "source": c.source, "index": c.index, "text": c.text}
@@ -350,7 +363,8 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                "teacher": {k: run[k] for k in run if k != "failed"} | {"failed": len(run["failed"])},
                "failed_chunks": run["failed"],
                "teacher_url": cfg.teacher_base_url if teacher.backend == "http" else "",
-               "examples_from_teacher": len(triples), "duplicates_removed": len(dups), "kept": len(kept),
+               "examples_from_teacher": len(triples), "curation": curation, "curated_out": len(curated_out),
+               "duplicates_removed": len(dups), "kept": len(kept),
                "train": len(train), "test": len(test), "split": split_desc, "leakage": leak,
                "rejects": len(rejects),
                "rejects_by_reason": dict(reasons.most_common()), "prompt": template, "system": DEFAULT_SYSTEM,
@@ -358,13 +372,15 @@ def build_dataset(cfg: DatasetConfig, ws, pdfs: list | None = None, teacher=None
                "files": {k: str(f) for k, f in (("train", files.train), ("test", files.test),
                                                 ("rejects", files.rejects), ("card", files.card),
                                                 ("answers", out / "teacher_answers.jsonl"),
+                                                ("grades", files.grades),
                                                 ("chunks", files.chunks), ("leaked", files.test_leaked))}
                | {"corpus": str(ws.corpus.pdf_text)}}
     files.card.write_text(dataset_card(summary, train, test), encoding="utf-8")
-    (out / "build_summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "prompt"}, indent=2,
+    files.summary.write_text(json.dumps({k: v for k, v in summary.items() if k != "prompt"}, indent=2,
                                                        default=str) + "\n")
     if verbose:
-        print(f"Dataset: {len(triples)} examples from the teacher, {len(dups)} duplicates removed, "
+        print(f"Dataset: {len(triples)} examples from the teacher, {len(curated_out)} graded below CURATE_MIN_GRADE, "
+              f"{len(dups)} duplicates removed, "
               f"{len(train)} train / {len(test)} test ({split_desc}); leakage: {leak['line']}; {len(rejects)} rejects "
               f"({', '.join(f'{k}: {v}' for k, v in reasons.most_common(5))})", flush=True)
     return summary
@@ -451,6 +467,7 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
         "## Counts", "",
         "| | rows |", "|---|---:|",
         f"| examples written by the teacher (valid) | {s['examples_from_teacher']} |",
+        f"| graded below CURATE_MIN_GRADE (dropped) | {s.get('curated_out', 0)} |",
         f"| duplicates removed (exact and near) | {s['duplicates_removed']} |",
         f"| train (`train.jsonl`) | {s['train']} |",
         f"| test (`test.jsonl`) | {s['test']} |",
@@ -482,7 +499,7 @@ def dataset_card(s: dict, train: list[dict], test: list[dict]) -> str:
               f"- this run: {t['answered']} chunks answered ({t.get('reasked', 0)} of them re-asked after an unusable "
               f"answer), {t['resumed']} resumed from earlier runs, {t['failed']} failed",
               f"- chunks split in parts, too long for the teacher's context: {t.get('split', 0)}", "",
-              *_failed_lines(s.get("failed_chunks", [])),
+              *_failed_lines(s.get("failed_chunks", [])), *curation_lines(s.get("curation")),
               "## Rejects by reason", "", "| reason | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s["rejects_by_reason"].items()] or ["| (none) | 0 |"]
     lines += ["", "## Prompt", "", "System:", "", "```text", s["system"], "```", "",

@@ -81,6 +81,52 @@ def general_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _interval(d: dict | None, signed: bool = False) -> str:
+    if not d or d.get("value") is None:
+        return "n/a"
+    f = "{:+.2f}" if signed else "{:.2f}"
+    return f.format(d["value"]) + (" [" + ", ".join(f.format(x) for x in d["ci"]) + "]" if "ci" in d else "")
+
+
+def _share(d: dict) -> str:
+    return "n/a (none to count)" if d.get("value") is None else f"{d['value']:.0%} of {d['n']}"
+
+
+def judge_markdown(report: dict) -> str:
+    """The judge's section: correct share beside ROUGE-L, the tuned model's win rate, and how far the judge
+    can be trusted (self-consistency under the position swap, first-position share, agreement with ROUGE-L).
+    Without a judge, two lines on how to add one."""
+    j = report.get("judge")
+    if not j or "skipped" in j:
+        return (f"No judge ran ({(j or {}).get('skipped', 'this section was not run')}).\n\n"
+                "To add one, set JUDGE_BASE_URL and JUDGE_MODEL to an OpenAI-compatible endpoint (its key in the "
+                "JUDGE_API_KEY secret), or JUDGE='local' for a transformers model, and run the judge cell again.")
+    lines = [f"Judge: {j['judge']}; {j['n']} held-out prompts, {j['n_graded']} with both answers graded "
+             "(correct / partly / wrong against the reference and the source chunk).", "",
+             "| | base | tuned | tuned − base |", "|---|---|---|---|"]
+    for label, key in (("correct share (judge) ↑", "correct"), ("ROUGE-L F1, same prompts ↑", "rougeL")):
+        if key in j:
+            lines.append(f"| {label} | {_interval(j[key]['base'])} | {_interval(j[key]['tuned'])} | "
+                         f"{_interval(j[key]['diff'], signed=True)} |")
+    o = j.get("outcomes", {})
+    lines += ["", "- verdicts: " + "; ".join(f"{w}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+                                             for w, c in j["verdicts"].items()),
+              f"- tuned vs base, asked in both orders (a win 1, a tie 0.5): win rate {_interval(j['win_rate'])} "
+              f"over {j['win_rate']['n']} prompts (tuned wins {o.get('tuned wins', 0)}, ties {o.get('tie', 0)}, "
+              f"base wins {o.get('base wins', 0)})",
+              f"- self-consistency: the same verdict with the answers swapped in {_share(j['consistency'])} prompts; "
+              f"first answer picked in {_share(j['first_position'])} decided verdicts (50% = no position bias)",
+              f"- agreement with ROUGE-L: the answer the judge prefers has the higher ROUGE-L in "
+              f"{_share(j['rouge_agreement'])} prompts where both differ",
+              f"- unreadable verdicts (left out): {sum(j['unreadable'].values())}"
+              + (f" ({', '.join(f'{k}: {v}' for k, v in j['unreadable'].items())})" if j["unreadable"] else "")
+              + f"; failed requests (asked again on a rerun): {j['failed']}"
+              + (f"; stopped: {j['stopped']}" if j.get("stopped") else ""),
+              f"- this run asked {j['asked']} judgement(s), {j['tokens']:,} tokens, ${j['cost_usd']:.4f}; every "
+              f"judgement is cached in `{j['file']}`"]
+    return "\n".join(lines)
+
+
 def report_markdown(report: dict, out_dir: Path | None = None) -> str:
     g, lp = report["generation"], report["long_prompts"]
     lines = [
@@ -104,6 +150,7 @@ def report_markdown(report: dict, out_dir: Path | None = None) -> str:
         "## Metrics (value [95% CI])", "", metrics_table(report), "",
         f"Mean reference length: {report['reference_words']:.1f} words.", "", leakage_line(report), "",
         "## General ability: base vs tuned on general prompts (forgetting)", "", general_markdown(report), "",
+        "## Judge: is it right, and which is better?", "", judge_markdown(report), "",
         "## Answers side by side", "", side_by_side(report),
     ]
     if report.get("plots"):

@@ -122,6 +122,15 @@ def _write_report(report: dict, found: Findings, inputs: EvalInputs, plot_prefix
                        "general_answers": str(out_dir / "general_answers.jsonl")}
 
 
+def rewrite_report(report: dict) -> dict:
+    """report.json and report.md written again, after a later section (the judge's) was added to ``report``."""
+    out_dir = Path(report["files"]["markdown"]).parent
+    (out_dir / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "files"}, indent=2,
+                                                    ensure_ascii=False) + "\n")
+    (out_dir / "report.md").write_text(report_markdown(report, out_dir))
+    return report
+
+
 def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None, plot_prefix: str = "eval_",
                      log=print) -> dict:
     """Base vs tuned on the held-out set, the general (forgetting) section and the leakage check.

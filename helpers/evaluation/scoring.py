@@ -154,7 +154,8 @@ def answer_rows(fit: Prompts, refs: list[str], results: dict[str, dict], per: di
     """One answers.jsonl row per prompt: prompt, reference, both answers and their scores."""
     answers = []
     for i, (r, p, ref) in enumerate(zip(fit.rows, fit.prompts, refs)):
-        answers.append({"index": i, "id": r.get("id"), "prompt": p, "reference": ref,
+        answers.append({"index": i, "id": r.get("id"), "prompt": p, "reference": ref, "question": prompt_source(r),
+                        "chunk_id": r.get("chunk_id"),
                         **{w: results[w]["gen"]["answers"][i] for w in ("base", "tuned")},
                         **{f"{w}_{k}": round(float(per[w][k][i]), 4) for w in ("base", "tuned")
                            for k in ("rouge1", "rouge2", "rougeL", "copy_score", "repeated_3grams", "repeated_words",

@@ -7,7 +7,9 @@
 # instruction / input / output examples for each chunk. The teacher is any OpenAI-compatible
 # endpoint (Groq, OpenAI, a local vLLM or llama.cpp server) or a local transformers model.
 # Every answer is saved as it arrives: if the runtime dies, run the notebook again and it carries
-# on without paying twice. Bad answers are kept in `rejects.jsonl` with the reason.
+# on without paying twice. Bad answers are kept in `rejects.jsonl` with the reason. The teacher
+# then grades each example against its chunk (faithful, self-contained, useful) and the weak ones
+# are dropped (`CURATE_MIN_GRADE`), with the grades on the card.
 #
 # [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/02_build_dataset.ipynb)
 
@@ -61,6 +63,12 @@ CONCURRENCY = 4  # @param {type:"integer"}
 PRICE_INPUT_PER_M = 0.0  # @param {type:"number"}
 # @markdown `PRICE_OUTPUT_PER_M`: USD per million completion tokens, for the cost estimate (Groq Llama 3.3 70B: 0.79)
 PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
+# @markdown `CURATE_MIN_GRADE`: the teacher grades each example 1-5 (faithful, self-contained, useful) against its
+# @markdown chunk; keep those whose lowest grade is at least this (0 = no grading, keep all)
+CURATE_MIN_GRADE = 3  # @param {type:"integer"}
+# @markdown `GRADE_PROMPT_FILE`: a text file with your own grading prompt ({text}, {instruction}, {input}, {output},
+# @markdown {source}); "" = ours (notebook 02 prints it)
+GRADE_PROMPT_FILE = ""  # @param {type:"string"}
 # @markdown `REASK_REJECTED`: on a rerun, ask again about chunks whose stored answer gave no usable example (more
 # @markdown requests)
 REASK_REJECTED = False  # @param {type:"boolean"}
@@ -89,11 +97,15 @@ print(cfg.describe())
 pdfs = input_pdfs(cfg, ws)  # PDF_DIR, else notebook 01's downloads; says where it looked if there are none
 
 # %% [markdown]
-# ## The teacher's prompt
-# Edit a copy and point `PROMPT_FILE` at it to change it.
+# ## The teacher's prompts
+# The prompt that writes the examples, then the one that grades them. Edit a copy and point
+# `PROMPT_FILE` (or `GRADE_PROMPT_FILE`) at it to change it.
 
 # %%
+from helpers.dataset import load_grade_prompt
 print(load_prompt(cfg.prompt_file))
+print("\n--- grading prompt ---\n")
+print(load_grade_prompt(cfg.grade_prompt_file))
 
 # %% [markdown]
 # ## Build
@@ -102,6 +114,18 @@ print(load_prompt(cfg.prompt_file))
 
 # %%
 summary = build_dataset(cfg, ws, pdfs=pdfs)
+
+# %% [markdown]
+# ## Curation: the teacher's grades
+# Each example was graded 1-5 against its chunk: faithful (supported by it), self-contained (a
+# question that makes sense without the chunk) and useful. Those whose lowest grade is under
+# `CURATE_MIN_GRADE` were dropped (into `rejects.jsonl`, with the grades and the grader's reason);
+# a grade that could not be read keeps its example. Grades are cached in `teacher_grades.jsonl`:
+# a rerun asks only the missing ones.
+
+# %%
+from helpers.dataset import curation_lines
+print("\n".join(curation_lines(summary["curation"])))
 
 # %% [markdown]
 # ## Train/test leakage

@@ -8,7 +8,8 @@
 # and every difference, so a small test set does not oversell a result. Beside the in-domain
 # scores: what tuning cost on general prompts (forgetting), and how much of the test set the
 # training set already held word for word (leakage). The report (JSON + Markdown) is saved beside
-# the adapter.
+# the adapter. An LLM judge (notebook 02's teacher endpoint, or your own `JUDGE_*` settings) then
+# says which answers are right and which model answers better, beside ROUGE.
 #
 # [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/05_evaluate.ipynb)
 
@@ -68,6 +69,34 @@ FORGETTING_TOLERANCE = 0.02  # @param {type:"number"}
 LEAKAGE_THRESHOLD = 0.5  # @param {type:"number"}
 # @markdown `DROP_LEAKED`: leave leaked held-out rows out of the scores (False = only report them)
 DROP_LEAKED = False  # @param {type:"boolean"}
+# @markdown `JUDGE`: "auto" (JUDGE_BASE_URL, else notebook 02's teacher endpoint, else none), "http", "local" (a
+# @markdown transformers model), "none"
+JUDGE = "auto"  # @param ["auto", "http", "local", "none"]
+# @markdown `JUDGE_BASE_URL`: OpenAI-compatible endpoint of the judge; "" = notebook 02's teacher endpoint
+JUDGE_BASE_URL = ""  # @param {type:"string"}
+# @markdown `JUDGE_MODEL`: model name at that endpoint; "" = the teacher's model
+JUDGE_MODEL = ""  # @param {type:"string"}
+# @markdown `JUDGE_KEY_SECRET`: environment variable or Colab secret holding the judge's key (never the key itself);
+# @markdown TEACHER_API_KEY when unset and judging with the teacher
+JUDGE_KEY_SECRET = "JUDGE_API_KEY"  # @param {type:"string"}
+# @markdown `LOCAL_JUDGE_MODEL`: transformers model for JUDGE="local"; "" = the default model
+LOCAL_JUDGE_MODEL = ""  # @param {type:"string"}
+# @markdown `JUDGE_PROMPT_FILE`: your prompt grading one answer ({question}, {reference}, {passage}, {answer}); "" =
+# @markdown ours (printed below)
+JUDGE_PROMPT_FILE = ""  # @param {type:"string"}
+# @markdown `PAIRWISE_PROMPT_FILE`: your prompt comparing two answers ({question}, {reference}, {passage}, {answer_a},
+# @markdown {answer_b}); "" = ours
+PAIRWISE_PROMPT_FILE = ""  # @param {type:"string"}
+# @markdown `JUDGE_MAX_EXAMPLES`: judge at most this many held-out prompts (0 = all); 4 requests each
+JUDGE_MAX_EXAMPLES = 0  # @param {type:"integer"}
+# @markdown `JUDGE_MAX_NEW_TOKENS`: longest verdict, in tokens
+JUDGE_MAX_NEW_TOKENS = 200  # @param {type:"integer"}
+# @markdown `JUDGE_CONCURRENCY`: judge requests in flight at once
+JUDGE_CONCURRENCY = 4  # @param {type:"integer"}
+# @markdown `JUDGE_PRICE_INPUT_PER_M`: USD per million prompt tokens, for the cost estimate
+JUDGE_PRICE_INPUT_PER_M = 0.0  # @param {type:"number"}
+# @markdown `JUDGE_PRICE_OUTPUT_PER_M`: USD per million completion tokens, for the cost estimate
+JUDGE_PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
 
 # %% [markdown]
 # ## Configuration
@@ -104,6 +133,25 @@ report = evaluate_adapter(cfg, plots_dir=ws.plots_dir, plot_prefix=f"{cfg.run_na
 from IPython.display import Image, Markdown, display
 display(Markdown(metrics_table(report)))
 print(leakage_line(report))
+
+# %% [markdown]
+# ## Judge: is it right, and which is better?
+# ROUGE counts words shared with one reference, not correctness. A judge LLM (`JUDGE_BASE_URL`,
+# else notebook 02's teacher endpoint; `JUDGE="local"` for a transformers model) grades each answer
+# against the reference and its source chunk (correct / partly / wrong), and compares base with
+# tuned twice, swapping their positions, ties allowed. How far to trust it: its self-consistency
+# under the swap and its agreement with ROUGE-L. Every judgement is cached (`judgements.jsonl`);
+# a rerun asks only what is missing, and the cost is printed before anything is asked.
+
+# %%
+from helpers.evaluation import JudgeConfig, judge_answers, judge_markdown, load_judge_prompts
+judge_cfg = JudgeConfig.from_params(globals())
+grade_prompt, pairwise_prompt = load_judge_prompts(judge_cfg)  # JUDGE_PROMPT_FILE, PAIRWISE_PROMPT_FILE
+print(grade_prompt, "\n\n--- pairwise prompt ---\n", pairwise_prompt, sep="\n")
+
+# %%
+report = judge_answers(judge_cfg, cfg, report)
+display(Markdown(judge_markdown(report)))
 
 # %% [markdown]
 # ## General ability: did tuning cost it? (forgetting)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_openai import API_KEY, FakeOpenAI
+from fake_openai import API_KEY, FakeOpenAI, examples_for, passage_of
 from helpers.common import resources as fixtures
 from helpers.common.models import load_tokenizer
 from helpers.common.resources import chitchat
@@ -108,7 +108,7 @@ def test_build_from_real_pdfs_with_the_http_teacher(tmp_path, monkeypatch):
         cfg = DatasetConfig(tokenizer="embedded/smollm2-135m-instruct", chunk_tokens=256, chunk_overlap=32,
                             max_chunks=8, teacher="http", teacher_base_url=fake.base_url, teacher_model="llama-3.3-70b",
                             pairs_per_chunk=2, concurrency=2, request_timeout=10, test_fraction=0.3,
-                            price_input_per_m=0.59, price_output_per_m=0.79)
+                            price_input_per_m=0.59, price_output_per_m=0.79, curate_min_grade=0)
         s = build_dataset(cfg, ws, pdfs=pdfs, verbose=False)
         n_requests = sum(fake.requests.values())
         s2 = build_dataset(cfg, ws, pdfs=pdfs, verbose=False)  # rerun: everything comes from the store
@@ -163,7 +163,7 @@ def test_a_build_finishes_past_a_refused_chunk_and_splits_one_too_long(tmp_path,
         cfg = DatasetConfig(tokenizer="embedded/smollm2-135m-instruct", chunk_tokens=256, chunk_overlap=32,
                             max_chunks=10, teacher="http", teacher_base_url=fake.base_url,
                             teacher_model="llama-3.3-70b", pairs_per_chunk=2, concurrency=4, request_timeout=10,
-                            test_fraction=0.3)
+                            test_fraction=0.3, curate_min_grade=0)
         s = build_dataset(cfg, ws, pdfs=pdfs, verbose=False)
         delivered = sum(fake.delivered.values())
         assert delivered == 10 - 1 + n_split and set(fake.delivered.values()) == {1}
@@ -188,6 +188,45 @@ def test_a_build_finishes_past_a_refused_chunk_and_splits_one_too_long(tmp_path,
     assert s2["teacher"]["answered"] == 1 and s2["teacher"]["failed"] == 0 and s2["teacher"]["resumed"] == 9
     assert s2["examples_from_teacher"] == 2 * (delivered + 1)
     assert "## Chunks the teacher did not answer" not in (d / "card.md").read_text()
+
+
+def teacher_and_grader(messages):
+    """The teacher's examples; as grader, the second example of each chunk is not self-contained."""
+    if not messages[0]["content"].startswith("You grade"):
+        return json.dumps({"examples": examples_for(passage_of(messages), 2)})
+    if "answer number 2" in messages[-1]["content"]:
+        return '{"faithful": 5, "self_contained": 2, "useful": 4, "reason": "It only makes sense beside the section."}'
+    return '{"faithful": 5, "self_contained": 5, "useful": 4, "reason": "Supported and clear."}'
+
+
+def test_build_curates_the_examples_with_the_teachers_grades(tmp_path, monkeypatch):
+    """The teacher grades each example it wrote: those below CURATE_MIN_GRADE go to rejects.jsonl with the
+    grades, the card shows the distribution and a dropped example, and a rerun asks nothing again."""
+    monkeypatch.setenv("LLAMA_KIT_WORKDIR", str(tmp_path / "ws"))
+    monkeypatch.setenv("TEACHER_API_KEY", API_KEY)
+    ws = workspace(use_drive=False)
+    with FakeOpenAI(reply=teacher_and_grader) as fake:
+        cfg = DatasetConfig(tokenizer="embedded/smollm2-135m-instruct", chunk_tokens=256, chunk_overlap=32,
+                            max_chunks=4, teacher="http", teacher_base_url=fake.base_url, teacher_model="llama-3.3-70b",
+                            pairs_per_chunk=2, test_fraction=0.3, price_input_per_m=0.59, price_output_per_m=0.79)
+        s = build_dataset(cfg, ws, pdfs=[PAPER], verbose=False)
+        assert len(fake.bodies) == 4 + 8  # 4 chunks, then a grade for each of their 8 examples
+        grading = fake.bodies[-1]
+        assert grading["max_tokens"] < 1024 and grading["temperature"] == 0.0
+        s2 = build_dataset(cfg, ws, pdfs=[PAPER], verbose=False)
+        assert len(fake.bodies) == 12 and s2["curation"]["cached"] == 8 and s2["train"] == s["train"]
+    d = ws.dataset
+    assert s["examples_from_teacher"] == 8 and s["curated_out"] == 4 and s["kept"] == 4 - s["duplicates_removed"]
+    rejects = [json.loads(x) for x in d.rejects.read_text().splitlines()]
+    out = [r for r in rejects if r["reason"] == "graded below CURATE_MIN_GRADE=3"]
+    assert len(out) == 4 and all(r["grade"]["self_contained"] == 2 for r in out)
+    assert all("answer number 1" in r["output"] for r in json.loads("[" + ",".join(
+        d.train.read_text().splitlines() + d.test.read_text().splitlines()) + "]"))
+    card = d.card.read_text()
+    assert "## Curation (the teacher's grades)" in card and "| graded below CURATE_MIN_GRADE (dropped) | 4 |" in card
+    assert "| 2 | 0 | 4 | 0 | 4 |" in card and '"It only makes sense beside the section."' in card
+    assert len(d.grades.read_text().splitlines()) == 8
+    assert json.loads(d.summary.read_text())["curation"]["dropped"] == 4
 
 
 def test_no_pdfs_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch, capsys):

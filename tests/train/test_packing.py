@@ -10,6 +10,7 @@ from helpers.common.resources import chitchat
 from helpers.common.models import load_model
 from helpers.train.packing import PackedCollator, PackingError, document_labels, pack_examples
 from helpers.train import TrainConfig, train
+from helpers.train.config import packed_step
 from tiny_train import EMB, chat_examples, lora_model
 
 
@@ -209,9 +210,12 @@ def test_training_packs_by_default_and_validation_loss_is_the_same_figure(tmp_pa
     assert "fused-lora" in m["kernels"] and m["eval_loss"] < m["start_eval_loss"], m
     # one epoch: every packed row once, and the token count (from the collator, never read back
     # from the device) is every token of the rows (the pad token is not in the conversations)
-    assert m["steps"] == -(-pk["rows"] // 2) and m["tokens_seen"] == pk["tokens"], (m, pk)
-    # a packed step holds examples / rows times the examples: the rate grows as many times
-    assert pk["lr_scaling"] == "linear" and pk["learning_rate"] == pytest.approx(1e-3 * 32 / pk["rows"])
+    step = packed_step(cfg, 32, pk["rows"])  # rows of k examples: at most 2 x the batch of 2 in a step
+    per_step = step.micro_batch * step.accumulation
+    assert pk["rows_per_step"] == per_step == min(2, max(1, round(4 * pk["rows"] / 32))), (pk, step)
+    assert m["steps"] == -(-pk["rows"] // per_step) and m["tokens_seen"] == pk["tokens"], (m, pk)
+    # the rate follows the examples a step holds against the batch of 2
+    assert pk["lr_scaling"] == "linear" and pk["learning_rate"] == pytest.approx(1e-3 * per_step * 32 / pk["rows"] / 2)
     rates = [h["learning_rate"] for h in res.log_history if "learning_rate" in h]
     assert max(rates) > 1e-3 and max(rates) <= pk["learning_rate"] + 1e-12, rates
     # TRL's metrics still come, read once per log line

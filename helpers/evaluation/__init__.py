@@ -1,10 +1,13 @@
-"""Notebook 05: base against tuned on held-out rows, what tuning cost on general prompts, and
-train/test leakage, as a report with plots."""
+"""Notebook 05: base against tuned on held-out rows, what tuning cost on general prompts,
+train/test leakage, and the retrieval baseline, as a report with plots; the BM25 index of the user's
+chunks (``retrieval``) also serves notebook 06's documents preset."""
 from helpers.common.run import RunDir, check_adapter
 from helpers.evaluation.config import EvalConfig, default_test_path
-from helpers.evaluation.markdown import general_markdown, leakage_line, metrics_table, side_by_side
+from helpers.evaluation.markdown import general_markdown, leakage_line, metrics_table, retrieval_markdown, side_by_side
 from helpers.evaluation.metrics import EvalError
 from helpers.evaluation.report import evaluate_adapter
+from helpers.evaluation.retrieval import ChunkIndex, Passage, RetrievalError, ask_with_passages, passages_block
 
-__all__ = ["EvalConfig", "EvalError", "RunDir", "check_adapter", "default_test_path", "evaluate_adapter",
-           "general_markdown", "leakage_line", "metrics_table", "side_by_side"]
+__all__ = ["ChunkIndex", "EvalConfig", "EvalError", "Passage", "RetrievalError", "RunDir", "ask_with_passages",
+           "check_adapter", "default_test_path", "evaluate_adapter", "general_markdown", "leakage_line",
+           "metrics_table", "passages_block", "retrieval_markdown", "side_by_side"]

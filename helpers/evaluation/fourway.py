@@ -22,8 +22,8 @@ from helpers.evaluation.stats import METRICS, paired_bootstrap
 WAYS = {"base": "base, closed book", "tuned": "tuned, closed book",
         "base_rag": "base + retrieved passages", "tuned_rag": "tuned + retrieved passages"}
 # (first way, second way): second - first, for the table and the verdict
-PAIRS = (("base", "tuned"), ("base", "base_rag"), ("tuned", "base_rag"), ("tuned", "tuned_rag"),
-         ("base_rag", "tuned_rag"))
+PAIRS = (("base", "tuned"), ("base", "base_rag"), ("base", "tuned_rag"), ("tuned", "base_rag"),
+         ("tuned", "tuned_rag"), ("base_rag", "tuned_rag"))
 RAG_TABLE = {k: METRICS[k] for k in ("rouge1", "rouge2", "rougeL", "perplexity", "answer_words")}
 
 

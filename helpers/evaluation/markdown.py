@@ -97,6 +97,7 @@ def retrieval_markdown(report: dict) -> str:
         lines.append(f"| {w['label']} | {_cell(w['rougeL'], 'rougeL')} | "
                      f"{_cell(diff, 'rougeL', signed=True) if diff else '—'} |")
     names = {"tuned-base": "tuned − base (closed book)", "base_rag-base": "retrieval − base (base model)",
+             "tuned_rag-base": "tuned + passages − base (closed book)",
              "base_rag-tuned": "base + passages − tuned", "tuned_rag-tuned": "tuned + passages − tuned",
              "tuned_rag-base_rag": "tuned + passages − base + passages"}
     lines += ["", "| difference (ROUGE-L) | value [95% CI] |", "|---|---|"]

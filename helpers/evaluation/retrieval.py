@@ -8,6 +8,7 @@ passages on every machine; a passage sharing no word with the question is never 
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ class ChunkIndex:
 
     def __init__(self, chunks: list[dict], name: str = "chunks"):
         import bm25s
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # no "Building index" lines in a notebook
         if not chunks:
             raise RetrievalError(f"No chunks to retrieve from: {name} holds none. Notebook 02 writes them.")
         self.name = name

@@ -36,7 +36,7 @@ def test_the_verdict_follows_the_intervals(means, outcome):
     v = four_way_verdict(_scores(*means), n_boot=300, seed=0)
     assert v["outcome"] == outcome
     assert v["line"].lower().startswith(outcome.split(",")[0])
-    assert set(v["diffs"]) == {"tuned-base", "base_rag-base", "base_rag-tuned", "tuned_rag-tuned",
+    assert set(v["diffs"]) == {"tuned-base", "base_rag-base", "tuned_rag-base", "base_rag-tuned", "tuned_rag-tuned",
                                "tuned_rag-base_rag"}
     assert four_way_verdict(_scores(*means), n_boot=0)["outcome"] == "no interval"
 

@@ -149,8 +149,8 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
     held_out = compare_on(cfg, model, tok, rows, style, inputs.system, log, cache=cache)
     retrieval, retrieval_answers = retrieval_section(cfg, model, tok, held_out, style, inputs.system,
                                                      inputs.test_path, log, cache)
+    general, general_answers = general_report(cfg, model, tok, style, inputs, log, cache)
     log(cache.line())
-    general, general_answers = general_report(cfg, model, tok, style, inputs, log)
     found = Findings(style=style, missing=missing, held_out=held_out, general=general,
                      general_answers=general_answers, leakage=leakage, retrieval=retrieval,
                      retrieval_answers=retrieval_answers)

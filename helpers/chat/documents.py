@@ -25,11 +25,13 @@ DOCUMENT_PRESETS = {
 
 def chunks_for_chat(chunks_path: str, adapter_dir: str | os.PathLike, fallback: str | os.PathLike) -> Path:
     """CHUNKS_PATH, else the chunks.jsonl beside the dataset the adapter was trained on (its run's
-    manifest), else ``fallback`` (the workspace's, ``ws.dataset.chunks``)."""
+    manifest) when it is there, else ``fallback`` (the workspace's, ``ws.dataset.chunks``: notebook
+    02's, when the adapter was trained on another dataset)."""
     if chunks_path:
         return Path(chunks_path)
     trained_on = RunDir.of(adapter_dir).dataset_path if adapter_dir else None
-    return DatasetFiles.beside(trained_on).chunks if trained_on else Path(fallback)
+    beside = DatasetFiles.beside(trained_on).chunks if trained_on else None
+    return beside if beside is not None and beside.is_file() else Path(fallback)
 
 
 def load_chat_index(path: str | os.PathLike, log=print) -> ChunkIndex | None:

@@ -89,7 +89,7 @@ def retrieval_markdown(report: dict) -> str:
     if not r:
         return "Retrieval baseline: not run."
     if "skipped" in r:
-        return f"Retrieval baseline: {r['skipped']}."
+        return f"Retrieval baseline: {r['skipped'].rstrip('.')}."
     v = r["verdict"]
     lines = [f"**{v['line']}**", "", "| way | ROUGE-L F1 ↑ [95% CI] | − base, closed book |", "|---|---|---|"]
     for way, w in r["ways"].items():

@@ -24,6 +24,9 @@ def test_chunks_come_from_the_adapters_dataset_unless_given(tmp_path):
     (run / "adapter").mkdir(parents=True)
     assert chunks_for_chat("", run / "adapter", tmp_path / "ws.jsonl") == tmp_path / "ws.jsonl"
     RunDir.of(run / "adapter").update("metrics", {"config": {"dataset_path": str(tmp_path / "data" / "train.jsonl")}})
+    assert chunks_for_chat("", run / "adapter", tmp_path / "ws.jsonl") == tmp_path / "ws.jsonl"  # none there
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "chunks.jsonl").write_text("")
     assert chunks_for_chat("", run / "adapter", tmp_path / "ws.jsonl") == tmp_path / "data" / "chunks.jsonl"
     assert chunks_for_chat(str(tmp_path / "mine.jsonl"), run / "adapter", "x") == tmp_path / "mine.jsonl"
 

@@ -10,7 +10,10 @@
 * it never hangs on a model that does not emit EOS: ``max_new_tokens`` is always bounded, stop
   strings end the reply, and ``stop()`` (from any thread, e.g. a Stop button) ends generation at
   the next token through a ``StoppingCriteria``;
-* ``tuned=False`` answers with the base model (the adapter switched off on the same weights).
+* ``tuned=False`` answers with the base model (the adapter switched off on the same weights);
+* the "documents" preset (with ``index``, a ``ChunkIndex`` of the user's chunks) puts the top
+  ``retrieval_k`` passages before each message and keeps them as the reply's ``sources``
+  (:mod:`helpers.chat.documents`).
 
 The ipywidgets UI is in :mod:`helpers.chat.widget`, the Gradio app in ``app/app.py``.
 """
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from helpers.chat.documents import DOCUMENT_PRESETS, message_with_sources
 from helpers.common.models import default_model_name, load_model, model_device, stop_token_ids
 from helpers.common.run import check_adapter
 from helpers.core.config import ConfigError, StepConfig
@@ -51,7 +55,11 @@ class ChatConfig(StepConfig, notebooks=("06",)):
     adapter_dir: str = ""  # LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
     quantization: str = "auto"  # how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU,
                                 # fp32 on CPU
-    preset: str = "assistant"  # system prompt preset: "assistant" or "storymaker"
+    preset: str = "assistant"  # system prompt preset: "assistant", "storymaker" or "documents" (answers from your
+                               # documents: the top RETRIEVAL_K chunks of notebook 02 with each message)
+    retrieval_k: int = 3  # "documents" preset: passages of your documents (BM25) given with each message
+    chunks_path: str = ""  # "documents" preset: the chunks searched; "" = notebook 02's chunks.jsonl (the adapter's
+                           # dataset)
     temperature: float = 0.7  # sampling temperature (0 = greedy)
     top_p: float = 0.9  # nucleus sampling mass
     max_new_tokens: int = 256  # longest reply, in tokens (always bounded)
@@ -64,8 +72,10 @@ class ChatConfig(StepConfig, notebooks=("06",)):
         return dict(quantization="none", max_new_tokens=16, temperature=0.0)
 
     def validate(self) -> None:
-        if self.preset not in PRESETS:
-            raise ConfigError(f"PRESET={self.preset!r}: use one of {', '.join(PRESETS)}.")
+        if self.preset not in PRESETS and self.preset not in DOCUMENT_PRESETS:
+            raise ConfigError(f"PRESET={self.preset!r}: use one of {', '.join([*PRESETS, *DOCUMENT_PRESETS])}.")
+        if self.retrieval_k < 1:
+            raise ConfigError(f"RETRIEVAL_K={self.retrieval_k}: give at least 1 passage per message.")
         check_sampling(self.temperature, self.top_p, self.max_new_tokens, ConfigError)
 
 
@@ -108,12 +118,15 @@ class ChatSession:
     def __init__(self, model, tokenizer, preset: str = "assistant", system_prompt: str | None = None,
                  temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 256,
                  stop_strings: list[str] | tuple[str, ...] = (), context_tokens: int = 0, tuned: bool = True,
-                 seed: int | None = None, eos_token_ids: list[int] | None = None):
+                 seed: int | None = None, eos_token_ids: list[int] | None = None, index=None,
+                 retrieval_k: int = 3):
         if not getattr(tokenizer, "chat_template", None):
             raise ChatError("This tokenizer has no chat template (a base model, not an -Instruct one): a chat needs "
                             "one to format the turns. Load an -Instruct model, or one tuned with template='chat'.")
         self.model, self.tokenizer = model, tokenizer
         self.history: list[dict[str, str]] = []
+        self.index, self.retrieval_k = index, retrieval_k  # the "documents" preset's ChunkIndex
+        self.sources: list = []  # the passages the last reply was given ("documents" preset)
         self.preset = preset
         self.system_prompt = system_prompt if system_prompt is not None else self._preset_text(preset)
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
@@ -129,11 +142,18 @@ class ChatSession:
         self._lock = threading.Lock()
 
     # -- settings ---------------------------------------------------------------------------
-    @staticmethod
-    def _preset_text(name: str) -> str:
-        if name not in PRESETS:
-            raise ChatError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
-        return PRESETS[name]
+    def _preset_text(self, name: str) -> str:
+        if name in DOCUMENT_PRESETS and self.index is None:
+            raise ChatError(f"The {name!r} preset answers from your documents, but no chunks are loaded: notebook 02 "
+                            "writes chunks.jsonl; give ChatSession(index=ChunkIndex.from_file(path)).")
+        if name not in PRESETS and name not in DOCUMENT_PRESETS:
+            raise ChatError(f"Unknown preset {name!r}; presets: {', '.join(self.presets)}.")
+        return PRESETS.get(name) or DOCUMENT_PRESETS[name]
+
+    @property
+    def presets(self) -> list[str]:
+        """The presets this session offers ("documents" only with an index of chunks)."""
+        return list(PRESETS) + (list(DOCUMENT_PRESETS) if self.index is not None else [])
 
     def set_preset(self, name: str) -> None:
         """Switch the system prompt to a preset (the history is kept)."""
@@ -227,7 +247,7 @@ class ChatSession:
             raise ChatError("A reply is still being generated: wait for it or press Stop.")
         try:
             full = self.history + [{"role": "user", "content": user_text.strip()}]
-            kept, dropped = self._fit_turn(full)
+            kept, dropped = self._fit_turn(self._with_sources(full))
             ids = self.tokenizer.apply_chat_template(self.messages(kept), add_generation_prompt=True,
                                                      tokenize=True, return_dict=True, return_tensors="pt")
             dev = model_device(self.model)
@@ -263,11 +283,23 @@ class ChatSession:
             new = box["out"][0, input_ids.shape[1]:].tolist()
             reason = self._stop_reason(new, text, eos)
             self.last = ReplyInfo(reason, len(new), round(time.time() - t0, 2), dropped, input_ids.shape[1],
-                                  self._tuned)
+                                  self._tuned, {"sources": [p.label for p in self.sources]} if self.sources else {})
             self.history = full + [{"role": "assistant", "content": reply}]
         finally:
             self._stop.clear()
             self._lock.release()
+
+    def _with_sources(self, full: list[dict]) -> list[dict]:
+        """The turns the model sees: with the "documents" preset, the last message carries the top
+        passages of the user's documents (within half the room the context leaves); ``sources``
+        holds them. The history keeps the message as typed."""
+        self.sources = []
+        if self.preset not in DOCUMENT_PRESETS or self.index is None:
+            return full
+        budget = (self.context_tokens - self.max_new_tokens) // 2
+        text, self.sources = message_with_sources(self.index, self.retrieval_k, full[-1]["content"], self.tokenizer,
+                                                  budget)
+        return full[:-1] + [{"role": "user", "content": text}]
 
     def _fit_turn(self, full: list[dict]) -> tuple[list[dict], int]:
         """:meth:`fit` for this turn, with ``notice`` saying how many messages were left out."""

@@ -1,8 +1,9 @@
 """The chat in a notebook: an ipywidgets UI on top of :class:`helpers.chat.session.ChatSession`.
 
 ``ChatWidget(session).display()`` shows a transcript that fills in as tokens stream, a message
-box, Send / Stop / Clear buttons, the system-prompt preset (plain assistant or storymaker, and the
-prompt itself, editable), temperature / top-p / max-new-tokens controls and a base/tuned switch.
+box, Send / Stop / Clear buttons, the system-prompt preset (plain assistant, storymaker, or documents
+when the session has an index of the user's chunks: each reply then shows its sources; and the prompt
+itself, editable), temperature / top-p / max-new-tokens controls and a base/tuned switch.
 
 Enter in the message box sends, Shift+Enter adds a new line (a small script, shown with the
 widget, turns Enter into a click on Send; ipywidgets' Textarea has no key events of its own).
@@ -18,7 +19,8 @@ from __future__ import annotations
 import html
 import threading
 
-from helpers.chat.session import PRESETS, ChatError, ChatSession
+from helpers.chat.documents import DOCUMENT_PRESETS, sources_line
+from helpers.chat.session import ChatError, ChatSession
 
 # Enter sends, Shift+Enter is a new line: one listener per page (Jupyter, Colab's output frame),
 # catching keydown on any chat widget's message box and clicking that widget's Send button.
@@ -52,8 +54,9 @@ class ChatWidget:
         self._thread: threading.Thread | None = None
         self.error: str = ""
         self.replies: list[str] = []  # which model wrote each assistant message: "tuned" or "base"
+        self.sources: list[str] = []  # each assistant message's sources line ("" without the documents preset)
         label = {"description_width": "90px"}  # wide enough for "Temperature", on every slider alike
-        self.preset = W.Dropdown(options=list(PRESETS), value=session.preset, description="Preset", style=label,
+        self.preset = W.Dropdown(options=session.presets, value=session.preset, description="Preset", style=label,
                                  layout=W.Layout(width="300px"))
         self.system = W.Textarea(value=session.system_prompt, description="System", style=label,
                                  layout=W.Layout(width="auto", height="70px"))
@@ -133,10 +136,14 @@ class ChatWidget:
                 self._render(pending=(text, partial, which))
             if len(self.session.history) > n_before:
                 self.replies.append(which)
+                self.sources.append(sources_line(self.session.sources) if self.session.preset in DOCUMENT_PRESETS
+                                    else "")
             info = self.session.last
             why = {"eos": "finished", "max_new_tokens": f"cut at max tokens ({info.new_tokens})",
                    "stop_string": "stop string", "stopped": "stopped"}.get(info.stop_reason, info.stop_reason)
             note = f" {self.session.notice}" if self.session.notice else ""
+            if self.sources and self.sources[-1]:
+                note += f" {self.sources[-1][0].upper()}{self.sources[-1][1:]}."
             self.status.value = (f"{'tuned' if info.tuned else 'base'} model: {info.new_tokens} tokens in "
                                  f"{info.seconds:.1f}s ({why}).{html.escape(note)}")
         except ChatError as exc:
@@ -155,7 +162,7 @@ class ChatWidget:
         self.stop()
         self.wait()
         self.session.clear()
-        self.replies = []
+        self.replies, self.sources = [], []
         self.status.value = "Conversation cleared."
         self._render()
 
@@ -186,24 +193,28 @@ class ChatWidget:
         return out
 
     def _render(self, pending: tuple[str, str, str] | None = None) -> None:
-        rows = [(m["role"], who, m["content"]) for m, who in zip(self.session.history, self._speakers())]
+        rows, k = [], 0
+        for m, who in zip(self.session.history, self._speakers()):
+            note = ""
+            if m["role"] == "assistant":
+                note = self.sources[k] if k < len(self.sources) else ""
+                k += 1
+            rows.append((m["role"], who, m["content"], note))
         if pending:
-            rows += [("user", "you", pending[0]), ("assistant", f"{pending[2]} model", pending[1] + " ▌")]
-        colors = {"user": "#e8f0fe", "assistant": "#f1f3f4"}
-        badge = {"tuned model": "#1e7e34", "base model": "#6c757d"}
+            rows += [("user", "you", pending[0], ""), ("assistant", f"{pending[2]} model", pending[1] + " ▌", "")]
         self.transcript.value = '<div style="border:1px solid #ccc;padding:6px;min-height:186px">' + "".join(
-            f'<div style="background:{colors.get(role, "#fff")};margin:3px;padding:4px;white-space:pre-wrap">'
-            + (f'<span class="kit-chat-who" style="background:{badge.get(who, "#444")};color:#fff;border-radius:3px;'
-               f'padding:0 5px;font-size:0.85em">{who}</span> ' if role == "assistant" else f"<b>{who}:</b> ")
-            + f"{html.escape(c)}</div>" for role, who, c in rows) + ("" if rows else "<i>No messages yet.</i>") \
-            + "</div>"
+            _message_html(*r) for r in rows) + ("" if rows else "<i>No messages yet.</i>") + "</div>"
 
     def text(self) -> str:
         """The transcript as plain text, each reply labelled with the model that wrote it."""
         s = self.session
         lines = [f"[system: {s.preset}] {s.system_prompt[:100]}{'...' if len(s.system_prompt) > 100 else ''}"]
+        notes = iter(self.sources)
         for m, who in zip(s.history, self._speakers()):
             lines.append(f"{who.upper():>11}: {m['content']}")
+            note = next(notes, "") if m["role"] == "assistant" else ""
+            if note:
+                lines.append(f"{'':>11}  ({note})")
         return "\n".join(lines)
 
     def display(self):
@@ -211,3 +222,15 @@ class ChatWidget:
         display(self.box)
         display(Javascript(ENTER_SENDS_JS))
         return self
+
+
+def _message_html(role: str, who: str, content: str, note: str) -> str:
+    """One message of the transcript: who wrote it, the text, and its sources line (if any) below."""
+    colors = {"user": "#e8f0fe", "assistant": "#f1f3f4"}
+    badge = {"tuned model": "#1e7e34", "base model": "#6c757d"}
+    head = (f'<span class="kit-chat-who" style="background:{badge.get(who, "#444")};color:#fff;border-radius:3px;'
+            f'padding:0 5px;font-size:0.85em">{who}</span> ' if role == "assistant" else f"<b>{who}:</b> ")
+    tail = (f'<div class="kit-chat-sources" style="color:#555;font-size:0.85em">{html.escape(note)}</div>'
+            if note else "")
+    return (f'<div style="background:{colors.get(role, "#fff")};margin:3px;padding:4px;white-space:pre-wrap">'
+            f"{head}{html.escape(content)}{tail}</div>")

@@ -50,6 +50,9 @@ class EvalConfig(StepConfig, notebooks=("05",)):
                             # conversations' test split; "none" = skip
     general_max_examples: int = 100  # general prompts evaluated (0 = all)
     forgetting_tolerance: float = 0.02  # relative rise of general perplexity still counted as "held" (0.02 = 2%)
+    retrieval_k: int = 3  # retrieval baseline: chunks of your documents (BM25) put before each question (0 = no
+                          # baseline)
+    chunks_path: str = ""  # the chunks retrieval searches; "" = chunks.jsonl beside the held-out set (notebook 02)
     leakage_threshold: float = 0.5  # a held-out row whose word 8-grams are at least this share in the training text
                                     # counts as leaked
     drop_leaked: bool = False  # leave leaked held-out rows out of the scores (False = only report them)
@@ -73,8 +76,8 @@ class EvalConfig(StepConfig, notebooks=("05",)):
             raise ConfigError(f"BOOTSTRAP={self.bootstrap}: use 0 (no intervals) or at least 50 resamples.")
         if not 0 < self.copy_threshold <= 1:
             raise ConfigError(f"COPY_THRESHOLD={self.copy_threshold}: must be in (0, 1].")
-        if self.max_examples < 0 or self.max_context < 0 or self.general_max_examples < 0:
-            raise ConfigError("MAX_EXAMPLES, GENERAL_MAX_EXAMPLES and MAX_CONTEXT must be 0 or positive.")
+        if self.max_examples < 0 or self.max_context < 0 or self.general_max_examples < 0 or self.retrieval_k < 0:
+            raise ConfigError("MAX_EXAMPLES, GENERAL_MAX_EXAMPLES, MAX_CONTEXT and RETRIEVAL_K must be 0 or positive.")
         if not 0 <= self.forgetting_tolerance < 1:
             raise ConfigError(f"FORGETTING_TOLERANCE={self.forgetting_tolerance}: a relative rise in [0, 1), "
                               "e.g. 0.02.")

@@ -65,7 +65,8 @@ def _general_path(cfg: EvalConfig) -> Path | None:
     return chitchat("test")
 
 
-def general_report(cfg: EvalConfig, model, tok, style: str, inputs: EvalInputs, log) -> tuple[dict, list[dict]]:
+def general_report(cfg: EvalConfig, model, tok, style: str, inputs: EvalInputs, log,
+                   cache=None) -> tuple[dict, list[dict]]:
     """The forgetting section: base vs tuned on the general prompts (the same loaded model, the
     adapter off and on), perplexity, ROUGE and the degeneration check with paired intervals, and
     whether general ability held. Returns the section and its answers rows ([] when skipped)."""
@@ -76,7 +77,7 @@ def general_report(cfg: EvalConfig, model, tok, style: str, inputs: EvalInputs, 
     same = path.resolve() == Path(inputs.test_path).resolve()
     log(f"General prompts {path}: {len(rows)}" + (" (the same set as the in-domain test set)" if same else ""))
     gcfg = cfg.replace(long_prompts="truncate") if cfg.long_prompts == "error" else cfg
-    found = compare_on(gcfg, model, tok, rows, style, inputs.system, log, GENERAL_METRICS)
+    found = compare_on(gcfg, model, tok, rows, style, inputs.system, log, GENERAL_METRICS, cache)
     held = forgetting_verdict(found.metrics, cfg.forgetting_tolerance)
     log("General ability: " + held["line"])
     bundled = not cfg.general_path

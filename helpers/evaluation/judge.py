@@ -228,7 +228,8 @@ def judge_answers(jcfg: JudgeConfig, cfg: EvalConfig, report: dict, log=print) -
         prompts = load_judge_prompts(jcfg)
     except TeacherError as exc:
         raise EvalError(str(exc)) from None
-    answers = read_jsonl(report["files"]["answers"])[: jcfg.judge_max_examples or None]
+    closed = [a for a in read_jsonl(report["files"]["answers"]) if a.get("way", "closed") == "closed"]
+    answers = closed[: jcfg.judge_max_examples or None]  # the closed-book answers (retrieval's rows aside)
     store = TeacherStore(Path(report["files"]["answers"]).parent / "judgements.jsonl")
     grades, pairs = _asks(judge, answers, _passages(report["test_path"]), prompts)
     run = _run(judge, jcfg, grades, pairs, store, log)

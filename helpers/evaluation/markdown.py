@@ -1,5 +1,6 @@
 """The evaluation report in Markdown: the base-vs-tuned table with intervals, the general-ability
-(forgetting) section, the leakage line, the answers side by side, and report.md around them."""
+(forgetting) section, the leakage line, the retrieval baseline, the answers side by side, and report.md
+around them."""
 from __future__ import annotations
 
 import os
@@ -127,6 +128,39 @@ def judge_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def retrieval_markdown(report: dict) -> str:
+    """The retrieval baseline in Markdown: the verdict line, the four ways with intervals, the
+    pairwise differences, retrieval's hit rate and how the passages were put in the prompt."""
+    r = report.get("retrieval") or {}
+    if not r:
+        return "Retrieval baseline: not run."
+    if "skipped" in r:
+        return f"Retrieval baseline: {r['skipped'].rstrip('.')}."
+    v = r["verdict"]
+    lines = [f"**{v['line']}**", "", "| way | ROUGE-L F1 ↑ [95% CI] | − base, closed book |", "|---|---|---|"]
+    for way, w in r["ways"].items():
+        diff = v["diffs"].get(f"{way}-base")
+        lines.append(f"| {w['label']} | {_cell(w['rougeL'], 'rougeL')} | "
+                     f"{_cell(diff, 'rougeL', signed=True) if diff else '—'} |")
+    names = {"tuned-base": "tuned − base (closed book)", "base_rag-base": "retrieval − base (base model)",
+             "tuned_rag-base": "tuned + passages − base (closed book)",
+             "base_rag-tuned": "base + passages − tuned", "tuned_rag-tuned": "tuned + passages − tuned",
+             "tuned_rag-base_rag": "tuned + passages − base + passages"}
+    lines += ["", "| difference (ROUGE-L) | value [95% CI] |", "|---|---|"]
+    lines += [f"| {names[k]} | {_cell(d, 'rougeL', signed=True)} |" for k, d in v["diffs"].items()]
+    h = r["hit_rate"]
+    hit = (f"Retrieval hit rate: {h['skipped']}" if "skipped" in h else
+           f"Retrieval hit rate: the question's own source chunk is among the top {r['k']} for "
+           f"{_cell(h, 'rougeL')} of {h['n']} questions ({h['hits']} hits)")
+    lines += ["", hit + ".", "",
+              f"- index: {r['index']}; the top {r['k']} passages go before each question, numbered, with the rule "
+              f"\"Using the passages above where they help, answer:\"; {r['prompts_cut']} prompt(s) had a passage cut "
+              "or left out to fit the context",
+              "- the verdict is decided from the intervals: a way beats another only when the interval of their "
+              "difference excludes 0"]
+    return "\n".join(lines)
+
+
 def report_markdown(report: dict, out_dir: Path | None = None) -> str:
     g, lp = report["generation"], report["long_prompts"]
     lines = [
@@ -150,6 +184,7 @@ def report_markdown(report: dict, out_dir: Path | None = None) -> str:
         "## Metrics (value [95% CI])", "", metrics_table(report), "",
         f"Mean reference length: {report['reference_words']:.1f} words.", "", leakage_line(report), "",
         "## General ability: base vs tuned on general prompts (forgetting)", "", general_markdown(report), "",
+        "## Retrieval baseline: four ways to answer", "", retrieval_markdown(report), "",
         "## Judge: is it right, and which is better?", "", judge_markdown(report), "",
         "## Answers side by side", "", side_by_side(report),
     ]

@@ -4,15 +4,17 @@
 (adapter off) with the tuned model (adapter on) on the held-out prompts: ROUGE, perplexity of the
 references on the reply tokens, answer length, stops and copies, each with a paired 95% bootstrap
 interval so that a small test set does not oversell a difference. Beside them it measures what tuning
-cost on general prompts (forgetting) and how much of the test set the training set already holds
-(leakage), and writes report.json, report.md (which explains each section), answers.jsonl and plots.
+cost on general prompts (forgetting), how much of the test set the training set already holds
+(leakage) and the retrieval baseline (``fourway``: both models with retrieved passages), and writes
+report.json, report.md (which explains each section), answers.jsonl and plots. Answers are kept in
+answer_cache.jsonl, so a rerun regenerates none already given.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.common.prompts import resolve_style
@@ -20,7 +22,9 @@ from helpers.common.run import RunDir
 from helpers.core.files import DatasetFiles
 from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
 from helpers.dataset import LeakageError, measure_leakage, training_passages
+from helpers.evaluation.answer_cache import AnswerCache
 from helpers.evaluation.config import EvalConfig, EvalInputs, resolve_inputs
+from helpers.evaluation.fourway import retrieval_section
 from helpers.evaluation.general import general_report
 from helpers.evaluation.markdown import report_markdown
 from helpers.evaluation.metrics import EvalError, words
@@ -39,6 +43,8 @@ class Findings:
     general: dict
     general_answers: list[dict]
     leakage: dict
+    retrieval: dict = field(default_factory=dict)  # the retrieval baseline (helpers.evaluation.fourway)
+    retrieval_answers: list[dict] = field(default_factory=list)
 
 
 def _leakage_check(cfg: EvalConfig, test_path: Path, rows: list[dict], log) -> tuple[list[dict], dict]:
@@ -101,6 +107,7 @@ def _build_report(cfg: EvalConfig, inputs: EvalInputs, found: Findings, t_start:
         "examples": held.answers[: cfg.n_show],
         "leakage": found.leakage,
         "general": found.general,
+        "retrieval": found.retrieval,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "seconds": round(time.time() - t_start, 1),
     }
@@ -111,7 +118,8 @@ def _write_report(report: dict, found: Findings, inputs: EvalInputs, plot_prefix
     output folder; adds the "plots" and "files" entries to ``report``."""
     out_dir = inputs.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_dir / "answers.jsonl", found.held_out.answers)
+    write_jsonl(out_dir / "answers.jsonl", [{**a, "way": "closed"} for a in found.held_out.answers]
+                + found.retrieval_answers)
     write_jsonl(out_dir / "general_answers.jsonl", found.general_answers or [])
     report["plots"] = [str(p) for p in plot_report(report, found.held_out.per, found.held_out.refs, inputs.plots_dir,
                                                    plot_prefix) if p]
@@ -119,7 +127,8 @@ def _write_report(report: dict, found: Findings, inputs: EvalInputs, plot_prefix
     (out_dir / "report.md").write_text(report_markdown(report, out_dir))
     report["files"] = {"json": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md"),
                        "answers": str(out_dir / "answers.jsonl"),
-                       "general_answers": str(out_dir / "general_answers.jsonl")}
+                       "general_answers": str(out_dir / "general_answers.jsonl"),
+                       "answer_cache": str(out_dir / "answer_cache.jsonl")}
 
 
 def rewrite_report(report: dict) -> dict:
@@ -144,10 +153,16 @@ def evaluate_adapter(cfg: EvalConfig, plots_dir: str | os.PathLike | None = None
 
     model, tok = load_tuned_model(cfg, inputs.model_name)
     style = resolve_style(tok, inputs.template)
-    held_out = compare_on(cfg, model, tok, rows, style, inputs.system, log)
-    general, general_answers = general_report(cfg, model, tok, style, inputs, log)
+    inputs.out_dir.mkdir(parents=True, exist_ok=True)
+    cache = AnswerCache(inputs.out_dir / "answer_cache.jsonl", inputs.model_name, cfg.adapter_dir)
+    held_out = compare_on(cfg, model, tok, rows, style, inputs.system, log, cache=cache)
+    retrieval, retrieval_answers = retrieval_section(cfg, model, tok, held_out, style, inputs.system,
+                                                     inputs.test_path, log, cache)
+    general, general_answers = general_report(cfg, model, tok, style, inputs, log, cache)
+    log(cache.line())
     found = Findings(style=style, missing=missing, held_out=held_out, general=general,
-                     general_answers=general_answers, leakage=leakage)
+                     general_answers=general_answers, leakage=leakage, retrieval=retrieval,
+                     retrieval_answers=retrieval_answers)
     report = _build_report(cfg, inputs, found, t_start)
     del model
     _write_report(report, found, inputs, plot_prefix)

@@ -110,16 +110,18 @@ def fit_prompts(cfg: EvalConfig, model, tok, rows: list[dict], style: str, syste
     return Prompts(rows=rows, prompts=prompts, ctx=ctx, room=room, long_idx=long_idx)
 
 
-def run_both_models(cfg: EvalConfig, model, tok, fit: Prompts, seqs: list[dict], log) -> dict[str, dict]:
+def run_both_models(cfg: EvalConfig, model, tok, fit: Prompts, seqs: list[dict], log, cache=None) -> dict[str, dict]:
     """For the base (adapter off) and the tuned model: the generated answers and the NLL of the
-    references. ``{"base"|"tuned": {"gen": generate_answers' dict, "nll": [...], "count": [...]}}``."""
+    references. ``{"base"|"tuned": {"gen": generate_answers' dict, "nll": [...], "count": [...]}}``.
+    With ``cache`` (an ``AnswerCache``) only prompts not answered before are generated."""
     gen_kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, do_sample=cfg.do_sample,
                   temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_prompt_tokens=fit.room)
     results: dict[str, dict] = {}
     for which in ("base", "tuned"):
         ctxm = adapter_disabled(model) if which == "base" else contextlib.nullcontext()
         with ctxm:
-            gen = generate_answers(model, tok, fit.prompts, **gen_kw)
+            gen = (cache.generate(which, model, tok, fit.prompts, **gen_kw) if cache is not None
+                   else generate_answers(model, tok, fit.prompts, **gen_kw))
             nll, cnt, _ = sequence_nll(model, tok, seqs, cfg.ppl_batch_size, max_len=fit.ctx)
         results[which] = {"gen": gen, "nll": nll, "count": cnt}
         log(f"{which}: {sum(gen['new_tokens'])} tokens generated in {gen['seconds']:.1f}s "
@@ -179,13 +181,13 @@ class Comparison:
 
 
 def compare_on(cfg: EvalConfig, model, tok, rows: list[dict], style: str, system: str | None, log,
-               table: dict | None = None) -> Comparison:
+               table: dict | None = None, cache=None) -> Comparison:
     """Fit the prompts, run both models on them, score the answers and compare the metrics of
-    ``table`` (``stats.METRICS`` by default) with paired intervals."""
+    ``table`` (``stats.METRICS`` by default) with paired intervals; ``cache``: see ``run_both_models``."""
     fit = fit_prompts(cfg, model, tok, rows, style, system, log)
     refs = [reference(r) for r in fit.rows]
     seqs = reference_sequences(tok, fit.rows, style, system)
-    results = run_both_models(cfg, model, tok, fit, seqs, log)
+    results = run_both_models(cfg, model, tok, fit, seqs, log, cache)
     per, backend = score_answers(cfg, results, fit.rows, refs)
     metrics = compare_models(cfg, per, table)
     answers = answer_rows(fit, refs, results, per)

@@ -8,8 +8,10 @@
 # and every difference, so a small test set does not oversell a result. Beside the in-domain
 # scores: what tuning cost on general prompts (forgetting), and how much of the test set the
 # training set already held word for word (leakage). The report (JSON + Markdown) is saved beside
-# the adapter. An LLM judge (notebook 02's teacher endpoint, or your own `JUDGE_*` settings) then
-# says which answers are right and which model answers better, beside ROUGE.
+# the adapter. Beside them, a retrieval baseline: both models again with the most relevant chunks
+# of your documents in the prompt, and one verdict line on whether fine-tuning, retrieval or both
+# together answer best. An LLM judge (notebook 02's teacher endpoint, or your own `JUDGE_*`
+# settings) then says which answers are right and which model answers better, beside ROUGE.
 #
 # [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/05_evaluate.ipynb)
 
@@ -64,6 +66,11 @@ GENERAL_PATH = ""  # @param {type:"string"}
 GENERAL_MAX_EXAMPLES = 100  # @param {type:"integer"}
 # @markdown `FORGETTING_TOLERANCE`: relative rise of general perplexity still counted as "held" (0.02 = 2%)
 FORGETTING_TOLERANCE = 0.02  # @param {type:"number"}
+# @markdown `RETRIEVAL_K`: retrieval baseline: chunks of your documents (BM25) put before each question (0 = no
+# @markdown baseline)
+RETRIEVAL_K = 3  # @param {type:"integer"}
+# @markdown `CHUNKS_PATH`: the chunks retrieval searches; "" = chunks.jsonl beside the held-out set (notebook 02)
+CHUNKS_PATH = ""  # @param {type:"string"}
 # @markdown `LEAKAGE_THRESHOLD`: a held-out row whose word 8-grams are at least this share in the training text counts
 # @markdown as leaked
 LEAKAGE_THRESHOLD = 0.5  # @param {type:"number"}
@@ -105,7 +112,7 @@ JUDGE_PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
 
 # %%
 from helpers.evaluation import (EvalConfig, EvalError, RunDir, check_adapter, default_test_path, evaluate_adapter,
-                                general_markdown, leakage_line, metrics_table, side_by_side)
+                                general_markdown, leakage_line, metrics_table, retrieval_markdown, side_by_side)
 cfg = EvalConfig.from_params(globals())
 run = ws.run(cfg.run_name)  # notebook 04's run: its adapter, and the report beside it
 if not cfg.adapter_dir:
@@ -166,6 +173,19 @@ display(Markdown(judge_markdown(report)))
 
 # %%
 display(Markdown(general_markdown(report)))
+
+# %% [markdown]
+# ## Fine-tuning or retrieval? Four ways to answer
+# Each held-out question again, with the top `RETRIEVAL_K` chunks of your documents (BM25 over
+# notebook 02's `chunks.jsonl`) put before it in the prompt, cut to the context with a visible
+# mark: the base and the tuned model, closed book and with the passages, all scored with ROUGE-L
+# and compared on the same questions with paired 95% intervals. The verdict line says which to
+# use; the hit rate is how often a question's own source chunk was among the passages. Every
+# answer is kept (`answer_cache.jsonl`), so a rerun generates only what is new; `answers.jsonl`
+# holds all four (`way`: "closed" or "retrieval").
+
+# %%
+display(Markdown(retrieval_markdown(report)))
 
 # %% [markdown]
 # ## Answers side by side

@@ -3,7 +3,9 @@
 #
 # Talk to the model notebook 04 tuned: a chat in the notebook that streams tokens, keeps a
 # multi-turn history through the model's chat template, offers system-prompt presets (a plain
-# assistant, and a choose-your-own-adventure *storymaker*), sampling controls, Stop and Clear
+# assistant, a choose-your-own-adventure *storymaker*, and *documents*, which answers from your
+# own documents: the most relevant chunks of notebook 02 go with each message, and each reply
+# shows its sources), sampling controls, Stop and Clear
 # buttons, and a switch between the base and the tuned model. Then take the model elsewhere:
 # merge the adapter into the base weights (safetensors: 16-bit on a GPU, fp32 on a CPU), write a
 # GGUF file for llama.cpp and Ollama (checked by loading it back), and optionally push to the
@@ -35,8 +37,14 @@ ADAPTER_DIR = ""  # @param {type:"string"}
 # @markdown `QUANTIZATION`: how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32
 # @markdown on CPU
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
-# @markdown `PRESET`: system prompt preset: "assistant" or "storymaker"
-PRESET = "assistant"  # @param ["assistant", "storymaker"]
+# @markdown `PRESET`: system prompt preset: "assistant", "storymaker" or "documents" (answers from your documents: the
+# @markdown top RETRIEVAL_K chunks of notebook 02 with each message)
+PRESET = "assistant"  # @param ["assistant", "storymaker", "documents"]
+# @markdown `RETRIEVAL_K`: "documents" preset: passages of your documents (BM25) given with each message
+RETRIEVAL_K = 3  # @param {type:"integer"}
+# @markdown `CHUNKS_PATH`: "documents" preset: the chunks searched; "" = notebook 02's chunks.jsonl (the adapter's
+# @markdown dataset)
+CHUNKS_PATH = ""  # @param {type:"string"}
 # @markdown `TEMPERATURE`: sampling temperature (0 = greedy)
 TEMPERATURE = 0.7  # @param {type:"number"}
 # @markdown `TOP_P`: nucleus sampling mass
@@ -68,7 +76,8 @@ HUB_PRIVATE = True  # @param {type:"boolean"}
 # One model in memory: the base/tuned switch turns the adapter off and on.
 
 # %%
-from helpers.chat import ChatConfig, ChatSession, ExportConfig, RunDir, chat_model_name, load_chat_model
+from helpers.chat import (ChatConfig, ChatSession, ExportConfig, RunDir, chat_model_name, chunks_for_chat,
+                          load_chat_index, load_chat_model)
 chat_cfg = ChatConfig.from_params(globals())
 run = ws.run(chat_cfg.run_name)  # notebook 04's run: its adapter, and the merged model and GGUF beside it
 if not chat_cfg.adapter_dir:
@@ -79,15 +88,19 @@ print(export_cfg.describe())
 model_name = chat_model_name(chat_cfg.model_name, chat_cfg.adapter_dir)  # a clear message if notebook 04 has not run
 print(RunDir.of(chat_cfg.adapter_dir).describe())
 model, tok = load_chat_model(model_name, chat_cfg.adapter_dir, chat_cfg.quantization)
+index = load_chat_index(chunks_for_chat(chat_cfg.chunks_path, chat_cfg.adapter_dir, ws.dataset.chunks))
 session = ChatSession(model, tok, preset=chat_cfg.preset, temperature=chat_cfg.temperature, top_p=chat_cfg.top_p,
-                      max_new_tokens=chat_cfg.max_new_tokens, context_tokens=chat_cfg.context_tokens)
+                      max_new_tokens=chat_cfg.max_new_tokens, context_tokens=chat_cfg.context_tokens, index=index,
+                      retrieval_k=chat_cfg.retrieval_k)
 
 # %% [markdown]
 # ## Chat
 # Type below and press **Enter** (or **Send**; Shift+Enter adds a new line); **Stop** ends a reply
 # mid-stream, **Clear** starts over. Each reply is labelled with the model that wrote it: switch
 # *Model* to compare the tuned model with its base. Switch the preset to *storymaker* for an
-# adventure that ends every scene with three choices.
+# adventure that ends every scene with three choices, or to *documents* (offered when notebook
+# 02's chunks are there) to answer from your documents: the top `RETRIEVAL_K` passages (BM25) go
+# with each message and the sources used show under each reply.
 
 # %%
 from helpers.chat import ChatWidget
@@ -96,7 +109,8 @@ ui = ChatWidget(session).display()
 # %% [markdown]
 # ### A scripted conversation (only under `SMOKE=1`)
 # Under `SMOKE=1` (the headless check) code drives the same chat: both presets, base and tuned, a
-# second turn that sees the first, and a Stop pressed mid-reply. Otherwise this cell does nothing,
+# second turn that sees the first, a question about the documents with the *documents* preset (its
+# sources printed), and a Stop pressed mid-reply. Otherwise this cell does nothing,
 # so *Run all* leaves your chat above alone.
 
 # %%
@@ -116,6 +130,14 @@ for preset, turns in SCRIPTED:
             assert not ui.error, ui.error
         print(f"=== {preset} / {which} ({ui.status.value})")
         print(ui.text(), end="\n\n")
+if ws.smoke and index is not None:
+    ui.clear()
+    ui.preset.value = "documents"
+    words = index.chunks[len(index.chunks) // 2]["text"].split()
+    ui.send("What do the documents say about " + " ".join(words[10:20]) + "?", wait=True)
+    assert not ui.error and session.sources, ui.error
+    print("=== documents / tuned")
+    print(ui.text(), end="\n\n")
 if ws.smoke:
     ui.clear()
     ui.preset.value = "assistant"

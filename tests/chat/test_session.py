@@ -134,3 +134,32 @@ def test_config_smoke_preset_and_validation(monkeypatch):
     monkeypatch.setenv("MAX_NEW_TOKENS", "0")
     with pytest.raises(ConfigError, match="max_new_tokens"):
         ChatConfig.from_params({})
+
+
+def test_documents_preset_answers_with_the_papers_passages_and_names_its_sources(tuned):
+    """The "documents" preset on the bundled paper's chunks: the top passages go before the message
+    the model sees, the history keeps it as typed, and the reply's sources are the passages used."""
+    from helpers.evaluation import ChunkIndex
+    from paper_chunks import paper_chunks, question
+    model, tok = tuned
+    chunks = paper_chunks(tok)
+    with pytest.raises(ChatError, match="no chunks are loaded"):
+        ChatSession(model, tok, preset="documents")
+    s = ChatSession(model, tok, temperature=0.0, max_new_tokens=4, index=ChunkIndex(chunks), retrieval_k=2)
+    assert s.presets == ["assistant", "storymaker", "documents"]
+    q = question(chunks[6])
+    s.send(q)  # the assistant preset does not retrieve
+    plain_tokens = s.last.prompt_tokens
+    assert s.sources == [] and s.last.extra == {}
+    s.clear()
+    s.set_preset("documents")
+    assert "passages" in s.system_prompt
+    s.send(q)
+    assert s.sources[0].chunk_id == chunks[6]["chunk_id"] and len(s.sources) == 2
+    assert s.last.extra["sources"] == ["1111.2011v2.pdf #6", s.sources[1].label]
+    assert s.last.prompt_tokens > plain_tokens + 150  # two passages of up to 160 tokens went in
+    assert s.history[0]["content"] == q
+    s.send("the of and")  # nothing to retrieve for stop words: no sources, and the old passages are gone
+    assert s.sources == [] and s.last.prompt_tokens < plain_tokens + 60
+    with pytest.raises(ChatError, match="no chunks are loaded"):
+        ChatSession(model, tok).set_preset("documents")

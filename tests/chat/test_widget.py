@@ -105,3 +105,22 @@ def test_a_second_send_while_answering_and_a_tuned_switch_without_adapter_are_re
     bare.send("Hello", wait=True)
     assert "no adapter" in bare.error and "Error:" in bare.status.value and bare.session.history == []
     assert not bare.busy
+
+
+def test_documents_preset_shows_the_sources_of_each_reply(tuned):
+    from helpers.evaluation import ChunkIndex
+    from paper_chunks import paper_chunks, question
+    model, tok = tuned
+    chunks = paper_chunks(tok)
+    assert ChatWidget(ChatSession(model, tok)).preset.options == ("assistant", "storymaker")  # no chunks: not offered
+    s = ChatSession(model, tok, temperature=0.0, max_new_tokens=4, index=ChunkIndex(chunks), retrieval_k=2)
+    ui = ChatWidget(s)
+    assert "documents" in ui.preset.options
+    ui.send("Hi", wait=True)
+    ui.preset.value = "documents"
+    ui.send(question(chunks[6]), wait=True)
+    assert not ui.error and ui.sources[0] == "" and ui.sources[1].startswith("sources: [1] 1111.2011v2.pdf #6, [2] ")
+    assert html.escape(ui.sources[1]) in ui.transcript.value and "Sources: [1] 1111.2011v2.pdf #6" in ui.status.value
+    assert f"({ui.sources[1]})" in ui.text()
+    ui.clear()
+    assert ui.sources == [] and "kit-chat-sources" not in ui.transcript.value

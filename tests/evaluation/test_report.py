@@ -25,7 +25,8 @@ def test_report(report, adapter):
     assert list(saved) == ["model_name", "adapter_dir", "test_path", "quantization", "template", "system_prompt",
                            "n_examples", "reference_turn", "rows_without_reference", "reference_words",
                            "reference_tokens_scored", "long_prompts", "generation", "rouge_backend", "copy_check",
-                           "bootstrap", "metrics", "examples", "leakage", "general", "device", "seconds", "plots"]
+                           "bootstrap", "metrics", "examples", "leakage", "general", "retrieval", "device", "seconds",
+                           "plots"]
     assert list(saved["metrics"]) == ["rouge1", "rouge2", "rougeL", "perplexity", "answer_words", "stop_rate",
                                       "copy_rate"]
     out_dir = Path(files["json"]).parent  # the plots go to <output_dir>/plots by default, named <prefix>*.png
@@ -35,7 +36,8 @@ def test_report(report, adapter):
     assert "| ROUGE-L F1 ↑ |" in md and "### Example 1" in md and "policy 'truncate'" in md
     assert all(open(p, "rb").read(4) == b"\x89PNG" for p in report["plots"])
     answers = [json.loads(line) for line in open(files["answers"])]
-    assert len(answers) == 4 and all("base" in a and "tuned" in a for a in answers)
+    assert len(answers) == 4 and all("base" in a and "tuned" in a and a["way"] == "closed" for a in answers)
+    assert "not measured: No chunks to retrieve from" in saved["retrieval"]["skipped"]  # chitchat has no chunks
 
 
 def test_leaked_rows_can_be_dropped_and_the_general_check_skipped(tmp_path, adapter):

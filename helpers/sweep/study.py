@@ -4,8 +4,8 @@ trials handed to workers one at a time, so that no two workers take the same one
 
 A worker that died leaves its trial RUNNING; the next worker to ask for a trial marks it failed
 (``lost``) and enqueues a retry with the same values, which trains in the same run folder and so
-resumes from its newest checkpoint. A worker is dead when its process is gone (same machine) or its
-heartbeat file (``<sweep>/workers/<id>.json``) is older than ``STALE_AFTER_S`` (another runtime).
+resumes from its newest checkpoint. A worker is dead when its process is gone (on this machine) or, on
+another runtime, when its heartbeat file (``<sweep>/workers/<id>.json``) is older than ``STALE_AFTER_S``.
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def study_lock(sweep_dir: Path):
     """One worker at a time in the block (across processes and runtimes sharing the folder)."""
     quiet_optuna()
     from optuna.storages.journal import JournalFileOpenLock
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     lock = JournalFileOpenLock(str(SweepFiles(Path(sweep_dir)).journal) + ".take")
     while not lock.acquire():
         time.sleep(0.05)
@@ -166,8 +167,8 @@ def worker_dead(sweep_dir: Path, worker: dict | None, now: float | None = None) 
     """Why the worker is dead (its process is gone, or its heartbeat is stale), or None."""
     if not worker:
         return "no worker recorded"
-    if worker.get("host") == socket.gethostname() and _pid_gone(int(worker.get("pid", -1))):
-        return f"worker {worker['id']} is gone"
+    if worker.get("host") == socket.gethostname():  # this machine: its process tells
+        return f"worker {worker['id']} is gone" if _pid_gone(int(worker.get("pid", -1))) else None
     beat = read_heartbeat(sweep_dir, worker["id"])
     age = (now or time.time()) - beat.get("time", 0)
     if age > STALE_AFTER_S:

@@ -219,7 +219,7 @@ def take_trial(study, cfg: SweepConfig, sweep_dir: Path, worker: dict):
         if not waiting:
             if study.user_attrs.get("planned"):
                 return None
-            if sum(1 for t in trials if "origin" not in t.user_attrs) >= cfg.num_samples:
+            if sum(1 for t in trials if "retry_from" not in t.user_attrs) >= cfg.num_samples:
                 return None
         trial = study.ask()
         trial.set_user_attr("worker", worker)

@@ -188,6 +188,19 @@ def read_heartbeat(sweep_dir: Path, worker_id: str) -> dict:
         return {}
 
 
+def silent_trials(study, sweep_dir: Path, after_s: float = 45.0) -> list[int]:
+    """RUNNING trials of workers on other machines that have not beaten for ``after_s`` seconds:
+    perhaps lost with their runtime (a disconnect); they are failed once ``STALE_AFTER_S`` passes."""
+    optuna = quiet_optuna()
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        w = t.user_attrs.get("worker") or {}
+        if w.get("host") != socket.gethostname() and time.time() - read_heartbeat(sweep_dir, w.get("id", "")).get(
+                "time", 0) > after_s:
+            out.append(t.number)
+    return out
+
+
 def fail_lost(study, sweep_dir: Path) -> list[int]:
     """Mark RUNNING trials of dead workers failed (``lost``); returns their numbers."""
     optuna = quiet_optuna()

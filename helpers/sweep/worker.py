@@ -28,8 +28,8 @@ from helpers.sweep.config import SweepConfig, coerce_value, search_space
 from helpers.sweep.curves import eval_curve, per_epoch, run_name
 from helpers.sweep.results import finished_line, trial_row
 from helpers.sweep.runs import build_run_config, fingerprint, plan_sweep
-from helpers.sweep.study import (heartbeat_path, open_study, quiet_optuna, study_fingerprint, take_trial,
-                                 worker_record)
+from helpers.sweep.study import (heartbeat_path, open_study, quiet_optuna, silent_trials, study_fingerprint,
+                                 take_trial, worker_record)
 from helpers.sweep.watch import make_watch
 from helpers.train import train
 
@@ -213,6 +213,9 @@ def run_worker(sweep_dir: Path, log=print, parent: int | None = None, started: f
             if cfg.max_minutes_total and left <= 0:
                 break
             trial = take_trial(study, cfg, plan.sweep_dir, me)
+            if trial is None and silent_trials(study, plan.sweep_dir):
+                time.sleep(15)  # a trial of a runtime that went silent: take it over once it is stale
+                continue
             if trial is None:
                 break
             limits = [m for m in (cfg.max_minutes_per_run, left) if m]

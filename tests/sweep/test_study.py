@@ -13,7 +13,8 @@ import pytest
 from helpers.core.config import ConfigError
 from helpers.core.files import SweepFiles
 from helpers.sweep.config import expand_runs
-from helpers.sweep.study import (heartbeat_path, open_study, retry_failed, take_trial, worker_dead, worker_record)
+from helpers.sweep.study import (heartbeat_path, open_study, retry_failed, silent_trials, take_trial, worker_dead,
+                                 worker_record)
 from tiny_sweep import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,3 +110,20 @@ def test_failed_trials_are_retried_only_when_asked_and_once(tmp_path):
     assert retry_failed(study, everything=False) == 0
     assert retry_failed(study, everything=True) == 1 and retry_failed(study, everything=True) == 0
     assert study.trials[1].state.name == "WAITING" and study.trials[1].user_attrs["retry_from"] == 0
+
+
+def test_a_trial_of_a_runtime_gone_silent_is_waited_for_then_taken_over(tmp_path):
+    cfg = tiny(tmp_path, runs=[{"learning_rate": 1e-3}])
+    sweep = Path(cfg.output_dir)
+    study = _open(cfg)
+    other = {"id": "colab-2-77", "host": "another-runtime", "pid": 77}
+    beat = heartbeat_path(sweep, other["id"])
+    beat.parent.mkdir(parents=True, exist_ok=True)
+    beat.write_text(json.dumps({"time": time.time()}))
+    take_trial(study, cfg, sweep, other)  # the other runtime took the only run
+    assert silent_trials(study, sweep) == [] and take_trial(study, cfg, sweep, worker_record()) is None
+    beat.write_text(json.dumps({"time": time.time() - 60}))  # a minute without a beat: perhaps disconnected
+    assert silent_trials(study, sweep) == [0] and take_trial(study, cfg, sweep, worker_record()) is None
+    beat.write_text(json.dumps({"time": time.time() - 600}))  # stale: failed as lost, retried here
+    retry = take_trial(study, cfg, sweep, worker_record())
+    assert retry.user_attrs["retry_from"] == 0 and study.trials[0].user_attrs["lost"].startswith("worker colab-2-77")

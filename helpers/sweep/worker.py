@@ -44,7 +44,7 @@ class Heartbeat:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.state: dict = {"worker": worker}
         self.parent, self.every, self.written = parent, every, 0.0
-        self.stopped = threading.Event()
+        self.stopped, self.lock = threading.Event(), threading.Lock()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self):
@@ -57,24 +57,31 @@ class Heartbeat:
         self.beat({"trial": None, "done": True}, force=True)
 
     def beat(self, state: dict, force: bool = False) -> None:
+        """Merge ``state`` and write the file (at most every 5 s unless forced); the training thread
+        and the heartbeat thread both call it, one at a time."""
         force = force or state.pop("force", False)
-        self.state.update(state)
-        if force or time.time() - self.written >= 5:
-            self.written = time.time()
-            tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(dict(self.state, time=self.written)))
-            os.replace(tmp, self.path)
+        with self.lock:
+            self.state.update(state)
+            if force or time.time() - self.written >= 5:
+                self.written = time.time()
+                tmp = self.path.with_name(self.path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_text(json.dumps(dict(self.state, time=self.written)))
+                os.replace(tmp, self.path)
 
     def start_trial(self, state: dict) -> None:
         """A new trial: the last one's step and losses are dropped."""
-        self.state = {"worker": self.state["worker"]}
+        with self.lock:
+            self.state = {"worker": self.state["worker"]}
         self.beat(state, force=True)
 
     def _loop(self) -> None:
         while not self.stopped.wait(self.every):
             if self.parent and os.getppid() != self.parent:  # the notebook is gone: stop like a killed worker
                 os._exit(3)
-            self.beat({}, force=True)
+            try:
+                self.beat({}, force=True)
+            except OSError:  # a full or unmounted disk: try again at the next beat
+                pass
 
 
 def trial_params(trial, cfg: SweepConfig) -> dict:

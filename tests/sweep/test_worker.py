@@ -35,3 +35,18 @@ def test_a_worker_trains_the_samplers_draws_until_none_is_left(tmp_path):
     assert beat["done"] is True and beat["trial"] is None and beat["worker"]["pid"] == worker_record()["pid"]
     assert run_worker(plan.sweep_dir, log=lines.append) == [] and len(lines) == 2  # nothing left: trains nothing
     assert Path(plan.sweep_dir / "sweep_config.json").exists()
+
+
+def test_the_heartbeat_thread_keeps_beating_while_training_beats_too(tmp_path):
+    import time
+    from helpers.sweep.worker import Heartbeat
+    me = worker_record()
+    with Heartbeat(tmp_path, me, every=0.05) as hb:
+        t0 = time.time()
+        while time.time() - t0 < 1.5:  # training reports progress as fast as it can, from another thread
+            hb.beat({"step": int((time.time() - t0) * 1000), "eval_loss": 1.0, "force": True})
+            hb.start_trial({"trial": 1, "step": 0})
+        time.sleep(0.3)
+        assert hb.thread.is_alive()
+        assert time.time() - read_heartbeat(tmp_path, me["id"])["time"] < 0.3
+    assert read_heartbeat(tmp_path, me["id"])["done"] is True

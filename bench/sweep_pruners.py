@@ -88,8 +88,20 @@ def replay(curves: dict[str, dict[int, float]], order: list[str], pruner) -> dic
     return {"steps": steps, "best": min(finished, key=finished.get), "pruned": pruned}
 
 
+def recorded(out: Path) -> dict[str, dict[int, float]]:
+    """The validation curves of the runs that finished in an earlier (perhaps interrupted) recording."""
+    import optuna
+    from helpers.sweep.curves import eval_curve
+    from helpers.sweep.plots import run_history
+    from helpers.sweep.results import study_rows
+    from helpers.sweep.study import storage
+    rows = study_rows(optuna.load_study(study_name="sweep", storage=storage(out)))
+    return {r["name"]: {s: v for s, v in eval_curve(run_history(r)).items() if s > 0} for r in rows
+            if r["status"] == "done"}
+
+
 def record(a) -> dict[str, dict[int, float]]:
-    """Every run's validation curve from a sweep trained with no pruning (reused when it is there)."""
+    """Every run's validation curve from a sweep trained with no pruning (finished runs are kept)."""
     from helpers.sweep import SweepConfig, run_sweep
     from helpers.sweep.curves import eval_curve
     from helpers.sweep.plots import run_history
@@ -122,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prune-after", type=int, default=2, help="pruning starts at this validation")
     ap.add_argument("--margin", type=float, default=0.1, help="the old rule's margin")
     ap.add_argument("--orders", type=int, default=20, help="random orders of the trials to replay")
+    ap.add_argument("--recorded", action="store_true", help="replay the runs already finished in --out, train none")
     a = ap.parse_args(argv)
     command = "python " + " ".join(shlex.quote(x) for x in ["bench/sweep_pruners.py"] + (argv or sys.argv[1:]))
     if a.tiny:
@@ -132,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     a.quantization = a.quantization or ("4bit" if torch.cuda.is_available() else "none")
     a.out = Path(a.out or ROOT / "outputs" / ("smoke" if a.tiny else "") / "sweep_pruners")
     t0 = time.time()
-    curves = record(a)
+    curves = recorded(a.out) if a.recorded else record(a)
     final = {n: c[max(c)] for n, c in curves.items()}
     truth = min(final, key=final.get)
     full = sum(max(c) for c in curves.values())

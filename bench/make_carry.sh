@@ -5,7 +5,7 @@
 #   call 2: .devcarry/gb                  second half
 #   call 3: .devcarry/whl .devcarry/bnb .devcarry/tok [.devcarry/data]
 #           the pinned wheels of requirements.txt that the GPU image lacks or has at other versions
-#           (transformers, peft, trl, accelerate, datasets, liger-kernel, gguf, rouge-score, bm25s), bitsandbytes
+#           (transformers, peft, trl, accelerate, datasets, liger-kernel, gguf, rouge-score, bm25s, optuna), bitsandbytes
 #           unpacked with its CUDA 13 library only, the Llama 3 tokenizer, R-manual pages
 #   (Unsloth comparisons: .devcarry/siteu from ../shared/bench/make_peer_site.sh, in a call of its own)
 # Usage: bash bench/make_carry.sh   (needs .venv from scripts/setup_env.sh)
@@ -21,7 +21,8 @@ head -c "$half" "$G" > .devcarry/ga/part_a
 tail -c +"$((half + 1))" "$G" > .devcarry/gb/part_b
 P="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
 python3 -m pip download -q $P -d .devcarry/whl $(pin transformers) $(pin peft) $(pin trl) $(pin accelerate) \
-  $(pin datasets) $(pin liger-kernel) $(pin gguf) $(pin pypdf) $(pin pypdfium2) $(pin cryptography) $(pin bm25s) dill==0.4.1 multiprocess==0.70.19 nltk
+  $(pin datasets) $(pin liger-kernel) $(pin gguf) $(pin pypdf) $(pin pypdfium2) $(pin cryptography) $(pin bm25s) dill==0.4.1 multiprocess==0.70.19 nltk \
+  $(pin optuna) colorlog==6.12.0
 $PY -m pip wheel -q --no-deps -w .devcarry/whl $(pin rouge-score)
 python3 -m pip download -q $P -d /tmp/bnb-whl $(pin bitsandbytes)
 (cd .devcarry/bnb && unzip -q -o /tmp/bnb-whl/bitsandbytes-*.whl && find bitsandbytes -name 'libbitsandbytes_*.so' ! -name '*cuda130*' -delete)

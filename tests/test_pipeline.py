@@ -68,3 +68,14 @@ def test_notebook_runs_headless_with_smoke(path, pipeline_env):
     nb = nbformat.read(out, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    if path.name.startswith("07_"):  # the sweep: two workers, one line per run, no training log
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                       if o.output_type == "stream")
+        trial_lines = [ln for ln in text.splitlines() if ln.startswith("trial ")]
+        assert len(trial_lines) == 4 and "Done:" not in text and "Epoch" not in text, text
+        assert "Sweep 'sweep': " in text and "0 failed" in text, text
+        from helpers.core.files import SweepFiles
+        sweep = SweepFiles(pipeline_env / "ws" / "outputs" / "sweep")
+        logs = list((sweep.folder / "runs").glob("*/train.log"))
+        assert sweep.journal.exists() and len(logs) == 4 and all("Done:" in p.read_text() for p in logs)
+        assert len(list(sweep.workers.glob("worker-*.log"))) == 2

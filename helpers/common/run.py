@@ -131,6 +131,11 @@ class RunDir:
         return self.path / "log_history.jsonl"
 
     @property
+    def train_log(self) -> Path:
+        """The run's whole console log, where a sweep worker writes it (``train.log``)."""
+        return self.path / "train.log"
+
+    @property
     def history_file(self) -> Path:
         return self.path / "log_history.json"
 

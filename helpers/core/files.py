@@ -115,3 +115,13 @@ class SweepFiles:
     @property
     def best(self) -> Path:
         return self.folder / "best_config.json"
+
+    @property
+    def journal(self) -> Path:
+        """The sweep's Optuna study (a JournalStorage file): every trial, value and pruning decision."""
+        return self.folder / "study.journal"
+
+    @property
+    def workers(self) -> Path:
+        """One heartbeat file per worker, and each worker process's own log."""
+        return self.folder / "workers"

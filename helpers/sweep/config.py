@@ -1,16 +1,15 @@
 """The sweep's settings and which runs it makes (notebook 07).
 
-:class:`SweepConfig` holds the sweep's fields; :func:`expand_runs` turns its GRID (every
-combination, or random draws from lists and ranges) or its explicit RUNS into each run's
-hyperparameters, checked against TrainConfig and converted to the fields' types, so a typo fails
-before any data or model work. :func:`check_base` does the same for BASE.
+:class:`SweepConfig` holds the sweep's fields; :func:`expand_runs` turns a grid (every combination)
+or the explicit RUNS into each run's hyperparameters, and :func:`search_space` a random or TPE
+search's GRID into Optuna distributions; names are checked against TrainConfig and values converted
+to the fields' types, so a typo fails before any data or model work. :func:`check_base` does the
+same for BASE.
 """
 from __future__ import annotations
 
 import itertools
 import json
-import math
-import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,8 @@ MECHANICS = {"logging_steps", "eval_steps", "save_steps", "save_total_limit", "r
              "num_train_epochs", "early_stopping_patience", "gradient_checkpointing"}
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int_uniform")
 STATUSES = ("done", "pruned", "failed")
+SEARCHES = ("grid", "random", "tpe")
+PRUNERS = ("median", "halving", "none")
 
 
 
@@ -60,14 +61,14 @@ class SweepConfig(StepConfig, notebooks=("07",)):
     mode: str = "sft"  # "sft" or "pretrain", as in TrainConfig
     quantization: str = "auto"  # "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
     max_seq_len: int = 512  # tokens per example
-    grid: dict = field(default_factory=dict)  # JSON {"field": [values]}: every combination (SEARCH="random": values to
-                                              # draw)
+    grid: dict = field(default_factory=dict)  # JSON {"field": [values]}: every combination (SEARCH="random" or "tpe":
+                                              # values to draw, or {"log_uniform": [lo, hi]})
     runs: list = field(default_factory=list)  # explicit configurations [{"field": value}, ...], run as listed (instead
                                               # of GRID)
-    search: str = "grid"  # "grid": every combination of GRID; "random": NUM_SAMPLES draws (GRID may give
-                          # {"log_uniform": [lo, hi]})
-    num_samples: int = 8  # random search: how many configurations to draw
-    search_seed: int = 0  # random search: seed of the draws
+    search: str = "grid"  # "grid": every combination of GRID; "random" or "tpe" (Optuna's Bayesian sampler):
+                          # NUM_SAMPLES draws
+    num_samples: int = 8  # random or tpe search: how many configurations to try
+    search_seed: int = 0  # random or tpe search: seed of the sampler
     base: dict = field(default_factory=dict)  # JSON: TrainConfig settings shared by every run, e.g. {"lora_alpha": 32}
     subset_size: int = 1000  # training rows of the fixed subset (the same rows, same order, for every run)
     eval_size: int = 100  # validation rows carved once from the dataset, never trained on
@@ -78,10 +79,10 @@ class SweepConfig(StepConfig, notebooks=("07",)):
     max_minutes_per_run: float = 0.0  # time budget of each run (0 = none)
     max_minutes_total: float = 0.0  # time budget of the whole sweep in this sitting (0 = none); rerun to go on
     evals_per_run: int = 10  # validation points per run (sets eval_steps unless BASE gives it)
-    prune_after_evals: int = 0  # stop a run clearly behind the best finished run after this many evaluations (0 =
-                                # never)
-    prune_margin: float = 0.1  # "clearly behind": validation loss this fraction above the best run's at the same step
-                               # (0.1 = 10%)
+    pruner: str = "median"  # stop runs that fall behind at a validation step: "median" (of earlier runs at that step),
+                            # "halving" (successive halving), "none"
+    prune_after_evals: int = 0  # pruning starts at this validation point of a run (0 = never prune)
+    workers: int = 1  # runs trained at once, each in its own process (one per GPU when there are several)
     retry_failed: bool = True  # rerun runs that failed last time (done and pruned runs are always skipped)
 
     @classmethod
@@ -97,13 +98,17 @@ class SweepConfig(StepConfig, notebooks=("07",)):
         return dict(model_name="embedded/smollm2-135m-instruct", quantization="none", max_seq_len=128,
                     grid={"learning_rate": [3e-3, 1e-5], "lora_r": [4, 8]}, runs=[], search="grid",
                     subset_size=12, eval_size=4, max_steps_per_run=3, evals_per_run=3, max_minutes_per_run=0.0,
-                    prune_after_evals=1, prune_margin=0.02,
+                    prune_after_evals=1, pruner="median", workers=2,
                     base={"per_device_batch_size": 2, "gradient_accumulation_steps": 1, "logging_steps": 1,
                           "save_steps": 3, "gradient_checkpointing": False, "warmup_ratio": 0.0, "report_to": "none"})
 
     def validate(self) -> None:
-        if self.search not in ("grid", "random"):
-            raise ConfigError(f"SEARCH={self.search!r}: use 'grid' (every combination) or 'random'.")
+        if self.search not in SEARCHES:
+            raise ConfigError(f"SEARCH={self.search!r}: use 'grid' (every combination), 'random' or 'tpe'.")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"PRUNER={self.pruner!r}: use 'median', 'halving' or 'none'.")
+        if self.workers < 1:
+            raise ConfigError(f"WORKERS={self.workers}: at least 1.")
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.name or ""):
             raise ConfigError(f"NAME={self.name!r}: use letters, digits, '.', '_' or '-' (it names a folder).")
         if not isinstance(self.grid, dict):
@@ -119,13 +124,13 @@ class SweepConfig(StepConfig, notebooks=("07",)):
                               "1 row.")
         if self.max_steps_per_run == 0 or self.max_steps_per_run < -1:
             raise ConfigError(f"MAX_STEPS_PER_RUN={self.max_steps_per_run}: a positive step count, or -1 for none.")
-        for name in ("max_minutes_per_run", "max_minutes_total", "prune_margin"):
+        for name in ("max_minutes_per_run", "max_minutes_total", "prune_after_evals"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: must not be negative.")
         if self.evals_per_run < 1:
             raise ConfigError(f"EVALS_PER_RUN={self.evals_per_run}: must be at least 1.")
-        if self.search == "random" and self.num_samples < 1:
-            raise ConfigError(f"NUM_SAMPLES={self.num_samples}: a random search needs at least 1 draw.")
+        if self.search != "grid" and self.num_samples < 1:
+            raise ConfigError(f"NUM_SAMPLES={self.num_samples}: a {self.search} search needs at least 1 draw.")
 
     def sweep_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("outputs") / self.name
@@ -149,32 +154,13 @@ def coerce_value(name: str, value: Any, where: str) -> Any:
     return coerce_field(TrainConfig, name, value, where)
 
 
-def _sig3(x: float) -> float:
-    return float(f"{x:.3g}")
-
-
-def _draw(name: str, spec: Any, rng: random.Random, hints: dict) -> Any:
-    if isinstance(spec, list):
-        return rng.choice(spec)
-    kind = next(iter(spec))
-    args = spec[kind]
-    if kind == "choice":
-        return rng.choice(args)
-    lo, hi = args
-    if kind == "uniform":
-        return _sig3(rng.uniform(lo, hi))
-    if kind == "log_uniform":
-        return _sig3(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    return rng.randint(int(lo), int(hi))  # int_uniform
-
-
 def _check_spec(name: str, spec: Any, search: str) -> None:
     where = f"GRID[{name!r}]"
     if isinstance(spec, list):
         if not spec:
             raise ConfigError(f"{where} is an empty list: give at least one value.")
         return
-    if search == "random" and isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS:
+    if search != "grid" and isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS:
         kind, args = next(iter(spec.items()))
         if kind == "choice":
             if not isinstance(args, list) or not args:
@@ -186,49 +172,45 @@ def _check_spec(name: str, spec: Any, search: str) -> None:
         if kind == "log_uniform" and args[0] <= 0:
             raise ConfigError(f"{where}: 'log_uniform' needs positive bounds, got {args!r}.")
         return
-    if search == "random":
+    if search != "grid":
         raise ConfigError(f"{where}={spec!r}: give a list of values or one of "
                           + ", ".join(f'{{"{d}": ...}}' for d in DISTRIBUTIONS) + ".")
     raise ConfigError(f"{where}={spec!r}: a grid needs a list of values, e.g. [1e-4, 2e-4]; put a fixed value "
                       f"in BASE instead.")
 
 
+def _check_grid(cfg: SweepConfig, hints: dict) -> None:
+    if cfg.runs and cfg.grid:
+        raise ConfigError("Give either GRID (combinations or draws) or RUNS (an explicit list), not both.")
+    if not cfg.runs and not cfg.grid:
+        raise ConfigError('GRID is empty: give at least one TrainConfig field with a list of values, e.g. '
+                          '{"learning_rate": [1e-4, 2e-4], "lora_r": [8, 16]}.')
+    for name, spec in cfg.grid.items():
+        check_field(name, "GRID", hints)
+        _check_spec(name, spec, cfg.search)
+
+
 def expand_runs(cfg: SweepConfig) -> list[dict]:
-    """The hyperparameters of every run, in order: ``[{"learning_rate": 1e-4, "lora_r": 8}, ...]``.
+    """The hyperparameters of every planned run, in order: ``[{"learning_rate": 1e-4, "lora_r": 8}, ...]``:
+    every combination of a grid, or the explicit RUNS. A random or TPE search plans none (its
+    sampler draws them, :func:`search_space`); its GRID is checked all the same.
 
     Every name is checked against TrainConfig and every value converted to the field's type, so a
     typo fails here, before any model is loaded."""
     hints = _train_hints()
-    if cfg.runs and cfg.grid:
-        raise ConfigError("Give either GRID (combinations or random draws) or RUNS (an explicit list), not both.")
+    _check_grid(cfg, hints)
     if cfg.runs:
         configs = [dict(r) for r in cfg.runs]
         if any(not r for r in configs):
             raise ConfigError("RUNS holds an empty configuration {}: every entry needs at least one field.")
-    else:
-        if not cfg.grid:
-            raise ConfigError('GRID is empty: give at least one TrainConfig field with a list of values, e.g. '
-                              '{"learning_rate": [1e-4, 2e-4], "lora_r": [8, 16]}.')
-        for name, spec in cfg.grid.items():
-            check_field(name, "GRID", hints)
-            _check_spec(name, spec, cfg.search)
+    elif cfg.search == "grid":
         names = list(cfg.grid)
-        if cfg.search == "grid":
-            configs = [dict(zip(names, combo)) for combo in itertools.product(*(cfg.grid[n] for n in names))]
-        else:
-            rng = random.Random(cfg.search_seed)
-            configs, seen = [], set()
-            for _ in range(cfg.num_samples * 50):
-                c = {n: _draw(n, cfg.grid[n], rng, hints) for n in names}
-                key = json.dumps(c, sort_keys=True)
-                if key not in seen:
-                    seen.add(key)
-                    configs.append(c)
-                if len(configs) == cfg.num_samples:
-                    break
-            if len(configs) < cfg.num_samples:
-                print(f"Random search: only {len(configs)} distinct configurations exist in GRID "
-                      f"(NUM_SAMPLES={cfg.num_samples}); running those.")
+        configs = [dict(zip(names, combo)) for combo in itertools.product(*(cfg.grid[n] for n in names))]
+    else:
+        for name, spec in cfg.grid.items():  # every value a draw can give converts
+            for v in (spec if isinstance(spec, list) else next(iter(spec.values()))):
+                coerce_value(name, v, "GRID")
+        return []
     out, seen_names = [], {}
     for i, c in enumerate(configs):
         where = f"RUNS[{i}]" if cfg.runs else "GRID"
@@ -241,6 +223,39 @@ def expand_runs(cfg: SweepConfig) -> list[dict]:
         seen_names[name] = i
         out.append(conv)
     return out
+
+
+def choice_value(v: Any) -> Any:
+    """A value as an Optuna categorical choice (None, bool, int, float or str; a list becomes JSON)."""
+    return v if v is None or isinstance(v, (bool, int, float, str)) else json.dumps(v)
+
+
+def search_space(cfg: SweepConfig) -> dict:
+    """``{field: optuna distribution}`` of the search: GRID's lists as categorical choices, its
+    ``{"uniform"|"log_uniform"|"int_uniform": [lo, hi]}`` as ranges; explicit RUNS give each field
+    the choices of its values across the runs."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    specs: dict[str, list] = {}
+    if cfg.runs:
+        for r in cfg.runs:
+            for k, v in r.items():
+                specs.setdefault(k, [])
+                if choice_value(v) not in specs[k]:
+                    specs[k].append(choice_value(v))
+        return {k: CategoricalDistribution(v) for k, v in specs.items()}
+    space = {}
+    for name, spec in cfg.grid.items():
+        if isinstance(spec, list):
+            space[name] = CategoricalDistribution(list(dict.fromkeys(choice_value(v) for v in spec)))
+            continue
+        kind, args = next(iter(spec.items()))
+        if kind == "choice":
+            space[name] = CategoricalDistribution([choice_value(v) for v in args])
+        elif kind == "int_uniform":
+            space[name] = IntDistribution(int(args[0]), int(args[1]))
+        else:
+            space[name] = FloatDistribution(float(args[0]), float(args[1]), log=kind == "log_uniform")
+    return space
 
 
 def check_base(cfg: SweepConfig) -> dict:

@@ -1,5 +1,5 @@
 """A sweep run's name and label (from its hyperparameters), and the curves read from its log:
-the validation curve, a reference run's loss at a step, per-epoch averages."""
+the validation curve and per-epoch averages."""
 from __future__ import annotations
 
 import math
@@ -37,21 +37,6 @@ def run_label(params: dict) -> str:
 def eval_curve(history: list[dict]) -> dict[int, float]:
     """``{step: validation loss}`` of a run (the last value of each step)."""
     return {int(h["step"]): float(h["eval_loss"]) for h in history if "eval_loss" in h and h.get("step") is not None}
-
-
-def reference_at(curve: dict[int, float], step: int) -> float | None:
-    """The reference run's validation loss at ``step``, interpolated between its evaluations."""
-    if not curve:
-        return None
-    if step in curve:
-        return curve[step]
-    steps = sorted(curve)
-    if step < steps[0] or step > steps[-1]:
-        return None
-    lo = max(s for s in steps if s < step)
-    hi = min(s for s in steps if s > step)
-    w = (step - lo) / (hi - lo)
-    return curve[lo] * (1 - w) + curve[hi] * w
 
 
 def per_epoch(history: list[dict]) -> dict[str, list]:

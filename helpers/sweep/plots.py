@@ -1,20 +1,22 @@
-"""The sweep's figures (notebook 07): one figure per varied hyperparameter with every run's train and
-validation loss overlaid, and per-epoch averages."""
+"""The sweep's figures (notebook 07): every run's train and validation loss overlaid, one figure per
+varied hyperparameter, per-epoch averages, and Optuna's optimisation history and parameter
+importances; one colour per trial across every figure."""
 from __future__ import annotations
 
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
-from helpers.common.plots import figure_module, loss_series, plot_overlay, save
+from helpers.common.plots import figure_module, loss_series, save
 from helpers.common.run import RunDir
 from helpers.sweep.curves import per_epoch, run_label
 
 
 def run_history(row: dict) -> list[dict]:
     """The log history saved in a sweep run's folder (``row["run_dir"]``); [] when it has none."""
-    return RunDir(row["run_dir"]).history()
+    return RunDir(row["run_dir"]).history() if row.get("run_dir") else []
 
 
 def value_key(encoded: str):
@@ -23,85 +25,109 @@ def value_key(encoded: str):
     return (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, encoded)
 
 
+def trial_colors(rows: list[dict]) -> dict[int, tuple]:
+    """``{trial: colour}``: one colour per trial (in trial order), the same in every figure."""
+    plt = figure_module()
+    trials = sorted({r["trial"] for r in rows})
+    cmap = plt.cm.tab10 if len(trials) <= 10 else plt.cm.tab20 if len(trials) <= 20 else None
+    return {t: (cmap(i) if cmap else plt.cm.viridis(i / max(1, len(trials) - 1))) for i, t in enumerate(trials)}
+
+
+def _label(r: dict, params: dict | None = None) -> str:
+    return f"trial {r['trial']}: {run_label(r['params'] if params is None else params)}" + (
+        " (pruned)" if r["status"] == "pruned" else "")
+
+
+def _line(ax, pts: list, color, label: str, which: str) -> bool:
+    """One run's curve; a run with one or two points (pruned early) is drawn with markers so it shows."""
+    if not pts:
+        return False
+    style = ("o--" if which == "eval" else ("o-" if len(pts) <= 2 else "-"))
+    ax.plot([p[0] for p in pts], [p[2] for p in pts], style, color=color, label=label,
+            lw=1.8 if which == "eval" else 1.2, ms=4 if which == "eval" or len(pts) <= 2 else 0,
+            alpha=1.0 if which == "eval" else 0.7)
+    return True
+
+
 def plot_sweep(rows: list[dict], plots_dir: Path, prefix: str) -> list[Path]:
-    """Overlay plots of a sweep's finished and pruned runs (``helpers.sweep.runner`` result rows): all
-    runs' train and validation loss (``<prefix>_train_loss.png``, ``<prefix>_eval_loss.png``), one
-    figure per varied hyperparameter (``<prefix>_<param>.png``: runs that differ only in it side
-    by side), and per-epoch averages when runs span two epochs or more (``<prefix>_epochs.png``)."""
+    """Overlay plots of a sweep's finished and pruned runs (``results.study_rows``): all runs' train
+    and validation loss (``<prefix>_train_loss.png``, ``<prefix>_eval_loss.png``), one figure per
+    varied hyperparameter (``<prefix>_<param>.png``: runs that differ only in it side by side),
+    and per-epoch averages when runs span two epochs or more (``<prefix>_epochs.png``)."""
     runs = [r for r in rows if r.get("status") in ("done", "pruned")]
     if not runs:
         return []
     plots_dir = Path(plots_dir)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    hist = {r["name"]: run_history(r) for r in runs}
-    label = {r["name"]: run_label(r["params"]) + (" (pruned)" if r["status"] == "pruned" else "") for r in runs}
+    hist = {r["trial"]: run_history(r) for r in runs}
+    colors = trial_colors(rows)
     written: list[Path] = []
     for which in ("train", "eval"):
-        p = plot_overlay({label[r["name"]]: hist[r["name"]] for r in runs}, plots_dir / f"{prefix}_{which}_loss.png",
-                         title=f"{prefix}: {'train' if which == 'train' else 'validation'} loss, all runs", which=which)
+        p = _overlay(runs, hist, colors, which, plots_dir / f"{prefix}_{which}_loss.png",
+                     f"{prefix}: {'train' if which == 'train' else 'validation'} loss, all runs")
         if p:
             written.append(p)
     varied = _varied_params(runs)
     for param in varied:
         path = plots_dir / f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', param)}.png"
-        written.append(_plot_sweep_param(runs, hist, param, varied, path, prefix))
-    p = _plot_sweep_epochs(runs, hist, label, plots_dir / f"{prefix}_epochs.png", prefix)
+        written.append(_plot_sweep_param(runs, hist, colors, param, varied, path, prefix))
+    p = _plot_sweep_epochs(runs, hist, colors, plots_dir / f"{prefix}_epochs.png", prefix)
     if p:
         written.append(p)
     return written
+
+
+def _overlay(runs: list[dict], hist: dict, colors: dict, which: str, path: Path, title: str) -> Path | None:
+    plt = figure_module()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    drawn = [_line(ax, loss_series(hist[r["trial"]])[which], colors[r["trial"]], _label(r), which) for r in runs]
+    if not any(drawn):
+        plt.close(fig)
+        return None
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(("validation" if which == "eval" else "train") + " loss (per token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save(fig, path)
 
 
 def _varied_params(runs: list[dict]) -> list[str]:
     """The hyperparameters that take more than one value across the runs, in first-seen order."""
     keys: list[str] = []
     for r in runs:
-        for k in r["params"]:
-            if k not in keys:
-                keys.append(k)
+        keys += [k for k in r["params"] if k not in keys]
     return [k for k in keys if len({json.dumps(r["params"].get(k)) for r in runs}) > 1]
 
 
-def _plot_sweep_param(runs: list[dict], hist: dict[str, list[dict]], param: str, varied: list[str],
-                      path: Path, prefix: str) -> Path:
+def _plot_sweep_param(runs: list[dict], hist: dict, colors: dict, param: str, varied: list[str], path: Path,
+                      prefix: str) -> Path:
     """The effect of one hyperparameter: loss curves of runs that differ only in it (one panel per
     setting of the other varied ones), or, when no two runs do (random search, explicit runs),
     final validation loss against its value."""
     others = [k for k in varied if k != param]
     groups: dict[str, list[dict]] = {}
     for r in runs:
-        g = run_label({o: r["params"].get(o) for o in others}) or "all runs"
-        groups.setdefault(g, []).append(r)
+        groups.setdefault(run_label({o: r["params"].get(o) for o in others}) or "all runs", []).append(r)
     comparable = {g: rs for g, rs in groups.items() if len({json.dumps(x["params"].get(param)) for x in rs}) > 1}
     if comparable:
-        fig = _sweep_param_curves(runs, hist, param, comparable, prefix)
-    else:
-        fig = _sweep_param_scatter(runs, param, prefix)
-    return save(fig, path)
+        return save(_sweep_param_curves(hist, colors, param, comparable, prefix), path)
+    return save(_sweep_param_scatter(runs, colors, param, prefix), path)
 
 
-def _sweep_param_curves(runs: list[dict], hist: dict[str, list[dict]], param: str,
-                        comparable: dict[str, list[dict]], prefix: str):
-    """Up to six panels, one per group of runs that differ only in ``param``: their train and
-    validation loss, one colour per value of ``param``."""
+def _sweep_param_curves(hist: dict, colors: dict, param: str, comparable: dict[str, list[dict]], prefix: str):
+    """Up to six panels, one per group of runs that differ only in ``param``: their train (thin)
+    and validation (dots) loss, each run in its trial's colour."""
     plt = figure_module()
     shown = list(comparable.items())[:6]
     ncol = min(3, len(shown))
     nrow = math.ceil(len(shown) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), dpi=110, squeeze=False)
-    values = sorted({json.dumps(r["params"].get(param)) for r in runs}, key=value_key)
-    colors = {v: (plt.cm.tab10(i) if len(values) <= 10 else plt.cm.viridis(i / max(1, len(values) - 1)))
-              for i, v in enumerate(values)}
     for ax, (g, rs) in zip(axes.flat, shown):
         for r in sorted(rs, key=lambda x: value_key(json.dumps(x["params"].get(param)))):
-            s = loss_series(hist[r["name"]])
-            c = colors[json.dumps(r["params"].get(param))]
-            lab = run_label({param: r["params"].get(param)}) + (" (pruned)" if r["status"] == "pruned" else "")
-            if s["train"]:
-                ax.plot([p[0] for p in s["train"]], [p[2] for p in s["train"]], "-", color=c, lw=1.0,
-                        alpha=0.55, label=f"{lab} train")
-            if s["eval"]:
-                ax.plot([p[0] for p in s["eval"]], [p[2] for p in s["eval"]], "o--", color=c, lw=1.8,
-                        ms=3.5, label=f"{lab} validation")
+            s = loss_series(hist[r["trial"]])
+            lab = _label(r, {param: r["params"].get(param)})
+            _line(ax, s["train"], colors[r["trial"]], f"{lab} train", "train")
+            _line(ax, s["eval"], colors[r["trial"]], f"{lab} validation", "eval")
         ax.set_title(g, fontsize=9)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("loss (per trained token)")
@@ -114,18 +140,18 @@ def _sweep_param_curves(runs: list[dict], hist: dict[str, list[dict]], param: st
     return fig
 
 
-def _sweep_param_scatter(runs: list[dict], param: str, prefix: str):
-    """Final validation loss of each run against its value of ``param`` (done and pruned runs
-    marked apart; a log axis when numbers span 20x or more)."""
+def _sweep_param_scatter(runs: list[dict], colors: dict, param: str, prefix: str):
+    """Final validation loss of each run against its value of ``param`` (pruned runs as crosses; a
+    log axis when numbers span 20x or more), each in its trial's colour."""
     plt = figure_module()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for status, marker in (("done", "o"), ("pruned", "x")):
-        pts = [(r["params"].get(param), r.get("eval_loss")) for r in runs if r["status"] == status
-               and isinstance(r.get("eval_loss"), (int, float))]
-        pts = [(x, y) for x, y in pts if isinstance(x, (int, float)) and not isinstance(x, bool)] or \
-              [(str(x), y) for x, y in pts]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, ls="", label=status, ms=6)
+    for r in runs:
+        x, y = r["params"].get(param), r.get("eval_loss")
+        if not isinstance(y, (int, float)):
+            continue
+        x = x if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+        ax.plot([x], [y], "x" if r["status"] == "pruned" else "o", ls="", color=colors[r["trial"]], ms=7,
+                label=_label(r))
     nums = [r["params"].get(param) for r in runs if isinstance(r["params"].get(param), (int, float))]
     if nums and min(nums) > 0 and max(nums) / min(nums) >= 20:
         ax.set_xscale("log")
@@ -133,28 +159,53 @@ def _sweep_param_scatter(runs: list[dict], param: str, prefix: str):
     ax.set_ylabel("final validation loss (per token)")
     ax.set_title(f"{prefix}: validation loss against {param}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return fig
 
 
-def _plot_sweep_epochs(runs: list[dict], hist: dict[str, list[dict]], label: dict[str, str], path: Path,
-                       prefix: str) -> Path | None:
+def _plot_sweep_epochs(runs: list[dict], hist: dict, colors: dict, path: Path, prefix: str) -> Path | None:
     """Per-epoch average train loss and end-of-epoch validation loss of every run; None when no
     run spans two epochs."""
-    epochs = {r["name"]: r.get("per_epoch") or per_epoch(hist[r["name"]]) for r in runs}
+    epochs = {r["trial"]: r.get("per_epoch") or per_epoch(hist[r["trial"]]) for r in runs}
     if max((len(e["epoch"]) for e in epochs.values()), default=0) < 2:
         return None
     plt = figure_module()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for i, r in enumerate(runs):
-        e = epochs[r["name"]]
-        c = plt.cm.tab10(i % 10)
-        ax.plot(e["epoch"], e["train"], "o-", color=c, label=f"{label[r['name']]} train (mean)")
+    for r in runs:
+        e, c = epochs[r["trial"]], colors[r["trial"]]
+        ax.plot(e["epoch"], e["train"], "o-", color=c, label=f"{_label(r)} train (mean)")
         if any(v is not None for v in e["eval"]):
-            ax.plot(e["epoch"], e["eval"], "s--", color=c, label=f"{label[r['name']]} validation")
+            ax.plot(e["epoch"], e["eval"], "s--", color=c, label=f"{_label(r)} validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (per trained token)")
     ax.set_title(f"{prefix}: per-epoch average train loss and end-of-epoch validation loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return save(fig, path)
+
+
+def plot_optuna(study, plots_dir: Path, prefix: str, log=print) -> list[Path]:
+    """Optuna's optimisation history (``<prefix>_history.png``) and parameter importances
+    (``<prefix>_importance.png``, when at least two runs finished with different values), drawn
+    with its matplotlib backend; for a random, tpe or explicit search (a grid shows its effects in
+    the overlay figures)."""
+    figure_module()
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+    written = []
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    for name, draw in (("history", ovm.plot_optimization_history), ("importance", ovm.plot_param_importances)):
+        if not done or (name == "importance" and len(done) < 2):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ax = draw(study)
+            except (RuntimeError, ValueError) as exc:  # e.g. every finished run had the same values
+                log(f"No {name} plot: {exc}")
+                continue
+        ax = ax[0] if hasattr(ax, "__len__") else ax
+        ax.set_title(f"{prefix}: " + ("validation loss by trial" if name == "history" else
+                                      "hyperparameter importance (fANOVA)"))
+        written.append(save(ax.figure, Path(plots_dir) / f"{prefix}_{name}.png"))
+    return written

@@ -1,35 +1,65 @@
-"""A sweep's results: results.jsonl (one row per run), the table of runs best first, and the best
-run's configuration (best_config.json) that notebook 04 reads with ``load_best_config``."""
+"""A sweep's results, read from its Optuna study (the source of truth): one row per configuration
+(a trial and its retries are one row), the line printed when a trial finishes, the table of runs
+best first, ``results.jsonl`` written as a view of the study, and the best run's configuration
+(``best_config.json``) that notebook 04 reads with ``load_best_config``."""
 from __future__ import annotations
 
+import html
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 from helpers.core.files import SweepFiles
-from helpers.core.jsonl import read_jsonl, write_jsonl
+from helpers.core.jsonl import write_jsonl
 from helpers.sweep.config import MECHANICS, SWEEP_LEVEL, SweepConfig
+from helpers.sweep.curves import run_label
+
+STATUS = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 
 
-def read_results(sweep_dir: Path) -> dict[str, dict]:
-    """``{run name: row}`` from results.jsonl (the newest row of each run)."""
-    p = SweepFiles(Path(sweep_dir)).results
-    out: dict[str, dict] = {}
-    if p.exists():
-        for row in read_jsonl(p, strict=False):
-            if "name" in row:
-                out[row["name"]] = row
-    return out
+def trial_row(t) -> dict:
+    """A trial as a results row: ``{"trial", "number", "name", "params", "status", "reason",
+    "eval_loss", "steps", ...}`` (the metrics the worker recorded, else the last reported loss)."""
+    ua = t.user_attrs
+    row = {"trial": ua.get("origin", t.number), "number": t.number, "name": ua.get("run", ""),
+           "params": ua.get("params") or dict(t.params), "status": STATUS.get(t.state.name, t.state.name.lower()),
+           "reason": ua.get("reason", ""), "run_dir": ua.get("run_dir"), "fingerprint": ua.get("fingerprint"),
+           "train_config": ua.get("train_config", {}), "lost": ua.get("lost"), "how": ua.get("how", ""),
+           "worker": (ua.get("worker") or {}).get("id")}
+    row.update(ua.get("metrics") or {})
+    if row.get("eval_loss") is None and t.intermediate_values:
+        last = max(t.intermediate_values)
+        row.update(eval_loss=t.intermediate_values[last], steps=last)
+    return row
 
 
-def write_results(sweep_dir: Path, rows: dict[str, dict]) -> None:
-    """Rewrite results.jsonl with one row per run."""
-    write_jsonl(SweepFiles(sweep_dir).results, rows.values())
+def study_rows(study) -> list[dict]:
+    """One row per configuration (the newest trial of each), in trial order."""
+    rows: dict[int, dict] = {}
+    for t in study.get_trials(deepcopy=False):
+        r = trial_row(t)
+        if r["status"] == "waiting" and r["trial"] in rows:
+            continue  # a retry not started yet: the row stays the lost trial's
+        rows[r["trial"]] = r
+    return [rows[k] for k in sorted(rows)]
+
+
+def _num(x, fmt: str = ".4f") -> str:
+    return format(x, fmt) if isinstance(x, (int, float)) and math.isfinite(x) else str(x)
+
+
+def finished_line(row: dict) -> str:
+    """One line for a finished trial: its values, validation loss, status and why."""
+    head = f"trial {row['trial']} ({run_label(row['params'])}): {row['status']}"
+    loss = f", validation loss {_num(row['eval_loss'])}" if row.get("eval_loss") is not None else ""
+    took = f", {row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else ""
+    return f"{head}{loss}{took} ({row.get('reason') or row['status']})"
 
 
 def _rank_key(row: dict):
-    """Sort key: done, pruned, failed, then by validation loss (a missing or infinite one last)."""
+    """Sort key: done, pruned, failed, others, then by validation loss (a missing or infinite one last)."""
     order = {"done": 0, "pruned": 1, "failed": 2}
     loss = row.get("eval_loss")
     finite = isinstance(loss, (int, float)) and math.isfinite(loss)
@@ -37,39 +67,58 @@ def _rank_key(row: dict):
 
 
 def results_table(rows: list[dict]):
-    """A pandas DataFrame of the runs, best first (done by validation loss, then pruned, then failed)."""
+    """A pandas DataFrame of the runs, best first (done by validation loss, then pruned, failed);
+    columns with no value in any row (peak GPU memory on a CPU) are left out."""
     import pandas as pd
-    params = []
+    params: list[str] = []
     for r in rows:
-        for k in r.get("params", {}):
-            if k not in params:
-                params.append(k)
+        params += [k for k in r.get("params", {}) if k not in params]
     recs = []
     for r in sorted(rows, key=_rank_key):
-        rec = {"run": r["name"], "status": r["status"]}
+        rec = {"trial": r["trial"], "status": r["status"]}
         rec.update({k: r.get("params", {}).get(k) for k in params})
-        rec.update({"steps": r.get("steps"), "epochs": r.get("epochs"), "train_loss": r.get("train_loss"),
-                    "eval_loss": r.get("eval_loss"), "best_eval_loss": r.get("best_eval_loss"),
+        rec.update({"eval_loss": r.get("eval_loss"), "best_eval_loss": r.get("best_eval_loss"),
+                    "train_loss": r.get("train_loss"), "steps": r.get("steps"), "epochs": r.get("epochs"),
                     "minutes": round(r["train_seconds"] / 60, 2) if r.get("train_seconds") is not None else None,
                     "tokens_per_s": r.get("tokens_per_second"), "peak_mem_gib": r.get("peak_memory_gib"),
-                    "reason": r.get("reason", "")})
+                    "run": r.get("name"), "reason": r.get("reason", "")})
         recs.append(rec)
-    return pd.DataFrame(recs)
+    df = pd.DataFrame(recs)
+    return df[[c for c in df.columns if c in ("trial", "status", "reason") or df[c].notna().any()]]
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def table_markdown(df) -> str:
     """A Markdown table of a DataFrame (no extra dependency)."""
-    def cell(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for rec in df.to_dict("records"):
-        lines.append("| " + " | ".join(cell(rec[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(_cell(rec[c]).replace("|", "\\|").replace("\n", " ") for c in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+def table_html(df) -> str:
+    """The table as HTML for a notebook: no index column, every cell on one line but the reason."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    body = []
+    for rec in df.to_dict("records"):
+        body.append("<tr>" + "".join(
+            f'<td style="white-space:{"normal;min-width:20em" if c == "reason" else "nowrap"};text-align:left">'
+            f"{html.escape(_cell(rec[c]))}</td>" for c in df.columns) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_results(sweep_dir: Path, rows: list[dict]) -> None:
+    """results.jsonl: the study's rows as a view for other tools (the study stays the source of truth)."""
+    path = SweepFiles(Path(sweep_dir)).results
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    write_jsonl(tmp, rows)
+    os.replace(tmp, path)
 
 
 def best_run(rows: list[dict]) -> dict | None:
@@ -84,7 +133,7 @@ def write_best_config(cfg: SweepConfig, row: dict, path: Path) -> dict:
     base = {k: v for k, v in cfg.base.items() if k not in MECHANICS}
     overrides = dict(base, **{k: v for k, v in row["params"].items()})
     overrides = {k: v for k, v in overrides.items() if k not in SWEEP_LEVEL or k in row["params"]}
-    best = {"overrides": overrides, "run": row["name"], "eval_loss": row["eval_loss"],
+    best = {"overrides": overrides, "run": row["name"], "trial": row["trial"], "eval_loss": row["eval_loss"],
             "trained_with": {k: row["train_config"].get(k) for k in SWEEP_LEVEL + ("max_steps",)},
             "sweep_dir": str(path.parent), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
             "how_to_use": "from helpers.train import load_best_config; cfg = cfg.replace(**load_best_config(path))"}

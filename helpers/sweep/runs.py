@@ -1,17 +1,59 @@
-"""One run of a sweep: its TrainConfig (defaults < BASE < the sweep's fields < the run's values,
-on the fixed subset, with the sweep's step budget) and the fingerprint that tells a finished run
-with the same settings from one to redo."""
+"""The sweep's plan and one run of it: the plan (every planned run's configuration checked, the
+fixed subset carved), a run's TrainConfig (defaults < BASE < the sweep's fields < the run's values,
+on the fixed subset, with the sweep's step budget) and the fingerprint of its settings."""
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers.sweep.config import SWEEP_LEVEL, SweepConfig, check_base
+from helpers.common.models import default_model_name
+from helpers.sweep.config import SWEEP_LEVEL, SweepConfig, check_base, expand_runs
 from helpers.sweep.curves import run_name
+from helpers.sweep.subset import prepare_subset
 from helpers.train import TrainConfig
+
+
+@dataclass
+class SweepPlan:
+    """The sweep ready to run: its config (with the model filled in), folders, fixed subset and runs."""
+    cfg: SweepConfig
+    sweep_dir: Path
+    plots_dir: Path
+    subset: dict  # prepare_subset's record of the fixed training and validation rows
+    planned: list  # the planned runs' hyperparameters (a grid or RUNS), in order; [] for a random or tpe search
+    eval_steps: int  # steps between validations (the smallest of the runs): pruning starts from a multiple of it
+    max_steps: int  # the longest run's steps
+
+
+def _probe(cfg: SweepConfig) -> dict:
+    """One configuration a random or tpe search can draw (each field's first value or low bound)."""
+    return {k: (v[0] if isinstance(v, list) else next(iter(v.values()))[0]) for k, v in cfg.grid.items()}
+
+
+def plan_sweep(cfg: SweepConfig, log=print) -> SweepPlan:
+    """The sweep's plan: bad names and values fail before any data or model work, then the subset
+    is carved (or reused) and the config saved in the sweep folder (``sweep_config.json``, which
+    every worker reads)."""
+    cfg.validate()
+    planned = expand_runs(cfg)
+    check_base(cfg)
+    if not cfg.model_name:
+        cfg = cfg.replace(model_name=default_model_name())
+    sweep_dir = cfg.sweep_dir()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    plots_dir = Path(cfg.plots_dir) if cfg.plots_dir else sweep_dir / "plots"
+    probes = planned or [_probe(cfg)]
+    for params in probes:  # every run's TrainConfig is valid before any data or model work
+        build_run_config(cfg, params, sweep_dir, {"train_rows": cfg.subset_size, "train_path": "", "val_path": ""})
+    subset = prepare_subset(cfg, sweep_dir, log)
+    tcs = [build_run_config(cfg, params, sweep_dir, subset) for params in probes]
+    cfg.save(sweep_dir / "sweep_config.json")
+    return SweepPlan(cfg, sweep_dir, plots_dir, subset, planned, min(tc.eval_steps for tc in tcs),
+                     max(tc.max_steps for tc in tcs))
 
 
 def steps_for(tc, n_train: int) -> int:
@@ -23,14 +65,15 @@ def steps_for(tc, n_train: int) -> int:
     return max(1, math.ceil(per_epoch * tc.num_train_epochs))
 
 
-def build_run_config(cfg: SweepConfig, params: dict, sweep_dir: Path, subset: dict):
-    """The TrainConfig of one run: TrainConfig defaults < sweep defaults < BASE < sweep fields < run values."""
+def build_run_config(cfg: SweepConfig, params: dict, sweep_dir: Path, subset: dict, name: str = ""):
+    """The TrainConfig of one run (in ``<sweep>/runs/<name>``, by default named from its values):
+    TrainConfig defaults < sweep defaults < BASE < sweep fields < run values."""
     base = check_base(cfg)
     values: dict[str, Any] = {"report_to": "none", "save_total_limit": 2}
     values.update(base)
     values.update({k: getattr(cfg, k) for k in SWEEP_LEVEL})
     values.update(params)
-    name = run_name(params)
+    name = name or run_name(params)
     tc = TrainConfig(**values)
     if "max_steps" in values or "num_train_epochs" in values or cfg.max_steps_per_run <= 0:
         steps = steps_for(tc, subset["train_rows"])  # the run's own length, capped by the budget

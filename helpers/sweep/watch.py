@@ -1,26 +1,38 @@
-"""Watching a sweep run while it trains: pruning runs clearly behind the best finished one, stopping
-diverged ones, and telling a time-budget stop from the end of the run."""
+"""Watching a sweep trial while it trains: each validation loss reported to its Optuna trial (whose
+pruner decides whether it goes on), diverged runs stopped, a time-budget stop told from the end of
+the run, and the worker's progress (step, losses) handed to its heartbeat."""
 from __future__ import annotations
 
 import math
+import statistics
 
-from helpers.sweep.curves import reference_at
+
+def _median_reason(trial, step: int) -> str:
+    """Where the earlier finished runs stood at ``step`` (for the pruned line; the pruner decided)."""
+    import optuna
+    vals = [t.intermediate_values[step] for t in trial.study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if step in t.intermediate_values]
+    if not vals:
+        return ""
+    return f"; median of {len(vals)} finished run{'s' if len(vals) != 1 else ''} there {statistics.median(vals):.4f}"
 
 
-def make_watch(reference: dict[int, float], prune_after: int, margin: float):
-    """A trainer callback that prunes a run whose validation loss is more than ``margin`` above the
-    ``reference`` curve (the best finished run's) after ``prune_after`` evaluations, stops a diverged
-    run, and notes a stop by the time budget (``pruned``, ``time_stop``)."""
+def make_watch(trial, pruner_name: str, progress=None):
+    """A trainer callback reporting each validation loss to ``trial`` (``trial.report``) and
+    stopping the run when ``trial.should_prune()``; a non-finite loss stops it as diverged.
+    ``progress(state)`` is called at each step and validation. Its results: ``pruned``, ``diverged``
+    (a reason or None) and ``time_stop`` (the step a time budget stopped it, or None)."""
     from transformers import TrainerCallback
 
     class SweepWatch(TrainerCallback):
-        """Prunes a run clearly behind the best finished one; notes why training stopped."""
+        """Reports to the Optuna trial; notes why training stopped."""
 
         def __init__(self):
             self.training = False
-            self.evals = 0
-            self.pruned: dict | None = None
+            self.pruned: str | None = None
+            self.diverged: str | None = None
             self.time_stop: int | None = None
+            self.last: dict = {}
 
         def on_train_begin(self, args, state, control, **kw):
             self.training = True
@@ -32,29 +44,29 @@ def make_watch(reference: dict[int, float], prune_after: int, margin: float):
             # runs after DefaultFlowCallback and train's TimeBudget: a stop before max_steps is the time budget
             if control.should_training_stop and state.global_step < state.max_steps and self.time_stop is None:
                 self.time_stop = state.global_step
+            if progress:
+                progress(dict(self.last, step=state.global_step, max_steps=state.max_steps))
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                self.last["train_loss"] = round(float(logs["loss"]), 4)
 
         def on_evaluate(self, args, state, control, metrics=None, **kw):
             if not self.training or not metrics or "eval_loss" not in metrics or state.global_step <= 0:
                 return
-            if state.global_step >= state.max_steps:
-                return
-            self.evals += 1
-            loss = float(metrics["eval_loss"])
+            step, loss = state.global_step, float(metrics["eval_loss"])
+            self.last["eval_loss"] = round(loss, 4)
+            if progress:
+                progress(dict(self.last, step=step, max_steps=state.max_steps, force=True))
             if not math.isfinite(loss):
-                self.pruned = {"step": state.global_step, "eval_loss": loss, "reason": "diverged: validation loss is "
-                               f"{loss} at step {state.global_step}"}
+                self.diverged = f"diverged: validation loss is {loss} at step {step}"
                 control.should_training_stop = True
                 return control
-            if prune_after <= 0 or self.evals < prune_after:
+            trial.report(loss, step)
+            if step >= state.max_steps or not trial.should_prune():
                 return
-            ref = reference_at(reference, state.global_step)
-            if ref is None or loss <= ref * (1 + margin):
-                return
-            self.pruned = {"step": state.global_step, "eval_loss": round(loss, 4), "reference": round(ref, 4),
-                           "reason": f"clearly behind: validation loss {loss:.4f} at step {state.global_step} is "
-                                     f"{100 * (loss / ref - 1):.1f}% above the best finished run's {ref:.4f} at that "
-                                     "step "
-                                     f"(margin {100 * margin:.0f}%, after {self.evals} evaluations)"}
+            self.pruned = (f"pruned at step {step} of {state.max_steps} by the {pruner_name} pruner: validation loss "
+                           f"{loss:.4f}" + (_median_reason(trial, step) if pruner_name == "median" else ""))
             control.should_training_stop = True
             return control
 

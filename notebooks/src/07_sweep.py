@@ -7,8 +7,9 @@
 # same order with the same seed, validates on the same held-out rows (never trained on), and the
 # loss is the mean per trained token, so different gradient-accumulation settings compare. You get
 # a results table (loss, time, tokens/s, peak GPU memory), overlay plots per hyperparameter, and
-# the best settings in `best_config.json` for notebook 04. Rerun after a disconnect: finished runs
-# are skipped and an interrupted one continues from its last checkpoint on your Drive.
+# the best settings in `best_config.json` for notebook 04. The sweep is an [Optuna](https://optuna.org)
+# study kept in a file in the sweep folder (on your Drive on Colab): rerun after a disconnect and
+# finished runs are kept, an interrupted one continues from its last checkpoint.
 #
 # [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/07_sweep.ipynb)
 
@@ -38,12 +39,13 @@ DATASET_PATH = ""  # @param {type:"string"}
 QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
 # @markdown `MAX_SEQ_LEN`: tokens per example
 MAX_SEQ_LEN = 512  # @param {type:"integer"}
-# @markdown `GRID`: JSON {"field": [values]}: every combination (SEARCH="random": values to draw)
+# @markdown `GRID`: JSON {"field": [values]}: every combination (SEARCH="random" or "tpe": values to draw, or
+# @markdown {"log_uniform": [lo, hi]})
 GRID = '{"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]}'  # @param {type:"string"}
-# @markdown `SEARCH`: "grid": every combination of GRID; "random": NUM_SAMPLES draws (GRID may give {"log_uniform": [lo,
-# @markdown hi]})
-SEARCH = "grid"  # @param ["grid", "random"]
-# @markdown `NUM_SAMPLES`: random search: how many configurations to draw
+# @markdown `SEARCH`: "grid": every combination of GRID; "random" or "tpe" (Optuna's Bayesian sampler): NUM_SAMPLES
+# @markdown draws
+SEARCH = "grid"  # @param ["grid", "random", "tpe"]
+# @markdown `NUM_SAMPLES`: random or tpe search: how many configurations to try
 NUM_SAMPLES = 8  # @param {type:"integer"}
 # @markdown `BASE`: JSON: TrainConfig settings shared by every run, e.g. {"lora_alpha": 32}
 BASE = '{"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alpha": 16}'  # @param {type:"string"}
@@ -60,19 +62,21 @@ MAX_MINUTES_PER_RUN = 0.0  # @param {type:"number"}
 MAX_MINUTES_TOTAL = 0.0  # @param {type:"number"}
 # @markdown `EVALS_PER_RUN`: validation points per run (sets eval_steps unless BASE gives it)
 EVALS_PER_RUN = 10  # @param {type:"integer"}
-# @markdown `PRUNE_AFTER_EVALS`: stop a run clearly behind the best finished run after this many evaluations (0 = never)
+# @markdown `PRUNER`: stop runs that fall behind at a validation step: "median" (of earlier runs at that step),
+# @markdown "halving" (successive halving), "none"
+PRUNER = "median"  # @param ["median", "halving", "none"]
+# @markdown `PRUNE_AFTER_EVALS`: pruning starts at this validation point of a run (0 = never prune)
 PRUNE_AFTER_EVALS = 3  # @param {type:"integer"}
-# @markdown `PRUNE_MARGIN`: "clearly behind": validation loss this fraction above the best run's at the same step (0.1 =
-# @markdown 10%)
-PRUNE_MARGIN = 0.1  # @param {type:"number"}
+# @markdown `WORKERS`: runs trained at once, each in its own process (one per GPU when there are several)
+WORKERS = 1  # @param {type:"integer"}
 
 # %% [markdown]
 # ## Configuration
 # Every parameter above can also be set from the environment (`GRID='{"lora_r": [8, 16]}'`), and
-# `SMOKE=1` shrinks the sweep to a 2x2 grid of 3-step runs of the embedded model on a CPU.
+# `SMOKE=1` shrinks the sweep to a 2x2 grid of 3-step runs of the embedded model on a CPU, two at a time.
 
 # %%
-from helpers.sweep import SweepConfig, default_dataset, load_best_config, run_sweep
+from helpers.sweep import SweepConfig, default_dataset, run_sweep, table_html
 cfg = SweepConfig.from_params(globals())
 cfg = cfg.replace(output_dir=str(ws.out(cfg.name)), plots_dir=str(ws.plots_dir),
                   checkpoint_dir=str(ws.local_dir / cfg.name) if ws.drive else "")
@@ -82,7 +86,12 @@ print(cfg.describe())
 
 # %% [markdown]
 # ## Run the sweep
-# Interrupted? Run the notebook again: finished runs are skipped, an interrupted run resumes.
+# One line per run as it finishes, and one live progress line; each run's whole training log is in
+# its folder (`runs/<name>/train.log`). Interrupted? Run the notebook again: finished runs are
+# kept, an interrupted run resumes. More at once: `WORKERS` runs train side by side (one per GPU
+# when there are several). A second runtime (another Colab, a Kaggle notebook) with the same sweep
+# folder on Drive can join in: after this cell started, run there
+# `python -m helpers.sweep.worker <the folder printed below>`.
 
 # %%
 sweep = run_sweep(cfg)
@@ -92,13 +101,14 @@ sweep = run_sweep(cfg)
 # Best first: finished runs by final validation loss, then pruned and failed ones with the reason.
 
 # %%
-from IPython.display import Image, Markdown, display
-display(sweep.table)
+from IPython.display import HTML, Image, Markdown, display
+display(HTML(table_html(sweep.table)))
 
 # %% [markdown]
 # ## Loss curves side by side
 # One figure per hyperparameter: runs that differ only in it share a panel (thin lines: train loss
-# per step; dots: validation loss).
+# per step; dots: validation loss). Each trial keeps its colour in every figure. A random or TPE
+# search adds Optuna's optimisation history and hyperparameter importances.
 
 # %%
 for plot in sweep.plots:
@@ -114,6 +124,5 @@ for plot in sweep.plots:
 
 # %%
 if sweep.best_path:
-    display(Markdown(f"Best run **{sweep.best['run']}**, validation loss {sweep.best['eval_loss']:.3f}: "
-                     f"`{sweep.best['overrides']}` (in `{sweep.best_path}`)"))
-    print(load_best_config(sweep.best_path))
+    display(Markdown(f"Best run: trial {sweep.best['trial']} (`{sweep.best['run']}`), validation loss "
+                     f"{sweep.best['eval_loss']:.3f}, with `{sweep.best['overrides']}`, in `{sweep.best_path}`"))

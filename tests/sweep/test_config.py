@@ -9,8 +9,7 @@ import pytest
 from helpers.core.config import ConfigError
 from helpers.core.jsonl import DataError, read_jsonl, write_jsonl
 from helpers.sweep import SweepConfig, load_best_config, run_sweep
-from helpers.sweep.config import coerce_value, expand_runs
-from helpers.sweep.curves import run_name
+from helpers.sweep.config import coerce_value, expand_runs, search_space
 from tiny_sweep import CHITCHAT, tiny
 
 
@@ -56,14 +55,30 @@ def test_bad_sweeps_fail_before_any_training_with_clear_messages(tmp_path):
         SweepConfig.from_params({}, environ={"GRID": "[1, 2"})
 
 
-def test_random_search_is_reproducible_within_ranges(tmp_path):
-    grid = {"learning_rate": {"log_uniform": [1e-5, 1e-3]}, "lora_r": [4, 8, 16], "lora_dropout": {"uniform": [0, 0.1]}}
-    a = expand_runs(tiny(tmp_path, search="random", num_samples=5, search_seed=3, grid=grid))
-    b = expand_runs(tiny(tmp_path, search="random", num_samples=5, search_seed=3, grid=grid))
-    assert a == b and len(a) == 5 and len({run_name(c) for c in a}) == 5
-    assert all(1e-5 <= c["learning_rate"] <= 1e-3 and c["lora_r"] in (4, 8, 16) and 0 <= c["lora_dropout"] <= 0.1
-               and isinstance(c["lora_r"], int) for c in a)
-    assert expand_runs(tiny(tmp_path, search="random", num_samples=5, search_seed=4, grid=grid)) != a
+def test_random_and_tpe_searches_become_optuna_distributions_and_plan_no_runs(tmp_path):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    grid = {"learning_rate": {"log_uniform": [1e-5, 1e-3]}, "lora_r": [4, 8, 16], "lora_dropout": {"uniform": [0, 0.1]},
+            "lora_alpha": {"int_uniform": [8, 32]}, "lr_scheduler": {"choice": ["cosine", "linear"]}}
+    for search in ("random", "tpe"):
+        cfg = tiny(tmp_path, search=search, num_samples=5, grid=grid)
+        assert expand_runs(cfg) == []  # the sampler draws them
+        space = search_space(cfg)
+        assert space["learning_rate"] == FloatDistribution(1e-5, 1e-3, log=True)
+        assert space["lora_dropout"] == FloatDistribution(0.0, 0.1)
+        assert space["lora_alpha"] == IntDistribution(8, 32)
+        assert space["lora_r"] == CategoricalDistribution([4, 8, 16])
+        assert space["lr_scheduler"] == CategoricalDistribution(["cosine", "linear"])
+    with pytest.raises(ConfigError, match="cannot read it as float"):
+        expand_runs(tiny(tmp_path, search="tpe", grid={"learning_rate": ["fast", 1e-4]}))
+    # explicit runs: each field's choices are its values across the runs (a list value travels as JSON)
+    runs = [{"lora_r": 4, "target_modules": ["q_proj", "v_proj"]}, {"lora_r": 8}]
+    space = search_space(tiny(tmp_path, runs=runs))
+    assert space == {"lora_r": CategoricalDistribution([4, 8]),
+                     "target_modules": CategoricalDistribution(['["q_proj", "v_proj"]'])}
+    with pytest.raises(ConfigError, match="PRUNER='asha'"):
+        tiny(tmp_path, pruner="asha")
+    with pytest.raises(ConfigError, match="WORKERS=0"):
+        tiny(tmp_path, workers=0)
 
 
 def test_grid_base_and_best_config_values_go_through_the_one_conversion(tmp_path):

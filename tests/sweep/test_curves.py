@@ -5,7 +5,7 @@ import math
 import pytest
 
 from helpers.core.jsonl import read_jsonl, write_jsonl
-from helpers.sweep.curves import eval_curve, per_epoch, reference_at, run_label, run_name
+from helpers.sweep.curves import eval_curve, per_epoch, run_label, run_name
 from helpers.train import TrainConfig, train
 from tiny_sweep import CHITCHAT, MODEL
 
@@ -31,13 +31,11 @@ def history(tmp_path_factory):
         torch.set_num_threads(n)
 
 
-def test_eval_curve_and_reference_between_real_evaluations(history):
+def test_eval_curve_of_real_evaluations(history):
     curve = eval_curve(history)
     assert {2, 4} <= set(curve) <= {0, 2, 4}  # validated every 2 steps (and before training, when logged)
     assert all(math.isfinite(v) and v > 0 for v in curve.values())
     assert [h["eval_loss"] for h in history if h.get("step") == 4 and "eval_loss" in h][-1] == curve[4]
-    assert reference_at(curve, 3) == pytest.approx((curve[2] + curve[4]) / 2)
-    assert reference_at(curve, 2) == curve[2] and reference_at(curve, 5) is None and reference_at({}, 2) is None
 
 
 def test_per_epoch_averages_of_a_real_two_epoch_run(history):
@@ -51,9 +49,7 @@ def test_per_epoch_averages_of_a_real_two_epoch_run(history):
     assert got["eval"] == [round(eval_curve(history)[2], 4), round(eval_curve(history)[4], 4)]
 
 
-def test_reference_interpolation_and_per_epoch_averages():
-    assert reference_at({2: 2.0, 4: 1.0}, 3) == pytest.approx(1.5)
-    assert reference_at({2: 2.0, 4: 1.0}, 5) is None
+def test_per_epoch_averages():
     hist = [{"step": 0, "epoch": 0, "eval_loss": 3.0}, {"step": 1, "epoch": 0.5, "loss": 2.0},
             {"step": 2, "epoch": 1.0, "loss": 1.0}, {"step": 2, "epoch": 1.0, "eval_loss": 1.5},
             {"step": 3, "epoch": 1.5, "loss": 0.8}]

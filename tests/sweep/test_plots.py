@@ -1,4 +1,5 @@
-"""The sweep's plots: loss curves overlaid, one figure per varied hyperparameter."""
+"""The sweep's plots: loss curves overlaid, one figure per varied hyperparameter, one colour per trial
+across every figure, and Optuna's history and importance plots from a real study."""
 
 
 def _sweep_rows(tmp_path, grid=True):
@@ -21,9 +22,9 @@ def _sweep_rows(tmp_path, grid=True):
         else:
             (run / "log_history.json").write_text(json.dumps(hist))
         params = {"learning_rate": lr, "lora_r": r} if grid else {"learning_rate": lr, "lora_r": r, "use_x": i == 1}
-        rows.append({"name": f"run{i}", "run_dir": str(run), "status": "pruned" if pruned else "done",
+        rows.append({"trial": i, "name": f"run{i}", "run_dir": str(run), "status": "pruned" if pruned else "done",
                      "params": params, "eval_loss": hist[-1].get("eval_loss", 2.5)})
-    rows.append({"name": "failed", "run_dir": str(tmp_path / "gone"), "status": "failed",
+    rows.append({"trial": 9, "name": "failed", "run_dir": str(tmp_path / "gone"), "status": "failed",
                  "params": {"learning_rate": 1.0}})
     return rows
 
@@ -47,7 +48,7 @@ def test_plot_sweep_grid_and_random_search(tmp_path):
                                       "r_use_x.png", "r_epochs.png"]
     for p in grid + rand:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000, p
-    assert plot_sweep([{"name": "x", "status": "failed", "params": {}}], tmp_path / "none", "n") == []
+    assert plot_sweep([{"trial": 0, "name": "x", "status": "failed", "params": {}}], tmp_path / "none", "n") == []
     assert not (tmp_path / "none").exists()
 
 
@@ -56,3 +57,45 @@ def test_value_key_sorts_numbers_as_numbers_then_the_rest_by_their_json():
     from helpers.sweep.plots import value_key
     vals = [json.dumps(v) for v in (1e-3, 2e-4, 5e-5, "cosine", True)]
     assert [json.loads(v) for v in sorted(vals, key=value_key)] == [5e-5, 2e-4, 1e-3, "cosine", True]
+
+
+def test_one_colour_per_trial_in_trial_order_and_the_same_in_every_figure(tmp_path):
+    import matplotlib.pyplot as plt
+    from helpers.sweep import plots
+    rows = _sweep_rows(tmp_path)
+    colors = plots.trial_colors(rows)
+    assert list(colors) == [0, 1, 2, 3, 9] and len(set(colors.values())) == 5
+    assert plots.trial_colors(list(reversed(rows))) == colors  # by trial, not by order of arrival
+    drawn = {}
+    real_save = plots.save
+
+    def keep_colours(fig, path):  # read back each line's colour and label before the figure is written
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                drawn.setdefault(line.get_label().split(":")[0], set()).add(tuple(line.get_color()))
+        return real_save(fig, path)
+
+    plots.save = keep_colours
+    try:
+        plots.plot_sweep(rows, tmp_path / "plots", "g")
+    finally:
+        plots.save = real_save
+    for t in range(4):
+        assert drawn[f"trial {t}"] == {tuple(colors[t])}, t  # one colour per trial across every figure
+    pruned = [ln for ln in drawn if ln.startswith("trial 3")]
+    assert pruned  # the pruned run is drawn, not only listed in a legend
+    plt.close("all")
+
+
+def test_optuna_history_and_importance_plots_from_a_real_study(tmp_path):
+    import optuna
+    from helpers.sweep.plots import plot_optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("learning_rate", 1e-5, 1e-3, log=True) * 1e3 - 0.3) ** 2
+                   + t.suggest_int("lora_r", 4, 32) * 1e-3, n_trials=12)
+    paths = plot_optuna(study, tmp_path, "s")
+    assert [p.name for p in paths] == ["s_history.png", "s_importance.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    assert plot_optuna(optuna.create_study(), tmp_path / "empty", "e") == []

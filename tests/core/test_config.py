@@ -117,7 +117,7 @@ def test_configs_built_from_one_cell_accept_each_others_names():
     both = {"RUN_NAME": "other", "PRESET": "storymaker", "GGUF_TYPE": "q8_0", "MERGE": True}
     assert ChatConfig.from_params(both, environ={}).run_name == "other"
     assert ExportConfig.from_params(both, environ={}).gguf_type == "q8_0"
-    with pytest.raises(ConfigError, match="'GGUF_TYPE', which is not a EvalConfig field"):
+    with pytest.raises(ConfigError, match="'GGUF_TYPE', which is not a EvalConfig or JudgeConfig field"):
         EvalConfig.from_params({"GGUF_TYPE": "f16"}, environ={})
     with pytest.raises(ConfigError, match="'GGUF_TYP', which is not a ChatConfig or ExportConfig field; "
                                           "did you mean 'GGUF_TYPE'"):

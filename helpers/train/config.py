@@ -92,10 +92,9 @@ class TrainConfig(StepConfig, notebooks=("03", "04")):
 
     @classmethod
     def notebook_defaults(cls) -> dict[str, dict[str, Any]]:
-        # 03 pretrains: a larger rank, the embeddings trained, a smaller learning rate (seed 000's recipe)
-        # and a fifth of the blocks general conversations (replay, against forgetting; bench/quality.py --replay)
-        return {"03": dict(run_name=PRETRAIN_RUN, lora_r=64, lora_alpha=32, train_embeddings=True, learning_rate=5e-5,
-                           replay_share=0.2),
+        # 03 pretrains: a larger rank, the embeddings trained, a small learning rate (the lever against
+        # forgetting, bench/QUALITY.md 3b); no replay by default: the bundled conversations taught their style
+        return {"03": dict(run_name=PRETRAIN_RUN, lora_r=64, lora_alpha=32, train_embeddings=True, learning_rate=5e-5),
                 "04": dict(run_name=SFT_RUN, early_stopping_patience=3)}
 
     @classmethod
@@ -103,8 +102,8 @@ class TrainConfig(StepConfig, notebooks=("03", "04")):
         # 03's form says why its rank is larger than the default (its notebook_defaults() above)
         return {"03": dict(lora_r="LoRA rank: larger than for instruction tuning (notebook 04), as there is more "
                                   "to learn",
-                           replay_share="share of the packed blocks that are general conversations, so the model keeps "
-                                        "its chat skills (0 = off)")}
+                           replay_share="share of the packed blocks that are general data (0 = off); best with your "
+                                        "own general rows in the style to keep (REPLAY_PATH)")}
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
@@ -170,6 +169,7 @@ class FinetuneChoices(StepConfig, notebooks=("04",)):
                                   # sweep/best_config.json)
 
 
+_FORGETTING_DOSE = 1e-3  # learning rate x epochs of raw text from which general answers drifted (QUALITY.md 3b)
 # what the packing rule was measured at (bench/QUALITY.md): examples per row, and the rate's factor
 _PACKED_K_MEASURED = 16.0
 _PACKED_LR_MEASURED = 2.2
@@ -218,6 +218,17 @@ def packed_step(cfg: TrainConfig, examples: int, rows: int, world: int = 1) -> P
         why += (f". Measured up to {_PACKED_K_MEASURED:g} examples per row and x{_PACKED_LR_MEASURED:g} "
                 "(bench/QUALITY.md): watch the first losses, and if they jump, lower LEARNING_RATE or run notebook 07")
     return PackedStep(micro, accum, lr, why)
+
+
+def forgetting_warning(cfg: TrainConfig) -> str:
+    """A warning for a pretraining run whose rate x epochs reached the zone where the model measurably
+    drifted from its own general answers (bench/QUALITY.md 3b), else "". Runs cut by MAX_STEPS are not
+    judged: their epochs are not known before the data is."""
+    if cfg.mode != "pretrain" or cfg.max_steps > 0 or cfg.learning_rate * cfg.num_train_epochs < _FORGETTING_DOSE:
+        return ""
+    return (f"WARNING: LEARNING_RATE {cfg.learning_rate:g} for {cfg.num_train_epochs:g} epochs of raw text is where "
+            "the model drifted from its own general answers in bench/QUALITY.md 3b (their perplexity +24% to +61%); "
+            "a smaller rate kept most of the domain gain. Check notebook 05's general-ability section after")
 
 
 def packs_documents(cfg: TrainConfig) -> bool:

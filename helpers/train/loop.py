@@ -42,7 +42,7 @@ from helpers.common.models import check_quantization, default_model_name, load_m
 from helpers.common.plots import plot_losses
 from helpers.common.run import RunDir
 from helpers.core.config import ConfigError
-from helpers.train.config import TrainConfig, TrainResult
+from helpers.train.config import TrainConfig, TrainResult, forgetting_warning
 from helpers.train.data import RunRows, TrainData, encode_data, read_data
 from helpers.train.memory import peak_memory_gib
 from helpers.train.model import PreparedModel, prepare_model
@@ -148,6 +148,8 @@ def _plan(cfg: TrainConfig, log) -> RunPlan:
     if not cfg.model_name:
         cfg = cfg.replace(model_name=default_model_name())
     resolve_model_path(cfg.model_name)  # unknown names fail here, before any data work
+    if forgetting_warning(cfg):
+        log(forgetting_warning(cfg))
     quant = check_quantization(cfg.quantization)
     if cfg.finetune == "full" and quant in ("4bit", "8bit"):
         quant = "16bit" if torch.cuda.is_available() else "none"

@@ -2,20 +2,16 @@
 # # 03 · Domain pretraining on raw text (optional)
 #
 # Before instruction tuning, let the model read your domain: arXiv abstracts from notebook 01,
-# the cleaned PDF text from notebook 02, or any folder of text, Markdown or PDF files. The text is
-# packed into fixed-length blocks with EOS between documents, and a LoRA adapter learns it, with
-# `lm_head` and `embed_tokens` trained too at a 10× smaller learning rate (the recipe of seed 000,
-# which adapted Llama 3.1 8B to astronomy abstracts). Held-out documents give the perplexity
-# before and after. Notebook 04 can start from this adapter (`INIT_ADAPTER`). A block is one stream
-# of text by default, as pretraining usually is (a document may read the one before it);
-# `SEPARATE_DOCUMENTS = True` keeps the documents of a block apart instead: each attends only to
-# itself, with its own positions, as notebook 04's packed examples do.
+# the cleaned PDF text from notebook 02, or any folder of text, Markdown or PDF files. A LoRA
+# adapter learns the text packed into blocks, with `embed_tokens` and `lm_head` trained at a 10×
+# smaller rate; held-out documents give the perplexity before and after, and notebook 04 can
+# start from this adapter (`INIT_ADAPTER`).
 #
-# Reading only your domain, a chat model forgets how to chat (seed 004: after one epoch on a
-# small corpus its answers had wrong syntax, repeated words and missing spaces). So a share of
-# the blocks is general conversations (*replay*, `REPLAY_SHARE`, a fifth by default; 0 = off): the
-# bundled conversations, or your own JSONL (`REPLAY_PATH`), rendered with the model's chat
-# template and packed into blocks of their own, never mixed with a domain document in one block.
+# Reading only your domain, a chat model drifts from how it answered before. The rate is what
+# holds it: at the default `LEARNING_RATE` nothing measurable was lost, while 1e-3 for one epoch
+# moved it clearly, and the log warns in that zone. Replay (`REPLAY_SHARE`: a share of general
+# data, off by default) is best with your own general rows (`REPLAY_PATH`): the bundled
+# conversations teach their short chit-chat style. Figures: `bench/QUALITY.md` sections 3 and 3b.
 #
 # [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/03_pretrain.ipynb)
 
@@ -59,9 +55,9 @@ MAX_SEQ_LEN = 1024  # @param {type:"integer"}
 SEPARATE_DOCUMENTS = False  # @param {type:"boolean"}
 # @markdown `EVAL_FRACTION`: share of training rows (pretrain: documents) held out for validation when EVAL_PATH is ""
 EVAL_FRACTION = 0.05  # @param {type:"number"}
-# @markdown `REPLAY_SHARE`: share of the packed blocks that are general conversations, so the model keeps its chat
-# @markdown skills (0 = off)
-REPLAY_SHARE = 0.2  # @param {type:"number"}
+# @markdown `REPLAY_SHARE`: share of the packed blocks that are general data (0 = off); best with your own general rows
+# @markdown in the style to keep (REPLAY_PATH)
+REPLAY_SHARE = 0.0  # @param {type:"number"}
 # @markdown `REPLAY_PATH`: general data for REPLAY_SHARE: JSONL of conversations, instruction rows or {"text"} rows
 # @markdown (pretrain); "" = bundled chats
 REPLAY_PATH = ""  # @param {type:"string"}

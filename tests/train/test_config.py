@@ -8,7 +8,7 @@ import pytest
 from helpers.core.config import ConfigError, registered_configs, siblings
 from helpers.core.files import PRETRAIN_RUN, SFT_RUN, SweepFiles
 from helpers.train import FinetuneChoices, PretrainSources, TrainConfig, load_best_config
-from helpers.train.config import packed_step, packs_documents
+from helpers.train.config import forgetting_warning, packed_step, packs_documents
 
 
 def test_notebook_switches_are_configs_of_their_notebook_not_training_settings():
@@ -92,3 +92,17 @@ def test_load_best_config_converts_each_override_and_names_what_is_wrong(tmp_pat
     best.write_text(json.dumps({"run": "x"}))
     with pytest.raises(ConfigError, match="has no 'overrides' object"):
         load_best_config(best)
+
+
+def test_forgetting_warning_fires_where_general_answers_drifted_and_not_at_the_defaults():
+    """Notebook 03's defaults (5e-5, one epoch, no replay) stay quiet; 1e-3 for one epoch of raw
+    text, where bench/QUALITY.md 3b measured the drift, warns and names the section; instruction
+    tuning and step-capped runs are not judged (not what was measured)."""
+    d03 = TrainConfig.notebook_defaults()["03"]
+    assert d03["learning_rate"] == 5e-5 and d03.get("replay_share", 0.0) == 0.0
+    assert forgetting_warning(TrainConfig(mode="pretrain", **{k: v for k, v in d03.items() if k != "run_name"})) == ""
+    loud = forgetting_warning(TrainConfig(mode="pretrain", learning_rate=1e-3, num_train_epochs=1.0))
+    assert loud.startswith("WARNING") and "QUALITY.md 3b" in loud and "1e-03" not in loud and "0.001" in loud
+    assert forgetting_warning(TrainConfig(mode="pretrain", learning_rate=2e-4, num_train_epochs=6.0))
+    assert forgetting_warning(TrainConfig(mode="sft", learning_rate=1e-3, num_train_epochs=3.0)) == ""
+    assert forgetting_warning(TrainConfig(mode="pretrain", learning_rate=1e-3, max_steps=6)) == ""

@@ -4,6 +4,7 @@ under fp16."""
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from dataclasses import dataclass
 
@@ -40,6 +41,9 @@ def apply_fast_kernels(model, kernels: str = "auto", log=print) -> str:
         if kernels == "liger":
             raise ConfigError(f"KERNELS='liger' cannot run here: {choice.describe()}.")
         return "none"
+    # Liger tries every vendor's backend (Ascend, ...) and logs a warning for each that does not import on
+    # this machine: noise for the user, whose CUDA kernels load fine
+    logging.getLogger("liger_kernel.backends.registry").setLevel(logging.ERROR)
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
     modeling = sys.modules.get(type(getattr(model, "base_model", model)).__module__)
     before = dict(vars(modeling)) if modeling else {}

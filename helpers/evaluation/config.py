@@ -52,7 +52,7 @@ class EvalConfig(StepConfig, notebooks=("05",)):
     forgetting_tolerance: float = 0.02  # relative rise of general perplexity still counted as "held" (0.02 = 2%)
     retrieval_k: int = 3  # retrieval baseline: chunks of your documents (BM25) put before each question (0 = no
                           # baseline)
-    chunks_path: str = ""  # the chunks retrieval searches; "" = chunks.jsonl beside the held-out set (notebook 02)
+    chunks_path: str = ""  # the chunks retrieval searches; "" = beside the held-out set, else notebook 02's
     leakage_threshold: float = 0.5  # a held-out row whose word 8-grams are at least this share in the training text
                                     # counts as leaked
     drop_leaked: bool = False  # leave leaked held-out rows out of the scores (False = only report them)
@@ -95,6 +95,17 @@ def default_test_path(adapter_dir: str | os.PathLike, ws=None) -> Path:
         return DatasetFiles.beside(default_dataset(ws)).test
     raise EvalError(f"No TEST_PATH given and no run manifest beside {adapter_dir} says which dataset it was "
                     "trained on.")
+
+
+def default_chunks_path(test_path: str | os.PathLike, ws=None) -> Path:
+    """The chunks retrieval searches: chunks.jsonl beside the held-out set (notebook 02 wrote both), else
+    the workspace's (notebook 02's chunks of your documents, for held-out rows from elsewhere: an import,
+    the bundled conversations), else the first (named in the section that says it was not measured)."""
+    beside = Path(DatasetFiles.beside(test_path).chunks)
+    if beside.is_file() or ws is None:
+        return beside
+    own = Path(ws.dataset.chunks)
+    return own if own.is_file() else beside
 
 
 @dataclass

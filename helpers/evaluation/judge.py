@@ -111,22 +111,42 @@ def _passages(test_path: str) -> dict[str, str]:
     return {c["chunk_id"]: c["text"] for c in read_jsonl(chunks)} if Path(chunks).is_file() else {}
 
 
+def _context(a: dict, passages: dict[str, str]) -> dict:
+    return {"question": a.get("question") or a["prompt"][-2000:], "reference": a["reference"],
+            "passage": passages.get(a.get("chunk_id") or "", NO_PASSAGE)}
+
+
+def _grade_asks(judge: Judge, answers: list[dict], passages: dict[str, str], prompt: str, way: str = "closed"):
+    """Two grading asks per prompt (base, tuned); ``way`` "retrieval" grades the answers given with passages."""
+    asks, how = [], " with passages" if way == "retrieval" else ""
+    for a in answers:
+        for w in ("base", "tuned"):
+            msgs = _messages(fill(prompt, {**_context(a, passages), "answer": a[w] or "(empty)"}))
+            meta = {"kind": "grade", "index": a["index"], "which": w, **({"way": way} if way != "closed" else {})}
+            asks.append(make_ask(judge.grader, msgs, meta, f"grade of the {w} answer{how} to prompt {a['index'] + 1}"))
+    return asks
+
+
 def _asks(judge: Judge, answers: list[dict], passages: dict[str, str], prompts: tuple[str, str]):
     """The grading asks (two per prompt: base, tuned) and the pairwise ones (two orders per prompt)."""
-    grades, pairs = [], []
+    grades, pairs = _grade_asks(judge, answers, passages, prompts[0]), []
     for a in answers:
-        ctx = {"question": a.get("question") or a["prompt"][-2000:], "reference": a["reference"],
-               "passage": passages.get(a.get("chunk_id") or "", NO_PASSAGE)}
-        for w in ("base", "tuned"):
-            msgs = _messages(fill(prompts[0], {**ctx, "answer": a[w] or "(empty)"}))
-            grades.append(make_ask(judge.grader, msgs, {"kind": "grade", "index": a["index"], "which": w},
-                                   f"grade of the {w} answer to prompt {a['index'] + 1}"))
         for first, second in (("base", "tuned"), ("tuned", "base")):
-            msgs = _messages(fill(prompts[1], {**ctx, "answer_a": a[first] or "(empty)",
+            msgs = _messages(fill(prompts[1], {**_context(a, passages), "answer_a": a[first] or "(empty)",
                                                "answer_b": a[second] or "(empty)"}))
             pairs.append(make_ask(judge.comparer, msgs, {"kind": "pair", "index": a["index"], "first": first},
                                   f"{first} vs {second} on prompt {a['index'] + 1}"))
     return grades, pairs
+
+
+def _way_figures(closed: list, rag: list, n_boot: int, seed: int) -> dict:
+    """The judge's correct share of each of the four ways (notebook 05's retrieval baseline), each over the
+    prompts it graded: the same measure beside the four ROUGE-L figures."""
+    out = {}
+    for way, verdicts, which in (("base", closed, 0), ("tuned", closed, 1), ("base_rag", rag, 0),
+                                 ("tuned_rag", rag, 1)):
+        out[way] = mean_interval([float(v == "correct") for v in verdicts[which::2] if v], n_boot, seed)
+    return out
 
 
 def _messages(user: str) -> list[dict]:
@@ -228,16 +248,24 @@ def judge_answers(jcfg: JudgeConfig, cfg: EvalConfig, report: dict, log=print) -
         prompts = load_judge_prompts(jcfg)
     except TeacherError as exc:
         raise EvalError(str(exc)) from None
-    closed = [a for a in read_jsonl(report["files"]["answers"]) if a.get("way", "closed") == "closed"]
-    answers = closed[: jcfg.judge_max_examples or None]  # the closed-book answers (retrieval's rows aside)
+    rows = read_jsonl(report["files"]["answers"])
+    answers = [a for a in rows if a.get("way", "closed") == "closed"][: jcfg.judge_max_examples or None]
+    judged = {a["index"] for a in answers}  # the answers with passages are graded for the same prompts
+    rag = [a for a in rows if a.get("way") == "retrieval" and a["index"] in judged]
     store = TeacherStore(Path(report["files"]["answers"]).parent / "judgements.jsonl")
-    grades, pairs = _asks(judge, answers, _passages(report["test_path"]), prompts)
-    run = _run(judge, jcfg, grades, pairs, store, log)
+    passages = _passages(report["test_path"])
+    grades, pairs = _asks(judge, answers, passages, prompts)
+    rag_grades = _grade_asks(judge, rag, passages, prompts[0], "retrieval")
+    run = _run(judge, jcfg, grades + rag_grades, pairs, store, log)
     unreadable = collections.Counter()
+    verdicts = _read(store, grades, parse_verdict, unreadable)
     section = {"judge": judge.how, "model": judge.name, "n": len(answers), "file": str(store.path),
-               **_grade_figures(answers, _read(store, grades, parse_verdict, unreadable), cfg.bootstrap, cfg.seed),
-               **_pair_figures(answers, _read(store, pairs, parse_winner, unreadable), cfg.bootstrap, cfg.seed),
-               "unreadable": dict(unreadable), **run, "failed": len(run["failed"])}
+               **_grade_figures(answers, verdicts, cfg.bootstrap, cfg.seed),
+               **_pair_figures(answers, _read(store, pairs, parse_winner, unreadable), cfg.bootstrap, cfg.seed)}
+    if rag:
+        section["ways"] = _way_figures(verdicts, _read(store, rag_grades, parse_verdict, unreadable), cfg.bootstrap,
+                                       cfg.seed)
+    section.update({"unreadable": dict(unreadable), **run, "failed": len(run["failed"])})
     report["judge"] = section
     log(f"Judge: {len(answers)} prompts, {run['asked']} asked now, {sum(unreadable.values())} unreadable "
         f"verdict(s), {section['failed']} failed; judgements in {store.path}")

@@ -128,6 +128,13 @@ def judge_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _judged(share: dict | None) -> str:
+    """A correct share of the judge's, with its interval and the prompts it rests on."""
+    if not share or share.get("value") is None:
+        return "—"
+    return f"{_cell(share, 'perplexity')} (n={share['n']})"  # two decimals, as the judge's section
+
+
 def retrieval_markdown(report: dict) -> str:
     """The retrieval baseline in Markdown: the verdict line, the four ways with intervals, the
     pairwise differences, retrieval's hit rate and how the passages were put in the prompt."""
@@ -136,12 +143,14 @@ def retrieval_markdown(report: dict) -> str:
         return "Retrieval baseline: not run."
     if "skipped" in r:
         return f"Retrieval baseline: {r['skipped'].rstrip('.')}."
-    v = r["verdict"]
-    lines = [f"**{v['line']}**", "", "| way | ROUGE-L F1 ↑ [95% CI] | − base, closed book |", "|---|---|---|"]
+    v, judged = r["verdict"], (report.get("judge") or {}).get("ways")
+    lines = [f"**{v['line']}**", "", "| way | ROUGE-L F1 ↑ [95% CI] | − base, closed book |"
+             + (" judged correct ↑ [95% CI] |" if judged else ""), "|---|---|---|" + ("---|" if judged else "")]
     for way, w in r["ways"].items():
         diff = v["diffs"].get(f"{way}-base")
         lines.append(f"| {w['label']} | {_cell(w['rougeL'], 'rougeL')} | "
-                     f"{_cell(diff, 'rougeL', signed=True) if diff else '—'} |")
+                     f"{_cell(diff, 'rougeL', signed=True) if diff else '—'} |"
+                     + (f" {_judged(judged.get(way))} |" if judged else ""))
     names = {"tuned-base": "tuned − base (closed book)", "base_rag-base": "retrieval − base (base model)",
              "tuned_rag-base": "tuned + passages − base (closed book)",
              "base_rag-tuned": "base + passages − tuned", "tuned_rag-tuned": "tuned + passages − tuned",

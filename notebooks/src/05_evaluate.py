@@ -69,7 +69,7 @@ FORGETTING_TOLERANCE = 0.02  # @param {type:"number"}
 # @markdown `RETRIEVAL_K`: retrieval baseline: chunks of your documents (BM25) put before each question (0 = no
 # @markdown baseline)
 RETRIEVAL_K = 3  # @param {type:"integer"}
-# @markdown `CHUNKS_PATH`: the chunks retrieval searches; "" = chunks.jsonl beside the held-out set (notebook 02)
+# @markdown `CHUNKS_PATH`: the chunks retrieval searches; "" = beside the held-out set, else notebook 02's
 CHUNKS_PATH = ""  # @param {type:"string"}
 # @markdown `LEAKAGE_THRESHOLD`: a held-out row whose word 8-grams are at least this share in the training text counts
 # @markdown as leaked
@@ -111,8 +111,9 @@ JUDGE_PRICE_OUTPUT_PER_M = 0.0  # @param {type:"number"}
 # few prompts with short answers on a CPU.
 
 # %%
-from helpers.evaluation import (EvalConfig, EvalError, RunDir, check_adapter, default_test_path, evaluate_adapter,
-                                general_markdown, leakage_line, metrics_table, retrieval_markdown, side_by_side)
+from helpers.evaluation import (EvalConfig, EvalError, RunDir, check_adapter, default_chunks_path, default_test_path,
+                                evaluate_adapter, general_markdown, leakage_line, metrics_table, retrieval_markdown,
+                                side_by_side)
 cfg = EvalConfig.from_params(globals())
 run = ws.run(cfg.run_name)  # notebook 04's run: its adapter, and the report beside it
 if not cfg.adapter_dir:
@@ -122,6 +123,8 @@ print(RunDir.of(cfg.adapter_dir).describe())
 cfg = cfg.replace(output_dir=str(run.eval_dir))
 if not cfg.test_path:
     cfg = cfg.replace(test_path=str(default_test_path(cfg.adapter_dir, ws)))
+if not cfg.chunks_path:  # notebook 02's chunks, beside the held-out set or in the workspace
+    cfg = cfg.replace(chunks_path=str(default_chunks_path(cfg.test_path, ws)))
 print(cfg.describe())
 
 # %% [markdown]
@@ -179,8 +182,9 @@ display(Markdown(general_markdown(report)))
 # Each held-out question again, with the top `RETRIEVAL_K` chunks of your documents (BM25 over
 # notebook 02's `chunks.jsonl`) put before it in the prompt, cut to the context with a visible
 # mark: the base and the tuned model, closed book and with the passages, all scored with ROUGE-L
-# and compared on the same questions with paired 95% intervals. The verdict line says which to
-# use; the hit rate is how often a question's own source chunk was among the passages. Every
+# (and by the judge, where one ran) and compared on the same questions with paired 95% intervals.
+# The verdict line says which to use; the hit rate is how often a question's own source chunk was
+# among the passages (held-out rows from elsewhere name none). Every
 # answer is kept (`answer_cache.jsonl`), so a rerun generates only what is new; `answers.jsonl`
 # holds all four (`way`: "closed" or "retrieval").
 

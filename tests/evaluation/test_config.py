@@ -11,7 +11,7 @@ from helpers.core.config import ConfigError
 from helpers.common.workspace import workspace
 from helpers.core.files import SFT_RUN
 from helpers.dataset import default_dataset
-from helpers.evaluation.config import EvalConfig, default_test_path, resolve_inputs
+from helpers.evaluation.config import EvalConfig, default_chunks_path, default_test_path, resolve_inputs
 from helpers.evaluation.metrics import EvalError
 from helpers.evaluation.report import evaluate_adapter
 
@@ -61,6 +61,25 @@ def test_the_defaults_come_from_the_training_run(adapter, tmp_path):
                           tmp_path / "p")
     assert (mine.test_path, mine.out_dir, mine.plots_dir) == (tmp_path / "t.jsonl", tmp_path / "o", tmp_path / "p")
     assert (mine.template, mine.system) == ("chatml", "Be brief.")
+
+
+def test_retrieval_searches_the_chunks_beside_the_held_out_set_else_notebook_02s(tmp_path, workdir):
+    """Held-out rows from notebook 02 search the chunks beside them; rows from elsewhere (the bundled
+    conversations, an import) search notebook 02's chunks of the workspace when it wrote some, and
+    without any the path beside the rows is kept, so the section names what is missing."""
+    from paper_chunks import write_chunks
+    rows = [{"chunk_id": "p0", "source": "paper.pdf", "index": 0, "text": "The Bethe lattice of connectivity 3."}]
+    ws = workspace(use_drive=False)
+    elsewhere = tmp_path / "import" / "test.jsonl"
+    elsewhere.parent.mkdir()
+    shutil.copy(chitchat("test"), elsewhere)
+    assert default_chunks_path(elsewhere, ws) == elsewhere.parent / "chunks.jsonl"  # no chunks anywhere yet
+    ws.dataset.chunks.parent.mkdir(parents=True, exist_ok=True)
+    write_chunks(ws.dataset.chunks, rows)  # notebook 02's chunks
+    assert default_chunks_path(elsewhere, ws) == ws.dataset.chunks
+    write_chunks(elsewhere.parent / "chunks.jsonl", rows)
+    assert default_chunks_path(elsewhere, ws) == elsewhere.parent / "chunks.jsonl"
+    assert default_chunks_path(tmp_path / "x" / "test.jsonl") == tmp_path / "x" / "chunks.jsonl"
 
 
 def test_without_a_manifest_the_test_path_is_beside_the_default_dataset(tmp_path, workdir):

@@ -13,7 +13,7 @@ from helpers.evaluation.config import EvalConfig
 from helpers.evaluation.judge import (GRADE_ANSWER_PROMPT, judge_answers, load_judge_prompts, parse_verdict,
                                       parse_winner)
 from helpers.evaluation.judge_config import JudgeConfig
-from helpers.evaluation.markdown import judge_markdown
+from helpers.evaluation.markdown import judge_markdown, retrieval_markdown
 from helpers.evaluation.metrics import EvalError
 from serve_local import TransformersServe
 
@@ -101,6 +101,38 @@ def test_an_honest_judge_grades_compares_and_caches(report, tmp_path, monkeypatc
     assert "swapped in 100% of 4 prompts" in md and "higher ROUGE-L in 100% of 3 prompts" in md
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["judge"]["n_graded"] == 3
     assert len((tmp_path / "eval" / "judgements.jsonl").read_text().splitlines()) == 16
+
+
+def test_the_answers_given_with_passages_are_graded_too_so_the_four_ways_share_the_judge(report, tmp_path,
+                                                                                       monkeypatch):
+    """With retrieval rows in answers.jsonl (notebook 05's four ways), the judge grades both answers given with
+    passages for the judged prompts (not pairwise), and the retrieval table gains a judged-correct column."""
+    monkeypatch.setenv("JUDGE_API_KEY", API_KEY)
+    rep = judged_report(report, tmp_path, rows=3)
+    answers = tmp_path / "eval" / "answers.jsonl"
+    closed = [json.loads(line) for line in answers.read_text().splitlines()]
+    rag = [{**a, "way": "retrieval", "base": f"tuned answer {a['index']} from the passage",
+            "tuned": f"tuned answer {a['index']} with passages"} for a in closed]
+    rag[2]["base"] = "base answer 2 guessed"
+    write_jsonl(answers, closed + rag)
+    rep["retrieval"] = {"k": 2, "index": "BM25 over 3 chunks", "prompts_cut": 0,
+                        "ways": {w: {"label": lab, "rougeL": {"value": 0.2}} for w, lab in
+                                 (("base", "base, closed book"), ("tuned", "tuned, closed book"),
+                                  ("base_rag", "base + retrieved passages"),
+                                  ("tuned_rag", "tuned + retrieved passages"))},
+                        "verdict": {"line": "Both together are best.", "diffs": {}},
+                        "hit_rate": {"skipped": "not measured"}}
+    with FakeOpenAI(reply=honest) as fake:
+        rep = judge_answers(http_judge(fake, judge_max_examples=2), CFG, rep, log=lambda *_: None)
+        assert len(fake.bodies) == 2 * (2 + 2) + 2 * 2  # closed: 2 grades + 2 pairs per prompt; with passages: 2
+        graded = [b["messages"][-1]["content"] for b in fake.bodies]
+        assert sum("with passages" in g or "from the passage" in g for g in graded) == 4
+    ways = rep["judge"]["ways"]
+    assert ways["base"]["value"] == 0 and ways["tuned"]["value"] == 1
+    assert ways["base_rag"] == {"value": 1.0, "n": 2, "ci": [1.0, 1.0]} and ways["tuned_rag"]["value"] == 1
+    md = retrieval_markdown(rep)
+    assert "| way | ROUGE-L F1 ↑ [95% CI] | − base, closed book | judged correct ↑ [95% CI] |" in md
+    assert "| base + retrieved passages | 0.200 | — | 1.00 [1.00, 1.00] (n=2) |" in md
 
 
 def test_a_position_biased_judge_is_caught_by_the_swap(report, tmp_path, monkeypatch):

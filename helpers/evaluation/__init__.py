@@ -7,7 +7,7 @@ from helpers.evaluation.config import EvalConfig, default_test_path
 from helpers.evaluation.judge import GRADE_ANSWER_PROMPT, PAIRWISE_PROMPT, judge_answers, load_judge_prompts
 from helpers.evaluation.judge_config import JudgeConfig, make_judge
 from helpers.evaluation.markdown import (general_markdown, judge_markdown, leakage_line, metrics_table,
-                                         retrieval_markdown, side_by_side)
+                                         report_files, retrieval_markdown, side_by_side)
 from helpers.evaluation.metrics import EvalError
 from helpers.evaluation.report import evaluate_adapter
 from helpers.evaluation.retrieval import ChunkIndex, Passage, RetrievalError, ask_with_passages, passages_block
@@ -15,4 +15,5 @@ from helpers.evaluation.retrieval import ChunkIndex, Passage, RetrievalError, as
 __all__ = ["GRADE_ANSWER_PROMPT", "PAIRWISE_PROMPT", "ChunkIndex", "EvalConfig", "EvalError", "JudgeConfig",
            "Passage", "RetrievalError", "RunDir", "ask_with_passages", "check_adapter", "default_test_path",
            "evaluate_adapter", "general_markdown", "judge_answers", "judge_markdown", "leakage_line",
-           "load_judge_prompts", "make_judge", "metrics_table", "passages_block", "retrieval_markdown", "side_by_side"]
+           "load_judge_prompts", "make_judge", "metrics_table", "passages_block", "report_files", "retrieval_markdown",
+           "side_by_side"]

@@ -2,20 +2,15 @@
 # # 03 · Domain pretraining on raw text (optional)
 #
 # Before instruction tuning, let the model read your domain: arXiv abstracts from notebook 01,
-# the cleaned PDF text from notebook 02, or any folder of text, Markdown or PDF files. The text is
-# packed into fixed-length blocks with EOS between documents, and a LoRA adapter learns it, with
-# `lm_head` and `embed_tokens` trained too at a 10× smaller learning rate (the recipe of seed 000,
-# which adapted Llama 3.1 8B to astronomy abstracts). Held-out documents give the perplexity
-# before and after. Notebook 04 can start from this adapter (`INIT_ADAPTER`). A block is one stream
-# of text by default, as pretraining usually is (a document may read the one before it);
-# `SEPARATE_DOCUMENTS = True` keeps the documents of a block apart instead: each attends only to
-# itself, with its own positions, as notebook 04's packed examples do.
+# the cleaned PDF text from notebook 02, or any folder of text, Markdown or PDF files. A LoRA
+# adapter learns the text (packed into blocks of `MAX_SEQ_LEN` tokens), with `embed_tokens` and
+# `lm_head` trained too at a 10× smaller learning rate; held-out documents give the perplexity
+# before and after. Notebook 04 can start from this adapter (`INIT_ADAPTER = "03"`).
 #
-# Reading only your domain, a chat model forgets how to chat (seed 004: after one epoch on a
-# small corpus its answers had wrong syntax, repeated words and missing spaces). So a share of
-# the blocks is general conversations (*replay*, `REPLAY_SHARE`, a fifth by default; 0 = off): the
-# bundled conversations, or your own JSONL (`REPLAY_PATH`), rendered with the model's chat
-# template and packed into blocks of their own, never mixed with a domain document in one block.
+# A model that reads only your domain forgets how to chat, so by default a fifth of the blocks are
+# general conversations (*replay*: `REPLAY_SHARE`, `REPLAY_PATH`). Why this recipe, and what it
+# measured: sections 2 and 3 of
+# [bench/QUALITY.md](https://github.com/llama-kit/llama-notebook-kit/blob/main/bench/QUALITY.md).
 #
 # [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/03_pretrain.ipynb)
 
@@ -43,7 +38,7 @@ TEXT_SOURCES = ""  # @param {type:"string"}
 # @markdown OUTPUT_DIR's name)
 RUN_NAME = "pretrain"  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
-QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
+QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
 # @markdown `LORA_R`: LoRA rank: larger than for instruction tuning (notebook 04), as there is more to learn
 LORA_R = 64  # @param {type:"integer"}
 # @markdown `LORA_ALPHA`: LoRA scale numerator (scale = LORA_ALPHA / LORA_R)

@@ -34,8 +34,8 @@ def clip(text: str, width: int) -> str:
     text = re.sub(r"\n{3,}", "\n\n", text)
     if len(text) <= width:
         return text
-    cut = text[:width].rstrip()
-    if " " in cut[width // 2:]:
+    cut = text[:width]
+    if not text[width].isspace() and " " in cut[width // 2:]:  # inside a word: back to its start
         cut = cut[: cut.rindex(" ")]
     return cut.rstrip(" ,;:") + CUT
 

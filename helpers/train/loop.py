@@ -345,9 +345,10 @@ def _finish(cfg: TrainConfig, trainer, tok, data: TrainData, plan: RunPlan, fit:
         plan.root.record_shard(fit.shard, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": len(data.train_rows),
                                       "steps": trainer.state.global_step, "adapter": str(adapter_dir)})
     took = f"in {fit.seconds:.0f} s" if fit.output.training_loss or fit.seconds else "(trained before, none now)"
-    log(f"Done: {_plural(metrics['steps'], 'step')} {took}; {_train_loss_words(metrics['train_loss'], history)}"
-        + (f", eval loss {_num(metrics['first_eval_loss'])} -> {_num(metrics['eval_loss'])}" if data.has_eval else "")
-        + f"; adapter in {adapter_dir}")
+    log(f"Done: {_plural(metrics['steps'], 'step')} {took}; adapter in {adapter_dir}")
+    log(f"  {_train_loss_words(metrics['train_loss'], history)}"
+        + (f"; validation loss {_num(metrics['first_eval_loss'], 4)} -> {_num(metrics['eval_loss'], 4)}"
+           if data.has_eval else ""))
     del trainer
     return TrainResult(run.path, adapter_dir, metrics, history, plot, merged, resumed, fit.shard)
 
@@ -359,7 +360,7 @@ def _train_loss_words(mean: float | None, history: list[dict]) -> str:
     last = next((h["loss"] for h in reversed(history) if "loss" in h), None)
     if mean is None or last is None or f"{last:.4f}" == f"{mean:.4f}":
         return f"train loss {_num(mean, 4)}"
-    return f"train loss {_num(mean, 4)} (mean over all steps; {_num(last, 4)} in the last row of the table)"
+    return f"train loss {_num(mean, 4)} (the mean over all steps; {_num(last, 4)} in the table's last row)"
 
 
 def _plural(n, word: str) -> str:

@@ -94,8 +94,10 @@ class KitTrainerMixin:
             emb = "embed_tokens" in n or "lm_head" in n
             wd = self.args.weight_decay if n in decay else 0.0
             lr = self.args.learning_rate * (self.embedding_lr_ratio if emb else 1.0)
-            groups.setdefault((lr, wd), []).append(p)
-        params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+            groups.setdefault((emb, lr, wd), []).append(p)
+        # LoRA's groups first: the Trainer logs the first group's rate, which is LEARNING_RATE's schedule
+        params = [{"params": ps, "lr": lr, "weight_decay": wd} for (emb, lr, wd), ps in sorted(
+            groups.items(), key=lambda kv: kv[0][0])]
         opt_cls, opt_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         opt_kwargs.pop("lr", None)
         self.optimizer = opt_cls(params, lr=self.args.learning_rate, **opt_kwargs)

@@ -131,6 +131,12 @@ result = train(cfg)
 
 # %% [markdown]
 # ## Loss curves
+# A train point is the mean over the steps since the previous point, each measured on its own batch
+# *before* that step's update; a validation point is measured once, *after* its step, on the held-out
+# rows. While the loss falls fast the train curve therefore lags above the validation curve, and a
+# small held-out set (a few rows under `SMOKE`) moves the validation loss by more than training does.
+# Validation rising while train keeps falling is overfitting: early stopping (`EARLY_STOPPING_PATIENCE`)
+# keeps the best checkpoint.
 
 # %%
 from IPython.display import Image, display

@@ -61,7 +61,8 @@ def test_a_real_run_prints_the_table_not_the_trainers_metrics(tmp_path, convs, c
         assert row[1] == f"{losses[step]['loss']:.4f}" and row[3] == f"{losses[step]['learning_rate']:.2e}"
         assert row[2] == (f"{evals[step]:.4f}" if step in evals else "-")
     assert set(evals) == {2, 4}
-    done = next(s for s in said if s.startswith("Done: 4 steps"))
-    mean = r.metrics["train_loss"]
-    assert f"train loss {mean:.4f}" in done  # the mean over all steps, and the last row's figure beside it
-    assert f"(mean over all steps; {losses[4]['loss']:.4f} in the last row of the table)" in done
+    done = said.index(next(s for s in said if s.startswith("Done: 4 steps")))
+    mean, losses_line = r.metrics["train_loss"], said[done + 1]
+    assert f"train loss {mean:.4f}" in losses_line  # the mean over all steps, and the last row's figure beside it
+    assert f"(the mean over all steps; {losses[4]['loss']:.4f} in the table's last row)" in losses_line
+    assert losses_line.endswith(f"validation loss {r.metrics['first_eval_loss']:.4f} -> {r.metrics['eval_loss']:.4f}")

@@ -52,6 +52,7 @@ def heading(number: int, question: str) -> str:
 
 
 def _answer_body(a: Answer, width: int) -> str:
+    """An answer's text cut at ``width``, with "…" also when the model was cut at its token limit."""
     body = clip(a.text, width)
     if not body:
         return "(empty)"

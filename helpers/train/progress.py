@@ -89,11 +89,13 @@ class TrainingTable:
         return f"training: step {step} of {self.max_steps}, {elapsed} so far, about {clock(self.left(step))} left"
 
     def _say(self, line: str) -> None:
+        """Keep the line (for tests) and give it to the run's log."""
         self.rows.append(line)
         self.log(line)
 
 
 def _loss(x) -> str:
+    """A loss for the table: 4 decimals, or "-"."""
     return "-" if x is None else f"{x:.4f}"
 
 
@@ -107,6 +109,7 @@ class LiveLine:
         self.on = in_notebook() and type(sys.stdout).__name__ == "OutStream"
 
     def show(self, text: str, force: bool = False) -> None:
+        """Put ``text`` on the line (at most every ``every`` seconds unless ``force``)."""
         if not self.on or (not force and time.time() - self.last < self.every):
             return
         from IPython.display import display
@@ -117,6 +120,7 @@ class LiveLine:
             self.handle.update({"text/plain": text}, raw=True)
 
     def close(self) -> None:
+        """Empty the line: the run is over, the table and the Done line say the rest."""
         if self.handle is not None:
             self.handle.update({"text/plain": ""}, raw=True)
             self.handle = None

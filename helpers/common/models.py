@@ -144,12 +144,17 @@ def hf_progress_bars_off():
     """transformers' progress bars ("Loading weights", "Converting and de-quantizing GGUF tensors",
     "Writing model shards") off inside the block, as they were after it: they finish in seconds and
     leave a frozen bar in a notebook, where one line says what was loaded."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
-    was_on = hf_logging.is_progress_bar_enabled()
+    was_on, gguf_bar = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
     hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(gguf_bar, disable=True)  # the GGUF reader's bar is plain tqdm
     try:
         yield
     finally:
+        gguf_utils.tqdm = gguf_bar
         if was_on:
             hf_logging.enable_progress_bar()
 

@@ -57,7 +57,7 @@ def _answer_body(a: Answer, width: int) -> str:
     if not body:
         return "(empty)"
     if not a.stopped and not body.endswith(CUT):
-        body += CUT
+        body = body.rstrip(" ,;:") + CUT
     return body
 
 

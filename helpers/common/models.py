@@ -453,9 +453,11 @@ def load_model(name: str | None = None, quantization: str = "auto", adapter: str
         model.eval()
     if verbose:
         where = f"GPU {local_rank()}" if dm is not None else "CPU"
+        # the base's count as it is without the adapter; the adapter's own weights (LoRA, trained copies) apart
+        own = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n or "modules_to_save" in n)
         print(f"Loaded {name} ({quant}, compute {str(cdtype).replace('torch.', '')}, attention {impl}) on {where} "
-              f"in {time.time() - t0:.1f}s; {count_parameters(model) / 1e6:.1f}M parameters"
-              + (f"; adapter {adapter}" if adapter else ""), flush=True)
+              f"in {time.time() - t0:.1f}s; {(count_parameters(model) - own) / 1e6:.1f}M parameters"
+              + (f"; adapter {adapter} ({own / 1e6:.2f}M weights of its own)" if adapter else ""), flush=True)
     return model, tok
 
 

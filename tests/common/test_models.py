@@ -157,3 +157,18 @@ def test_converting_the_embedded_model_says_two_lines_and_gives_the_same_weights
     assert out[2].startswith("Loaded embedded/smollm2-135m-instruct (none, compute float32")
     new, cached = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "smollm2-135m-instruct", embedded_dir))
     assert new.keys() == cached.keys() and all(torch.equal(new[k], cached[k]) for k in new)
+
+
+def test_the_load_line_counts_the_base_alone_and_the_adapters_weights_apart(tmp_path_factory, embedded_dir, capsys):
+    """With an adapter the load line still says the base's "134.5M parameters" (as without it, and as
+    training's "frozen weights of the base model"), and the adapter's own weights beside it."""
+    from tiny_adapter import tiny_adapter
+    adapter = tiny_adapter(tmp_path_factory.getbasetemp())
+    capsys.readouterr()
+    load_model(EMBEDDED_DEFAULT, quantization="none")
+    model, _ = load_model(EMBEDDED_DEFAULT, quantization="none", adapter=str(adapter))
+    plain, tuned = capsys.readouterr().out.strip().splitlines()[-2:]
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    count = plain.rsplit("; ", 1)[1]
+    assert count == "134.5M parameters"
+    assert f"; {count}; adapter {adapter} ({lora / 1e6:.2f}M weights of its own)" in tuned

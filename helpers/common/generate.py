@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 from helpers.common.models import load_model, model_device, stop_token_ids
-from helpers.common.prompts import prompt_text, reference
+from helpers.common.prompts import prompt_text, reference, to_messages
 from helpers.common.rows import cut_at_reference
+from helpers.common.transcript import Answer, conversation_markdown, conversation_text, heading
 from helpers.core.files import DatasetFiles
 from helpers.core.jsonl import read_jsonl
+from helpers.core.show import in_notebook
 
 
 def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
@@ -116,23 +118,27 @@ def base_and_tuned(model, tokenizer, prompts: list[str], **kw) -> tuple[dict, di
 
 def compare_on_examples(model_name: str, adapter_dir: str | Path, dataset_path: str | Path, n: int = 3,
                         quantization: str = "auto", max_new_tokens: int = 64, template: str = "auto") -> list[dict]:
-    """Print base and tuned answers to the first ``n`` rows of a dataset, side by side."""
+    """Show base and tuned answers to the first ``n`` held-out rows of a dataset as conversations
+    (the turns, the reference, each model's answer with its cut marks; Markdown in a notebook)."""
     held_out = DatasetFiles.beside(dataset_path).test
     if held_out.exists() and held_out != Path(dataset_path):
         dataset_path = held_out  # prompts the model has not been trained on
     model, tok = load_model(model_name, quantization=quantization, adapter=str(adapter_dir), verbose=False)
     rows = [c for c in (cut_at_reference(r) for r in read_jsonl(dataset_path)) if c is not None][:n]
-    prompts, refs = [], []
-    for r in rows:
-        prompts.append(prompt_text(tok, r, template))
-        refs.append(reference(r))
+    prompts = [prompt_text(tok, r, template) for r in rows]
     base, tuned = base_and_tuned(model, tok, prompts, max_new_tokens=max_new_tokens)
-    out = []
-    for p, ref, b, t in zip(prompts, refs, base["answers"], tuned["answers"]):
-        print("-" * 80)
-        print("PROMPT:   ", p[-300:].replace("\n", " | "))
-        print("REFERENCE:", ref[:300])
-        print("BASE:     ", b[:300])
-        print("TUNED:    ", t[:300])
-        out.append({"prompt": p, "reference": ref, "base": b, "tuned": t})
+    out, shown = [], []
+    for i, (r, p) in enumerate(zip(rows, prompts)):
+        turns, ref = to_messages(r)[:-1], reference(r)
+        answers = [Answer(w, g["answers"][i], g["stopped"][i]) for w, g in (("base", base), ("tuned", tuned))]
+        user = next((t["content"] for t in turns if t["role"] == "user"), "")
+        title = f"{heading(i + 1, user)} (held-out row {i + 1} of {Path(dataset_path).name})"
+        shown.append((turns, answers, ref, title))
+        out.append({"prompt": p, "reference": ref, "base": base["answers"][i], "tuned": tuned["answers"][i],
+                    "turns": turns})
+    if in_notebook():
+        from IPython.display import Markdown, display
+        display(Markdown("\n\n".join(conversation_markdown(t, a, ref, title) for t, a, ref, title in shown)))
+    else:
+        print("\n".join(conversation_text(t, a, ref, title) for t, a, ref, title in shown))
     return out

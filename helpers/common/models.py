@@ -139,6 +139,26 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def hf_progress_bars_off():
+    """transformers' progress bars ("Loading weights", "Converting and de-quantizing GGUF tensors",
+    "Writing model shards") off inside the block, as they were after it: they finish in seconds and
+    leave a frozen bar in a notebook, where one line says what was loaded."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+    was_on, gguf_bar = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(gguf_bar, disable=True)  # the GGUF reader's bar is plain tqdm
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = gguf_bar
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def embedded_model_dir(name: str = EMBEDDED_DEFAULT) -> Path:
     """The cached model folder of an embedded model, converting it from GGUF on first use."""
     spec = EMBEDDED.get(name)
@@ -154,18 +174,24 @@ def embedded_model_dir(name: str = EMBEDDED_DEFAULT) -> Path:
             return target
         pkg = embedded_gguf(spec).parent
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
         t0 = time.time()
         print(f"Converting {spec.description} from {spec.gguf_file} (once; cached in {target}) ...", flush=True)
         tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=spec.gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=spec.gguf_file, dtype=torch.bfloat16)
+        # unpacked into plain bf16 weights at load, as the cache keeps them (transformers would otherwise
+        # keep them packed in GGUF blocks, and warn that packed weights want float32)
+        with hf_progress_bars_off():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(pkg), gguf_file=spec.gguf_file, dtype=torch.bfloat16,
+                quantization_config=GgufConfig(spec.gguf_file, dequantize=True))
         _align_special_tokens_to_config(tok, model)
         model.hf_quantizer = None  # the GGUF weights are dequantized: save as a plain model
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
+        with hf_progress_bars_off():
+            model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "EMBEDDED_SOURCE.json").write_text(json.dumps({"name": name, "package": spec.package,
                                                               "gguf_file": spec.gguf_file}) + "\n")
@@ -403,13 +429,15 @@ def load_model(name: str | None = None, quantization: str = "auto", adapter: str
         kwargs["device_map"] = dm
     t0 = time.time()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        with hf_progress_bars_off():  # the load line below says it in one line
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise _explain_hub_error(name, exc) from None
     except ValueError as exc:
         if "attn_implementation" in str(exc) or "flash" in str(exc).lower():
             kwargs["attn_implementation"] = "sdpa"
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            with hf_progress_bars_off():
+                model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
             impl = "sdpa"
         else:
             raise
@@ -425,9 +453,11 @@ def load_model(name: str | None = None, quantization: str = "auto", adapter: str
         model.eval()
     if verbose:
         where = f"GPU {local_rank()}" if dm is not None else "CPU"
+        # the base's count as it is without the adapter; the adapter's own weights (LoRA, trained copies) apart
+        own = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n or "modules_to_save" in n)
         print(f"Loaded {name} ({quant}, compute {str(cdtype).replace('torch.', '')}, attention {impl}) on {where} "
-              f"in {time.time() - t0:.1f}s; {count_parameters(model) / 1e6:.1f}M parameters"
-              + (f"; adapter {adapter}" if adapter else ""), flush=True)
+              f"in {time.time() - t0:.1f}s; {(count_parameters(model) - own) / 1e6:.1f}M parameters"
+              + (f"; adapter {adapter} ({own / 1e6:.2f}M weights of its own)" if adapter else ""), flush=True)
     return model, tok
 
 

@@ -12,6 +12,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+# One colour per model in every figure of the kit: base grey, tuned blue,
+# the references green; the retrieval variants are the lighter shades of their model's colour.
+MODEL_COLORS = {"base": "#8c8c8c", "tuned": "#1f77b4", "reference": "#2ca02c",
+                "base + passages": "#c7c7c7", "tuned + passages": "#aec7e8"}
+
+
+def model_color(name: str) -> str:
+    """The colour of model ``name`` ("base", "tuned", "reference", ...) in every plot (:data:`MODEL_COLORS`)."""
+    return MODEL_COLORS.get(name, "#ff7f0e")
+
+
+def integer_ticks(axis) -> None:
+    """Whole-number ticks on a matplotlib axis that counts things (``ax.yaxis``): no "0.5 prompts"."""
+    from matplotlib.ticker import MaxNLocator
+    axis.set_major_locator(MaxNLocator(integer=True))
+
 
 def loss_series(log_history: list[dict]) -> dict[str, list[tuple[float, float, float]]]:
     """``{"train": [(step, epoch, loss)], "eval": [...]}`` from a log history."""

@@ -470,33 +470,46 @@ class StepConfig:
             head = (f"{type(self).__name__}: {len(rows)} of {len(fields)} settings differ from the defaults "
                     f"(print(cfg.describe(full=True)) lists all):")
         smoke_rows = [] if full else [r for r in rows if r[2] == "SMOKE preset"]
-        rows = [r for r in rows if r not in smoke_rows]
-        rows = [
-            (name, _short(repr(value), 60 if not full else 40), src, comments.get(name, ""))
-            for name, value, src in rows
-        ]
-        lines = [head]
-        if rows:
-            w0 = max(len(r[0]) for r in rows)
-            w1 = max(len(r[1]) for r in rows)
-            w2 = max(len(r[2]) for r in rows)
-            for name, value, src, comment in rows:
-                lines.append(f"  {name:<{w0}}  {value:<{w1}}  {src:<{w2}}  {comment}".rstrip())
+        rows = [(name, repr(value), src, comments.get(name, "")) for name, value, src in rows if
+                (name, value, src) not in smoke_rows]
+        lines = [head] + _table(rows, DESCRIBE_WIDTH)
         if smoke_rows:  # the same for every SMOKE run: one paragraph
             import textwrap
-            text = ", ".join(f"{name}={_short(repr(value), 40)}" for name, value, _ in smoke_rows)
-            lines += textwrap.wrap(f"from the SMOKE preset (a tiny offline CPU run): {text}", 110,
-                                   initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+            text = ", ".join(f"{name}={value!r}" for name, value, _ in smoke_rows)
+            lines += textwrap.wrap(f"from the SMOKE preset (a tiny offline CPU run): {text}", DESCRIBE_WIDTH,
+                                   initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False,
+                                   break_long_words=False)
         return "\n".join(lines)
+
+
+DESCRIBE_WIDTH = 110  # characters a line of describe() may take: no row wraps in a notebook's output
+
+
+def _table(rows: list[tuple[str, str, str, str]], width: int) -> list[str]:
+    """``describe()``'s rows, one line each: name, value (whole: never cut), where it came from, and
+    the field's comment in the room left on the line (cut at a word with "…"; the parameters cell
+    has it whole), or none when little room is left."""
+    if not rows:
+        return []
+    w0, w2 = max(len(r[0]) for r in rows), max(len(r[2]) for r in rows)
+    w1 = max([len(r[1]) for r in rows if len(r[1]) <= 30] or [0])  # one long value does not push every comment out
+    out = []
+    for name, value, src, comment in rows:
+        line = f"  {name:<{w0}}  {value:<{w1}}  {src:<{w2}}"
+        room = width - len(line) - 2
+        if comment and room >= 20:
+            line += "  " + _fit(comment, room)
+        out.append(line.rstrip())
+    return out
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` whole when it fits in ``width`` characters, else cut at a word boundary with "…"."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1].rsplit(" ", 1)[0].rstrip(" ,;:(")
+    return cut + "…"
 
 
 SOURCE_LABELS = {"parameters": "parameters cell", "environment": "environment", "SMOKE preset": "SMOKE preset",
                  "code": "set in code", "default": "default"}
-
-
-def _short(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters in the middle (a path keeps its start and its end)."""
-    if len(text) <= width:
-        return text
-    keep = width - 3
-    return text[: keep // 2] + "..." + text[len(text) - (keep - keep // 2):]

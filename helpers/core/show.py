@@ -1,4 +1,5 @@
-"""What a person sees in a notebook beyond plain prints: a boxed notice that cannot be missed.
+"""What a person sees in a notebook beyond plain prints: a boxed notice that cannot be missed, and
+Markdown rendered (``show_markdown``), a long document cut at a section (``markdown_head``).
 
 ``announce(title, lines)`` shows a framed box: in a Jupyter kernel an HTML box (with the same
 box as plain text for text-only viewers, papermill logs and ``nbconvert --to markdown``), and
@@ -46,3 +47,29 @@ def announce(title: str, lines: list[str] | str, kind: str = "warning") -> str:
     else:
         print(text, flush=True)
     return text
+
+
+def markdown_head(text: str, max_chars: int = 3000, path=None) -> str:
+    """A Markdown document whole when it is at most ``max_chars`` long; else its first sections (cut
+    before a ``## `` heading, never inside a sentence or a table) that fit, and a last line naming
+    the sections left out and the file (``path``) that holds them all."""
+    if len(text) <= max_chars:
+        return text
+    parts = text.split("\n## ")
+    kept = parts[0]
+    i = 1
+    while i < len(parts) and len(kept) + len(parts[i]) + 4 <= max_chars:
+        kept += "\n## " + parts[i]
+        i += 1
+    rest = [p.split("\n", 1)[0].strip() for p in parts[i:]]
+    where = f": the whole of it is in `{path}`" if path else ""
+    return kept.rstrip() + f"\n\n*Left out here: {'; '.join(rest)}{where}.*\n"
+
+
+def show_markdown(text: str) -> None:
+    """Markdown rendered in a notebook (headings, tables), printed as it is elsewhere."""
+    if in_notebook():
+        from IPython.display import Markdown, display
+        display(Markdown(text))
+    else:
+        print(text, flush=True)

@@ -7,7 +7,7 @@ from helpers.evaluation.config import EvalConfig, default_chunks_path, default_t
 from helpers.evaluation.judge import GRADE_ANSWER_PROMPT, PAIRWISE_PROMPT, judge_answers, load_judge_prompts
 from helpers.evaluation.judge_config import JudgeConfig, make_judge
 from helpers.evaluation.markdown import (general_markdown, judge_markdown, leakage_line, metrics_table,
-                                         retrieval_markdown, side_by_side)
+                                         report_files, retrieval_markdown, side_by_side)
 from helpers.evaluation.metrics import EvalError
 from helpers.evaluation.report import evaluate_adapter
 from helpers.evaluation.retrieval import ChunkIndex, Passage, RetrievalError, ask_with_passages, passages_block
@@ -16,4 +16,5 @@ __all__ = ["GRADE_ANSWER_PROMPT", "PAIRWISE_PROMPT", "ChunkIndex", "EvalConfig",
            "Passage", "RetrievalError", "RunDir", "ask_with_passages", "check_adapter", "default_chunks_path",
            "default_test_path",
            "evaluate_adapter", "general_markdown", "judge_answers", "judge_markdown", "leakage_line",
-           "load_judge_prompts", "make_judge", "metrics_table", "passages_block", "retrieval_markdown", "side_by_side"]
+           "load_judge_prompts", "make_judge", "metrics_table", "passages_block", "report_files", "retrieval_markdown",
+           "side_by_side"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from helpers.common.transcript import Answer, conversation_markdown, heading
+
 
 def _fmt(x: float, name: str) -> str:
     if name == "perplexity":
@@ -37,21 +39,38 @@ def metrics_table(report: dict, metrics: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def side_by_side(report: dict, width: int = 400) -> str:
-    """The sample answers in Markdown: prompt (its end), reference, base, tuned."""
-    def clip(t: str, tail: bool = False) -> str:
-        t = " ".join(str(t).split())
-        if len(t) <= width:
-            return t
-        return ("…" + t[-width:]) if tail else (t[:width] + "…")
+def side_by_side(report: dict, width: int = 600) -> str:
+    """The sample answers in Markdown, each as a conversation (helpers.common.transcript): a heading
+    with the question's first words, the system and user turns, the reference, then the base and the
+    tuned answer with their ROUGE-L, every text cut at a word with "…" and an answer the model was
+    cut at its token limit marked so."""
     out = []
     for ex in report["examples"]:
-        out += [f"### Example {ex['index'] + 1}" + (f" ({ex['id']})" if ex.get("id") else ""), "",
-                f"- **prompt (end):** `{clip(ex['prompt'], tail=True)}`",
-                f"- **reference:** {clip(ex['reference'])}",
-                f"- **base** (ROUGE-L {ex['base_rougeL']:.2f}): {clip(ex['base']) or '*(empty)*'}",
-                f"- **tuned** (ROUGE-L {ex['tuned_rougeL']:.2f}): {clip(ex['tuned']) or '*(empty)*'}", ""]
+        turns = ex.get("turns") or [{"role": "user", "content": ex.get("question") or ex["prompt"]}]
+        user = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
+        answers = [Answer(w, ex[w], ex.get(f"{w}_stop_rate", 1.0) >= 1.0, f"ROUGE-L {ex[f'{w}_rougeL']:.2f}")
+                   for w in ("base", "tuned")]
+        title = f"{heading(ex['index'] + 1, user)} (held-out row {ex['index'] + 1})"
+        out.append(conversation_markdown(turns, answers, ex["reference"], title, width))
     return "\n".join(out)
+
+
+FILE_WORDS = {"markdown": "the report as you read it here, with its plots",
+              "json": "every figure of the report, for scripts",
+              "answers": "each held-out prompt with both answers and their scores",
+              "general_answers": "the general prompts' answers (the forgetting check)",
+              "answer_cache": "every answer generated: a rerun generates only what is new"}
+
+
+def report_files(report: dict) -> str:
+    """Where the report went: the folder, then one line per file that exists, with what it holds."""
+    files = {k: Path(v) for k, v in (report.get("files") or {}).items() if Path(v).exists()}
+    if not files:
+        return "No report files were written."
+    folder = next(iter(files.values())).parent
+    w = max(len(p.name) for p in files.values())
+    return "\n".join([f"The report is in {folder}:"] + [f"  {p.name:<{w}}  {FILE_WORDS.get(k, '')}".rstrip()
+                                                      for k, p in files.items()])
 
 
 def leakage_line(report: dict) -> str:

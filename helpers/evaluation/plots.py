@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.common.plots import figure_module, save
+from helpers.common.plots import figure_module, integer_ticks, model_color, save
 from helpers.evaluation.metrics import words
 
 
@@ -31,7 +31,7 @@ def plot_general(general: dict, path: Path) -> Path:
     m = general["metrics"]
     fig, ax1, ax2 = _base_tuned_figure(
         m, ["repeated_3grams", "repeated_words", "glued_words", "stop_rate", "rougeL"],
-        ["repeated\n3-grams", "repeated\nwords", "glued\nwords", "stopped at\nend of turn", "ROUGE-L"], "#d62728", 8)
+        ["repeated\n3-grams", "repeated\nwords", "glued\nwords", "stopped at\nend of turn", "ROUGE-L"], 8)
     ax1.set_ylabel("mean over general prompts")
     ax1.set_title(f"general prompts ({general['n_examples']}): {general['held']['outcome']}", fontsize=10)
     rel = m["perplexity"].get("relative", {})
@@ -40,14 +40,15 @@ def plot_general(general: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def _base_tuned_figure(m: dict, names: list[str], labels: list[str], tuned_color: str, fontsize=None):
+def _base_tuned_figure(m: dict, names: list[str], labels: list[str], fontsize=None):
     """The base/tuned figure of the evaluation report and the forgetting check: the metrics ``names``
     as paired bars with 95% CI error bars (left, ticks ``labels``), perplexity (right). Returns
     (figure, left axes, right axes) for the caller's titles."""
     plt = figure_module()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
     w = 0.38
-    for k, (which, color) in enumerate((("base", "#8c8c8c"), ("tuned", tuned_color))):
+    for k, which in enumerate(("base", "tuned")):
+        color = model_color(which)  # the same colour for a model in every figure
         _paired_bars(ax1, m, names, which, k, w, color)
         lo, hi = _error_bar(m["perplexity"][which])
         ax2.bar([(k - 0.5) * w], [m["perplexity"][which]["value"]], w, yerr=[[lo], [hi]], capsize=3, color=color)
@@ -77,7 +78,7 @@ def _error_bar(d: dict) -> tuple[float, float]:
 def _plot_eval_metrics(report: dict, path: Path) -> Path:
     """Base and tuned side by side: ROUGE, stop and copy rates (left), reference perplexity (right)."""
     fig, ax1, ax2 = _base_tuned_figure(report["metrics"], ["rouge1", "rouge2", "rougeL", "stop_rate", "copy_rate"],
-                                       ["ROUGE-1", "ROUGE-2", "ROUGE-L", "stopped", "copies"], "#1f77b4")
+                                       ["ROUGE-1", "ROUGE-2", "ROUGE-L", "stopped", "copies"])
     ax1.set_ylabel("mean over held-out prompts")
     ax1.set_title(f"base vs tuned, {report['n_examples']} prompts (95% CI)")
     ax2.set_title("reference perplexity ↓")
@@ -91,7 +92,9 @@ def _plot_eval_lengths(per: dict, refs: list[str], path: Path) -> Path:
     data = [per["base"]["answer_words"], per["tuned"]["answer_words"], [len(words(r)) for r in refs]]
     top = max(1, max(max(d) if d else 0 for d in data))
     bins = list(range(0, top + 2, max(1, (top + 1) // 25)))
-    ax.hist(data, bins=bins, label=["base", "tuned", "reference"], color=["#8c8c8c", "#1f77b4", "#2ca02c"])
+    names = ["base", "tuned", "reference"]
+    ax.hist(data, bins=bins, label=names, color=[model_color(n) for n in names])
+    integer_ticks(ax.yaxis)  # a count of prompts
     ax.set_xlabel("answer length (words)")
     ax.set_ylabel("prompts")
     ax.set_title("answer length: base, tuned and the references")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from helpers.common.generate import adapter_disabled, generate_answers
 from helpers.common.models import ModelLoadError, load_model
-from helpers.common.prompts import prompt_text, reference
+from helpers.common.prompts import prompt_text, reference, to_messages
 from helpers.common.rows import cut_at_reference
 from helpers.core.jsonl import DataError, read_jsonl
 from helpers.evaluation.config import EvalConfig
@@ -61,6 +61,7 @@ class Prompts:
     ctx: int  # tokens the model may see
     room: int  # tokens left for a prompt: ctx - max_new_tokens
     long_idx: list[int]  # rows (before any were skipped) whose prompt was longer than room
+    system: str | None = None  # the system prompt put in front of each conversation (SYSTEM_PROMPT)
 
 
 def load_tuned_model(cfg: EvalConfig, model_name: str):
@@ -107,7 +108,7 @@ def fit_prompts(cfg: EvalConfig, model, tok, rows: list[dict], style: str, syste
     if long_idx:
         log(f"{len(long_idx)} prompt(s) longer than {room} tokens: "
             + ("skipped." if cfg.long_prompts == "skip" else "truncated from the left (their end is kept)."))
-    return Prompts(rows=rows, prompts=prompts, ctx=ctx, room=room, long_idx=long_idx)
+    return Prompts(rows=rows, prompts=prompts, ctx=ctx, room=room, long_idx=long_idx, system=system)
 
 
 def run_both_models(cfg: EvalConfig, model, tok, fit: Prompts, seqs: list[dict], log, cache=None) -> dict[str, dict]:
@@ -153,10 +154,12 @@ def score_answers(cfg: EvalConfig, results: dict[str, dict], rows: list[dict],
 
 
 def answer_rows(fit: Prompts, refs: list[str], results: dict[str, dict], per: dict[str, dict[str, list]]) -> list[dict]:
-    """One answers.jsonl row per prompt: prompt, reference, both answers and their scores."""
+    """One answers.jsonl row per prompt: prompt, its conversation turns (``turns``: what a person reads
+    instead of the template text), reference, both answers and their scores."""
     answers = []
     for i, (r, p, ref) in enumerate(zip(fit.rows, fit.prompts, refs)):
-        answers.append({"index": i, "id": r.get("id"), "prompt": p, "reference": ref, "question": prompt_source(r),
+        answers.append({"index": i, "id": r.get("id"), "prompt": p, "turns": to_messages(r, fit.system)[:-1],
+                        "reference": ref, "question": prompt_source(r),
                         "chunk_id": r.get("chunk_id"),
                         **{w: results[w]["gen"]["answers"][i] for w in ("base", "tuned")},
                         **{f"{w}_{k}": round(float(per[w][k][i]), 4) for w in ("base", "tuned")

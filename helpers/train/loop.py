@@ -61,7 +61,7 @@ def train(cfg: TrainConfig, log=print, callbacks: list | None = None) -> TrainRe
 
     The datasets library's progress bars (TRL's "Building labels", "Truncating", ... over rows
     already encoded) are off while it runs: they finish in milliseconds and only leave frozen
-    lines in a notebook. The trainer's own progress (bar and table) stays."""
+    lines in a notebook. The progress is the kit's table (helpers.train.progress)."""
     import torch
 
     t_start = time.time()
@@ -347,11 +347,22 @@ def _finish(cfg: TrainConfig, trainer, tok, data: TrainData, plan: RunPlan, fit:
         plan.root.record_shard(fit.shard, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": len(data.train_rows),
                                       "steps": trainer.state.global_step, "adapter": str(adapter_dir)})
     took = f"in {fit.seconds:.0f} s" if fit.output.training_loss or fit.seconds else "(trained before, none now)"
-    log(f"Done: {_plural(metrics['steps'], 'step')} {took}; train loss {_num(metrics['train_loss'])}"
-        + (f", eval loss {_num(metrics['first_eval_loss'])} -> {_num(metrics['eval_loss'])}" if data.has_eval else "")
-        + f"; adapter in {adapter_dir}")
+    log(f"Done: {_plural(metrics['steps'], 'step')} {took}; adapter in {adapter_dir}")
+    log(f"  {_train_loss_words(metrics['train_loss'], history)}"
+        + (f"; validation loss {_num(metrics['first_eval_loss'], 4)} -> {_num(metrics['eval_loss'], 4)}"
+           if data.has_eval else ""))
     del trainer
     return TrainResult(run.path, adapter_dir, metrics, history, plot, merged, resumed, fit.shard)
+
+
+def _train_loss_words(mean: float | None, history: list[dict]) -> str:
+    """The Done line's training loss, said so that it agrees with the table above it: the mean over
+    every step of the run (the table's rows are means over their own stretch of steps), and the
+    last row's figure beside it when that differs."""
+    last = next((h["loss"] for h in reversed(history) if "loss" in h), None)
+    if mean is None or last is None or f"{last:.4f}" == f"{mean:.4f}":
+        return f"train loss {_num(mean, 4)}"
+    return f"train loss {_num(mean, 4)} (the mean over all steps; {_num(last, 4)} in the table's last row)"
 
 
 def _plural(n, word: str) -> str:

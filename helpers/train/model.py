@@ -163,9 +163,28 @@ def prepare_model(model, cfg: TrainConfig, quant: str, data: TrainData, log) -> 
         model = add_lora(model, cfg)
         kernels = fuse_lora(model, cfg.kernels, kernels, log)
     packing = _prepare_packing(model, cfg, log)
-    trainable, total = count_parameters(model, trainable_only=True), count_parameters(model)
-    log(f"Trainable parameters: {trainable / 1e6:.2f}M of {total / 1e6:.1f}M ({100 * trainable / max(1, total):.2f}%)")
+    trainable = count_parameters(model, trainable_only=True)
+    log(describe_trainable(model))
     return PreparedModel(model, cfg, plan, kernels, trainable, packing)
+
+
+def describe_trainable(model) -> str:
+    """What trains, in figures that add up with the load line's "N parameters": LoRA's weights and the
+    trainable copies of embed_tokens/lm_head (TRAIN_EMBEDDINGS: peft trains a copy and keeps the
+    original frozen) are added beside the base model's frozen weights; a full fine-tune trains them all."""
+    lora = copies = 0
+    for name, p in model.named_parameters():
+        if p.requires_grad and "lora_" in name:
+            lora += p.numel()
+        elif p.requires_grad and "modules_to_save" in name:
+            copies += p.numel()
+    trainable, total = count_parameters(model, trainable_only=True), count_parameters(model)
+    if not lora and not copies:
+        return f"Trainable parameters: {trainable / 1e6:.1f}M of {total / 1e6:.1f}M (every weight of the model)"
+    parts = [f"LoRA {lora / 1e6:.2f}M"] + ([f"trainable copies of embed_tokens/lm_head {copies / 1e6:.2f}M"]
+                                           if copies else [])
+    return (f"Trainable parameters: {trainable / 1e6:.2f}M ({' + '.join(parts)}), added beside the "
+            f"{(total - trainable) / 1e6:.1f}M frozen weights of the base model")
 
 
 def _prepare_packing(model, cfg: TrainConfig, log) -> str | None:

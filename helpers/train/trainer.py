@@ -15,6 +15,7 @@ from helpers.train.config import PackedStep, TrainConfig, packed_step
 from helpers.train.data import TrainData
 from helpers.train.model import keep_master_weights_fp32
 from helpers.train.packing import REAL_TOKENS, PackedCollator, describe_packing, pack_examples
+from helpers.train.progress import use_kit_progress
 
 
 class KitTrainerMixin:
@@ -93,8 +94,10 @@ class KitTrainerMixin:
             emb = "embed_tokens" in n or "lm_head" in n
             wd = self.args.weight_decay if n in decay else 0.0
             lr = self.args.learning_rate * (self.embedding_lr_ratio if emb else 1.0)
-            groups.setdefault((lr, wd), []).append(p)
-        params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+            groups.setdefault((emb, lr, wd), []).append(p)
+        # LoRA's groups first: the Trainer logs the first group's rate, which is LEARNING_RATE's schedule
+        params = [{"params": ps, "lr": lr, "weight_decay": wd} for (emb, lr, wd), ps in sorted(
+            groups.items(), key=lambda kv: kv[0][0])]
         opt_cls, opt_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         opt_kwargs.pop("lr", None)
         self.optimizer = opt_cls(params, lr=self.args.learning_rate, **opt_kwargs)
@@ -286,14 +289,16 @@ def run_callbacks(cfg: TrainConfig, root: RunDir, durable_ckpt: Path, t_start: f
 
 
 def build_trainer(cfg: TrainConfig, model, tok, batches: TrainingBatches, args, callbacks: list, log):
-    """The KitTrainer over the batches with the run's arguments and callbacks; embed_tokens/lm_head at
-    EMBEDDING_LR_RATIO when they are trained; trainable weights kept in fp32 under fp16."""
+    """The KitTrainer over the batches with the run's arguments and callbacks, and the kit's training
+    table for the Trainer's progress output; embed_tokens/lm_head at EMBEDDING_LR_RATIO when they are
+    trained; trainable weights kept in fp32 under fp16."""
     from datasets import Dataset
 
     Trainer = kit_trainer_class(cfg.embedding_lr_ratio if cfg.train_embeddings else 1.0)
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(batches.train),
                       eval_dataset=Dataset.from_list(batches.eval) if batches.has_eval else None,
                       processing_class=tok, callbacks=callbacks, data_collator=batches.collator)
+    use_kit_progress(trainer, log)  # step, train and validation loss, rate, time left; no frozen bar
     recast = keep_master_weights_fp32(trainer.model, fp16=args.fp16)
     if recast:
         log(f"fp16 training: {recast} trainable tensors kept in fp32 for the gradient scaler")

@@ -124,8 +124,9 @@ summary = build_dataset(cfg, ws, pdfs=pdfs)
 # a rerun asks only the missing ones.
 
 # %%
+from helpers.core.show import markdown_head, show_markdown
 from helpers.dataset import curation_lines
-print("\n".join(curation_lines(summary["curation"])))
+show_markdown("\n".join(curation_lines(summary["curation"])))
 
 # %% [markdown]
 # ## Train/test leakage
@@ -155,13 +156,14 @@ for row in train[:3]:
     print("INSTRUCTION:", row["instruction"], "\nINPUT:", row["input"][:200], "\nOUTPUT:", row["output"][:300], "\n")
 for r in rejects[:3]:
     print("REJECTED:", r["reason"])
-print(open(ws.dataset.card).read()[:1500])
+show_markdown(markdown_head(ws.dataset.card.read_text(), 3000, ws.dataset.card))  # the card, cut at a section
 
 # %% [markdown]
 # ## It loads with `datasets`
 
 # %%
-from datasets import load_dataset
+from datasets import disable_progress_bars, load_dataset
+disable_progress_bars()  # a split of this size reads in a blink: no bar left behind
 files = {"train": str(ws.dataset.train)}
 if summary["test"]:
     files["test"] = str(ws.dataset.test)

@@ -3,15 +3,15 @@
 #
 # Before instruction tuning, let the model read your domain: arXiv abstracts from notebook 01,
 # the cleaned PDF text from notebook 02, or any folder of text, Markdown or PDF files. A LoRA
-# adapter learns the text packed into blocks, with `embed_tokens` and `lm_head` trained at a 10×
-# smaller rate; held-out documents give the perplexity before and after, and notebook 04 can
-# start from this adapter (`INIT_ADAPTER`).
+# adapter learns the text (packed into blocks of `MAX_SEQ_LEN` tokens), with `embed_tokens` and
+# `lm_head` trained too at a 10× smaller learning rate; held-out documents give the perplexity
+# before and after. Notebook 04 can start from this adapter (`INIT_ADAPTER = "03"`).
 #
-# Reading only your domain, a chat model drifts from how it answered before. The rate is what
-# holds it: at the default `LEARNING_RATE` nothing measurable was lost, while 1e-3 for one epoch
-# moved it clearly, and the log warns in that zone. Replay (`REPLAY_SHARE`: a share of general
-# data, off by default) is best with your own general rows (`REPLAY_PATH`): the bundled
-# conversations teach their short chit-chat style. Figures: `bench/QUALITY.md` sections 3 and 3b.
+# Reading only your domain, a chat model drifts from how it answered before. The small default
+# `LEARNING_RATE` is what holds it (the log warns where a run drifted); replay (`REPLAY_SHARE`, off
+# by default) is best with your own general rows (`REPLAY_PATH`), as the bundled conversations
+# teach their chit-chat style. Sections 2, 3 and 3b of
+# [bench/QUALITY.md](https://github.com/llama-kit/llama-notebook-kit/blob/main/bench/QUALITY.md).
 #
 # [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/03_pretrain.ipynb)
 
@@ -39,7 +39,7 @@ TEXT_SOURCES = ""  # @param {type:"string"}
 # @markdown OUTPUT_DIR's name)
 RUN_NAME = "pretrain"  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (QLoRA), "8bit", "16bit", "none" (fp32); "auto" = 4bit on a GPU, fp32 on a CPU
-QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
+QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
 # @markdown `LORA_R`: LoRA rank: larger than for instruction tuning (notebook 04), as there is more to learn
 LORA_R = 64  # @param {type:"integer"}
 # @markdown `LORA_ALPHA`: LoRA scale numerator (scale = LORA_ALPHA / LORA_R)

@@ -113,34 +113,31 @@ print(cfg.describe())
 
 # %% [markdown]
 # ## Train
-# Interrupted? Run the notebook again: it resumes from the newest complete checkpoint.
+# Interrupted? Run the notebook again: it resumes from the newest complete checkpoint. The table
+# shows each logged step; the whole log is in the run folder (`log_history.jsonl`).
 #
-# **Packing** (`PACKING`, on by default): short examples are laid back to back into rows of up to
-# `MAX_SEQ_LEN` tokens, each still trained as if alone (its own attention, positions and loss), so
-# no step is spent on padding. `PER_DEVICE_BATCH_SIZE` x `GRADIENT_ACCUMULATION_STEPS` keeps the
-# meaning recipes give it, a batch of examples: when rows hold many short examples a step takes
-# fewer rows, and the learning rate follows the examples a step holds. The log says both; the rule
-# and its measurements at several data shapes are in `bench/QUALITY.md`. `PACKING = False` pads.
+# - **Packing** (`PACKING`): short examples share rows of `MAX_SEQ_LEN` tokens, each still trained
+#   alone, and the learning rate follows the examples a step holds. The rule and its measurements:
+#   [bench/QUALITY.md](https://github.com/llama-kit/llama-notebook-kit/blob/main/bench/QUALITY.md).
+# - **On a GPU** (`AUTO_FIT`): the micro-batch and gradient checkpointing are chosen from the GPU's
+#   memory, and the reason printed; `AUTO_FIT=0` keeps your settings.
+# - **Several GPUs** (DDP; FSDP with `fsdp_qlora.yaml` for a model too big for one GPU):
 #
-# On a GPU the run takes the fast path unless you say otherwise: a memory plan for your GPU
-# (micro-batch, checkpointing, checkpointed activations kept in CPU memory; printed with its
-# reasons, `AUTO_FIT=0` to keep your settings), fused LoRA layers and Liger kernels (`KERNELS=none`
-# for peft's plain forward), fused AdamW (`OPTIM=paged_adamw_8bit` for the usual 8-bit one).
-#
-# On a GPU, `AUTO_FIT` (on by default) picks the micro-batch and gradient checkpointing from the
-# GPU's memory and says why. Several GPUs on one machine: save the configuration and launch the
-# same training code with accelerate (DDP: each GPU holds the 4-bit model; FSDP: the model is
-# sharded, for models that do not fit one GPU):
-#
-#     cfg.save("run.json")
-#     !accelerate launch --config_file ../configs/accelerate/ddp.yaml -m helpers.train.loop run.json
-#     !accelerate launch --config_file ../configs/accelerate/fsdp_qlora.yaml -m helpers.train.loop run.json
+#       cfg.save("run.json")
+#       !accelerate launch --config_file ../configs/accelerate/ddp.yaml -m helpers.train.loop run.json
 
 # %%
 result = train(cfg)
 
 # %% [markdown]
 # ## Loss curves
+# Train and validation loss are measured on different rows: a train point on its step's batch,
+# before that step's update (so the table's first row is the untrained model), a validation point on
+# the held-out rows. Compare that first row with the "Validation loss before training" line: the gap
+# there is the rows, not training, and it stays. Under `SMOKE` the held-out set is 2 short
+# conversations the untrained model already finds easier (3.18, against 3.97 on the training rows).
+# What training did is the fall along each curve. Validation rising while train keeps falling is
+# overfitting: early stopping (`EARLY_STOPPING_PATIENCE`) keeps the best checkpoint.
 
 # %%
 from IPython.display import Image, display

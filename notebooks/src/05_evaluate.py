@@ -40,7 +40,7 @@ TEST_PATH = ""  # @param {type:"string"}
 MODEL_NAME = ""  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (an 8B model fits a T4), "8bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32
 # @markdown on CPU
-QUANTIZATION = "auto"  # @param ["auto", "4bit", "16bit", "none"]
+QUANTIZATION = "auto"  # @param ["auto", "4bit", "8bit", "16bit", "none"]
 # @markdown `MAX_EXAMPLES`: evaluate only the first N held-out prompts (0 = all)
 MAX_EXAMPLES = 0  # @param {type:"integer"}
 # @markdown `MAX_NEW_TOKENS`: longest answer, in tokens
@@ -201,6 +201,7 @@ display(Markdown(side_by_side(report)))
 # ## Plots
 
 # %%
+from helpers.evaluation import report_files
 for p in report["plots"]:
     display(Image(filename=p))
-print("Report:", report["files"])
+print(report_files(report))

@@ -53,4 +53,7 @@ def test_base_answers_with_the_adapter_switched_off_are_the_base_models(tmp_path
     rows = compare_on_examples(EMBEDDED, adapter, chitchat("train"), n=2, quantization="none", max_new_tokens=8)
     held_out = read_jsonl(chitchat("test"))  # the test split beside the training file, never the training rows
     assert len(rows) == 2 and rows[0]["reference"] in {m["content"] for r in held_out for m in r["messages"]}
-    assert capsys.readouterr().out.count("REFERENCE:") == 2
+    shown = capsys.readouterr().out  # the conversations as a person reads them, never template text
+    assert shown.count("reference:") == 2 and shown.count("Example ") == 2 and "<|im_start|>" not in shown
+    assert rows[0]["turns"][-1]["content"].split()[0] in shown  # the user turn, from its first word
+    assert "(cut at the token limit)" in shown and "…" in shown  # 8 new tokens: every answer is cut, and says so

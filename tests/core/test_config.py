@@ -246,3 +246,22 @@ def test_describe_puts_the_smoke_preset_in_one_paragraph():
     text = TrainConfig.from_params({}, environ={"SMOKE": "1"}).describe()
     assert "from the SMOKE preset" in text and "max_steps=6" in text
     assert not any(line.startswith("  max_steps ") for line in text.splitlines())
+
+
+def test_describe_rows_fit_one_line_and_never_cut_a_value():
+    """Each row fits DESCRIBE_WIDTH characters (a notebook does not wrap it): the value is whole, the
+    field's comment cut at a word with "…" to the room left; the SMOKE paragraph keeps every value whole."""
+    from helpers.core.config import DESCRIBE_WIDTH
+    path = "/content/drive/MyDrive/llama-kit/outputs/sft"  # where notebook 04 writes on Colab
+    cfg = TrainConfig.from_params({"LORA_R": 8, "TARGET_MODULES": "q_proj,k_proj,v_proj,o_proj"},
+                                  environ={"SMOKE": "1"}, output_dir=path)
+    for full in (False, True):
+        text = cfg.describe(full=full)
+        assert "..." not in text and repr(path) in text and "'q_proj,k_proj,v_proj,o_proj'" in text
+        assert all(len(line) <= DESCRIBE_WIDTH for line in text.splitlines()), text
+    longer = "/content/drive/MyDrive/" + "a-folder-with-a-long-name/" * 5 + "sft"  # a value no line holds: whole
+    assert repr(longer) in cfg.replace(output_dir=longer).describe()
+    rows = {line.split()[0]: line for line in cfg.describe(full=True).splitlines()[1:]}
+    assert rows["lora_r"].endswith("LoRA rank: the adapter's size")  # a short comment whole
+    assert any(line.endswith("…") for line in rows.values())  # a long one cut at a word
+    assert "model_name='embedded/smollm2-135m-instruct'" in cfg.describe()

@@ -23,3 +23,20 @@ def test_box_wraps_and_frames_every_line():
     text = box_text("Title", ["x " * 80, "short"])
     lines = text.splitlines()
     assert len({len(line) for line in lines}) == 1 and all(line.startswith("!!") for line in lines)
+
+
+def test_markdown_head_cuts_a_long_document_before_a_section_and_names_the_rest(capsys):
+    from pathlib import Path
+
+    from helpers.core.show import markdown_head, show_markdown
+    path = Path(__file__).resolve().parents[2] / "bench" / "QUALITY.md"  # a real long Markdown file
+    text = path.read_text()
+    head = markdown_head(text, 3000, path)
+    body, note = head.rstrip().rsplit("\n\n", 1)
+    assert len(body) <= 3000 and text.startswith(body)  # the document's start, unchanged
+    assert text[len(body):].lstrip("\n").startswith("## ")  # cut right before a section, not mid-sentence
+    left_out = [line[3:].strip() for line in text[len(body):].splitlines() if line.startswith("## ")]
+    assert note == f"*Left out here: {'; '.join(left_out)}: the whole of it is in `{path}`.*"
+    assert markdown_head("# Short\n\nWhole.", 3000) == "# Short\n\nWhole."
+    show_markdown("# Title\n\n| a |\n|---|")  # outside a notebook: printed as it is
+    assert capsys.readouterr().out == "# Title\n\n| a |\n|---|\n"

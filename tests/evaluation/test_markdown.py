@@ -3,7 +3,8 @@ general section, the leakage line, the answers side by side, and report.md as wr
 import json
 from pathlib import Path
 
-from helpers.evaluation.markdown import general_markdown, leakage_line, metrics_table, report_markdown, side_by_side
+from helpers.evaluation.markdown import (general_markdown, leakage_line, metrics_table, report_files, report_markdown,
+                                        side_by_side)
 
 
 def test_the_markdown_parts_of_a_real_report(report):
@@ -21,9 +22,16 @@ def test_the_markdown_parts_of_a_real_report(report):
     assert g.startswith(f"**General ability: {report['general']['held']['outcome']}.** General perplexity ")
     assert general_markdown({"general": {"skipped": "GENERAL_PATH='none'"}}) == "General ability: GENERAL_PATH='none'."
     sides = side_by_side(report, width=10)
-    assert sides.count("### Example ") == len(report["examples"]) == 2
+    assert sides.count("#### Example ") == len(report["examples"]) == 2
     first = report["examples"][0]
-    assert f"- **reference:** {' '.join(first['reference'].split())[:10]}" in sides
+    assert f"**reference:** {' '.join(first['reference'].split())[:4]}" in sides
+    # a conversation, not template text: the turns from their first word, cut with a mark, no UUID heading
+    assert "<|im_start|>" not in sides and "> **user:** " in sides and "…" in sides
+    user = next(t["content"] for t in first["turns"] if t["role"] == "user")
+    assert sides.startswith(f"#### Example 1: {user.split()[0]}") and (first["id"] or "no id") not in sides
+    assert f"**base** (ROUGE-L {first['base_rougeL']:.2f}" in sides
+    whole = side_by_side(report)
+    assert f"> **user:** {' '.join(user.split())}" in whole
 
 
 def test_report_md_is_the_markdown_of_report_json(report):
@@ -34,3 +42,14 @@ def test_report_md_is_the_markdown_of_report_json(report):
     assert md == (out_dir / "report.md").read_text()
     assert "![eval_metrics](plots/eval_metrics.png)" in md
     assert md.startswith(f"# Base vs tuned: {report['model_name']} + {report['adapter_dir']}\n")
+
+
+def test_report_files_are_readable_lines_not_a_dict(report):
+    text = report_files(report)
+    lines = text.splitlines()
+    out_dir = Path(report["files"]["json"]).parent
+    assert lines[0] == f"The report is in {out_dir}:" and "{" not in text
+    assert any(line.split()[0] == "report.md" and "with its plots" in line for line in lines[1:])
+    assert {line.split()[0] for line in lines[1:]} == {Path(p).name for p in report["files"].values()
+                                                       if Path(p).exists()}
+    assert report_files({"files": {}}) == "No report files were written."

@@ -20,3 +20,22 @@ def test_plot_report_with_and_without_intervals(tmp_path):
         paths = plot_report({"metrics": metrics, "n_examples": 4}, per, refs, tmp_path / f"p{n_boot}", "sft_eval_")
         assert [p.name for p in paths] == ["sft_eval_metrics.png", "sft_eval_lengths.png"]
         assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in paths)
+
+
+def _pixels(path, hex_color: str) -> int:
+    """How many pixels of ``path`` (a PNG) are exactly ``hex_color``."""
+    import matplotlib.image as mpimg
+    img = (mpimg.imread(str(path))[..., :3] * 255).round().astype(int)
+    rgb = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
+    return int((img == rgb).all(axis=-1).sum())
+
+
+def test_tuned_has_the_same_colour_in_every_figure_of_a_real_report(report):
+    """The metrics, lengths and general-ability figures of a real report draw the tuned model in its one
+    colour (never the red the general figure used to give it) and the base model in its own."""
+    from helpers.common.plots import model_color
+    names = sorted(p.rsplit("/", 1)[-1] for p in report["plots"])
+    assert names == ["eval_general.png", "eval_lengths.png", "eval_metrics.png"]
+    for p in report["plots"]:
+        assert _pixels(p, model_color("tuned")) > 100 and _pixels(p, model_color("base")) > 100, p
+        assert _pixels(p, "#d62728") == 0, p

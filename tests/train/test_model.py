@@ -6,7 +6,8 @@ import torch
 from helpers.common.models import load_model
 from helpers.train import TrainConfig
 from helpers.train.data import TrainData
-from helpers.train.model import add_lora, keep_master_weights_fp32, prepare_model, scope_liger_to_cuda
+from helpers.train.model import (add_lora, describe_trainable, keep_master_weights_fp32, prepare_model,
+                                 scope_liger_to_cuda)
 from tiny_train import EMB
 
 
@@ -32,6 +33,14 @@ def test_add_lora_trains_the_embeddings_in_full_when_asked(embedded_dir):
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any("embed_tokens" in n for n in trained) and any("lora_A" in n for n in trained)
     assert model.peft_config["default"].r == 4
+    # the figures add up with the load line's: the base's weights stay (frozen), LoRA and the copies are added
+    base = sum(p.numel() for p in load_model(EMB, quantization="none", verbose=False)[0].parameters())
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    emb = model.get_input_embeddings().weight.numel()
+    line = describe_trainable(model)
+    assert line == (f"Trainable parameters: {(lora + emb) / 1e6:.2f}M (LoRA {lora / 1e6:.2f}M + trainable copies of "
+                    f"embed_tokens/lm_head {emb / 1e6:.2f}M), added beside the {base / 1e6:.1f}M frozen weights of "
+                    "the base model")
 
 
 def test_fp16_training_keeps_master_weights_fp32(embedded_dir):

@@ -114,8 +114,10 @@ def test_pretraining_with_embeddings_at_a_smaller_learning_rate(tmp_path, embedd
     assert any("embed_tokens" in k for k in saved)  # the embeddings were trained and saved
     st = json.loads((r.output_dir / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
     lrs = [h["learning_rate"] for h in st["log_history"] if "learning_rate" in h]
-    assert lrs  # (group 0's rate is logged; the embedding group's is checked below)
+    # the logged rate (group 0's, as the table shows it) is LEARNING_RATE's, not the embeddings' 10x smaller one
+    assert lrs[0] == pytest.approx(cfg.learning_rate)
     opt = torch.load(r.output_dir / "checkpoints" / "checkpoint-6" / "optimizer.pt", weights_only=False)
+    assert opt["param_groups"][0]["initial_lr"] == pytest.approx(cfg.learning_rate)
     group_lrs = sorted({g["initial_lr"] for g in opt["param_groups"]})
     assert group_lrs[0] == pytest.approx(cfg.learning_rate * 0.1) and group_lrs[-1] == pytest.approx(cfg.learning_rate)
 

@@ -28,7 +28,9 @@ from helpers.common.workspace import setup_notebook
 ws = setup_notebook("06 chat and export")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: base model; "" = the one notebook 04 trained (from its run's manifest), else the default
+# @markdown `MODEL_NAME`: base model; "" = the one notebook 04 trained (from its run's manifest), else the default.
+# @markdown Llama-3.2-1B-Instruct (a GPU's) is gated: accept its licence on huggingface.co and add an HF_TOKEN secret
+# @markdown (checked first)
 MODEL_NAME = ""  # @param {type:"string"}
 # @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder: its adapter; merged/ and gguf/ go there
 RUN_NAME = "sft"  # @param {type:"string"}

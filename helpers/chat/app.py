@@ -169,7 +169,7 @@ def build_app(model, tokenizer, base_name: str, adapter_given: str = "", adapter
 
     has_adapter = bool(adapter_given) and hasattr(model, "disable_adapter")
     replier = Replier(model, tokenizer, has_adapter)
-    with gr.Blocks(title="llama-kit chat") as demo:
+    with gr.Blocks(title="llama-kit chat", analytics_enabled=False) as demo:
         gr.Markdown(app_header(base_name, adapter_given, adapter_dir), elem_id="header")
         state, asked = gr.State([]), gr.State("")
         with gr.Row(equal_height=False):
@@ -225,4 +225,27 @@ def launch_app(model, tokenizer, base_name: str, adapter_dir: str = "", share: b
           + (" behind a login." if auth else "."))
     if share and not auth:
         print("Anyone with the public link can use this GPU: set the APP_USER and APP_PASSWORD secrets for a login.")
-    return AppHandle(demo, url, share_url)
+    handle = AppHandle(demo, url, share_url)
+    if inline:
+        _stop_button(handle)
+    return handle
+
+
+def _stop_button(handle: AppHandle) -> None:
+    """In a notebook, a button under the app that stops it (``handle.close()`` does the same)."""
+    try:
+        from IPython import get_ipython
+        if get_ipython() is None:
+            return
+        import ipywidgets as W
+        from IPython.display import display
+    except ImportError:
+        return
+    button = W.Button(description="Stop the app", button_style="danger", icon="stop")
+
+    def stop(_):
+        handle.close()
+        button.disabled, button.description = True, "App stopped"
+
+    button.on_click(stop)
+    display(button)

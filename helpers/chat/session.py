@@ -67,6 +67,9 @@ class ChatConfig(StepConfig, notebooks=("06",)):
     top_p: float = 0.9  # nucleus sampling mass
     max_new_tokens: int = 256  # longest reply, in tokens (always bounded)
     context_tokens: int = 0  # context window in tokens (0 = the model's own); the oldest turns are dropped to fit
+    share_link: bool = False  # the app (below) also at a public gradio.live link, e.g. for a phone. Anyone who has the
+                              # link can use your GPU: set APP_USER and APP_PASSWORD secrets to require a login. The
+                              # app shows inline without it (on Colab too)
     run_name: str = SFT_RUN  # notebook 04's run folder under the outputs folder: its adapter; merged/ and gguf/ go
                              # there
 

@@ -183,8 +183,10 @@ def build_app(model, tokenizer, base_name: str, adapter_given: str = "", adapter
         inputs = [asked, state] + [side[k] for k in ("preset", "system", "which", "temperature", "top_p",
                                                      "max_new_tokens")]
 
-        def respond(*args, request: gr.Request):  # Gradio passes the request to a parameter typed gr.Request
-            yield from replier.respond(*args, request=request)
+        def respond(message, history, preset, system, which, temperature, top_p, max_new_tokens,
+                    request: gr.Request):  # Gradio passes the request to a parameter typed gr.Request
+            yield from replier.respond(message, history, preset, system, which, temperature, top_p, max_new_tokens,
+                                       request=request)
 
         def stop(request: gr.Request):
             replier.stop(request)

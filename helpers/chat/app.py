@@ -102,10 +102,13 @@ class Replier:
     def __post_init__(self):
         self.lock = threading.Lock()
         self.running: dict[str, ChatSession] = {}
+        self.stopping: set[str] = set()  # tabs whose Stop came, also before their reply's first token
 
     def stop(self, request=None) -> None:
         """Stop the reply being written for this browser tab (it is kept, marked "[stopped]")."""
-        session = self.running.get(getattr(request, "session_hash", "") or "")
+        key = getattr(request, "session_hash", "") or ""
+        self.stopping.add(key)
+        session = self.running.get(key)
         if session is not None:
             session.stop()
 
@@ -133,6 +136,8 @@ class Replier:
             self.running[key] = session
             try:
                 for piece in session.stream(text, history=history):
+                    if key in self.stopping:  # a Stop that came before generation started
+                        session.stop()
                     if not reply and session.notice:
                         gr.Warning(session.notice)
                     reply += piece
@@ -142,6 +147,7 @@ class Replier:
                 raise gr.Error(str(exc)) from None
             finally:
                 self.running.pop(key, None)
+                self.stopping.discard(key)
         done = asked + [{"role": "assistant", "model": which, "mark": reply_mark(session.last),
                          "content": reply.strip() or "(no reply: the model ended its turn at once)"}]
         yield [shown_message(m) for m in done], done
@@ -207,10 +213,17 @@ class AppHandle:
     demo: object
     url: str
     share_url: str | None = None
+    button: object = None  # the notebook's "Stop the app" button, if shown
+    closed: bool = False
 
     def close(self) -> None:
         """Stop the server (the page shows it is gone; the model stays loaded in the notebook)."""
+        if self.closed:
+            return
         self.demo.close()
+        self.closed = True
+        if self.button is not None:
+            self.button.disabled, self.button.description = True, "App stopped"
         print("The app is stopped.")
 
 
@@ -243,11 +256,6 @@ def _stop_button(handle: AppHandle) -> None:
         from IPython.display import display
     except ImportError:
         return
-    button = W.Button(description="Stop the app", button_style="danger", icon="stop")
-
-    def stop(_):
-        handle.close()
-        button.disabled, button.description = True, "App stopped"
-
-    button.on_click(stop)
-    display(button)
+    handle.button = W.Button(description="Stop the app", button_style="danger", icon="stop")
+    handle.button.on_click(lambda _: handle.close())
+    display(handle.button)

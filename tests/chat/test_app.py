@@ -2,6 +2,7 @@
 model, cut and stopped replies marked, the login read from the environment, and a real Gradio server on
 127.0.0.1 that refuses every request without that login (real HTTP)."""
 import threading
+import time
 import types
 
 import pytest
@@ -109,6 +110,8 @@ def test_the_app_refuses_requests_without_the_login(tuned, adapter, monkeypatch,
         app.close()
     with pytest.raises(httpx.ConnectError):
         httpx.get(app.url + "config", timeout=5)
+    app.close()  # a second close (the button, then code) does nothing
+    assert capsys.readouterr().out.count("The app is stopped.") == 1
 
 
 def test_stop_from_another_thread_ends_generation(tuned):
@@ -125,10 +128,10 @@ def test_stop_from_another_thread_ends_generation(tuned):
     t = threading.Thread(target=run)
     t.start()
     while "t" not in replier.running and t.is_alive():
-        pass
-    replier.stop(tab)
+        time.sleep(0.001)
+    replier.stop(tab)  # at once: before the first token, which must not lose it
     t.join(120)
     shown, state = out["all"][-1]
     assert state[-1]["model"] == "base"  # no adapter: the base answers whatever the switch says
-    assert last(shown).startswith("**base model:**")
-    assert state[-1]["mark"] in (" [stopped]", "")  # stopped, unless it ended before Stop arrived
+    assert last(shown).startswith("**base model:**") and state[-1]["mark"] == " [stopped]", state[-1]
+    assert len(state[-1]["content"].split()) < 20

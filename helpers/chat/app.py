@@ -9,6 +9,8 @@ one model (a lock): switching the adapter off is model-wide. A login (``auth``, 
 :func:`app_login`: ``APP_USER`` / ``APP_PASSWORD`` in the environment or Colab's secrets) guards
 every page and API route; a share link without one is open to anyone who has it.
 """
+import contextlib
+import io
 import os
 import sys
 import threading
@@ -220,7 +222,8 @@ class AppHandle:
         """Stop the server (the page shows it is gone; the model stays loaded in the notebook)."""
         if self.closed:
             return
-        self.demo.close()
+        with contextlib.redirect_stdout(io.StringIO()):  # Gradio's own "Closing server running on port ..."
+            self.demo.close()
         self.closed = True
         if self.button is not None:
             self.button.disabled, self.button.description = True, "App stopped"

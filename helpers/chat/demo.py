@@ -32,14 +32,28 @@ def _conversation(ui, preset: str, which: str, turns: list[str]) -> str:
     ui.clear()
     ui.preset.value = preset
     ui.model_switch.value = which
-    first = ""
+    marks = []
     for text in turns:
         ui.send(text, wait=True)
         if ui.error:
             raise DemoError(f"{preset} / {which}: {ui.error}")
-        first = first or ui.session.history[1]["content"]
-    print(ui.text() + reply_mark(ui.session.last))
-    return first
+        marks.append(reply_mark(ui.session.last))
+    print(_transcript(ui, marks))
+    return ui.session.history[1]["content"]
+
+
+def _transcript(ui, marks: list[str]) -> str:
+    """The widget's transcript as text, each reply labelled and ending with its cut or stop mark."""
+    lines, k = [ui.text().splitlines()[0]], 0
+    for m in ui.session.history:
+        if m["role"] == "user":
+            lines.append(f"{'YOU':>11}: {m['content']}")
+            continue
+        lines.append(f"{ui.replies[k].upper() + ' MODEL':>11}: {m['content']}{marks[k]}")
+        if ui.sources[k]:
+            lines.append(f"{'':>11}  ({ui.sources[k]})")
+        k += 1
+    return "\n".join(lines)
 
 
 def _stop_mid_reply(ui) -> str:

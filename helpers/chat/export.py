@@ -385,7 +385,8 @@ def export_gguf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, out_ty
     os.replace(tmp, path)
     modelfile = _write_modelfile(out_dir, name, path, tokmeta["vocab"])
     log(f"GGUF ({out_type}, {written} tensors, {path.stat().st_size / 2**20:.0f} MiB) written in "
-        f"{time.time() - t0:.0f}s: {path}. llama.cpp: `llama-cli -m {path.name} -cnv`; Ollama: see {modelfile.name}.")
+        f"{time.time() - t0:.0f}s: {path}\n  llama.cpp: llama-cli -m {path} -cnv\n"
+        f"  Ollama: ollama create {name} -f {modelfile}, then ollama run {name} (the Modelfile: {modelfile})")
     return path
 
 
@@ -427,8 +428,13 @@ def check_gguf(model_dir: str | os.PathLike, gguf_path: str | os.PathLike, promp
     log(f"GGUF round trip {'OK' if result['greedy_equal'] and same_tokens else 'MISMATCH'}: greedy answers "
         f"{'equal' if result['greedy_equal'] else 'differ'}, tokenizer {'equal' if same_tokens else 'differs'}, "
         f"max logit difference {result['max_logit_diff']}, same next token at {result['top1_agree']:.0%} of positions."
-        f"\n  merged: {answers[0]!r}\n  gguf:   {answers[1]!r}")
+        f"\n  merged: {_quoted(answers[0])}\n  gguf:   {_quoted(answers[1])}")
     return result
+
+
+def _quoted(text: str) -> str:
+    """An answer on one readable line: in curly quotes, line breaks shown as ⏎, nothing escaped."""
+    return "“" + " ⏎ ".join(line.strip() for line in text.splitlines() if line.strip()) + "”"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from helpers.chat.documents import DOCUMENT_PRESETS, message_with_sources
+from helpers.common.access import check_model_access
 from helpers.common.models import default_model_name, load_model, model_device, stop_token_ids
 from helpers.common.run import check_adapter
 from helpers.core.config import ConfigError, StepConfig
@@ -51,7 +52,9 @@ class ChatError(ValueError):
 @dataclass
 class ChatConfig(StepConfig, notebooks=("06",)):
     """Which model notebook 06 chats with, and how it samples."""
-    model_name: str = ""  # base model; "" = the one notebook 04 trained (from its run's manifest), else the default
+    model_name: str = ""  # base model; "" = the one notebook 04 trained (from its run's manifest), else the default.
+                          # Llama-3.2-1B-Instruct (a GPU's) is gated: accept its licence on huggingface.co and add an
+                          # HF_TOKEN secret (checked first)
     adapter_dir: str = ""  # LoRA adapter; "" = notebook 04's, in outputs/RUN_NAME/adapter
     quantization: str = "auto"  # how the base is loaded to chat: "4bit", "16bit", "none" (fp32); "auto" = 4bit on GPU,
                                 # fp32 on CPU
@@ -64,12 +67,19 @@ class ChatConfig(StepConfig, notebooks=("06",)):
     top_p: float = 0.9  # nucleus sampling mass
     max_new_tokens: int = 256  # longest reply, in tokens (always bounded)
     context_tokens: int = 0  # context window in tokens (0 = the model's own); the oldest turns are dropped to fit
+    share_link: bool = False  # the app (below) also at a public gradio.live link, e.g. for a phone. Anyone who has the
+                              # link can use your GPU: set APP_USER and APP_PASSWORD secrets to require a login. The
+                              # app shows inline without it (on Colab too)
     run_name: str = SFT_RUN  # notebook 04's run folder under the outputs folder: its adapter; merged/ and gguf/ go
                              # there
 
     @classmethod
     def smoke_preset(cls) -> dict[str, Any]:
         return dict(quantization="none", max_new_tokens=16, temperature=0.0)
+
+    def check_access(self) -> None:
+        """A base named here is checked at once; "" (the adapter's) by :func:`chat_model_name`."""
+        check_model_access(self.model_name)
 
     def validate(self) -> None:
         if self.preset not in PRESETS and self.preset not in DOCUMENT_PRESETS:
@@ -402,7 +412,9 @@ def chat_model_name(model_name: str = "", adapter_dir: str = "") -> str:
     if adapter_dir:  # a base that does not fit the adapter is refused when it is attached (load_model)
         trained_on = check_adapter(adapter_dir, error=ChatError, need_base=False).model_name
         model_name = model_name or trained_on
-    return model_name or default_model_name()
+    model_name = model_name or default_model_name()
+    check_model_access(model_name)  # gated without a token or licence: the steps, before any download
+    return model_name
 
 
 def load_chat_model(model_name: str = "", adapter_dir: str = "", quantization: str = "auto"):

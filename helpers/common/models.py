@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.common.access import ModelLoadError, check_model_access, hf_token
 from helpers.common.hardware import current_choice
 from helpers.common.run import check_adapter, is_adapter
 from helpers.core.config import smoke
@@ -47,10 +48,6 @@ PAD_CANDIDATES = (
     "<unk>",
 )
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|eom_id|>", "<|endoftext|>", "</s>")
-
-
-class ModelLoadError(RuntimeError):
-    """A model that cannot be loaded as asked; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +264,7 @@ def resolve_model_path(name: str) -> str:
         raise ModelLoadError(
             f"Unknown model {name!r}: not a local folder, not an embedded model ({', '.join(EMBEDDED)}), "
             f"and not a Hub id of the form 'owner/name'.")
+    check_model_access(name)  # gated without a token or licence: the steps, before any download
     return name
 
 
@@ -338,20 +336,6 @@ def load_tokenizer(name: str, padding_side: str = "right"):
     ensure_pad_token(tok)
     tok.padding_side = padding_side
     return tok
-
-
-def hf_token() -> str | None:
-    """The Hugging Face token from the environment or Colab's secret store (never printed)."""
-    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    if tok:
-        return tok
-    if "google.colab" in sys.modules:
-        try:
-            from google.colab import userdata  # type: ignore
-            return userdata.get("HF_TOKEN")
-        except Exception:
-            return None
-    return None
 
 
 # ----------------------------------------------------------------------------------------------

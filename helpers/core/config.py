@@ -404,10 +404,15 @@ class StepConfig:
         cfg = cls(**values)
         cfg._sources = sources  # type: ignore[attr-defined]
         cfg.validate()
+        cfg.check_access()
         return cfg
 
     def validate(self) -> None:
         """Raise ConfigError for values that cannot work. Subclasses extend."""
+
+    def check_access(self) -> None:
+        """Once, when a notebook builds the config: stop before any long download when what it names
+        cannot be fetched (a gated model without a token). Configs that name a model override."""
 
     def replace(self, **changes):
         new = dataclasses.replace(self, **changes)

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from helpers.common.access import check_model_access
 from helpers.common.models import default_model_name, load_tokenizer
 from helpers.common.resources import chitchat, fixture_pdf
 from helpers.core.config import ConfigError, StepConfig
@@ -74,7 +75,8 @@ class DatasetConfig(StepConfig, notebooks=("02",)):
     teacher_base_url: str = ""  # OpenAI-compatible API, e.g. https://api.groq.com/openai/v1 (key: the TEACHER_API_KEY
                                 # secret, never here)
     teacher_model: str = ""  # model name at that endpoint, e.g. "llama-3.3-70b-versatile"
-    local_teacher_model: str = ""  # transformers model for TEACHER="local"; "" = the default model
+    local_teacher_model: str = ""  # transformers model for TEACHER="local"; "" = the default model (on a GPU the
+                                   # gated Llama-3.2-1B-Instruct: accept its licence, add an HF_TOKEN secret)
     prompt_file: str = ""  # a text file with your own prompt ({text}, {source}, {n}); "" = ours (notebook 02 prints it)
     pairs_per_chunk: int = 3  # examples asked for per chunk
     max_new_tokens: int = 1024  # longest teacher answer, in tokens
@@ -105,6 +107,11 @@ class DatasetConfig(StepConfig, notebooks=("02",)):
         return {"max_pdfs": 1, "max_chunks": 4, "chunk_tokens": 160, "chunk_overlap": 16, "teacher": "local",
                 "local_teacher_model": "embedded/smollm2-135m-instruct", "pairs_per_chunk": 1,
                 "max_new_tokens": 96, "temperature": 0.0, "concurrency": 1}
+
+    def check_access(self) -> None:
+        """A local teacher's model is checked before any PDF is read (gated without a token: the steps)."""
+        if self.teacher == "local" or (self.teacher == "auto" and not self.teacher_base_url):
+            check_model_access(self.local_teacher_model or default_model_name())
 
     def validate(self) -> None:
         if self.teacher not in ("auto", "http", "local"):

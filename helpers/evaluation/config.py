@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers.common.access import check_model_access
 from helpers.common.run import RunDir, check_adapter
 from helpers.core.config import ConfigError, StepConfig
 from helpers.core.files import SFT_RUN, DatasetFiles
@@ -22,7 +23,8 @@ class EvalConfig(StepConfig, notebooks=("05",)):
     adapter_dir: str = ""  # LoRA adapter to evaluate; "" = the one notebook 04 wrote (outputs/RUN_NAME/adapter)
     test_path: str = ""  # held-out JSONL with references; "" = test.jsonl beside the dataset the adapter was trained on
     output_dir: str = ""  # where the report goes ("" = an "eval" folder beside the adapter)
-    model_name: str = ""  # base model; "" = the one the adapter was trained on
+    model_name: str = ""  # base model; "" = the one the adapter was trained on (Llama-3.2-1B-Instruct on a GPU is
+                          # gated: accept its licence on huggingface.co and add an HF_TOKEN secret; checked first)
     quantization: str = "auto"  # "4bit" (an 8B model fits a T4), "8bit", "16bit", "none" (fp32); "auto" = 4bit on GPU,
                                 # fp32 on CPU
     template: str = ""  # prompt format ("" = the one used in training, from the run's manifest)
@@ -61,6 +63,10 @@ class EvalConfig(StepConfig, notebooks=("05",)):
     def smoke_preset(cls) -> dict[str, Any]:
         return dict(model_name="", quantization="none", max_examples=8, max_new_tokens=24, batch_size=8,
                     ppl_batch_size=4, bootstrap=200, n_show=3, general_max_examples=4)
+
+    def check_access(self) -> None:
+        """A base named here is checked at once; "" (the adapter's) when the model is loaded."""
+        check_model_access(self.model_name)
 
     def validate(self) -> None:
         if self.long_prompts not in LONG_PROMPT_POLICIES:

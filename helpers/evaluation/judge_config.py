@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers.common.access import check_model_access
 from helpers.common.models import default_model_name
 from helpers.core.config import ConfigError, StepConfig
 from helpers.core.files import DatasetFiles
@@ -46,6 +47,11 @@ class JudgeConfig(StepConfig, notebooks=("05",)):
     def smoke_preset(cls) -> dict[str, Any]:
         return {"judge": "local", "local_judge_model": "embedded/smollm2-135m-instruct", "judge_max_examples": 1,
                 "judge_max_new_tokens": 32, "judge_concurrency": 1}
+
+    def check_access(self) -> None:
+        """A local judge's model is checked before the evaluation starts."""
+        if self.judge == "local":
+            check_model_access(self.local_judge_model or default_model_name())
 
     def validate(self) -> None:
         if self.judge not in JUDGE_BACKENDS:

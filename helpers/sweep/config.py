@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers.common.access import check_model_access
+from helpers.common.models import default_model_name
 from helpers.core.config import ConfigError, StepConfig, coerce_field, field_types, unknown_field
 from helpers.core.files import SWEEP_RUN
 from helpers.sweep.curves import run_name
@@ -55,7 +57,9 @@ class SweepConfig(StepConfig, notebooks=("07",)):
     output_dir: str = ""  # the sweep folder ("" = outputs/<name>; notebooks pass ws.out(name))
     plots_dir: str = ""  # where the overlay plots go ("" = <sweep folder>/plots; notebooks pass ws.plots_dir)
     checkpoint_dir: str = ""  # fast local disk for checkpoints while training ("" = inside each run folder)
-    model_name: str = ""  # base model of every run; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
+    model_name: str = ""  # base model of every run; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M.
+                          # Llama is gated: accept its licence on huggingface.co and add an HF_TOKEN secret (checked
+                          # first)
     dataset_path: str = ""  # JSONL the fixed subset is drawn from; "" = notebook 02's dataset (needs 20 rows), else
                             # bundled chats
     mode: str = "sft"  # "sft" or "pretrain", as in TrainConfig
@@ -101,6 +105,10 @@ class SweepConfig(StepConfig, notebooks=("07",)):
                     prune_after_evals=1, pruner="median", workers=2,
                     base={"per_device_batch_size": 2, "gradient_accumulation_steps": 1, "logging_steps": 1,
                           "save_steps": 3, "gradient_checkpointing": False, "warmup_ratio": 0.0, "report_to": "none"})
+
+    def check_access(self) -> None:
+        """Stop before any worker starts when the base model is gated and this machine may not fetch it."""
+        check_model_access(self.model_name or default_model_name())
 
     def validate(self) -> None:
         if self.search not in SEARCHES:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers.common.access import check_model_access
+from helpers.common.models import default_model_name
 from helpers.core.config import ConfigError, StepConfig, coerce_field
 from helpers.core.files import PRETRAIN_RUN, SFT_RUN
 
@@ -22,7 +24,8 @@ PACKED_LR_SCALINGS = tuple(_PACKED_LR_FACTOR)
 class TrainConfig(StepConfig, notebooks=("03", "04")):
     """Everything one training run needs. Defaults are the QLoRA recipe for a Colab GPU."""
     model_name: str = ""  # base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else
-                          # embedded SmolLM2-135M
+                          # embedded SmolLM2-135M. Llama is gated: accept its licence on
+                          # huggingface.co and add an HF_TOKEN secret (checked first)
     mode: str = "sft"  # "sft" (instruction tuning, loss on replies) or "pretrain" (raw text, loss on every token)
     dataset_path: str = ""  # JSONL: instruction/messages rows (sft), {"text"} rows (pretrain); "" = notebook 02's
                             # (needs 20 rows), else bundled chats
@@ -111,6 +114,10 @@ class TrainConfig(StepConfig, notebooks=("03", "04")):
                     per_device_batch_size=2, gradient_accumulation_steps=1, max_seq_len=256, logging_steps=1,
                     eval_steps=3, save_steps=3, max_rows=48, report_to="none", gradient_checkpointing=False,
                     learning_rate=5e-4, warmup_ratio=0.0)
+
+    def check_access(self) -> None:
+        """Stop before any download when the base model is gated and this machine may not fetch it."""
+        check_model_access(self.model_name or default_model_name())
 
     def validate(self) -> None:
         if self.mode not in ("sft", "pretrain"):

@@ -47,7 +47,8 @@ TEACHER = "auto"  # @param ["auto", "http", "local"]
 TEACHER_BASE_URL = ""  # @param {type:"string"}
 # @markdown `TEACHER_MODEL`: model name at that endpoint, e.g. "llama-3.3-70b-versatile"
 TEACHER_MODEL = ""  # @param {type:"string"}
-# @markdown `LOCAL_TEACHER_MODEL`: transformers model for TEACHER="local"; "" = the default model
+# @markdown `LOCAL_TEACHER_MODEL`: transformers model for TEACHER="local"; "" = the default model (on a GPU the gated
+# @markdown Llama-3.2-1B-Instruct: accept its licence, add an HF_TOKEN secret)
 LOCAL_TEACHER_MODEL = ""  # @param {type:"string"}
 # @markdown `PROMPT_FILE`: a text file with your own prompt ({text}, {source}, {n}); "" = ours (notebook 02 prints it)
 PROMPT_FILE = ""  # @param {type:"string"}

@@ -30,7 +30,8 @@ ws = setup_notebook("03 domain pretraining")
 
 # %% tags=["parameters"]
 # @markdown `MODEL_NAME`: base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else
-# @markdown embedded SmolLM2-135M
+# @markdown embedded SmolLM2-135M. Llama is gated: accept its licence on huggingface.co and add an HF_TOKEN secret
+# @markdown (checked first)
 MODEL_NAME = ""  # @param {type:"string"}
 # @markdown `TEXT_SOURCES`: notebook 03's corpus, read into DATASET_PATH: comma-separated JSONL/text/PDF files or
 # @markdown folders ("" = notebooks 01 and 02's)

@@ -29,7 +29,8 @@ ws = setup_notebook("04 fine-tune")
 
 # %% tags=["parameters"]
 # @markdown `MODEL_NAME`: base model: Hub id, folder or embedded name; "" = Llama-3.2-1B-Instruct on a GPU, else
-# @markdown embedded SmolLM2-135M
+# @markdown embedded SmolLM2-135M. Llama is gated: accept its licence on huggingface.co and add an HF_TOKEN secret
+# @markdown (checked first)
 MODEL_NAME = ""  # @param {type:"string"}
 # @markdown `DATASET_PATH`: JSONL: instruction/messages rows (sft), {"text"} rows (pretrain); "" = notebook 02's (needs
 # @markdown 20 rows), else bundled chats

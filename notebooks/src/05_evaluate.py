@@ -36,7 +36,8 @@ RUN_NAME = "sft"  # @param {type:"string"}
 ADAPTER_DIR = ""  # @param {type:"string"}
 # @markdown `TEST_PATH`: held-out JSONL with references; "" = test.jsonl beside the dataset the adapter was trained on
 TEST_PATH = ""  # @param {type:"string"}
-# @markdown `MODEL_NAME`: base model; "" = the one the adapter was trained on
+# @markdown `MODEL_NAME`: base model; "" = the one the adapter was trained on (Llama-3.2-1B-Instruct on a GPU is gated:
+# @markdown accept its licence on huggingface.co and add an HF_TOKEN secret; checked first)
 MODEL_NAME = ""  # @param {type:"string"}
 # @markdown `QUANTIZATION`: "4bit" (an 8B model fits a T4), "8bit", "16bit", "none" (fp32); "auto" = 4bit on GPU, fp32
 # @markdown on CPU

@@ -9,8 +9,8 @@
 # buttons, and a switch between the base and the tuned model. Then take the model elsewhere:
 # merge the adapter into the base weights (safetensors: 16-bit on a GPU, fp32 on a CPU), write a
 # GGUF file for llama.cpp and Ollama (checked by loading it back), and optionally push to the
-# Hugging Face Hub. The same chat also runs as a Gradio app (`app/app.py`) locally or on a
-# Hugging Face Space.
+# Hugging Face Hub. The same chat also runs as a Gradio web app, launched below in this notebook,
+# on your own machine (`app/app.py`) or on a Hugging Face Space.
 #
 # [![Open-In-Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/llama-kit/llama-notebook-kit/blob/main/notebooks/06_chat.ipynb)
 
@@ -28,7 +28,9 @@ from helpers.common.workspace import setup_notebook
 ws = setup_notebook("06 chat and export")
 
 # %% tags=["parameters"]
-# @markdown `MODEL_NAME`: base model; "" = the one notebook 04 trained (from its run's manifest), else the default
+# @markdown `MODEL_NAME`: base model; "" = the one notebook 04 trained (from its run's manifest), else the default.
+# @markdown Llama-3.2-1B-Instruct (a GPU's) is gated: accept its licence on huggingface.co and add an HF_TOKEN secret
+# @markdown (checked first)
 MODEL_NAME = ""  # @param {type:"string"}
 # @markdown `RUN_NAME`: notebook 04's run folder under the outputs folder: its adapter; merged/ and gguf/ go there
 RUN_NAME = "sft"  # @param {type:"string"}
@@ -53,6 +55,10 @@ TOP_P = 0.9  # @param {type:"number"}
 MAX_NEW_TOKENS = 256  # @param {type:"integer"}
 # @markdown `CONTEXT_TOKENS`: context window in tokens (0 = the model's own); the oldest turns are dropped to fit
 CONTEXT_TOKENS = 0  # @param {type:"integer"}
+# @markdown `SHARE_LINK`: the app (below) also at a public gradio.live link, e.g. for a phone. Anyone who has the link
+# @markdown can use your GPU: set APP_USER and APP_PASSWORD secrets to require a login. The app shows inline without it
+# @markdown (on Colab too)
+SHARE_LINK = False  # @param {type:"boolean"}
 # @markdown `MERGE`: merge the adapter into the base: safetensors in outputs/RUN_NAME/merged (16-bit on GPU, fp32 on
 # @markdown CPU)
 MERGE = True  # @param {type:"boolean"}
@@ -108,49 +114,32 @@ ui = ChatWidget(session).display()
 
 # %% [markdown]
 # ### A scripted conversation (only under `SMOKE=1`)
-# Under `SMOKE=1` (the headless check) code drives the same chat: both presets, base and tuned, a
-# second turn that sees the first, a question about the documents with the *documents* preset (its
-# sources printed), and a Stop pressed mid-reply. Otherwise this cell does nothing,
-# so *Run all* leaves your chat above alone.
+# Under `SMOKE=1` (the headless check) code drives the chat above: the same messages to the tuned
+# model and to its base, each reply labelled, and where their replies part; a question about your
+# documents; Stop pressed mid-reply. Otherwise this cell does nothing, so *Run all* leaves your chat alone.
 
 # %%
-import time
-SCRIPTED = [("assistant", ["Hi! What do you like to do on weekends?", "Why that?"]),
-            ("storymaker", ["Start an adventure on a foggy pirate island.", "1"])] if ws.smoke else []
-if not ws.smoke:
-    print("Not under SMOKE=1: the scripted conversation is skipped; the chat above is yours.")
-for preset, turns in SCRIPTED:
-    ui.clear()
-    ui.preset.value = preset
-    for which in ("base", "tuned"):
-        ui.model_switch.value = which
-        ui.clear()
-        for text in turns:
-            ui.send(text, wait=True)
-            assert not ui.error, ui.error
-        print(f"=== {preset} / {which} ({ui.status.value})")
-        print(ui.text(), end="\n\n")
-if ws.smoke and index is not None:
-    ui.clear()
-    ui.preset.value = "documents"
-    words = index.chunks[len(index.chunks) // 2]["text"].split()
-    ui.send("What do the documents say about " + " ".join(words[10:20]) + "?", wait=True)
-    assert not ui.error and session.sources, ui.error
-    print("=== documents / tuned")
-    print(ui.text(), end="\n\n")
+from helpers.chat.demo import scripted_chat
 if ws.smoke:
-    ui.clear()
-    ui.preset.value = "assistant"
-    ui.model_switch.value = "tuned"
-    ui.max_new_tokens.value = 512
-    ui.send("Tell me a long story about a lighthouse keeper.")
-    while ui.busy and len(session.history) == 0 and "▌" not in ui.transcript.value:
-        time.sleep(0.05)
-    ui.stop()
-    ui.wait()
-    print("Stop pressed mid-reply:", session.last.stop_reason, f"after {session.last.new_tokens} tokens")
-    ui.max_new_tokens.value = chat_cfg.max_new_tokens
-    ui.clear()
+    scripted_chat(ui, index)
+else:
+    print("Not under SMOKE=1: the scripted conversation is skipped; the chat above is yours.")
+
+# %% [markdown]
+# ## The same chat as a web app
+# The Gradio app of `app/app.py` on this model, shown below (on Colab too, through Colab's own
+# link): a bigger page, with the same labels for each reply. `SHARE_LINK = True` adds a public
+# link to open it elsewhere; **anyone who has that link can use your GPU**, so add a login first: two
+# Colab secrets (the key icon on the left) or environment variables, `APP_USER` and `APP_PASSWORD`,
+# never typed here. **Stop the app** (the button under it, or `app.close()`) frees the port; the
+# chat above and the app share the model, so use one at a time. On your own machine:
+# `ADAPTER=outputs/sft/adapter python app/app.py`, then open http://127.0.0.1:7860.
+
+# %%
+from helpers.chat import app_login, launch_app
+app = launch_app(model, tok, model_name, chat_cfg.adapter_dir, share=chat_cfg.share_link, auth=app_login())
+if ws.smoke:  # the headless check: the app answered on its port; stop it and go on
+    app.close()
 
 # %% [markdown]
 # ## Merge the adapter into the base weights

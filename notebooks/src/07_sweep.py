@@ -30,7 +30,8 @@ ws = setup_notebook("07 sweep")
 # @markdown `NAME`: sweep folder under the outputs folder, and its plots' prefix (use a new name for other data or
 # @markdown model)
 NAME = "sweep"  # @param {type:"string"}
-# @markdown `MODEL_NAME`: base model of every run; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M
+# @markdown `MODEL_NAME`: base model of every run; "" = Llama-3.2-1B-Instruct on a GPU, else embedded SmolLM2-135M.
+# @markdown Llama is gated: accept its licence on huggingface.co and add an HF_TOKEN secret (checked first)
 MODEL_NAME = ""  # @param {type:"string"}
 # @markdown `DATASET_PATH`: JSONL the fixed subset is drawn from; "" = notebook 02's dataset (needs 20 rows), else
 # @markdown bundled chats

@@ -170,3 +170,83 @@ def test_message_streams_an_answer_and_stop_works(app_url, browser, screenshots)
     shot = screenshots / "gradio_app_conversation.png"
     browser.save_screenshot(str(shot))
     print(f"screenshot of the app after two turns: {shot}")
+
+
+def set_number(driver, elem_id: str, value: int) -> None:
+    """Type a value into a slider's number box (as a person would) and leave the box."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    box = driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type='number']")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(str(value), Keys.TAB)
+    time.sleep(0.5)
+
+
+def wait_idle(driver, timeout=180):
+    """Until the reply is done: the Stop button is gone and no reply holds the streaming cursor."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=STALE).until(
+        lambda d: not any(b.is_displayed() for b in d.find_elements(By.CSS_SELECTOR, '[data-testid="stop-button"]'))
+        and "▌" not in bot_text(d))
+
+
+def test_replies_say_which_model_wrote_them_and_how_they_ended(app_url, browser, screenshots):
+    """Each reply starts with its model's label (kept after switching), a reply cut at the token limit
+    ends with "… [cut at N tokens]", a stopped one with "[stopped]"."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    url, log = app_url
+    browser.get(url)
+    box = message_box(browser)
+    set_number(browser, "temperature", 0)
+    set_number(browser, "max-new-tokens", 6)
+    box.send_keys("Tell me about the sea.", Keys.ENTER)
+    WebDriverWait(browser, 180, ignored_exceptions=STALE).until(lambda d: bot_text(d))
+    wait_idle(browser)
+    first = bot_text(browser)
+    assert first.startswith("tuned model:") and first.endswith("… [cut at 6 tokens]"), first
+    # switch to the base: the new reply says so, the first keeps its label
+    browser.find_element(By.CSS_SELECTOR, '#model-choice input[value="base"]').click()
+    box = message_box(browser)
+    box.send_keys("And the mountains?", Keys.ENTER)
+    WebDriverWait(browser, 180, ignored_exceptions=STALE).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bot-row")) >= 2)
+    wait_idle(browser)
+    bots = [b.text.strip() for b in browser.find_elements(By.CSS_SELECTOR, ".bot-row")]
+    assert bots[0].startswith("tuned model:") and bots[1].startswith("base model:"), bots
+    assert bots[1].endswith("[cut at 6 tokens]"), bots
+    # a long reply stopped mid-way keeps its text and says it was stopped
+    set_number(browser, "max-new-tokens", 1000)
+    box = message_box(browser)
+    box.send_keys("Write a very long story about a lighthouse keeper and the sea.", Keys.ENTER)
+    WebDriverWait(browser, 180, poll_frequency=0.1, ignored_exceptions=STALE).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bot-row")) >= 3 and "▌" in bot_text(d)
+        and len(bot_text(d)) > len("base model: ") + 2)
+    stop = next(b for b in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stop-button"]') if b.is_displayed())
+    stop.click()
+    wait_idle(browser, 120)
+    stopped = bot_text(browser)
+    assert stopped.startswith("base model:") and stopped.endswith("[stopped]"), stopped
+    shot = screenshots / "gradio_app_labels.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot of labelled, cut and stopped replies: {shot}")
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def test_narrow_window_panel_below_and_header_says_no_position(app_url, browser, screenshots):
+    from selenium.webdriver.common.by import By
+    url, log = app_url
+    browser.set_window_size(560, 1000)
+    browser.get(url)
+    message_box(browser)
+    chat = browser.execute_script(RECT, browser.find_element(By.ID, "chatbot"))
+    panel = browser.execute_script(RECT, browser.find_element(By.ID, "side-panel"))
+    header = browser.find_element(By.ID, "header").text
+    shot = screenshots / "gradio_app_narrow.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot of the app in a narrow window: {shot}")
+    assert panel[1] >= chat[3], (chat, panel)  # the side panel moved below the conversation
+    assert not any(w in header.lower() for w in ("on the right", "on the left", "beside", "below")), header
+    assert "each reply says which model wrote it" in header, header

@@ -9,10 +9,15 @@ from helpers.chat.export import ExportConfig, ExportError, check_gguf, export_gg
 
 def test_gguf_round_trip_of_the_tuned_model(merged, tmp_path):
     out, _ = merged
-    path = export_gguf(out, tmp_path / "gguf", "f16", name="tuned")
+    lines = []
+    path = export_gguf(out, tmp_path / "gguf", "f16", name="tuned", log=lines.append)
     assert path.name == "tuned-f16.gguf"
-    assert (tmp_path / "gguf" / "Modelfile").read_text().count("FROM ./tuned-f16.gguf")
-    r = check_gguf(out, path, max_new_tokens=12)
+    modelfile = tmp_path / "gguf" / "Modelfile"
+    assert modelfile.read_text().count("FROM ./tuned-f16.gguf")
+    # what a person reads: the commands with the file's and the Modelfile's whole paths
+    assert f"llama-cli -m {path} -cnv" in lines[0] and f"ollama create tuned -f {modelfile}" in lines[0]
+    r = check_gguf(out, path, max_new_tokens=12, log=lines.append)
+    assert "\\'" not in lines[1] and '\\"' not in lines[1] and "merged: “" in lines[1], lines[1]
     assert r["tokenizer_equal"] and r["greedy_equal"], r
     # f16 rounding moves logits a little; a near-tie may flip on a prompt position, the answer must not
     assert r["reference"] and r["max_logit_diff"] < 0.25 and r["top1_agree"] >= 0.9

@@ -45,7 +45,7 @@ import types
 import typing
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 TRUE = {"1", "true", "yes", "on", "y", "t"}
 FALSE = {"0", "false", "no", "off", "n", "f", ""}
@@ -331,6 +331,9 @@ class StepConfig:
     """Base of every step's configuration. Subclasses add fields and a ``smoke_preset``, and name
     the notebooks whose parameters cell they read: ``class XConfig(StepConfig, notebooks=("03",))``."""
 
+    # Fields that describe() shows whole, never cut in the middle (a sweep's GRID: the values searched).
+    describe_whole: ClassVar[tuple[str, ...]] = ()
+
     def __init_subclass__(cls, notebooks: tuple[str, ...] = (), **kwargs):
         super().__init_subclass__(**kwargs)
         for nb in notebooks:
@@ -471,20 +474,26 @@ class StepConfig:
                     f"(print(cfg.describe(full=True)) lists all):")
         smoke_rows = [] if full else [r for r in rows if r[2] == "SMOKE preset"]
         rows = [r for r in rows if r not in smoke_rows]
+        whole = type(self).describe_whole
         rows = [
-            (name, _short(repr(value), 60 if not full else 40), src, comments.get(name, ""))
+            (name, repr(value) if name in whole else _short(repr(value), 60 if not full else 40), src,
+             comments.get(name, ""))
             for name, value, src in rows
         ]
         lines = [head]
         if rows:
             w0 = max(len(r[0]) for r in rows)
-            w1 = max(len(r[1]) for r in rows)
+            w1 = max((len(r[1]) for r in rows if r[0] not in whole), default=0)
             w2 = max(len(r[2]) for r in rows)
             for name, value, src, comment in rows:
+                if len(value) > w1:  # a whole value wider than the column: on its own line, the rest below it
+                    lines.append(f"  {name:<{w0}}  {value}")
+                    name, value = "", ""
                 lines.append(f"  {name:<{w0}}  {value:<{w1}}  {src:<{w2}}  {comment}".rstrip())
         if smoke_rows:  # the same for every SMOKE run: one paragraph
             import textwrap
-            text = ", ".join(f"{name}={_short(repr(value), 40)}" for name, value, _ in smoke_rows)
+            text = ", ".join(f"{name}={repr(value) if name in whole else _short(repr(value), 40)}"
+                             for name, value, _ in smoke_rows)
             lines += textwrap.wrap(f"from the SMOKE preset (a tiny offline CPU run): {text}", 110,
                                    initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
         return "\n".join(lines)

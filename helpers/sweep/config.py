@@ -50,6 +50,7 @@ PRUNERS = ("median", "halving", "none")
 @dataclass
 class SweepConfig(StepConfig, notebooks=("07",)):
     """A hyperparameter sweep: which runs, on which subset, within which budget."""
+    describe_whole = ("grid", "runs", "base")  # cfg.describe() shows the values searched whole
     name: str = SWEEP_RUN  # sweep folder under the outputs folder, and its plots' prefix (use a new name for other data
                            # or model)
     output_dir: str = ""  # the sweep folder ("" = outputs/<name>; notebooks pass ws.out(name))

@@ -103,13 +103,14 @@ def table_markdown(df) -> str:
 
 
 def table_html(df) -> str:
-    """The table as HTML for a notebook: no index column, every cell on one line but the reason."""
+    """The table as HTML for a notebook: no index column, every cell on one line but the reason, "—"
+    where a run has no value (a failed run's loss)."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     body = []
     for rec in df.to_dict("records"):
         body.append("<tr>" + "".join(
             f'<td style="white-space:{"normal;min-width:20em" if c == "reason" else "nowrap"};text-align:left">'
-            f"{html.escape(_cell(rec[c]))}</td>" for c in df.columns) + "</tr>")
+            f"{html.escape(_cell(rec[c]) or '—')}</td>" for c in df.columns) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -133,9 +134,24 @@ def write_best_config(cfg: SweepConfig, row: dict, path: Path) -> dict:
     base = {k: v for k, v in cfg.base.items() if k not in MECHANICS}
     overrides = dict(base, **{k: v for k, v in row["params"].items()})
     overrides = {k: v for k, v in overrides.items() if k not in SWEEP_LEVEL or k in row["params"]}
-    best = {"overrides": overrides, "run": row["name"], "trial": row["trial"], "eval_loss": row["eval_loss"],
+    best = {"overrides": overrides, "params": row["params"], "run": row["name"], "trial": row["trial"],
+            "eval_loss": row["eval_loss"],
             "trained_with": {k: row["train_config"].get(k) for k in SWEEP_LEVEL + ("max_steps",)},
             "sweep_dir": str(path.parent), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
             "how_to_use": "from helpers.train import load_best_config; cfg = cfg.replace(**load_best_config(path))"}
     path.write_text(json.dumps(best, indent=2) + "\n")
     return best
+
+
+def best_markdown(best: dict, path: Path) -> str:
+    """The best run as a person reads it (notebook 07's last cell): which trial, its loss, its own
+    values, then the settings shared by every run, each as ``name = value``, and where the file is."""
+    own = {k: v for k, v in best["overrides"].items() if k in best.get("params", best["overrides"])}
+    shared = {k: v for k, v in best["overrides"].items() if k not in own}
+    show = lambda d: ", ".join(f"`{k} = {v!r}`" for k, v in d.items())  # noqa: E731
+    text = f"**Best run:** trial {best['trial']} (`{best['run']}`), validation loss {best['eval_loss']:.3f}, with " + (
+        show(own) or "the shared settings")
+    if shared:
+        text += f"; shared by every run: {show(shared)}"
+    return text + f".  \nSaved in `{path}`: notebook 04 reads it with `USE_SWEEP_BEST = True`."
+

@@ -76,7 +76,7 @@ WORKERS = 1  # @param {type:"integer"}
 # `SMOKE=1` shrinks the sweep to a 2x2 grid of 3-step runs of the embedded model on a CPU, two at a time.
 
 # %%
-from helpers.sweep import SweepConfig, default_dataset, run_sweep, table_html
+from helpers.sweep import SweepConfig, best_markdown, default_dataset, run_sweep, table_html
 cfg = SweepConfig.from_params(globals())
 cfg = cfg.replace(output_dir=str(ws.out(cfg.name)), plots_dir=str(ws.plots_dir),
                   checkpoint_dir=str(ws.local_dir / cfg.name) if ws.drive else "")
@@ -124,5 +124,4 @@ for plot in sweep.plots:
 
 # %%
 if sweep.best_path:
-    display(Markdown(f"Best run: trial {sweep.best['trial']} (`{sweep.best['run']}`), validation loss "
-                     f"{sweep.best['eval_loss']:.3f}, with `{sweep.best['overrides']}`, in `{sweep.best_path}`"))
+    display(Markdown(best_markdown(sweep.best, sweep.best_path)))

@@ -10,8 +10,8 @@ from helpers.core.config import ConfigError
 from helpers.core.files import SweepFiles
 from helpers.sweep import load_best_config
 from helpers.core.jsonl import read_jsonl
-from helpers.sweep.results import (best_run, finished_line, results_table, study_rows, table_html, table_markdown,
-                                   write_best_config, write_results)
+from helpers.sweep.results import (best_markdown, best_run, finished_line, results_table, study_rows, table_html,
+                                   table_markdown, write_best_config, write_results)
 from helpers.train import TrainConfig
 from tiny_sweep import tiny
 
@@ -75,6 +75,7 @@ def test_table_ranks_done_by_loss_then_pruned_then_failed_and_prints_as_markdown
     assert "<th>trial</th><th>status</th>" in html and "<th></th>" not in html  # no index column
     assert 'white-space:nowrap;text-align:left">a</td>' in html  # names never broken
     assert "done | why\nnext line" in html and "white-space:normal" in html  # the reason whole, wrapped
+    assert ">—</td>" in html and ">None<" not in html and html.count(">nan<") == 1  # a dash; "nan" is a name
 
 
 def test_best_run_is_the_finished_one_with_the_lowest_finite_loss():
@@ -95,6 +96,10 @@ def test_best_config_keeps_hyperparameters_not_mechanics_and_reads_back_for_note
     overrides = load_best_config(path)
     assert overrides == {"lora_alpha": 32, "learning_rate": 3e-4, "lora_r": 8}
     assert TrainConfig().replace(**overrides).lora_alpha == 32
+    text = best_markdown(best, path)  # notebook 07's last cell: names and values, no dict dump
+    assert text.startswith("**Best run:** trial 1 (`a`), validation loss 1.200, with `learning_rate = 0.0003`, "
+                           "`lora_r = 8`; shared by every run: `lora_alpha = 32`."), text
+    assert "{" not in text and str(path) in text and "USE_SWEEP_BEST" in text
 
 
 def test_a_best_config_that_is_not_one_is_refused(tmp_path):

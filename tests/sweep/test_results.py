@@ -55,6 +55,9 @@ def test_rows_come_from_the_study_one_per_configuration_and_results_jsonl_is_the
     assert [(r["trial"], r["number"], r["status"]) for r in study_rows(study)] == [(0, 0, "done"), (1, 2, "running")]
     assert finished_line(rows[0]) == "trial 0 (lr=0.0001, r=8): done, validation loss 1.2500, 1.5 min (6 steps)"
     assert finished_line(rows[1]).startswith("trial 1 (lr=0.001, r=8): failed, validation loss 2.5000 (lost: ")
+    pruned = dict(rows[0], status="pruned", reason="pruned at step 3 of 6 by the median pruner: validation loss 1.2500")
+    assert finished_line(pruned) == ("trial 0 (lr=0.0001, r=8): pruned at step 3 of 6 by the median pruner: "
+                                     "validation loss 1.2500 (1.5 min)")
     write_results(tmp_path, rows)
     assert read_jsonl(SweepFiles(tmp_path).results) == json.loads(json.dumps(rows))
     table = results_table(rows)

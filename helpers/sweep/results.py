@@ -107,14 +107,20 @@ def table_markdown(df) -> str:
 
 
 def table_html(df) -> str:
-    """The table as HTML for a notebook: no index column, every cell on one line but the reason, "—"
-    where a run has no value (a failed run's loss)."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    """The table as HTML for a notebook: no index column, every cell on one line, "—" where a run has
+    no value (a failed run's loss), and each run's reason whole on a row of its own under it, so
+    that the table fits a notebook's width and no reason is cut."""
+    cols = [c for c in df.columns if c != "reason"]
+    cell = "padding:2px 8px;white-space:nowrap;text-align:left"
+    head = "".join(f'<th style="{cell}">{html.escape(c)}</th>' for c in cols)
     body = []
-    for rec in df.to_dict("records"):
-        body.append("<tr>" + "".join(
-            f'<td style="white-space:{"normal;min-width:20em" if c == "reason" else "nowrap"};text-align:left">'
-            f"{html.escape(_cell(rec[c]) or '—')}</td>" for c in df.columns) + "</tr>")
+    for i, rec in enumerate(df.to_dict("records")):
+        shade = "background:" + ("#f5f5f5" if i % 2 else "#ffffff")
+        body.append(f'<tr style="{shade}">' + "".join(
+            f'<td style="{cell}">{html.escape(_cell(rec[c]) or "—")}</td>' for c in cols) + "</tr>")
+        if rec.get("reason"):
+            body.append(f'<tr style="{shade}"><td colspan="{len(cols)}" style="padding:0 8px 4px 2.5em;'
+                        f'white-space:normal;text-align:left;color:#555">{html.escape(str(rec["reason"]))}</td></tr>')
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 

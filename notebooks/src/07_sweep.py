@@ -98,7 +98,8 @@ sweep = run_sweep(cfg)
 
 # %% [markdown]
 # ## Results
-# Best first: finished runs by final validation loss, then pruned and failed ones with the reason.
+# Best first: finished runs by final validation loss, then pruned and failed ones; under each run, why
+# it ended. Peak GPU memory (`peak_mem_gib`) is measured on a GPU only, so a CPU run has no such column.
 
 # %%
 from IPython.display import HTML, Image, Markdown, display

@@ -31,7 +31,7 @@ TEMPLATE_TOKEN = re.compile(r"<\|[A-Za-z_][\w.-]*\|>|\[/?INST\]|<</?SYS>>")
 WARNING = re.compile(r"\b[A-Z]\w*Warning\b|\bwarn\(|\bwarnings\.warn\b|^\s*(WARNING|[Ww]arning)\b:?", re.M)
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*[A-Z]\w*(Error|Exception): ", re.M)
 CONFIG_REPR = re.compile(r"\b[A-Z]\w*(Config|Arguments|Choices|Sources)\(\w+=")
-DICT_DUMP = re.compile(r"^\s*\{\s*['\"][^'\"\n]+['\"]\s*:\s", re.M)
+DICT_DUMP = re.compile(r"^\s*\{'[^'\n]+':\s", re.M)  # a Python dict's repr (a JSON example in a prompt is fine)
 TRAINER_BAR = re.compile(r"\[\s*\d+/\d+\s+[\d:]+(\s*<\s*[\d:]+)?,\s*Epoch\s+[\d.]+/\d+")
 
 

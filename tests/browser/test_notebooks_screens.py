@@ -166,6 +166,8 @@ def sweep_problems(seen: dict) -> list[str]:
         found.append("the results table shows None or nan")
     if text.count("Best run:") != 1:
         found.append(f"the best configuration is shown {text.count('Best run:')} times")
+    found += [f"the best configuration as a dict: {ln[:160]}" for ln in text.splitlines()
+              if "Best run:" in ln and "{" in ln]
     return found
 
 

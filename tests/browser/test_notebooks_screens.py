@@ -31,7 +31,8 @@ TEMPLATE_TOKEN = re.compile(r"<\|[A-Za-z_][\w.-]*\|>|\[/?INST\]|<</?SYS>>")
 WARNING = re.compile(r"\b[A-Z]\w*Warning\b|\bwarn\(|\bwarnings\.warn\b|^\s*(WARNING|[Ww]arning)\b:?", re.M)
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*[A-Z]\w*(Error|Exception): ", re.M)
 CONFIG_REPR = re.compile(r"\b[A-Z]\w*(Config|Arguments|Choices|Sources)\(\w+=")
-DICT_DUMP = re.compile(r"^\s*\{'[^'\n]+':\s", re.M)  # a Python dict's repr (a JSON example in a prompt is fine)
+DICT_DUMP = re.compile(r"(^\s*|:\s+)\{'[^'\n]+':\s", re.M)  # a Python dict's repr (a JSON example in a prompt is fine)
+TQDM_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+")
 TRAINER_BAR = re.compile(r"\[\s*\d+/\d+\s+[\d:]+(\s*<\s*[\d:]+)?,\s*Epoch\s+[\d.]+/\d+")
 
 
@@ -142,6 +143,19 @@ def problems(seen: dict) -> list[str]:
     return sorted(set(found))
 
 
+def widget_bars(nb_path: Path) -> list[str]:
+    """A library's progress bar saved as a widget ("Loading weights: 0%|...| 0/272"): the page shows
+    it blank or stuck, and the kit's own line says what happened."""
+    nb = nbformat.read(nb_path, as_version=4)
+    found = []
+    for i, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
+        for o in cell.get("outputs", []):
+            text = str(o.get("data", {}).get("text/plain", ""))
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {}) and TQDM_BAR.search(text):
+                found.append(f"cell {i}: a library progress bar (widget): {text.strip()[:80]}")
+    return sorted(set(found))
+
+
 def sweep_problems(seen: dict) -> list[str]:
     """Notebook 07: one line per planned run as it finished, no training log, the settings whole,
     the table without an index or empty markers, the best configuration once."""
@@ -172,12 +186,13 @@ def sweep_problems(seen: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_executed_notebook_reads_cleanly_in_chromium(path, pages, browser, screenshots):
+def test_executed_notebook_reads_cleanly_in_chromium(path, executed, pages, browser, screenshots):
     browser.set_window_size(1200, 900)
     shot = screenshots / "notebooks" / f"{path.stem}.png"
     seen = _screenshot(browser, pages[path.stem], shot)
     print(f"screenshot of {path.name}: {shot}")
     assert seen["outs"], f"{path.name}: no outputs rendered"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
-    found = problems(seen) + (sweep_problems(seen) if path.name.startswith("07_") else [])
+    found = problems(seen) + widget_bars(executed / path.name) + (
+        sweep_problems(seen) if path.name.startswith("07_") else [])
     assert not found, f"{path.name} ({shot}):\n" + "\n".join(found)

@@ -52,12 +52,13 @@ def _num(x, fmt: str = ".4f") -> str:
 
 def finished_line(row: dict) -> str:
     """One line for a finished trial: its values, validation loss, status and why (a reason that
-    starts with the status, "pruned at step 1 of 3 ...: validation loss ...", says them once)."""
+    starts with the status, "pruned at step 1 of 3 ...: validation loss ...", says them once, and
+    its minutes are left to the table)."""
     head = f"trial {row['trial']} ({run_label(row['params'])}): "
     took = f"{row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else ""
     reason = row.get("reason") or row["status"]
-    if reason.startswith(row["status"]):
-        return head + reason + (f" ({took})" if took else "")
+    if reason.startswith(row["status"]):  # the time is in the table: the line stays one line
+        return head + reason
     loss = f", validation loss {_num(row['eval_loss'])}" if row.get("eval_loss") is not None else ""
     return f"{head}{row['status']}{loss}{', ' + took if took else ''} ({reason})"
 

@@ -33,6 +33,7 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*[A-Z]\w*(Error|
 CONFIG_REPR = re.compile(r"\b[A-Z]\w*(Config|Arguments|Choices|Sources)\(\w+=")
 DICT_DUMP = re.compile(r"(^\s*|:\s+)\{'[^'\n]+':\s", re.M)  # a Python dict's repr (a JSON example in a prompt is fine)
 TQDM_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+")
+KIT_BARS = ("arXiv papers",)  # the kit's own live progress (notebook 01's downloads), not a library's
 TRAINER_BAR = re.compile(r"\[\s*\d+/\d+\s+[\d:]+(\s*<\s*[\d:]+)?,\s*Epoch\s+[\d.]+/\d+")
 
 
@@ -151,7 +152,8 @@ def widget_bars(nb_path: Path) -> list[str]:
     for i, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
         for o in cell.get("outputs", []):
             text = str(o.get("data", {}).get("text/plain", ""))
-            if "application/vnd.jupyter.widget-view+json" in o.get("data", {}) and TQDM_BAR.search(text):
+            if ("application/vnd.jupyter.widget-view+json" in o.get("data", {}) and TQDM_BAR.search(text)
+                    and not text.strip().startswith(KIT_BARS)):
                 found.append(f"cell {i}: a library progress bar (widget): {text.strip()[:80]}")
     return sorted(set(found))
 

@@ -58,7 +58,7 @@ def test_rows_come_from_the_study_one_per_configuration_and_results_jsonl_is_the
     assert finished_line(rows[1]).startswith("trial 1 (lr=0.001, r=8): failed, validation loss 2.5000 (lost: ")
     pruned = dict(rows[0], status="pruned", reason="pruned at step 3 of 6 by the median pruner: validation loss 1.2500")
     assert finished_line(pruned) == ("trial 0 (lr=0.0001, r=8): pruned at step 3 of 6 by the median pruner: "
-                                     "validation loss 1.2500 (1.5 min)")
+                                     "validation loss 1.2500")
     write_results(tmp_path, rows)
     assert read_jsonl(SweepFiles(tmp_path).results) == json.loads(json.dumps(rows))
     table = results_table(rows)

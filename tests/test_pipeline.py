@@ -73,7 +73,7 @@ def test_notebook_runs_headless_with_smoke(path, pipeline_env):
                        if o.output_type == "stream")
         trial_lines = [ln for ln in text.splitlines() if ln.startswith("trial ")]
         assert len(trial_lines) == 4 and "Done:" not in text and "Epoch" not in text, text
-        assert "Sweep 'sweep': " in text and "0 failed" in text, text
+        assert "Sweep finished: " in text and "0 failed" in text, text
         from helpers.core.files import SweepFiles
         sweep = SweepFiles(pipeline_env / "ws" / "outputs" / "sweep")
         logs = list((sweep.folder / "runs").glob("*/train.log"))

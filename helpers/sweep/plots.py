@@ -34,19 +34,32 @@ def trial_colors(rows: list[dict]) -> dict[int, tuple]:
 
 
 def _label(r: dict, params: dict | None = None) -> str:
-    return f"trial {r['trial']}: {run_label(r['params'] if params is None else params)}" + (
-        " (pruned)" if r["status"] == "pruned" else "")
+    label = f"trial {r['trial']}: {run_label(r['params'] if params is None else params)}"
+    if r["status"] == "pruned":
+        label += f" (pruned at step {r['steps']})" if r.get("steps") else " (pruned)"
+    return label
 
 
-def _line(ax, pts: list, color, label: str, which: str) -> bool:
-    """One run's curve; a run with one or two points (pruned early) is drawn with markers so it shows."""
+def _line(ax, pts: list, color, label: str, which: str, layer: tuple[int, int] = (0, 1), pruned: bool = False) -> bool:
+    """One run's curve. ``layer`` = (its place, how many runs share the axes): the first is drawn
+    widest and each later one narrower on top, so runs with the same losses (a pruned run that
+    never moved) stay visible under each other; a pruned run's markers are hollow, and a run with
+    one or two points (pruned early) always has markers."""
     if not pts:
         return False
-    style = ("o--" if which == "eval" else ("o-" if len(pts) <= 2 else "-"))
-    ax.plot([p[0] for p in pts], [p[2] for p in pts], style, color=color, label=label,
-            lw=1.8 if which == "eval" else 1.2, ms=4 if which == "eval" or len(pts) <= 2 else 0,
-            alpha=1.0 if which == "eval" else 0.7)
+    k, n = layer
+    scale = 1.0 + 1.5 * (n - 1 - k) / max(1, n - 1)
+    marked = which == "eval" or len(pts) <= 2
+    ax.plot([p[0] for p in pts], [p[2] for p in pts], "--" if which == "eval" else "-", color=color, label=label,
+            lw=(1.2 if which == "eval" else 0.9) * scale, marker="o" if marked else None, ms=3.5 * scale,
+            mfc="white" if pruned else color, mew=1.2, alpha=1.0 if which == "eval" else 0.8, zorder=2 + k)
     return True
+
+
+def _steps_axis(ax) -> None:
+    """Optimizer steps are whole numbers: no 0.5 or 1.25 ticks."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_sweep(rows: list[dict], plots_dir: Path, prefix: str) -> list[Path]:
@@ -79,11 +92,13 @@ def plot_sweep(rows: list[dict], plots_dir: Path, prefix: str) -> list[Path]:
 def _overlay(runs: list[dict], hist: dict, colors: dict, which: str, path: Path, title: str) -> Path | None:
     plt = figure_module()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    drawn = [_line(ax, loss_series(hist[r["trial"]])[which], colors[r["trial"]], _label(r), which) for r in runs]
+    drawn = [_line(ax, loss_series(hist[r["trial"]])[which], colors[r["trial"]], _label(r), which, (k, len(runs)),
+                   r["status"] == "pruned") for k, r in enumerate(runs)]
     if not any(drawn):
         plt.close(fig)
         return None
     ax.set_xlabel("optimizer step")
+    _steps_axis(ax)
     ax.set_ylabel(("validation" if which == "eval" else "train") + " loss (per token)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -123,13 +138,14 @@ def _sweep_param_curves(hist: dict, colors: dict, param: str, comparable: dict[s
     nrow = math.ceil(len(shown) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), dpi=110, squeeze=False)
     for ax, (g, rs) in zip(axes.flat, shown):
-        for r in sorted(rs, key=lambda x: value_key(json.dumps(x["params"].get(param)))):
+        for k, r in enumerate(sorted(rs, key=lambda x: value_key(json.dumps(x["params"].get(param))))):
             s = loss_series(hist[r["trial"]])
-            lab = _label(r, {param: r["params"].get(param)})
-            _line(ax, s["train"], colors[r["trial"]], f"{lab} train", "train")
-            _line(ax, s["eval"], colors[r["trial"]], f"{lab} validation", "eval")
+            lab, how = _label(r, {param: r["params"].get(param)}), ((k, len(rs)), r["status"] == "pruned")
+            _line(ax, s["train"], colors[r["trial"]], f"{lab} train", "train", *how)
+            _line(ax, s["eval"], colors[r["trial"]], f"{lab} validation", "eval", *how)
         ax.set_title(g, fontsize=9)
         ax.set_xlabel("optimizer step")
+        _steps_axis(ax)
         ax.set_ylabel("loss (per trained token)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

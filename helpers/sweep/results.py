@@ -51,11 +51,16 @@ def _num(x, fmt: str = ".4f") -> str:
 
 
 def finished_line(row: dict) -> str:
-    """One line for a finished trial: its values, validation loss, status and why."""
-    head = f"trial {row['trial']} ({run_label(row['params'])}): {row['status']}"
+    """One line for a finished trial: its values, validation loss, status and why (a reason that
+    starts with the status, "pruned at step 1 of 3 ...: validation loss ...", says them once, and
+    its minutes are left to the table)."""
+    head = f"trial {row['trial']} ({run_label(row['params'])}): "
+    took = f"{row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else ""
+    reason = row.get("reason") or row["status"]
+    if reason.startswith(row["status"]):  # the time is in the table: the line stays one line
+        return head + reason
     loss = f", validation loss {_num(row['eval_loss'])}" if row.get("eval_loss") is not None else ""
-    took = f", {row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else ""
-    return f"{head}{loss}{took} ({row.get('reason') or row['status']})"
+    return f"{head}{row['status']}{loss}{', ' + took if took else ''} ({reason})"
 
 
 def _rank_key(row: dict):
@@ -103,13 +108,20 @@ def table_markdown(df) -> str:
 
 
 def table_html(df) -> str:
-    """The table as HTML for a notebook: no index column, every cell on one line but the reason."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    """The table as HTML for a notebook: no index column, every cell on one line, "—" where a run has
+    no value (a failed run's loss), and each run's reason whole on a row of its own under it, so
+    that the table fits a notebook's width and no reason is cut."""
+    cols = [c for c in df.columns if c != "reason"]
+    cell = "padding:2px 8px;white-space:nowrap;text-align:left"
+    head = "".join(f'<th style="{cell}">{html.escape(c)}</th>' for c in cols)
     body = []
-    for rec in df.to_dict("records"):
-        body.append("<tr>" + "".join(
-            f'<td style="white-space:{"normal;min-width:20em" if c == "reason" else "nowrap"};text-align:left">'
-            f"{html.escape(_cell(rec[c]))}</td>" for c in df.columns) + "</tr>")
+    for i, rec in enumerate(df.to_dict("records")):
+        shade = "background:" + ("#f5f5f5" if i % 2 else "#ffffff")
+        body.append(f'<tr style="{shade}">' + "".join(
+            f'<td style="{cell}">{html.escape(_cell(rec[c]) or "—")}</td>' for c in cols) + "</tr>")
+        if rec.get("reason"):
+            body.append(f'<tr style="{shade}"><td colspan="{len(cols)}" style="padding:0 8px 4px 2.5em;'
+                        f'white-space:normal;text-align:left;color:#555">{html.escape(str(rec["reason"]))}</td></tr>')
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -133,9 +145,24 @@ def write_best_config(cfg: SweepConfig, row: dict, path: Path) -> dict:
     base = {k: v for k, v in cfg.base.items() if k not in MECHANICS}
     overrides = dict(base, **{k: v for k, v in row["params"].items()})
     overrides = {k: v for k, v in overrides.items() if k not in SWEEP_LEVEL or k in row["params"]}
-    best = {"overrides": overrides, "run": row["name"], "trial": row["trial"], "eval_loss": row["eval_loss"],
+    best = {"overrides": overrides, "params": row["params"], "run": row["name"], "trial": row["trial"],
+            "eval_loss": row["eval_loss"],
             "trained_with": {k: row["train_config"].get(k) for k in SWEEP_LEVEL + ("max_steps",)},
             "sweep_dir": str(path.parent), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
             "how_to_use": "from helpers.train import load_best_config; cfg = cfg.replace(**load_best_config(path))"}
     path.write_text(json.dumps(best, indent=2) + "\n")
     return best
+
+
+def best_markdown(best: dict, path: Path) -> str:
+    """The best run as a person reads it (notebook 07's last cell): which trial, its loss, its own
+    values, then the settings shared by every run, each as ``name = value``, and where the file is."""
+    own = {k: v for k, v in best["overrides"].items() if k in best.get("params", best["overrides"])}
+    shared = {k: v for k, v in best["overrides"].items() if k not in own}
+    show = lambda d: ", ".join(f"`{k} = {v!r}`" for k, v in d.items())  # noqa: E731
+    text = f"**Best run:** trial {best['trial']} (`{best['run']}`), validation loss {best['eval_loss']:.3f}, with " + (
+        show(own) or "the shared settings")
+    if shared:
+        text += f"; shared by every run: {show(shared)}"
+    return text + f".  \nSaved in `{path}`: notebook 04 reads it with `USE_SWEEP_BEST = True`."
+

@@ -124,14 +124,20 @@ def run_sweep(cfg: SweepConfig, log=print) -> SweepResult:
     total = len(plan.planned) or plan.cfg.num_samples
     before = [r for r in study_rows(study) if r["status"] in ("done", "pruned")]
     length = f"{plan.max_steps}" if plan.planned and plan.eval_steps else f"up to {plan.max_steps}"
-    log(f"Sweep {plan.cfg.name!r}: {total} runs ({plan.cfg.search} search) of {length} steps on "
-        f"{plan.subset['train_rows']} training rows, validated on {plan.subset['val_rows']} rows; folder "
-        f"{plan.sweep_dir}")
+    log(f"{_n(total, 'run')} planned ({plan.cfg.search} search), {length} steps each, on "
+        f"{_n(plan.subset['train_rows'], 'training row')}, validated on {_n(plan.subset['val_rows'], 'row')}; "
+        f"sweep folder {plan.sweep_dir}")
     if before:
-        log(f"{len(before)} run(s) finished before: " + ", ".join(f"trial {r['trial']} {r['status']}" for r in before))
+        log(f"{_n(len(before), 'run')} finished before: "
+            + ", ".join(f"trial {r['trial']} {r['status']}" for r in before))
     n = min(plan.cfg.workers, total - len(before))
     stopped = _watch(plan, study, n, t0, log) if n > 0 else None
     return _summarize(plan, study, {r["number"] for r in before}, stopped, t0, log)
+
+
+def _n(count: int, word: str) -> str:
+    """``1 run``, ``4 runs``: a count with its noun in the right number."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _gpu_slots() -> list[str]:
@@ -215,8 +221,8 @@ def _watch(plan: SweepPlan, study, n: int, t0: float, log) -> str | None:
     lost = [r for r in study_rows(study) if r["status"] == "failed" and r.get("lost") and "time budget" in r["lost"]]
     if lost or (plan.cfg.max_minutes_total and (time.time() - t0) / 60 >= plan.cfg.max_minutes_total):
         why = (f"sweep time budget of {plan.cfg.max_minutes_total} min reached; "
-               f"{total - sum(r['status'] in ('done', 'pruned') for r in study_rows(study))} run(s) left: rerun to "
-               "continue")
+               f"{_n(total - sum(r['status'] in ('done', 'pruned') for r in study_rows(study)), 'run')} left: rerun "
+               "to continue")
         log(why)
         return why
     return None
@@ -263,7 +269,7 @@ def _summarize(plan: SweepPlan, study, before: set, stopped: str | None, t0: flo
         best_path = None
     count = {s: sum(r["status"] == s for r in rows) for s in FINISHED}
     trained = [r["number"] for r in rows if r["status"] in FINISHED and r["number"] not in before]
-    log(f"Sweep {cfg.name!r}: {count['done']} done, {count['pruned']} pruned, {count['failed']} failed; "
+    log(f"Sweep finished: {count['done']} done, {count['pruned']} pruned, {count['failed']} failed; "
         f"{len(trained)} trained in this sitting ({(time.time() - t0) / 60:.1f} min)"
         + ("" if best else "; no run finished with a validation loss, so no best configuration"))
     return SweepResult(sweep_dir, rows, table, plots, best_cfg, best_path, trained, sorted(before), stopped)

@@ -77,7 +77,7 @@ WORKERS = 1  # @param {type:"integer"}
 # `SMOKE=1` shrinks the sweep to a 2x2 grid of 3-step runs of the embedded model on a CPU, two at a time.
 
 # %%
-from helpers.sweep import SweepConfig, default_dataset, run_sweep, table_html
+from helpers.sweep import SweepConfig, best_markdown, default_dataset, run_sweep, table_html
 cfg = SweepConfig.from_params(globals())
 cfg = cfg.replace(output_dir=str(ws.out(cfg.name)), plots_dir=str(ws.plots_dir),
                   checkpoint_dir=str(ws.local_dir / cfg.name) if ws.drive else "")
@@ -99,7 +99,8 @@ sweep = run_sweep(cfg)
 
 # %% [markdown]
 # ## Results
-# Best first: finished runs by final validation loss, then pruned and failed ones with the reason.
+# Best first: finished runs by final validation loss, then pruned and failed ones; under each run, why
+# it ended. Peak GPU memory (`peak_mem_gib`) is measured on a GPU only, so a CPU run has no such column.
 
 # %%
 from IPython.display import HTML, Image, Markdown, display
@@ -125,5 +126,4 @@ for plot in sweep.plots:
 
 # %%
 if sweep.best_path:
-    display(Markdown(f"Best run: trial {sweep.best['trial']} (`{sweep.best['run']}`), validation loss "
-                     f"{sweep.best['eval_loss']:.3f}, with `{sweep.best['overrides']}`, in `{sweep.best_path}`"))
+    display(Markdown(best_markdown(sweep.best, sweep.best_path)))

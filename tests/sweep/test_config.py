@@ -104,3 +104,23 @@ def test_grid_base_and_best_config_values_go_through_the_one_conversion(tmp_path
     with pytest.raises(ConfigError, match=r"\['lora_r'\]=8.5: expected a whole number"):
         load_best_config(best)
     assert coerce_field(TrainConfig, "lora_r", "8", "GRID") == coerce_value("lora_r", "8", "GRID") == 8
+
+
+def test_describe_shows_the_grid_and_base_whole_and_keeps_other_values_short(monkeypatch):
+    """cfg.describe() in notebook 07: the values searched are what a person checks, so never cut."""
+    grid = {"learning_rate": [1e-4, 2e-4, 5e-4], "lora_r": [8, 32]}
+    base = {"per_device_batch_size": 4, "gradient_accumulation_steps": 4, "lora_alpha": 16}
+    monkeypatch.delenv("SMOKE", raising=False)
+    cfg = SweepConfig.from_params({"GRID": json.dumps(grid), "BASE": json.dumps(base), "MAX_STEPS_PER_RUN": 150},
+                                  environ={}, dataset_path="/data/" + "long-folder/" * 12 + "train.jsonl")
+    text = cfg.describe()
+    assert repr(grid) in text and repr(base) in text, text
+    lines = text.splitlines()
+    path_line = next(ln for ln in lines if ln.lstrip().startswith("dataset_path"))
+    assert "..." in path_line  # an ordinary long value is still cut in the middle
+    # the rows keep their columns: a whole value wider than the column goes on its own line
+    steps = next(ln for ln in lines if ln.lstrip().startswith("max_steps_per_run"))
+    under_grid = lines[next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("grid")) + 1]
+    assert under_grid.index("parameters cell") == steps.index("parameters cell"), text
+    smoke = SweepConfig.from_params({}, environ={"SMOKE": "1"}).describe()
+    assert repr(SweepConfig.smoke_preset()["grid"]) in " ".join(smoke.split()), smoke

@@ -1,5 +1,6 @@
 """The sweep's plots: loss curves overlaid, one figure per varied hyperparameter, one colour per trial
 across every figure, and Optuna's history and importance plots from a real study."""
+from pathlib import Path
 
 
 def _sweep_rows(tmp_path, grid=True):
@@ -99,3 +100,47 @@ def test_optuna_history_and_importance_plots_from_a_real_study(tmp_path):
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
     assert plot_optuna(optuna.create_study(), tmp_path / "empty", "e") == []
+
+
+def test_runs_with_the_same_losses_stay_visible_and_pruned_runs_say_where_they_stopped(tmp_path):
+    """Two pruned runs that never moved have the same curve: each later run is drawn narrower on top,
+    so both show; a pruned run's legend says its last step and its markers are hollow; steps are
+    whole numbers on the axis."""
+    import json
+    from helpers.sweep import plots
+    rows = []
+    for i, lr in enumerate((3e-3, 1e-5, 2e-5)):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        steps = 3 if i == 0 else 1
+        hist = [{"eval_loss": 4.23, "step": 0, "epoch": 0.0}]
+        for s in range(1, steps + 1):
+            hist += [{"loss": 4.4 - (0.3 * s if i == 0 else 0), "step": s, "epoch": s / 6},
+                     {"eval_loss": 4.23 - (0.1 * s if i == 0 else 0), "step": s, "epoch": s / 6}]
+        (run / "log_history.json").write_text(json.dumps(hist))
+        rows.append({"trial": i, "name": f"run{i}", "run_dir": str(run), "status": "done" if i == 0 else "pruned",
+                     "steps": steps, "params": {"learning_rate": lr}, "eval_loss": hist[-1]["eval_loss"]})
+    seen = {}
+    real_save = plots.save
+
+    def keep(fig, path):
+        seen[Path(path).name] = [(ln.get_label(), ln.get_linewidth(), ln.get_markersize(), ln.get_marker(),
+                                  ln.get_markerfacecolor(), ln.get_zorder())
+                                 for ax in fig.axes for ln in ax.get_lines()]
+        seen[Path(path).name + " ticks"] = [t for ax in fig.axes for t in ax.get_xticks()]
+        return real_save(fig, path)
+
+    plots.save = keep
+    try:
+        plots.plot_sweep(rows, tmp_path / "plots", "p")
+    finally:
+        plots.save = real_save
+    lines = {label: rest for label, *rest in seen["p_eval_loss.png"]}
+    twins = [lines["trial 1: lr=1e-05 (pruned at step 1)"], lines["trial 2: lr=2e-05 (pruned at step 1)"]]
+    assert twins[0][0] > twins[1][0] and twins[0][1] > twins[1][1]  # the later one narrower and smaller...
+    assert twins[1][4] > twins[0][4]  # ...on top, so both show
+    assert all(t[2] == "o" and t[3] == "white" for t in twins)  # hollow markers: pruned
+    assert lines["trial 0: lr=0.003"][3] != "white"
+    train = {label: rest for label, *rest in seen["p_train_loss.png"]}
+    assert train["trial 1: lr=1e-05 (pruned at step 1)"][2] == "o"  # one point: a marker, not an invisible line
+    assert all(float(t).is_integer() for t in seen["p_eval_loss.png ticks"])

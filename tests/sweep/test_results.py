@@ -3,6 +3,7 @@ retry are one), the finished line, results.jsonl as a view, the table best first
 index), the best run, and its best_config.json read back as notebook 04 does."""
 import json
 import math
+import re
 
 import pytest
 
@@ -10,8 +11,8 @@ from helpers.core.config import ConfigError
 from helpers.core.files import SweepFiles
 from helpers.sweep import load_best_config
 from helpers.core.jsonl import read_jsonl
-from helpers.sweep.results import (best_run, finished_line, results_table, study_rows, table_html, table_markdown,
-                                   write_best_config, write_results)
+from helpers.sweep.results import (best_markdown, best_run, finished_line, results_table, study_rows, table_html,
+                                   table_markdown, write_best_config, write_results)
 from helpers.train import TrainConfig
 from tiny_sweep import tiny
 
@@ -55,6 +56,9 @@ def test_rows_come_from_the_study_one_per_configuration_and_results_jsonl_is_the
     assert [(r["trial"], r["number"], r["status"]) for r in study_rows(study)] == [(0, 0, "done"), (1, 2, "running")]
     assert finished_line(rows[0]) == "trial 0 (lr=0.0001, r=8): done, validation loss 1.2500, 1.5 min (6 steps)"
     assert finished_line(rows[1]).startswith("trial 1 (lr=0.001, r=8): failed, validation loss 2.5000 (lost: ")
+    pruned = dict(rows[0], status="pruned", reason="pruned at step 3 of 6 by the median pruner: validation loss 1.2500")
+    assert finished_line(pruned) == ("trial 0 (lr=0.0001, r=8): pruned at step 3 of 6 by the median pruner: "
+                                     "validation loss 1.2500")
     write_results(tmp_path, rows)
     assert read_jsonl(SweepFiles(tmp_path).results) == json.loads(json.dumps(rows))
     table = results_table(rows)
@@ -72,9 +76,13 @@ def test_table_ranks_done_by_loss_then_pruned_then_failed_and_prints_as_markdown
     assert md[2].endswith("| a | done \\| why next line |")  # a cell never breaks the table
     assert "| 3 | done | 0.009 | 8 |  |  | 2 | 3 |" in md[4]  # no number is shown as nan
     html = table_html(table)
-    assert "<th>trial</th><th>status</th>" in html and "<th></th>" not in html  # no index column
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", html)
+    assert heads[:2] == ["trial", "status"] and "" not in heads and "reason" not in heads  # no index column
     assert 'white-space:nowrap;text-align:left">a</td>' in html  # names never broken
-    assert "done | why\nnext line" in html and "white-space:normal" in html  # the reason whole, wrapped
+    # each reason whole, wrapped, on a row of its own under its run (so the table fits the notebook)
+    assert re.search(r'<td colspan="%d" style="[^"]*white-space:normal[^"]*">done \| why\nnext line</td>' % len(heads),
+                     html)
+    assert ">—</td>" in html and ">None<" not in html and html.count(">nan<") == 1  # a dash; "nan" is a name
 
 
 def test_best_run_is_the_finished_one_with_the_lowest_finite_loss():
@@ -95,6 +103,10 @@ def test_best_config_keeps_hyperparameters_not_mechanics_and_reads_back_for_note
     overrides = load_best_config(path)
     assert overrides == {"lora_alpha": 32, "learning_rate": 3e-4, "lora_r": 8}
     assert TrainConfig().replace(**overrides).lora_alpha == 32
+    text = best_markdown(best, path)  # notebook 07's last cell: names and values, no dict dump
+    assert text.startswith("**Best run:** trial 1 (`a`), validation loss 1.200, with `learning_rate = 0.0003`, "
+                           "`lora_r = 8`; shared by every run: `lora_alpha = 32`."), text
+    assert "{" not in text and str(path) in text and "USE_SWEEP_BEST" in text
 
 
 def test_a_best_config_that_is_not_one_is_refused(tmp_path):

@@ -49,8 +49,9 @@ def test_grid_2x2_by_two_workers_prunes_writes_plots_and_best_config_and_rerun_t
     # what a person sees: a header, one line per trial, the summary; no training log
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert sum(ln.startswith("trial ") for ln in lines) == 4, out
-    assert any(ln.startswith("trial 2 (lr=1e-05, r=4): pruned, validation loss") for ln in lines), out
-    assert lines[-1].startswith("Sweep 'sw': 2 done, 2 pruned, 0 failed; 4 trained in this sitting"), out
+    assert any(ln.startswith("trial 2 (lr=1e-05, r=4): pruned at step 1 of 3 by the median pruner: validation loss ")
+               and ln.count("pruned") == 1 for ln in lines), out  # the status said once
+    assert lines[-1].startswith("Sweep finished: 2 done, 2 pruned, 0 failed; 4 trained in this sitting"), out
     assert "Done:" not in out and "Trainable" not in out and len(lines) <= 8, out
     # every run saw the same subset and seed
     assert len({r["train_config"]["dataset_path"] for r in res.rows}) == 1
@@ -83,7 +84,7 @@ def test_grid_2x2_by_two_workers_prunes_writes_plots_and_best_config_and_rerun_t
     assert [p.stat().st_size for p in logs] == sizes
     assert {n: (Path(r["run_dir"]) / "run.json").stat().st_mtime for n, r in by.items()} == mtimes
     assert [r["eval_loss"] for r in again.rows] == [r["eval_loss"] for r in res.rows]
-    assert "4 run(s) finished before" in capsys.readouterr().out
+    assert "4 runs finished before" in capsys.readouterr().out
 
 
 def _complete_checkpoint(run_dir: Path) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.common.merge import MERGE_MODES, ExportError, merge_adapter  # noqa: F401  (merge_adapter: part of notebook 06's export)
-from helpers.common.models import hf_token, stop_token_ids
+from helpers.common.models import hf_progress_bars_off, hf_token, stop_token_ids
 from helpers.common.run import is_adapter
 from helpers.core.config import ConfigError, StepConfig
 
@@ -403,11 +403,12 @@ def check_gguf(model_dir: str | os.PathLike, gguf_path: str | os.PathLike, promp
     model_dir, gguf_path = Path(model_dir), Path(gguf_path)
     if not gguf_path.exists():
         raise ExportError(f"{gguf_path} does not exist: run export_gguf first.")
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    ref = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    back = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                dtype=torch.float32).eval()
-    gtok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    with hf_progress_bars_off():  # the check's lines say what was loaded
+        tok = AutoTokenizer.from_pretrained(str(model_dir))
+        ref = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        back = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                    dtype=torch.float32).eval()
+        gtok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     msgs = [{"role": "user", "content": prompt}]
     text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) if tok.chat_template else prompt
     ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]

@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from helpers.common.models import attach_adapter, has_cuda, load_model
+from helpers.common.models import attach_adapter, has_cuda, hf_progress_bars_off, load_model
 from helpers.common.run import check_adapter
 
 MERGE_MODES = ("full", "nf4-dequantized")
@@ -64,8 +64,9 @@ def merge_adapter(model_name: str, adapter_dir: str | os.PathLike, out_dir: str 
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
+    with hf_progress_bars_off():  # no "Writing model shards" bar: the merge's line says it
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
     info = {"base_model": model_name, "adapter": str(adapter_dir), "mode": mode, "trained_on": trained_on,
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "note": note,
             "merged_at": time.strftime("%Y-%m-%d %H:%M:%S")}

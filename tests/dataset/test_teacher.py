@@ -299,7 +299,10 @@ def test_an_interrupted_build_stores_the_answers_in_flight(tmp_path):
     with FakeOpenAI(delay=1.5) as fake:
         script = tmp_path / "ask.py"
         script.write_text(INTERRUPT_SCRIPT.format(root=str(ROOT), url=fake.base_url, key=API_KEY, store=str(store)))
-        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Ctrl-C's default, even where the tests run as a background job (which ignores SIGINT, and so would
+        # the child: Python then never raises KeyboardInterrupt)
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 60
         while time.time() < deadline and sum(fake.requests.values()) < 4:
             time.sleep(0.02)
